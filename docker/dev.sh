@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# One entry point for people and CI (README.md names the first two):
+#   docker/dev.sh start           install deps, build, start idnode on its embedded defaults
+#   docker/dev.sh test [--quick]  install deps, then everything CI checks: formatting, the test
+#                                 suite (release and ASan+UBSan builds), each fuzz target for
+#                                 IDNODE_FUZZ_SECONDS (default 60) over its seed corpus.
+#                                 --quick: release build and tests only.
+#   docker/dev.sh fuzz [SECONDS]  only the fuzz targets
+#   docker/dev.sh bench           build and run the Google Benchmarks
+# Builds use IDNODE_JOBS parallel jobs (default 2: the CI machine has 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=${IDNODE_JOBS:-2}
+fuzz_seconds=${IDNODE_FUZZ_SECONDS:-60}
+fuzz_targets=(fuzz_message fuzz_value_types fuzz_udp_reassembly)
+passed=0
+failed=0
+
+log() { printf '\n== %s\n' "$*"; }
+
+deps() { bash docker/install-deps.sh; }
+
+configure_and_build() {
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+# Runs ctest in a build directory and adds its counts to the totals.
+run_ctest() {
+  local dir=$1 out rc=0
+  out=$(mktemp)
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 300) 2>&1 | tee "$out" || rc=$?
+  local line
+  line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$out" | tail -1 || true)
+  if [[ $line =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
+    failed=$((failed + BASH_REMATCH[1]))
+    passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+  fi
+  rm -f "$out"
+  if ((rc != 0)); then
+    echo "summary: $passed passed, $failed failed"
+    exit "$rc"
+  fi
+}
+
+format_check() {
+  log "clang-format check"
+  local files
+  mapfile -t files < <(git ls-files '*.h' '*.cc')
+  clang-format --dry-run -Werror "${files[@]}"
+  echo "formatting ok (${#files[@]} files)"
+}
+
+release_build() {
+  log "release build (-Werror) and tests"
+  configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDNODE_WERROR=ON
+}
+
+sanitizer_build() {
+  log "ASan+UBSan build and tests"
+  configure_and_build build/asan -DCMAKE_BUILD_TYPE=Debug -DIDNODE_SANITIZE=ON -DIDNODE_BUILD_BENCHMARKS=OFF
+}
+
+fuzz() {
+  local seconds=$1
+  log "fuzzing: ${#fuzz_targets[@]} targets, ${seconds}s each (clang, libFuzzer, ASan+UBSan)"
+  configure_and_build build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DIDNODE_FUZZ=ON -DIDNODE_BUILD_TESTS=OFF
+  mkdir -p build/fuzz/artifacts
+  for target in "${fuzz_targets[@]}"; do
+    local work
+    work=$(mktemp -d)
+    # New inputs go to a scratch corpus; the checked-in seeds are only read.
+    if "build/fuzz/tests/fuzz/$target" -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix=build/fuzz/artifacts/"$target"- \
+      "$work" "tests/fuzz/corpus/$target" >"build/fuzz/$target.log" 2>&1; then
+      echo "$target: $(grep -E 'stat::number_of_executed_units' "build/fuzz/$target.log" | awk '{print $2}') execs, 0 crashes"
+      passed=$((passed + 1))
+    else
+      tail -40 "build/fuzz/$target.log"
+      echo "$target: FAILED (artifacts in build/fuzz/artifacts)"
+      failed=$((failed + 1))
+    fi
+    rm -rf "$work"
+  done
+}
+
+command=${1:-}
+case "$command" in
+  start)
+    deps
+    configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    log "idnode's server arrives with the server issue; until then, the codec decodes a captured exchange"
+    exec build/release/src/cmd/idctl decode tests/data/vectors/handle/session-udp.hex.txt
+    ;;
+  test)
+    deps
+    quick=0
+    [[ ${2:-} == --quick ]] && quick=1
+    if ((quick == 0)); then format_check; fi
+    release_build
+    run_ctest build/release
+    if ((quick == 0)); then
+      sanitizer_build
+      run_ctest build/asan
+      fuzz "$fuzz_seconds"
+    fi
+    echo
+    echo "summary: $passed passed, $failed failed"
+    ((failed == 0))
+    ;;
+  fuzz)
+    deps
+    fuzz "${2:-$fuzz_seconds}"
+    echo "summary: $passed passed, $failed failed"
+    ((failed == 0))
+    ;;
+  bench)
+    deps
+    configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    build/release/benchmarks/protocol_bench
+    ;;
+  *)
+    sed -n '2,11p' "$0"
+    exit 2
+    ;;
+esac
