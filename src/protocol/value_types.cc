@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstring>
 
+#include "idnode/identifier/identifier.h"
 #include "idnode/protocol/digest.h"
 
 namespace idnode::protocol {
@@ -191,22 +192,11 @@ std::vector<uint8_t> EncodeSiteInfo(const SiteInfo& site) {
 }
 
 int32_t HandleHash(std::string_view handle, HashOption option) {
+  identifier::HandleParts parts = identifier::Split(handle);
   std::string_view part = handle;
-  size_t slash = handle.find('/');
-  if (slash != std::string_view::npos) {
-    if (option == HashOption::kPrefix) part = handle.substr(0, slash);
-    if (option == HashOption::kSuffix) part = handle.substr(slash + 1);
-  }
-  std::string upper(part);
-  for (char& c : upper) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  auto md5 = Md5({reinterpret_cast<const uint8_t*>(upper.data()), upper.size()});
-  int32_t hash = static_cast<int32_t>(uint32_t{md5[12]} << 24 | uint32_t{md5[13]} << 16 |
-                                      uint32_t{md5[14]} << 8 | uint32_t{md5[15]});
-  // Java's Math.abs leaves Integer.MIN_VALUE unchanged (and negative).
-  if (hash != INT32_MIN) hash = hash < 0 ? -hash : hash;
-  return hash;
+  if (parts.has_slash && option == HashOption::kPrefix) part = parts.prefix;
+  if (parts.has_slash && option == HashOption::kSuffix) part = parts.suffix;
+  return identifier::SiteHash(part);
 }
 
 int32_t SiteServerIndex(std::string_view handle, HashOption option, uint32_t server_count) {

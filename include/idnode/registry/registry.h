@@ -1,0 +1,214 @@
+// registry/: identifier records with Handle semantics, the prefix table, and a changelog with a
+// sequence number per shard (ARCHITECTURE.md "Decisions already made").
+//
+// Every mutation writes, in ONE storage batch on the identifier's shard, the new record (or its
+// deletion), a changelog entry with the shard's next sequence number, the shard's sequence
+// counter, and, for retried client transactions, the outcome of the operation. The answer cache is
+// invalidated on the same path, after the commit and before the caller gets the result.
+//
+// A Registry is owned by the application and shared by all threads. Writes to one shard are
+// serialised by that shard's mutex (sequence numbers and read-modify-write need it); reads take
+// no registry lock.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "idnode/common/result.h"
+#include "idnode/protocol/constants.h"
+#include "idnode/registry.pb.h"
+#include "idnode/registry/values.h"
+#include "idnode/storage/store.h"
+
+namespace idnode::cache {
+class AnswerCache;
+}
+
+namespace idnode::registry {
+
+using protocol::ResponseCode;
+
+inline constexpr size_t kMaxBatchOperations = 2000;
+
+struct RetentionPolicy {
+  uint64_t max_entries_per_shard = 10'000'000;  // keep at most this many changelog entries
+  std::chrono::seconds max_age{7 * 24 * 3600};  // and none older than this
+};
+
+struct RegistryOptions {
+  storage::StorageOptions storage;
+  RetentionPolicy retention;
+  // How long the outcome of a client transaction is remembered for retries.
+  std::chrono::seconds transaction_memory{24 * 3600};
+  // The answer cache to keep coherent with writes; may be null (no cache).
+  std::shared_ptr<cache::AnswerCache> cache;
+};
+
+enum class OpKind : uint8_t { kCreate, kDelete, kAddValues, kRemoveValues, kModifyValues };
+
+struct Operation {
+  OpKind kind = OpKind::kCreate;
+  std::string handle;
+  std::vector<proto::Value> values;  // create, add, modify
+  std::vector<int32_t> indexes;      // remove
+  bool overwrite = false;  // create: replace an existing record; add: replace taken indexes
+};
+
+struct OpResult {
+  ResponseCode code = ResponseCode::kError;
+  uint64_t sequence = 0;  // the changelog sequence of the change, 0 if nothing changed
+  uint32_t shard = 0;
+};
+
+struct GetResult {
+  ResponseCode code = ResponseCode::kHandleNotFound;
+  proto::Record record;  // filtered values when code is kSuccess
+};
+
+// Holds changelog entries of a shard from `sequence` on against retention while it lives.
+class RetentionPin {
+ public:
+  RetentionPin() = default;
+  RetentionPin(RetentionPin&& other) noexcept { *this = std::move(other); }
+  RetentionPin& operator=(RetentionPin&& other) noexcept;
+  ~RetentionPin() { Release(); }
+  uint64_t sequence() const { return sequence_; }
+  void Release();
+
+ private:
+  friend class Registry;
+  std::function<void()> release_;
+  uint64_t sequence_ = 0;
+};
+
+// A consistent view of one shard: its records at `sequence`, pinned so that the changelog after
+// `sequence` is kept until the view is released (a peer resumes from there).
+struct ShardSnapshot {
+  uint32_t shard = 0;
+  uint64_t sequence = 0;
+  std::unique_ptr<storage::Snapshot> snapshot;
+  RetentionPin pin;
+};
+
+struct Digest {
+  std::array<uint8_t, 32> bytes{};
+  uint64_t records = 0;
+  std::string hex() const;
+  friend bool operator==(const Digest&, const Digest&) = default;
+};
+
+class Registry {
+ public:
+  static Result<std::unique_ptr<Registry>, std::string> Open(RegistryOptions options);
+  ~Registry();
+
+  uint32_t shard_count() const { return store_->shard_count(); }
+  uint32_t ShardOf(std::string_view handle) const;
+  storage::Store& store() { return *store_; }
+
+  // ---- reads ----
+  // The record of `handle` with the values `filter` selects: 100 if there is no such handle,
+  // 200 if a filter selects nothing.
+  GetResult Get(std::string_view handle, const Filter& filter = {}) const;
+  // All values of `handle` encoded as a resolution answer (count + values), from the cache when it
+  // holds them (filling it otherwise). False if the handle does not exist.
+  bool GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_values) const;
+
+  // ---- writes ----
+  OpResult Apply(const Operation& op);
+  // Applies up to kMaxBatchOperations operations, a result for each in order. Operations on one
+  // shard commit together; with a non-empty transaction id, each operation's outcome is stored
+  // with it so that a retried batch returns the same results without applying anything twice.
+  std::vector<OpResult> ApplyBatch(std::string_view transaction_id,
+                                   const std::vector<Operation>& ops);
+
+  // ---- prefix table (stored with the 0.NA/<prefix> records) ----
+  // Homes `prefix` here and creates its prefix handle with `values` (HS_SITE, HS_ADMIN, ...) if
+  // it does not exist.
+  OpResult HomePrefix(std::string_view prefix, const std::vector<proto::Value>& values = {});
+  // Records that `prefix` is delegated to another node; the 0.NA/<prefix> record gets
+  // `site_values` (its HS_SITE values), which referrals carry.
+  OpResult DelegatePrefix(std::string_view prefix, const std::vector<proto::Value>& site_values);
+  OpResult MirrorPrefix(std::string_view prefix, std::string_view peer);
+  OpResult ForgetPrefix(std::string_view prefix);
+  std::optional<proto::PrefixState> FindPrefix(std::string_view prefix) const;
+  std::vector<proto::PrefixState> Prefixes() const;
+  // Whether writes to `handle` are accepted here (its prefix is homed here).
+  bool IsWritable(std::string_view handle) const;
+
+  // ---- changelog ----
+  uint64_t LastSequence(uint32_t shard) const;
+  // The oldest sequence still retained (LastSequence + 1 when the changelog is empty).
+  uint64_t FirstRetainedSequence(uint32_t shard) const;
+  // Visits entries of `shard` with sequence >= from, in order, at most `max`. Returns the
+  // sequence to continue from, or an error if `from` is older than what is retained (the reader
+  // must take a snapshot instead).
+  Result<uint64_t, std::string> ReadChangelog(
+      uint32_t shard, uint64_t from, size_t max,
+      const std::function<bool(const proto::ChangelogEntry&)>& visit) const;
+  RetentionPin PinRetention(uint32_t shard, uint64_t from_sequence);
+  // Deletes changelog entries beyond the retention policy (never pinned ones) and forgotten
+  // transaction outcomes. Returns the number of changelog entries deleted.
+  Result<uint64_t, std::string> ApplyRetention(std::chrono::system_clock::time_point now);
+  void SetRetentionPolicy(const RetentionPolicy& policy);
+
+  // ---- snapshots, digests, bulk load ----
+  ShardSnapshot TakeSnapshot(uint32_t shard);
+  // Visits the records of a snapshot (optionally only those whose normalised handle starts with
+  // `prefix` + "/"), in key order.
+  Result<Unit, std::string> ScanSnapshot(
+      const ShardSnapshot& snapshot, std::string_view prefix,
+      const std::function<bool(const proto::Record&)>& visit) const;
+  // Order-independent digest of all records (or of those under `prefix`): the sum, lane by lane
+  // modulo 2^64, of SHA-256(normalised handle, values in wire form). Equal on any two nodes that
+  // hold the same data, whatever order it arrived in.
+  Result<Digest, std::string> ComputeDigest(std::string_view prefix = {}) const;
+  // Writes records straight into a shard, bypassing the changelog: for `idctl import` into a
+  // stopped node. `sorted` holds (normalised handle, serialised record) in key order.
+  Result<Unit, std::string> IngestSorted(
+      uint32_t shard, const std::vector<std::pair<std::string, std::string>>& sorted);
+
+  // Storage errors make the registry refuse further writes (RC_ERROR) until restarted: reads
+  // are still served (HARDENING.md row I).
+  bool write_failed() const { return write_failed_.load(std::memory_order_relaxed); }
+
+ private:
+  struct ShardState {
+    std::mutex write_mutex;
+    std::atomic<uint64_t> last_sequence{0};
+    std::atomic<uint64_t> first_sequence{1};
+    mutable std::mutex pins_mutex;
+    std::multiset<uint64_t> pins;
+  };
+  class ShardWriter;
+
+  explicit Registry(RegistryOptions options);
+  Result<Unit, std::string> LoadShardState(uint32_t shard);
+  Result<Unit, std::string> LoadPrefixes();
+  std::vector<OpResult> ApplyOnShard(uint32_t shard, std::string_view transaction_id,
+                                     const std::vector<std::pair<size_t, const Operation*>>& ops);
+  OpResult WritePrefixState(const proto::PrefixState& state,
+                            const std::vector<proto::Value>* values, bool replace_values);
+  void InvalidateCache(std::string_view normalized) const;
+
+  RegistryOptions options_;
+  std::unique_ptr<storage::Store> store_;
+  std::vector<std::unique_ptr<ShardState>> shards_;
+  mutable std::shared_mutex prefixes_mutex_;
+  std::map<std::string, proto::PrefixState, std::less<>> prefixes_;  // by normalised prefix
+  std::string lineage_id_;
+  std::atomic<bool> write_failed_{false};
+};
+
+}  // namespace idnode::registry

@@ -1,0 +1,90 @@
+#include "idnode/identifier/identifier.h"
+
+#include <openssl/evp.h>
+
+#include <array>
+#include <climits>
+
+namespace idnode::identifier {
+
+namespace {
+
+constexpr size_t kMaxHandleLength = 2048;
+
+char Upper(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
+
+}  // namespace
+
+HandleParts Split(std::string_view handle) {
+  size_t slash = handle.find('/');
+  if (slash == std::string_view::npos) return {handle, {}, false};
+  return {handle.substr(0, slash), handle.substr(slash + 1), true};
+}
+
+std::string Normalize(std::string_view handle) {
+  std::string out(handle);
+  NormalizeInPlace(out);
+  return out;
+}
+
+void NormalizeInPlace(std::string& handle) {
+  for (char& c : handle) c = Upper(c);
+}
+
+bool IsPrefixHandle(std::string_view handle) {
+  if (handle.size() < kPrefixHandlePrefix.size()) return false;
+  for (size_t i = 0; i < kPrefixHandlePrefix.size(); ++i) {
+    if (Upper(handle[i]) != kPrefixHandlePrefix[i]) return false;
+  }
+  return true;
+}
+
+std::string PrefixHandleFor(std::string_view prefix) {
+  std::string out(kPrefixHandlePrefix);
+  out.append(prefix);
+  return out;
+}
+
+std::string_view PrefixOf(std::string_view handle) {
+  return Split(handle).prefix;
+}
+
+int32_t SiteHash(std::string_view text) {
+  std::array<char, 256> small;
+  std::string large;
+  char* upper = small.data();
+  if (text.size() > small.size()) {
+    large.resize(text.size());
+    upper = large.data();
+  }
+  for (size_t i = 0; i < text.size(); ++i) upper[i] = Upper(text[i]);
+  std::array<uint8_t, EVP_MAX_MD_SIZE> md{};
+  unsigned int md_len = 0;
+  if (EVP_Digest(upper, text.size(), md.data(), &md_len, EVP_md5(), nullptr) != 1 || md_len != 16)
+    return 0;
+  int32_t hash = static_cast<int32_t>(uint32_t{md[12]} << 24 | uint32_t{md[13]} << 16 |
+                                      uint32_t{md[14]} << 8 | uint32_t{md[15]});
+  if (hash != INT32_MIN && hash < 0) hash = -hash;
+  return hash;
+}
+
+uint32_t ShardOf(std::string_view handle, uint32_t shard_count) {
+  if (shard_count <= 1) return 0;
+  int32_t index = SiteHash(handle) % static_cast<int32_t>(shard_count);
+  if (index < 0) index += static_cast<int32_t>(shard_count);
+  return static_cast<uint32_t>(index);
+}
+
+bool IsValidHandle(std::string_view handle) {
+  if (handle.empty() || handle.size() > kMaxHandleLength) return false;
+  HandleParts parts = Split(handle);
+  if (!parts.has_slash || parts.prefix.empty() || parts.suffix.empty()) return false;
+  for (char c : handle) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace idnode::identifier

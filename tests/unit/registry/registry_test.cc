@@ -1,0 +1,423 @@
+// Registry operations with Handle semantics and response codes, filters, idempotent batches,
+// the prefix table, changelog retention, snapshots and the digest.
+#include "idnode/registry/registry.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "idnode/cache/answer_cache.h"
+#include "idnode/identifier/identifier.h"
+#include "registry_test_util.h"
+#include "temp_dir.h"
+
+namespace idnode::registry {
+namespace {
+
+using namespace testing;  // NOLINT
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen(std::shared_ptr<cache::AnswerCache> cache = nullptr) {
+    registry_.reset();
+    RegistryOptions options;
+    options.storage.path = dir_.sub("data");
+    options.storage.shard_count = 4;
+    options.storage.sync_writes = false;  // unit tests: durability has its own crash tests
+    options.storage.block_cache_bytes = 8 << 20;
+    options.cache = std::move(cache);
+    auto opened = Registry::Open(std::move(options));
+    ASSERT_TRUE(opened.ok()) << opened.error();
+    registry_ = std::move(*opened);
+    if (!registry_->FindPrefix("88.100.1")) {
+      ASSERT_EQ(registry_->HomePrefix("88.100.1").code, ResponseCode::kSuccess);
+    }
+  }
+
+  std::vector<int32_t> Indexes(const GetResult& r) {
+    std::vector<int32_t> out;
+    for (const auto& v : r.record.values()) out.push_back(v.index());
+    return out;
+  }
+
+  uint64_t TotalSequence() {
+    uint64_t total = 0;
+    for (uint32_t s = 0; s < registry_->shard_count(); ++s) total += registry_->LastSequence(s);
+    return total;
+  }
+
+  ::idnode::testing::TempDir dir_;
+  std::unique_ptr<Registry> registry_;
+};
+
+const std::string kHandle = "88.100.1/SN0001";
+
+std::vector<proto::Value> ThreeValues() {
+  return {MakeValue(1, "URL", "https://example.org/item/1"),
+          MakeValue(2, "EMAIL", "someone@example.org"),
+          MakeValue(100, "HS_ADMIN",
+                    std::string("\x0f\xff\0\0\0\x0d"
+                                "0.NA/88.100.1\0\0\x01\x2c",
+                                25))};
+}
+
+TEST_F(RegistryTest, CreateGetAndAlreadyExists) {
+  auto created = registry_->Apply(Create(kHandle, ThreeValues()));
+  EXPECT_EQ(created.code, ResponseCode::kSuccess);
+  EXPECT_GT(created.sequence, 0u);
+  auto got = registry_->Get("88.100.1/sn0001");  // case-insensitive in ASCII
+  ASSERT_EQ(got.code, ResponseCode::kSuccess);
+  EXPECT_EQ(got.record.handle(), kHandle);  // the original spelling is kept
+  EXPECT_EQ(Indexes(got), (std::vector<int32_t>{1, 2, 100}));
+  EXPECT_EQ(got.record.values(0).data(), "https://example.org/item/1");
+  EXPECT_EQ(got.record.version(), 1u);
+  EXPECT_EQ(registry_->Apply(Create("88.100.1/SN0001", ThreeValues())).code,
+            ResponseCode::kHandleAlreadyExists);
+  auto replaced =
+      registry_->Apply(Create(kHandle, {MakeValue(7, "DESC", "x")}, /*overwrite=*/true));
+  EXPECT_EQ(replaced.code, ResponseCode::kSuccess);
+  got = registry_->Get(kHandle);
+  EXPECT_EQ(Indexes(got), (std::vector<int32_t>{7}));
+  EXPECT_EQ(got.record.version(), 2u);
+}
+
+TEST_F(RegistryTest, DeleteAndNotFound) {
+  EXPECT_EQ(registry_->Apply(Delete(kHandle)).code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(registry_->Get(kHandle).code, ResponseCode::kHandleNotFound);
+  ASSERT_EQ(registry_->Apply(Create(kHandle, ThreeValues())).code, ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->Apply(Delete(kHandle)).code, ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->Get(kHandle).code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(registry_->Apply(Delete(kHandle)).code, ResponseCode::kHandleNotFound);
+}
+
+TEST_F(RegistryTest, AddRemoveModifyValues) {
+  EXPECT_EQ(
+      registry_->Apply(WithValues(OpKind::kAddValues, kHandle, {MakeValue(3, "DESC", "d")})).code,
+      ResponseCode::kHandleNotFound);
+  ASSERT_EQ(registry_->Apply(Create(kHandle, ThreeValues())).code, ResponseCode::kSuccess);
+  // Add: a taken index is 201 and nothing changes; with overwrite it replaces.
+  EXPECT_EQ(registry_
+                ->Apply(WithValues(OpKind::kAddValues, kHandle,
+                                   {MakeValue(3, "DESC", "d"), MakeValue(1, "URL", "u")}))
+                .code,
+            ResponseCode::kValueAlreadyExists);
+  EXPECT_EQ(Indexes(registry_->Get(kHandle)), (std::vector<int32_t>{1, 2, 100}));
+  EXPECT_EQ(
+      registry_->Apply(WithValues(OpKind::kAddValues, kHandle, {MakeValue(3, "DESC", "d")})).code,
+      ResponseCode::kSuccess);
+  EXPECT_EQ(
+      registry_->Apply(WithValues(OpKind::kAddValues, kHandle, {MakeValue(1, "URL", "u2")}, true))
+          .code,
+      ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->Get(kHandle, Filter{{1}, {}, false}).record.values(0).data(), "u2");
+  // Modify: a missing index is 200.
+  EXPECT_EQ(
+      registry_->Apply(WithValues(OpKind::kModifyValues, kHandle, {MakeValue(9, "URL", "x")})).code,
+      ResponseCode::kValuesNotFound);
+  EXPECT_EQ(registry_
+                ->Apply(WithValues(OpKind::kModifyValues, kHandle,
+                                   {MakeValue(2, "EMAIL", "new@example.org")}))
+                .code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->Get(kHandle, Filter{{2}, {}, false}).record.values(0).data(),
+            "new@example.org");
+  // Remove: a missing index is 200 and removes nothing.
+  EXPECT_EQ(registry_->Apply(Remove(kHandle, {3, 42})).code, ResponseCode::kValuesNotFound);
+  EXPECT_EQ(Indexes(registry_->Get(kHandle)), (std::vector<int32_t>{1, 2, 3, 100}));
+  EXPECT_EQ(registry_->Apply(Remove(kHandle, {3, 2})).code, ResponseCode::kSuccess);
+  EXPECT_EQ(Indexes(registry_->Get(kHandle)), (std::vector<int32_t>{1, 100}));
+  EXPECT_EQ(registry_->Get(kHandle).record.version(), 5u);  // create, add, add, modify, remove
+}
+
+TEST_F(RegistryTest, RefusesWhatItMustNotStore) {
+  uint64_t before = TotalSequence();
+  EXPECT_EQ(registry_->Apply(Create("77.1/SN1", ThreeValues())).code,
+            ResponseCode::kServerNotResponsible);
+  EXPECT_EQ(registry_->Apply(Create("no-slash", ThreeValues())).code, ResponseCode::kInvalidHandle);
+  EXPECT_EQ(registry_->Apply(Create("88.100.1/", ThreeValues())).code,
+            ResponseCode::kInvalidHandle);
+  EXPECT_EQ(registry_
+                ->Apply(Create("88.100.1/a\x01"
+                               "b",
+                               ThreeValues()))
+                .code,
+            ResponseCode::kInvalidHandle);
+  // Two values at index 100: the whole request is refused (HARDENING.md §3 case 21).
+  EXPECT_EQ(
+      registry_->Apply(Create(kHandle, {MakeValue(100, "URL", "a"), MakeValue(100, "URL", "b")}))
+          .code,
+      ResponseCode::kInvalidValue);
+  EXPECT_EQ(registry_->Apply(Create(kHandle, {MakeValue(0, "URL", "a")})).code,
+            ResponseCode::kInvalidValue);
+  EXPECT_EQ(registry_->Apply(Create(kHandle, {MakeValue(1, "", "a")})).code,
+            ResponseCode::kInvalidValue);
+  EXPECT_EQ(registry_->Apply(Create(kHandle, {MakeValue(1, "HS_SECKEY", "secret", 0x0e)})).code,
+            ResponseCode::kInvalidValue);
+  EXPECT_EQ(registry_->Apply(Create(kHandle, {MakeValue(1, "HS_SECKEY", "secret", 0x0c)})).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(TotalSequence(), before + 1);
+  EXPECT_EQ(registry_->Get("77.1/SN1").code, ResponseCode::kHandleNotFound);
+}
+
+TEST_F(RegistryTest, FiltersCombineWithOrAndMatchSubTypes) {
+  std::vector<proto::Value> values = ThreeValues();
+  values.push_back(MakeValue(4, "10320/loc", "<locations/>"));
+  values.push_back(MakeValue(5, "HS_SITE.PREFIX", "site"));
+  values.push_back(MakeValue(6, "DESC", "private", 0x0c));
+  ASSERT_EQ(registry_->Apply(Create(kHandle, values)).code, ResponseCode::kSuccess);
+  // CAP vector 04: type=URL plus index=2 returns index 1 URL and index 2 EMAIL.
+  EXPECT_EQ(Indexes(registry_->Get(kHandle, Filter{{2}, {"URL"}, false})),
+            (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(Indexes(registry_->Get(kHandle, Filter{{}, {"url"}, false})),
+            (std::vector<int32_t>{1}));
+  EXPECT_EQ(Indexes(registry_->Get(kHandle, Filter{{}, {"HS_SITE."}, false})),
+            (std::vector<int32_t>{5}));
+  EXPECT_EQ(Indexes(registry_->Get(kHandle, Filter{{}, {"10320/loc."}, false})),
+            (std::vector<int32_t>{}));
+  EXPECT_EQ(registry_->Get(kHandle, Filter{{}, {"NOSUCHTYPE"}, false}).code,
+            ResponseCode::kValuesNotFound);
+  EXPECT_EQ(registry_->Get(kHandle, Filter{{99}, {}, false}).code, ResponseCode::kValuesNotFound);
+  EXPECT_EQ(registry_->Get(kHandle, Filter{{}, {"HS_"}, false}).code,
+            ResponseCode::kValuesNotFound);
+  // PO drops values without PUBLIC_READ silently.
+  EXPECT_EQ(Indexes(registry_->Get(kHandle, Filter{{}, {}, true})),
+            (std::vector<int32_t>{1, 2, 4, 5, 100}));
+  EXPECT_EQ(registry_->Get(kHandle, Filter{{6}, {}, true}).code, ResponseCode::kValuesNotFound);
+}
+
+TEST_F(RegistryTest, ChangelogHasOneEntryPerChangeWithoutHoles) {
+  ASSERT_EQ(registry_->Apply(Create(kHandle, ThreeValues())).code, ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->Apply(Remove(kHandle, {2})).code, ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->Apply(Remove(kHandle, {2})).code,
+            ResponseCode::kValuesNotFound);  // not logged
+  ASSERT_EQ(registry_->Apply(Delete(kHandle)).code, ResponseCode::kSuccess);
+  uint32_t shard = registry_->ShardOf(identifier::Normalize(kHandle));
+  std::vector<proto::ChangelogEntry> entries;
+  auto next = registry_->ReadChangelog(shard, registry_->FirstRetainedSequence(shard), 1000,
+                                       [&](const auto& e) {
+                                         if (e.handle() == identifier::Normalize(kHandle))
+                                           entries.push_back(e);
+                                         return true;
+                                       });
+  ASSERT_TRUE(next.ok()) << next.error();
+  EXPECT_EQ(*next, registry_->LastSequence(shard) + 1);
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].operation(), proto::ChangelogEntry::PUT);
+  EXPECT_EQ(entries[0].record().values_size(), 3);
+  EXPECT_EQ(entries[1].record().values_size(), 2);
+  EXPECT_EQ(entries[2].operation(), proto::ChangelogEntry::DELETE);
+  EXPECT_LT(entries[0].sequence(), entries[1].sequence());
+  EXPECT_FALSE(entries[0].lineage_id().empty());
+}
+
+TEST_F(RegistryTest, BatchesAreIdempotentUnderATransactionId) {
+  std::vector<Operation> ops;
+  for (int i = 0; i < 50; ++i)
+    ops.push_back(Create("88.100.1/B" + std::to_string(i), {MakeValue(1, "URL", "u")}));
+  ops.push_back(
+      WithValues(OpKind::kAddValues, "88.100.1/B0", {MakeValue(2, "DESC", "second op on B0")}));
+  ops.push_back(Create("88.100.1/B1", {MakeValue(1, "URL", "dup")}));  // exists by then: 101
+  auto first = registry_->ApplyBatch("txn-1", ops);
+  ASSERT_EQ(first.size(), ops.size());
+  for (int i = 0; i < 51; ++i) EXPECT_EQ(first[i].code, ResponseCode::kSuccess) << i;
+  EXPECT_EQ(first[51].code, ResponseCode::kHandleAlreadyExists);
+  EXPECT_EQ(Indexes(registry_->Get("88.100.1/B0")), (std::vector<int32_t>{1, 2}));
+  uint64_t sequence = TotalSequence();
+  // The secondary node timed out and retries the same transaction: same answers, nothing applied.
+  auto retry = registry_->ApplyBatch("txn-1", ops);
+  for (size_t i = 0; i < ops.size(); ++i) EXPECT_EQ(retry[i].code, first[i].code) << i;
+  EXPECT_EQ(TotalSequence(), sequence);
+  // Another transaction is a new request.
+  auto other = registry_->ApplyBatch("txn-2", {ops[0]});
+  EXPECT_EQ(other[0].code, ResponseCode::kHandleAlreadyExists);
+  // Too many operations: refused whole.
+  std::vector<Operation> too_many(kMaxBatchOperations + 1, ops[0]);
+  auto refused = registry_->ApplyBatch("txn-3", too_many);
+  EXPECT_TRUE(std::all_of(refused.begin(), refused.end(), [](const OpResult& r) {
+    return r.code == ResponseCode::kServerTooBusy;
+  }));
+  // Outcomes survive a restart.
+  Reopen();
+  auto after_restart = registry_->ApplyBatch("txn-1", ops);
+  for (size_t i = 0; i < ops.size(); ++i) EXPECT_EQ(after_restart[i].code, first[i].code) << i;
+  EXPECT_EQ(TotalSequence(), sequence);
+}
+
+TEST_F(RegistryTest, PrefixTablePersistsAndResolvesAsRecords) {
+  EXPECT_TRUE(registry_->IsWritable("88.100.1/x"));
+  EXPECT_FALSE(registry_->IsWritable("88.200/x"));
+  ASSERT_EQ(
+      registry_->DelegatePrefix("88.200", {MakeValue(1, "HS_SITE", "site-of-secondary")}).code,
+      ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->MirrorPrefix("88.300", "peer-a").code, ResponseCode::kSuccess);
+  EXPECT_FALSE(registry_->IsWritable("88.200/x"));
+  EXPECT_FALSE(registry_->IsWritable("88.300/x"));
+  Reopen();
+  auto delegated = registry_->FindPrefix("88.200");
+  ASSERT_TRUE(delegated.has_value());
+  EXPECT_EQ(delegated->role(), proto::PrefixState::DELEGATED);
+  EXPECT_EQ(registry_->FindPrefix("88.300")->peer(), "peer-a");
+  EXPECT_EQ(registry_->FindPrefix("88.100.1")->role(), proto::PrefixState::HOMED);
+  EXPECT_EQ(registry_->Prefixes().size(), 3u);
+  auto prefix_record = registry_->Get("0.NA/88.200");
+  ASSERT_EQ(prefix_record.code, ResponseCode::kSuccess);
+  EXPECT_EQ(prefix_record.record.values(0).type(), "HS_SITE");
+  EXPECT_EQ(registry_->ForgetPrefix("88.300").code, ResponseCode::kSuccess);
+  EXPECT_FALSE(registry_->FindPrefix("88.300").has_value());
+  // Homing 0.NA makes prefix handles writable (a top-level node administers them).
+  EXPECT_FALSE(registry_->IsWritable("0.NA/88.999"));
+  ASSERT_EQ(registry_->HomePrefix("0.NA").code, ResponseCode::kSuccess);
+  EXPECT_TRUE(registry_->IsWritable("0.na/88.999"));
+}
+
+TEST_F(RegistryTest, RetentionByCountAndAgeRespectsPins) {
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(
+        registry_->Apply(Create("88.100.1/R" + std::to_string(i), {MakeValue(1, "URL", "u")})).code,
+        ResponseCode::kSuccess);
+  }
+  uint32_t shard = registry_->ShardOf(identifier::Normalize("88.100.1/R0"));
+  uint64_t last = registry_->LastSequence(shard);
+  ASSERT_GT(last, 20u);
+  RetentionPolicy policy;
+  policy.max_entries_per_shard = 10;
+  registry_->SetRetentionPolicy(policy);
+  {
+    RetentionPin pin = registry_->PinRetention(shard, last - 15);
+    ASSERT_TRUE(registry_->ApplyRetention(std::chrono::system_clock::now()).ok());
+    EXPECT_EQ(registry_->FirstRetainedSequence(shard), last - 15);  // the pin wins
+  }
+  ASSERT_TRUE(registry_->ApplyRetention(std::chrono::system_clock::now()).ok());
+  EXPECT_EQ(registry_->FirstRetainedSequence(shard), last - 9);
+  auto stale = registry_->ReadChangelog(shard, 1, 10, [](const auto&) { return true; });
+  EXPECT_FALSE(stale.ok());  // the reader must take a snapshot
+  size_t count = 0;
+  auto fresh =
+      registry_->ReadChangelog(shard, last - 9, 100, [&](const auto&) { return ++count, true; });
+  ASSERT_TRUE(fresh.ok()) << fresh.error();
+  EXPECT_EQ(count, 10u);
+  // By age: a week and a day later everything goes.
+  policy.max_entries_per_shard = 1'000'000;
+  registry_->SetRetentionPolicy(policy);
+  ASSERT_TRUE(
+      registry_->ApplyRetention(std::chrono::system_clock::now() + std::chrono::hours(24 * 8))
+          .ok());
+  EXPECT_EQ(registry_->FirstRetainedSequence(shard), last + 1);
+  Reopen();
+  EXPECT_EQ(registry_->FirstRetainedSequence(shard), last + 1);
+  EXPECT_EQ(registry_->LastSequence(shard), last);
+  // New writes continue the sequence.
+  ASSERT_EQ(registry_->Apply(Create("88.100.1/R0", {MakeValue(1, "URL", "v")}, true)).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->LastSequence(shard), last + 1);
+}
+
+TEST_F(RegistryTest, SnapshotIsConsistentAtItsSequence) {
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(
+        registry_->Apply(Create("88.100.1/S" + std::to_string(i), {MakeValue(1, "URL", "old")}))
+            .code,
+        ResponseCode::kSuccess);
+  }
+  uint32_t shard = registry_->ShardOf(identifier::Normalize("88.100.1/S0"));
+  ShardSnapshot snapshot = registry_->TakeSnapshot(shard);
+  EXPECT_EQ(snapshot.sequence, registry_->LastSequence(shard));
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(registry_
+                  ->Apply(WithValues(OpKind::kModifyValues, "88.100.1/S" + std::to_string(i),
+                                     {MakeValue(1, "URL", "new")}))
+                  .code,
+              ResponseCode::kSuccess);
+  }
+  ASSERT_EQ(registry_->Apply(Create("88.100.1/LATE", {MakeValue(1, "URL", "new")})).code,
+            ResponseCode::kSuccess);
+  size_t seen = 0;
+  auto scanned = registry_->ScanSnapshot(snapshot, "88.100.1", [&](const proto::Record& r) {
+    EXPECT_EQ(r.values(0).data(), "old") << r.handle();
+    EXPECT_NE(r.handle(), "88.100.1/LATE");
+    ++seen;
+    return true;
+  });
+  ASSERT_TRUE(scanned.ok());
+  EXPECT_GT(seen, 0u);
+  // While the snapshot lives, retention keeps the changelog after it.
+  RetentionPolicy policy;
+  policy.max_entries_per_shard = 1;
+  registry_->SetRetentionPolicy(policy);
+  ASSERT_TRUE(registry_->ApplyRetention(std::chrono::system_clock::now()).ok());
+  EXPECT_LE(registry_->FirstRetainedSequence(shard), snapshot.sequence + 1);
+  size_t replayed = 0;
+  ASSERT_TRUE(registry_
+                  ->ReadChangelog(shard, snapshot.sequence + 1, 1000,
+                                  [&](const auto&) { return ++replayed, true; })
+                  .ok());
+  EXPECT_EQ(replayed, registry_->LastSequence(shard) - snapshot.sequence);
+}
+
+TEST_F(RegistryTest, DigestIsOrderIndependentAndSensitiveToContent) {
+  ::idnode::testing::TempDir other_dir;
+  RegistryOptions options;
+  options.storage.path = other_dir.sub("data");
+  options.storage.shard_count = 2;  // a different shard count must not matter
+  options.storage.sync_writes = false;
+  auto other = Registry::Open(std::move(options));
+  ASSERT_TRUE(other.ok());
+  ASSERT_EQ((*other)->HomePrefix("88.100.1").code, ResponseCode::kSuccess);
+  std::vector<Operation> ops;
+  for (int i = 0; i < 100; ++i)
+    ops.push_back(
+        Create("88.100.1/D" + std::to_string(i), {MakeValue(1, "URL", "u" + std::to_string(i))}));
+  for (const auto& op : ops) ASSERT_EQ(registry_->Apply(op).code, ResponseCode::kSuccess);
+  std::mt19937 rng(7);
+  std::shuffle(ops.begin(), ops.end(), rng);
+  for (const auto& op : ops) ASSERT_EQ((*other)->Apply(op).code, ResponseCode::kSuccess);
+  auto a = registry_->ComputeDigest("88.100.1");
+  auto b = (*other)->ComputeDigest("88.100.1");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->records, 100u);
+  EXPECT_EQ(*a, *b);
+  ASSERT_EQ((*other)
+                ->Apply(WithValues(OpKind::kModifyValues, "88.100.1/D5",
+                                   {MakeValue(1, "URL", "changed")}))
+                .code,
+            ResponseCode::kSuccess);
+  auto c = (*other)->ComputeDigest("88.100.1");
+  EXPECT_NE(a->hex(), c->hex());
+  EXPECT_EQ(c->records, 100u);
+  // Under another prefix: nothing.
+  EXPECT_EQ(registry_->ComputeDigest("88.100.2")->records, 0u);
+}
+
+TEST_F(RegistryTest, DataAndSequencesSurviveReopen) {
+  ASSERT_EQ(registry_->Apply(Create(kHandle, ThreeValues())).code, ResponseCode::kSuccess);
+  uint32_t shard = registry_->ShardOf(identifier::Normalize(kHandle));
+  uint64_t last = registry_->LastSequence(shard);
+  Reopen();
+  EXPECT_EQ(registry_->LastSequence(shard), last);
+  EXPECT_EQ(Indexes(registry_->Get(kHandle)), (std::vector<int32_t>{1, 2, 100}));
+}
+
+TEST_F(RegistryTest, CacheIsInvalidatedBeforeTheWriteIsAcknowledged) {
+  cache::CacheOptions cache_options;
+  cache_options.capacity_bytes = 1 << 20;
+  cache_options.shard_count = 4;
+  auto cache = std::make_shared<cache::AnswerCache>(cache_options);
+  Reopen(cache);
+  std::vector<uint8_t> wire;
+  EXPECT_FALSE(registry_->GetEncoded(kHandle, &wire));  // negative entry cached
+  ASSERT_EQ(registry_->Apply(Create(kHandle, ThreeValues())).code, ResponseCode::kSuccess);
+  ASSERT_TRUE(registry_->GetEncoded(kHandle, &wire));  // the negative entry is gone
+  EXPECT_EQ(wire, EncodeWireValues(registry_->Get(kHandle).record));
+  ASSERT_TRUE(cache->Get(identifier::Normalize(kHandle)).has_value());  // filled
+  ASSERT_EQ(registry_->Apply(Remove(kHandle, {2})).code, ResponseCode::kSuccess);
+  EXPECT_FALSE(
+      cache->Get(identifier::Normalize(kHandle)).has_value());  // invalidated on the write path
+  ASSERT_TRUE(registry_->GetEncoded(kHandle, &wire));
+  EXPECT_EQ(wire, EncodeWireValues(registry_->Get(kHandle).record));
+}
+
+}  // namespace
+}  // namespace idnode::registry
