@@ -812,4 +812,40 @@ Result<Unit, std::string> Registry::IngestSorted(
   return Unit{};
 }
 
+Result<Unit, std::string> Registry::PutRecords(
+    uint32_t shard, const std::vector<std::pair<std::string, std::string>>& records) {
+  ShardState& state = *shards_[shard];
+  std::lock_guard lock(state.write_mutex);
+  if (write_failed())
+    return Failure{std::string("the registry stopped taking writes after a storage error")};
+  const uint64_t now_ms = NowMs();
+  for (size_t begin = 0; begin < records.size(); begin += 1000) {
+    size_t end = std::min(records.size(), begin + 1000);
+    uint64_t sequence = state.last_sequence.load();
+    storage::Batch batch;
+    for (size_t i = begin; i < end; ++i) {
+      proto::ChangelogEntry entry;
+      entry.set_sequence(++sequence);
+      entry.set_operation(proto::ChangelogEntry::PUT);
+      entry.set_handle(records[i].first);
+      entry.set_lineage_id(lineage_id_);
+      entry.set_time_ms(now_ms);
+      if (!entry.mutable_record()->ParseFromString(records[i].second))
+        return Failure{std::string("bad record")};
+      batch.Put(Column::kRecords, records[i].first, records[i].second);
+      batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence),
+                entry.SerializeAsString());
+    }
+    batch.Put(Column::kMeta, kMetaSequence, storage::EncodeSequenceKey(sequence));
+    auto written = store_->Write(shard, batch);
+    if (!written.ok()) {
+      write_failed_.store(true);
+      return Failure{StorageMessage(written.error())};
+    }
+    state.last_sequence.store(sequence);
+    for (size_t i = begin; i < end; ++i) InvalidateCache(records[i].first);
+  }
+  return Unit{};
+}
+
 }  // namespace idnode::registry

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 namespace idnode::storage {
 
@@ -131,6 +132,30 @@ StorageResult<std::unique_ptr<Store>> Store::Open(const StorageOptions& options)
   if (ec)
     return Failure{StorageError{StorageError::Code::kIo,
                                 "cannot create " + options.path + ": " + ec.message()}};
+
+  // The shard count is fixed when a data directory is created: opening it with another count
+  // would hash identifiers to the wrong shards.
+  const std::filesystem::path layout = std::filesystem::path(options.path) / "LAYOUT";
+  {
+    std::ifstream existing(layout);
+    if (existing) {
+      std::string word;
+      uint32_t shards = 0;
+      existing >> word >> shards;
+      if (word != "shards" || shards != options.shard_count) {
+        return Failure{StorageError{StorageError::Code::kInvalidArgument,
+                                    options.path + " was created with " + std::to_string(shards) +
+                                        " shards; it cannot be opened with " +
+                                        std::to_string(options.shard_count)}};
+      }
+    } else if (options.create_if_missing) {
+      std::ofstream created(layout);
+      created << "shards " << options.shard_count << "\n";
+      created.close();
+      if (!created)
+        return Failure{StorageError{StorageError::Code::kIo, "cannot write " + layout.string()}};
+    }
+  }
 
   for (uint32_t i = 0; i < options.shard_count; ++i) {
     char name[32];

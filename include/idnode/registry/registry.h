@@ -178,6 +178,11 @@ class Registry {
   // stopped node. `sorted` holds (normalised handle, serialised record) in key order.
   Result<Unit, std::string> IngestSorted(
       uint32_t shard, const std::vector<std::pair<std::string, std::string>>& sorted);
+  // The other bulk path: (normalised handle, serialised record) pairs written as ordinary changes
+  // of `shard` (record, changelog entry and sequence in one batch per thousand), without the
+  // writability check: an operator's import, not a client's request.
+  Result<Unit, std::string> PutRecords(
+      uint32_t shard, const std::vector<std::pair<std::string, std::string>>& records);
 
   // Storage errors make the registry refuse further writes (RC_ERROR) until restarted: reads
   // are still served (HARDENING.md row I).

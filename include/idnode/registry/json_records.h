@@ -1,0 +1,30 @@
+// Records in the JSON shape of the handle.net JSON API (HANDLE.md §2), one per line for
+// `idctl import` / `idctl export`:
+//   {"handle":"88.100.1/SN1","values":[{"index":1,"type":"URL",
+//     "data":{"format":"string","value":"https://..."},"ttl":86400,"timestamp":"2026-11-25T17:16:47Z"}]}
+// Data formats read: string, base64, hex, admin, vlist. Written: admin and vlist for HS_ADMIN and
+// HS_VLIST values that re-encode to the same bytes, string for UTF-8 text without control
+// characters, base64 for everything else (HS_SITE, HS_PUBKEY, binary data), so export/import
+// round-trips every byte. "permissions" (a 4-character bit string, ADMIN_READ first) and
+// "references" are written only when they differ from the defaults (0x0E, none).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "idnode/common/result.h"
+#include "idnode/registry.pb.h"
+
+namespace idnode::registry {
+
+// Parses one JSON line into a record. `now` fills in missing timestamps. The error says what is
+// wrong, for a message that names the line.
+Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_t now);
+std::string RecordToJson(const proto::Record& record);
+
+// ISO-8601 UTC ("2026-11-25T17:16:47Z") <-> Unix seconds.
+std::string FormatIsoTime(uint32_t seconds);
+bool ParseIsoTime(std::string_view text, uint32_t* seconds);
+
+}  // namespace idnode::registry
