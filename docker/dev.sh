@@ -64,6 +64,24 @@ sanitizer_build() {
   configure_and_build build/asan -DCMAKE_BUILD_TYPE=Debug -DIDNODE_SANITIZE=ON -DIDNODE_BUILD_BENCHMARKS=OFF
 }
 
+thread_sanitizer_run() {
+  log "ThreadSanitizer: cache and registry concurrency tests"
+  cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDNODE_TSAN=ON \
+    -DIDNODE_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake --build build/tsan -j "$jobs" --target cache_unit_tests registry_concurrency_tests
+  local t
+  for t in cache_unit_tests registry_concurrency_tests; do
+    if TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
+      "build/tsan/tests/$t" --gtest_brief=1; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+      echo "summary: $passed passed, $failed failed"
+      exit 1
+    fi
+  done
+}
+
 fuzz() {
   local seconds=$1
   log "fuzzing: ${#fuzz_targets[@]} targets, ${seconds}s each (clang, libFuzzer, ASan+UBSan)"
@@ -106,6 +124,7 @@ case "$command" in
     if ((quick == 0)); then
       sanitizer_build
       run_ctest build/asan
+      thread_sanitizer_run
       fuzz "$fuzz_seconds"
     fi
     echo

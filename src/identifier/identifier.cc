@@ -60,10 +60,21 @@ int32_t SiteHash(std::string_view text) {
     upper = large.data();
   }
   for (size_t i = 0; i < text.size(); ++i) upper[i] = Upper(text[i]);
+  // Fetching the algorithm and making a context on every call costs more than hashing a handle
+  // (OpenSSL 3's implicit fetch): fetch once, keep one context per thread.
+  static EVP_MD* const md5 = EVP_MD_fetch(nullptr, "MD5", nullptr);
+  struct ContextHolder {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~ContextHolder() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local ContextHolder holder;
   std::array<uint8_t, EVP_MAX_MD_SIZE> md{};
   unsigned int md_len = 0;
-  if (EVP_Digest(upper, text.size(), md.data(), &md_len, EVP_md5(), nullptr) != 1 || md_len != 16)
+  if (md5 == nullptr || holder.ctx == nullptr || EVP_DigestInit_ex(holder.ctx, md5, nullptr) != 1 ||
+      EVP_DigestUpdate(holder.ctx, upper, text.size()) != 1 ||
+      EVP_DigestFinal_ex(holder.ctx, md.data(), &md_len) != 1 || md_len != 16) {
     return 0;
+  }
   int32_t hash = static_cast<int32_t>(uint32_t{md[12]} << 24 | uint32_t{md[13]} << 16 |
                                       uint32_t{md[14]} << 8 | uint32_t{md[15]});
   if (hash != INT32_MIN && hash < 0) hash = -hash;
