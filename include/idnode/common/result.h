@@ -38,6 +38,7 @@ class [[nodiscard]] Result {
   const T* operator->() const { return std::get_if<0>(&storage_); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(value()); }
 
   const E& error() const { return *std::get_if<1>(&storage_); }
 

@@ -26,9 +26,11 @@ TEST(JsonRecords, ReadsTheReferenceRecordAndWritesItBackExactly) {
   EXPECT_EQ(record->values(0).timestamp(), 1795627007u);  // the captured wire timestamp
   EXPECT_EQ(record->values(0).ttl(), 86400);
   EXPECT_EQ(record->values(0).permissions(), 0x0eu);
-  // HS_ADMIN: the same bytes as on the wire in vector 01 (0fff 00000011 "0.NA/20.500.12345" 0000012c).
+  // HS_ADMIN: the same bytes as on the wire in vector 01 (0fff 00000011 "0.NA/20.500.12345"
+  // 0000012c).
   const std::string& admin = record->values(3).data();
-  auto decoded = protocol::DecodeAdminRecord({reinterpret_cast<const uint8_t*>(admin.data()), admin.size()});
+  auto decoded =
+      protocol::DecodeAdminRecord({reinterpret_cast<const uint8_t*>(admin.data()), admin.size()});
   ASSERT_TRUE(decoded.ok());
   EXPECT_EQ(decoded->permissions, 0x0fff);
   EXPECT_EQ(decoded->admin_handle, "0.NA/20.500.12345");
@@ -62,26 +64,35 @@ TEST(JsonRecords, EveryDataFormatRoundTrips) {
   record.set_version(1);
   EXPECT_EQ(back->SerializeAsString(), record.SerializeAsString());
   // hex is read too
-  auto hex = RecordFromJson(R"({"handle":"a/b","values":[{"index":1,"type":"X","data":{"format":"hex","value":"00ff"}}]})", 5);
+  auto hex = RecordFromJson(
+      R"({"handle":"a/b","values":[{"index":1,"type":"X","data":{"format":"hex","value":"00ff"}}]})",
+      5);
   ASSERT_TRUE(hex.ok());
   EXPECT_EQ(hex->values(0).data(), std::string("\x00\xff", 2));
   EXPECT_EQ(hex->values(0).timestamp(), 5u);  // defaults to now
 }
 
 TEST(JsonRecords, BadLinesSayWhatIsWrong) {
-  for (auto [line, expected] : std::vector<std::pair<std::string, std::string>>{
-           {"not json", "not JSON"},
-           {"[1,2]", "JSON object"},
-           {R"({"values":[]})", "handle"},
-           {R"({"handle":"a/b"})", "values"},
-           {R"({"handle":"a/b","values":[{"type":"URL","data":{"format":"string","value":"x"}}]})", "index"},
-           {R"({"handle":"a/b","values":[{"index":1.5,"type":"URL","data":{"format":"string","value":"x"}}]})", "index"},
-           {R"({"handle":"a/b","values":[{"index":1,"data":{"format":"string","value":"x"}}]})", "type"},
-           {R"({"handle":"a/b","values":[{"index":1,"type":"URL","data":{"format":"base64","value":"!!"}}]})", "base64"},
-           {R"({"handle":"a/b","values":[{"index":1,"type":"URL","data":{"format":"site","value":{}}}]})", "not supported"},
-           {R"({"handle":"a/b","values":[{"index":1,"type":"URL","data":{"format":"string","value":"x"},"timestamp":"yesterday"}]})", "timestamp"},
-           {std::string(100, '[') + std::string(100, ']'), "not JSON"},  // depth bomb
-       }) {
+  for (
+      auto [line, expected] : std::vector<std::pair<std::string, std::string>>{
+          {"not json", "not JSON"},
+          {"[1,2]", "JSON object"},
+          {R"({"values":[]})", "handle"},
+          {R"({"handle":"a/b"})", "values"},
+          {R"({"handle":"a/b","values":[{"type":"URL","data":{"format":"string","value":"x"}}]})",
+           "index"},
+          {R"({"handle":"a/b","values":[{"index":1.5,"type":"URL","data":{"format":"string","value":"x"}}]})",
+           "index"},
+          {R"({"handle":"a/b","values":[{"index":1,"data":{"format":"string","value":"x"}}]})",
+           "type"},
+          {R"({"handle":"a/b","values":[{"index":1,"type":"URL","data":{"format":"base64","value":"!!"}}]})",
+           "base64"},
+          {R"({"handle":"a/b","values":[{"index":1,"type":"URL","data":{"format":"site","value":{}}}]})",
+           "not supported"},
+          {R"({"handle":"a/b","values":[{"index":1,"type":"URL","data":{"format":"string","value":"x"},"timestamp":"yesterday"}]})",
+           "timestamp"},
+          {std::string(100, '[') + std::string(100, ']'), "not JSON"},  // depth bomb
+      }) {
     auto r = RecordFromJson(line, 0);
     ASSERT_FALSE(r.ok()) << line;
     EXPECT_NE(r.error().find(expected), std::string::npos) << line << " -> " << r.error();
@@ -101,15 +112,20 @@ TEST(Bulk, ImportReportsBadLinesLastWinsAndExportRoundTrips) {
   };
   std::ostringstream input;
   for (int i = 0; i < 1000; ++i) {
-    input << R"({"handle":"88.100.1/N)" << i << R"(","values":[{"index":1,"type":"URL","data":{"format":"string","value":"v)" << i
-          << R"("}}]})" << "\n";
+    input << R"({"handle":"88.100.1/N)" << i
+          << R"(","values":[{"index":1,"type":"URL","data":{"format":"string","value":"v)" << i
+          << R"("}}]})"
+          << "\n";
   }
-  input << "garbage line\n";                                                                    // line 1001
-  input << R"({"handle":"88.100.1/N5","values":[{"index":1,"type":"URL","data":{"format":"string","value":"last"}}]})"
-        << "\n";                                                                                // 1002: wins
-  input << R"({"handle":"bad handle","values":[]})" << "\n";                                    // 1003
-  input << R"({"handle":"88.100.1/DUP","values":[{"index":1,"type":"A","data":{"format":"string","value":"x"}},{"index":1,"type":"B","data":{"format":"string","value":"y"}}]})"
-        << "\n";  // 1004
+  input << "garbage line\n";  // line 1001
+  input
+      << R"({"handle":"88.100.1/N5","values":[{"index":1,"type":"URL","data":{"format":"string","value":"last"}}]})"
+      << "\n";  // 1002: wins
+  input << R"({"handle":"bad handle","values":[]})"
+        << "\n";  // 1003
+  input
+      << R"({"handle":"88.100.1/DUP","values":[{"index":1,"type":"A","data":{"format":"string","value":"x"}},{"index":1,"type":"B","data":{"format":"string","value":"y"}}]})"
+      << "\n";  // 1004
   auto a = open("a");
   std::vector<uint64_t> bad;
   ImportOptions options;

@@ -302,5 +302,87 @@ TEST(CrashTest, PowerCutWithoutSyncLosesWritesSoTheHarnessIsReal) {
   EXPECT_GT(lost, 0u);
 }
 
+// ---- disk full ----------------------------------------------------------------------------------
+
+// Fails every append with ENOSPC while `full` is set (HARDENING.md row I (iii), row J).
+class FullDiskFileSystem : public rocksdb::FileSystemWrapper {
+ public:
+  explicit FullDiskFileSystem(std::shared_ptr<rocksdb::FileSystem> base)
+      : FileSystemWrapper(std::move(base)) {}
+  const char* Name() const override { return "FullDiskFileSystem"; }
+  std::atomic<bool> full{false};
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    auto s = target()->NewWritableFile(fname, options, result, dbg);
+    if (s.ok()) *result = std::make_unique<File>(std::move(*result), this);
+    return s;
+  }
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile>&& file, FullDiskFileSystem* fs)
+        : FSWritableFileOwnerWrapper(std::move(file)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+      if (fs_->full.load()) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return target()->Append(data, options, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             const rocksdb::DataVerificationInfo& info,
+                             rocksdb::IODebugContext* dbg) override {
+      if (fs_->full.load()) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return target()->Append(data, options, info, dbg);
+    }
+
+   private:
+    FullDiskFileSystem* fs_;
+  };
+};
+
+TEST(CrashTest, DiskFullRefusesWritesKeepsReadsAndLosesNothing) {
+  ::idnode::testing::TempDir dir;
+  const std::string data = dir.sub("data");
+  auto fs = std::make_shared<FullDiskFileSystem>(rocksdb::FileSystem::Default());
+  std::vector<std::string> acknowledged;
+  {
+    RegistryOptions options;
+    options.storage.path = data;
+    options.storage.shard_count = 4;
+    options.storage.sync_writes = true;
+    options.storage.file_system = fs;
+    auto opened = Registry::Open(std::move(options));
+    ASSERT_TRUE(opened.ok()) << opened.error();
+    Registry& registry = **opened;
+    ASSERT_EQ(registry.HomePrefix("FULL").code, ResponseCode::kSuccess);
+    for (int i = 0; i < 20; ++i) {
+      std::string handle = "FULL/" + std::to_string(i);
+      ASSERT_EQ(registry.Apply(Create(handle, {MakeValue(1, "URL", "u")})).code,
+                ResponseCode::kSuccess);
+      acknowledged.push_back(handle);
+    }
+    fs->full = true;
+    EXPECT_EQ(registry.Apply(Create("FULL/refused", {MakeValue(1, "URL", "u")})).code,
+              ResponseCode::kError);
+    EXPECT_TRUE(registry.write_failed());
+    fs->full = false;  // space comes back: this process still refuses until restarted
+    EXPECT_EQ(registry.Apply(Create("FULL/after", {MakeValue(1, "URL", "u")})).code,
+              ResponseCode::kError);
+    for (const auto& handle : acknowledged)
+      EXPECT_EQ(registry.Get(handle).code, ResponseCode::kSuccess);  // reads served
+  }
+  auto registry = OpenRegistry(data);
+  ASSERT_NE(registry, nullptr);
+  for (const auto& handle : acknowledged)
+    EXPECT_EQ(registry->Get(handle).code, ResponseCode::kSuccess) << handle;
+  EXPECT_EQ(registry->Get("FULL/refused").code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(registry->Get("FULL/after").code, ResponseCode::kHandleNotFound);
+  ExpectChangelogWithoutHoles(*registry);
+  EXPECT_EQ(registry->Apply(Create("FULL/restarted", {MakeValue(1, "URL", "u")})).code,
+            ResponseCode::kSuccess);
+}
+
 }  // namespace
 }  // namespace idnode::registry
