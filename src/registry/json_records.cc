@@ -329,9 +329,11 @@ Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_
   return record;
 }
 
-std::string RecordToJson(const proto::Record& record) {
+namespace {
+
+json::array ValuesArray(const google::protobuf::RepeatedPtrField<proto::Value>& record_values) {
   json::array values;
-  for (const auto& v : record.values()) {
+  for (const auto& v : record_values) {
     json::object o;
     o["index"] = v.index();
     o["type"] = v.type();
@@ -351,9 +353,65 @@ std::string RecordToJson(const proto::Record& record) {
     }
     values.push_back(std::move(o));
   }
+  return values;
+}
+
+void Pretty(std::string& out, const json::value& v, int indent) {
+  auto pad = [&out](int n) { out.append(static_cast<size_t>(n) * 2, ' '); };
+  if (v.is_object()) {
+    const auto& o = v.as_object();
+    if (o.empty()) {
+      out += "{}";
+      return;
+    }
+    out += "{\n";
+    size_t i = 0;
+    for (const auto& [key, value] : o) {
+      pad(indent + 1);
+      out += json::serialize(json::string(key)) + ": ";
+      Pretty(out, value, indent + 1);
+      out += ++i < o.size() ? ",\n" : "\n";
+    }
+    pad(indent);
+    out += "}";
+  } else if (v.is_array()) {
+    const auto& a = v.as_array();
+    if (a.empty()) {
+      out += "[]";
+      return;
+    }
+    out += "[\n";
+    for (size_t i = 0; i < a.size(); ++i) {
+      pad(indent + 1);
+      Pretty(out, a[i], indent + 1);
+      out += i + 1 < a.size() ? ",\n" : "\n";
+    }
+    pad(indent);
+    out += "]";
+  } else {
+    out += json::serialize(v);
+  }
+}
+
+}  // namespace
+
+std::string ValuesToJson(const google::protobuf::RepeatedPtrField<proto::Value>& values) {
+  return json::serialize(ValuesArray(values));
+}
+
+std::string PrettyJson(std::string_view compact) {
+  boost::system::error_code ec;
+  json::value v = json::parse(json::string_view(compact.data(), compact.size()), ec);
+  if (ec) return std::string(compact);
+  std::string out;
+  Pretty(out, v, 0);
+  return out;
+}
+
+std::string RecordToJson(const proto::Record& record) {
   json::object out;
   out["handle"] = record.handle();
-  out["values"] = std::move(values);
+  out["values"] = ValuesArray(record.values());
   return json::serialize(out);
 }
 

@@ -542,6 +542,7 @@ OpResult Registry::WritePrefixState(const proto::PrefixState& prefix_state,
     } else {
       prefixes_[prefix_state.prefix()] = prefix_state;
     }
+    prefix_generation_.fetch_add(1, std::memory_order_release);
   }
   if (record_changed) {
     InvalidateCache(handle);

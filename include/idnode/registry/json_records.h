@@ -22,6 +22,10 @@ namespace idnode::registry {
 // wrong, for a message that names the line.
 Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_t now);
 std::string RecordToJson(const proto::Record& record);
+// The "values" array of the JSON API for `values` (same value shape as RecordToJson).
+std::string ValuesToJson(const google::protobuf::RepeatedPtrField<proto::Value>& values);
+// Re-indents compact JSON text with two spaces (the API's `pretty` parameter).
+std::string PrettyJson(std::string_view compact);
 
 // ISO-8601 UTC ("2026-11-25T17:16:47Z") <-> Unix seconds.
 std::string FormatIsoTime(uint32_t seconds);

@@ -146,6 +146,9 @@ class Registry {
   std::vector<proto::PrefixState> Prefixes() const;
   // Whether writes to `handle` are accepted here (its prefix is homed here).
   bool IsWritable(std::string_view handle) const;
+  // Incremented whenever the prefix table changes: readers keep a copy and refresh it when this
+  // moves, so the hot path takes no lock shared by all threads.
+  uint64_t prefix_generation() const { return prefix_generation_.load(std::memory_order_acquire); }
 
   // ---- changelog ----
   uint64_t LastSequence(uint32_t shard) const;
@@ -212,6 +215,7 @@ class Registry {
   std::vector<std::unique_ptr<ShardState>> shards_;
   mutable std::shared_mutex prefixes_mutex_;
   std::map<std::string, proto::PrefixState, std::less<>> prefixes_;  // by normalised prefix
+  std::atomic<uint64_t> prefix_generation_{1};
   std::string lineage_id_;
   std::atomic<bool> write_failed_{false};
 };

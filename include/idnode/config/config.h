@@ -1,0 +1,98 @@
+// config/: the node's settings. One YAML file (config/idnode.yaml documents every key with its
+// default), embedded defaults when there is none, and command-line overrides for the settings
+// people change most. Unknown keys and invalid values are errors, all reported at once with
+// file:line; nothing is silently clamped (ARCHITECTURE.md). Loaded once on the main thread at
+// startup (and on SIGHUP for the runtime settings); exceptions stop at main.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace idnode::config {
+
+struct NodeConfig {
+  std::string data_dir = "./idnode-data";
+  uint32_t shards = 8;
+  std::vector<std::string> home;  // prefixes this node is authoritative for
+  bool demo = true;               // home DEMO.1 with a few identifiers when nothing else is homed
+  uint16_t site_serial = 1;
+  std::string site_description = "idnode";
+};
+
+struct HandleConfig {
+  std::vector<std::string> bind{"127.0.0.1"};
+  uint16_t port = 2641;  // 0: an ephemeral port (tests)
+  bool udp = true;
+  bool tcp = true;
+  uint32_t workers = 0;  // 0: one per core
+  uint32_t udp_batch = 32;
+  uint32_t tcp_max_connections = 1024;
+  uint32_t tcp_max_connections_per_source = 64;
+  std::chrono::milliseconds tcp_idle_timeout{10000};
+  std::chrono::milliseconds tcp_io_timeout{2000};
+  uint32_t max_message_bytes = 262144;
+  uint32_t storage_threads = 2;
+  uint32_t storage_queue = 4096;
+};
+
+struct HttpConfig {
+  bool enabled = true;
+  std::vector<std::string> bind{"127.0.0.1"};
+  uint16_t port = 8000;
+  uint32_t max_connections = 1024;
+  uint32_t max_header_bytes = 8192;
+  uint32_t max_body_bytes = 1048576;
+  std::chrono::milliseconds request_timeout{10000};
+};
+
+struct StorageConfig {
+  uint64_t block_cache_bytes = 256ull << 20;
+  bool sync_writes = true;
+};
+
+struct CacheConfig {
+  uint64_t capacity_bytes = 256ull << 20;
+  uint32_t shards = 64;
+  std::chrono::milliseconds negative_ttl{5000};
+};
+
+struct LogConfig {
+  std::string level = "info";
+};
+
+struct Config {
+  NodeConfig node;
+  HandleConfig handle;
+  HttpConfig http;
+  StorageConfig storage;
+  CacheConfig cache;
+  LogConfig log;
+  std::string source = "(embedded defaults)";
+};
+
+// Thrown by Load with every problem found, one per line ("file:line: message").
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Parses YAML text (`name` is used in messages). Throws ConfigError.
+Config Parse(const std::string& yaml, const std::string& name);
+Config LoadFile(const std::string& path);
+
+struct CommandLine {
+  bool help = false;
+  bool version = false;
+  std::string config_file;
+  Config config;
+};
+
+// Reads the command line: --config FILE first, then overrides (--data-dir, --bind, --handle-port,
+// --http-port, --home (repeatable), --workers, --no-demo). Throws ConfigError.
+CommandLine ParseCommandLine(int argc, const char* const* argv);
+std::string Usage();
+
+}  // namespace idnode::config

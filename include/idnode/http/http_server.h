@@ -1,0 +1,71 @@
+// http/: the handle.net-compatible JSON API for reads (GET /api/handles/{handle} with type, index,
+// pretty, callback), the proxy form (GET /{handle}: 302 to the first URL value; ?noredirect: an
+// HTML page of the values), /healthz, /readyz and /metrics. Boost.Beast, one coroutine per
+// connection, with caps on header bytes, body bytes, connections and time per request; a request
+// the parser refuses gets a 4xx and the connection is closed before any handler sees it.
+// Writes (PUT/DELETE) need the auth room and are refused (401/403 with response code 402).
+//
+// Owned by the application; its threads run their own io_context.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "idnode/common/result.h"
+#include "idnode/config/config.h"
+#include "idnode/metrics/metrics.h"
+#include "idnode/resolver/resolver.h"
+
+namespace idnode::http {
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "application/json;charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+// The routing and rendering of one request, separate from the sockets so tests can call it.
+class Api {
+ public:
+  Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics,
+      std::function<bool()> ready);
+  // `target` is the request target ("/api/handles/...?..."), already length-limited by the parser.
+  HttpResponse Handle(std::string_view method, std::string_view target,
+                      bool has_authorization) const;
+
+ private:
+  HttpResponse Resolve(std::string_view handle, std::string_view query, bool proxy) const;
+  const resolver::Resolver& resolver_;
+  metrics::MetricsHub& metrics_;
+  std::function<bool()> ready_;
+};
+
+class HttpServer {
+ public:
+  HttpServer(const config::HttpConfig& config, const Api& api, metrics::MetricsHub& metrics);
+  ~HttpServer();
+  Result<Unit, std::string> Start(unsigned threads);
+  void Stop();
+  uint16_t port() const { return port_; }
+  size_t open_connections() const { return connections_.load(); }
+
+ private:
+  struct State;
+  config::HttpConfig config_;
+  const Api& api_;
+  metrics::MetricsHub& metrics_;
+  std::unique_ptr<State> state_;
+  std::vector<std::thread> threads_;
+  uint16_t port_ = 0;
+  std::atomic<size_t> connections_{0};
+};
+
+// Percent-decodes a path segment; false on a malformed escape, %00, or invalid UTF-8.
+bool DecodePercent(std::string_view in, std::string* out);
+
+}  // namespace idnode::http

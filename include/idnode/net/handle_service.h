@@ -1,0 +1,68 @@
+// The Handle protocol service: turns one request message into its response bytes, for the UDP and
+// TCP front ends alike. Resolutions are answered from the cache on the calling (worker) thread;
+// when the answer needs storage, Handle() says so and the caller runs HandleFromStorage() on a
+// storage thread. GET_SITE_INFO answers this node's HS_SITE. Administrative operations (create,
+// delete, values, sessions, challenges) need the auth room and are answered
+// RC_OPERATION_NOT_SUPPORTED until it exists.
+//
+// Shared by all threads; each thread passes its own Scratch.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "idnode/protocol/message.h"
+#include "idnode/resolver/resolver.h"
+
+namespace idnode::net {
+
+struct ServiceScratch {
+  resolver::Scratch resolver;
+  std::vector<uint8_t> body;  // handle + values of an answer
+  ServiceScratch() { body.reserve(64 * 1024); }
+};
+
+enum class Disposition : uint8_t {
+  kAnswered,      // `out` holds the response (response_size bytes)
+  kNeedsStorage,  // call HandleFromStorage on a storage thread
+  kDrop,          // say nothing (not a request, or too short to answer)
+};
+
+struct Handled {
+  Disposition disposition = Disposition::kDrop;
+  size_t response_size = 0;
+  uint32_t opcode = 0;
+  uint32_t response_code = 0;
+};
+
+class HandleService {
+ public:
+  HandleService(const resolver::Resolver& resolver, std::vector<uint8_t> site_info,
+                uint16_t site_serial);
+
+  // `request` is one whole message (a TCP frame, a datagram, or a reassembled message); `out`
+  // must hold at least kMaxMessageLength bytes. `limit_to_request_size` keeps error answers no
+  // larger than the request (UDP: no amplification by malformed traffic).
+  Handled Handle(std::span<const uint8_t> request, std::span<uint8_t> out, ServiceScratch& scratch,
+                 bool limit_to_request_size) const;
+  Handled HandleFromStorage(std::span<const uint8_t> request, std::span<uint8_t> out,
+                            ServiceScratch& scratch) const;
+  // RC_SERVER_TOO_BUSY for a request the storage pool has no room for.
+  Handled Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const;
+
+  const std::vector<uint8_t>& site_info() const { return site_info_; }
+  // Set once at startup, after the listeners are bound (their ports go into HS_SITE) and before
+  // the workers run.
+  void SetSiteInfo(std::vector<uint8_t> site_info) { site_info_ = std::move(site_info); }
+
+ private:
+  Handled Process(std::span<const uint8_t> request, std::span<uint8_t> out, ServiceScratch& scratch,
+                  bool limit_to_request_size, bool from_storage) const;
+
+  const resolver::Resolver& resolver_;
+  std::vector<uint8_t> site_info_;
+  uint16_t site_serial_;
+};
+
+}  // namespace idnode::net

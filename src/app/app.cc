@@ -1,0 +1,259 @@
+#include "idnode/app/app.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <cstdio>
+#include <thread>
+
+#include "idnode/cache/answer_cache.h"
+#include "idnode/http/http_server.h"
+#include "idnode/metrics/metrics.h"
+#include "idnode/net/handle_server.h"
+#include "idnode/protocol/value_types.h"
+#include "idnode/registry/registry.h"
+#include "idnode/resolver/resolver.h"
+
+namespace idnode::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+proto::Value StringValue(int32_t index, const std::string& type, const std::string& data) {
+  proto::Value v;
+  v.set_index(index);
+  v.set_type(type);
+  v.set_data(data);
+  v.set_ttl(86400);
+  v.set_permissions(protocol::permission::kCnriDefault);
+  return v;
+}
+
+proto::Value AdminValue(const std::string& prefix) {
+  protocol::AdminRecord admin{protocol::admin_permission::kDefinedMask, "", 300};
+  std::string admin_handle = "0.NA/" + prefix;
+  admin.admin_handle = admin_handle;
+  auto bytes = protocol::EncodeAdminRecord(admin);
+  proto::Value v = StringValue(100, "HS_ADMIN", std::string(bytes.begin(), bytes.end()));
+  return v;
+}
+
+// This node's HS_SITE: one primary server listening on the Handle and HTTP ports.
+std::vector<uint8_t> BuildSiteInfo(const config::Config& config, uint16_t handle_port,
+                                   uint16_t http_port) {
+  protocol::SiteInfo site;
+  site.serial_number = config.node.site_serial;
+  site.attributes.push_back({"desc", config.node.site_description});
+  protocol::SiteServer server;
+  server.server_id = 1;
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(config.handle.bind.front(), ec);
+  if (!ec && address.is_v4()) {
+    auto b = address.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), server.address.begin() + 12);
+  } else if (!ec) {
+    auto b = address.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), server.address.begin());
+  }
+  namespace it = protocol::interface_type;
+  namespace ip = protocol::interface_protocol;
+  if (config.handle.tcp) server.interfaces.push_back({it::kBoth, ip::kTcp, handle_port});
+  if (config.handle.udp) server.interfaces.push_back({it::kQuery, ip::kUdp, handle_port});
+  if (config.http.enabled) server.interfaces.push_back({it::kBoth, ip::kHttp, http_port});
+  site.servers.push_back(std::move(server));
+  return protocol::EncodeSiteInfo(site);
+}
+
+Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
+                                          const config::Config& config,
+                                          const std::vector<uint8_t>& site) {
+  auto site_value = StringValue(1, "HS_SITE", std::string(site.begin(), site.end()));
+  std::vector<std::string> homes = config.node.home;
+  bool demo = config.node.demo && homes.empty() && registry.Prefixes().empty();
+  if (demo) homes.push_back(kDemoPrefix);
+  for (const auto& prefix : homes) {
+    auto state = registry.FindPrefix(prefix);
+    if (state && state->role() == proto::PrefixState::HOMED) continue;
+    auto r = registry.HomePrefix(prefix, {site_value, AdminValue(prefix)});
+    if (r.code != protocol::ResponseCode::kSuccess) return Failure{"cannot home prefix " + prefix};
+    spdlog::info("homed prefix {}", prefix);
+  }
+  if (demo) {
+    std::string p = kDemoPrefix;
+    std::vector<registry::Operation> ops;
+    auto create = [&](const std::string& suffix, std::vector<proto::Value> values) {
+      registry::Operation op;
+      op.handle = p + "/" + suffix;
+      op.values = std::move(values);
+      values.push_back(AdminValue(p));
+      op.values.push_back(AdminValue(p));
+      ops.push_back(std::move(op));
+    };
+    create("hello", {StringValue(1, "URL", "https://example.org/hello"),
+                     StringValue(2, "DESC", "idnode demo identifier: resolve me")});
+    create("SN0001", {StringValue(1, "URL", "https://example.org/products/SN0001"),
+                      StringValue(2, "EMAIL", "support@example.org"),
+                      StringValue(3, "DESC", "industrial part SN0001, lot 42")});
+    create("SN0002", {StringValue(1, "URL", "https://example.org/products/SN0002"),
+                      StringValue(3, "DESC", "industrial part SN0002, lot 43")});
+    for (const auto& r : registry.ApplyBatch({}, ops)) {
+      if (r.code != protocol::ResponseCode::kSuccess &&
+          r.code != protocol::ResponseCode::kHandleAlreadyExists) {
+        return Failure{std::string("cannot create the demo identifiers")};
+      }
+    }
+    spdlog::info("created demo identifiers {0}/hello, {0}/SN0001, {0}/SN0002", p);
+  }
+  return Unit{};
+}
+
+void SetLogLevel(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace
+
+Result<Unit, std::string> Run(const config::Config& config, const std::string& config_file) {
+  SetLogLevel(config.log.level);
+  spdlog::info("idnode starting ({})", config.source);
+
+  cache::CacheOptions cache_options;
+  cache_options.capacity_bytes = config.cache.capacity_bytes;
+  cache_options.shard_count = config.cache.shards;
+  cache_options.negative_ttl = config.cache.negative_ttl;
+  if (auto problem = cache::CacheOptions::Validate(cache_options))
+    return Failure{"cache: " + *problem};
+  auto cache = std::make_shared<cache::AnswerCache>(cache_options);
+
+  registry::RegistryOptions registry_options;
+  registry_options.storage.path = config.node.data_dir;
+  registry_options.storage.shard_count = config.node.shards;
+  registry_options.storage.block_cache_bytes = config.storage.block_cache_bytes;
+  registry_options.storage.sync_writes = config.storage.sync_writes;
+  registry_options.cache = cache;
+  auto opened = registry::Registry::Open(std::move(registry_options));
+  if (!opened.ok())
+    return Failure{"cannot open the registry in " + config.node.data_dir + ": " + opened.error()};
+  std::unique_ptr<registry::Registry> registry = std::move(*opened);
+
+  metrics::MetricsHub metrics;
+  resolver::Resolver resolver(*registry, cache);
+  net::HandleService service(resolver, {}, config.node.site_serial);
+  net::HandleServer handle_server(config.handle, service, metrics);
+  std::atomic<bool> ready{false};
+  http::Api api(resolver, metrics, [&ready] { return ready.load(); });
+  http::HttpServer http_server(config.http, api, metrics);
+
+  if (config.handle.udp || config.handle.tcp) {
+    auto bound = handle_server.Bind();
+    if (!bound.ok()) return Failure{bound.error()};
+  }
+  if (config.http.enabled) {
+    auto started =
+        http_server.Start(std::max(1u, std::min(2u, std::thread::hardware_concurrency())));
+    if (!started.ok()) return Failure{started.error()};
+  }
+  auto site = BuildSiteInfo(config, handle_server.port(), http_server.port());
+  service.SetSiteInfo(site);
+  auto prepared = PreparePrefixes(*registry, config, site);
+  if (!prepared.ok()) return Failure{prepared.error()};
+
+  metrics.AddCollector([&](std::string& out) {
+    auto s = cache->stats();
+    metrics::AppendHelp(out, "idnode_cache_events_total", "counter",
+                        "Answer cache lookups and changes.");
+    metrics::AppendSample(out, "idnode_cache_events_total", "event=\"hit\"",
+                          static_cast<double>(s.hits));
+    metrics::AppendSample(out, "idnode_cache_events_total", "event=\"negative_hit\"",
+                          static_cast<double>(s.negative_hits));
+    metrics::AppendSample(out, "idnode_cache_events_total", "event=\"miss\"",
+                          static_cast<double>(s.misses));
+    metrics::AppendSample(out, "idnode_cache_events_total", "event=\"contended\"",
+                          static_cast<double>(s.contended));
+    metrics::AppendSample(out, "idnode_cache_events_total", "event=\"eviction\"",
+                          static_cast<double>(s.evictions));
+    metrics::AppendSample(out, "idnode_cache_events_total", "event=\"invalidation\"",
+                          static_cast<double>(s.invalidations));
+    metrics::AppendHelp(out, "idnode_cache_bytes", "gauge",
+                        "Bytes the answer cache holds, overhead included.");
+    metrics::AppendSample(out, "idnode_cache_bytes", "", static_cast<double>(s.bytes_used));
+    metrics::AppendSample(out, "idnode_cache_capacity_bytes", "",
+                          static_cast<double>(cache->capacity_bytes()));
+    metrics::AppendHelp(out, "idnode_storage_bytes", "gauge", "Live SST bytes per shard.");
+    for (uint32_t shard = 0; shard < registry->shard_count(); ++shard) {
+      auto st = registry->store().Stats(shard);
+      std::string label = "shard=\"" + std::to_string(shard) + "\"";
+      metrics::AppendSample(out, "idnode_storage_bytes", label,
+                            static_cast<double>(st.live_sst_bytes));
+      metrics::AppendSample(out, "idnode_storage_estimated_keys", label,
+                            static_cast<double>(st.estimated_keys));
+      metrics::AppendSample(out, "idnode_storage_write_stalled", label,
+                            st.write_stopped || st.write_delayed ? 1 : 0);
+      metrics::AppendSample(out, "idnode_changelog_last_sequence", label,
+                            static_cast<double>(registry->LastSequence(shard)));
+    }
+    handle_server.CollectMetrics(out);
+    metrics::AppendSample(out, "idnode_open_connections", "protocol=\"http\"",
+                          static_cast<double>(http_server.open_connections()));
+  });
+
+  if (config.handle.udp || config.handle.tcp) handle_server.Run();
+  ready = true;
+
+  std::string prefixes;
+  for (const auto& p : registry->Prefixes()) prefixes += (prefixes.empty() ? "" : ",") + p.prefix();
+  // One line for people and for tests that start the node on port 0.
+  std::printf("idnode ready: handle=%s:%u http=%s:%u data=%s prefixes=%s\n",
+              config.handle.bind.front().c_str(), handle_server.port(),
+              config.http.bind.front().c_str(), http_server.port(), config.node.data_dir.c_str(),
+              prefixes.c_str());
+  std::fflush(stdout);
+
+  asio::io_context main_io;
+  asio::signal_set stop_signals(main_io, SIGTERM, SIGINT);
+  asio::signal_set reload_signal(main_io, SIGHUP);
+  asio::steady_timer retention(main_io);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {}: draining and stopping", signal);
+    ready = false;
+    reload_signal.cancel();
+    retention.cancel();
+  });
+  std::function<void()> wait_reload = [&] {
+    reload_signal.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      // Runtime settings only: listeners, storage and cache keep what they started with.
+      if (!config_file.empty()) {
+        try {
+          config::Config fresh = config::LoadFile(config_file);
+          SetLogLevel(fresh.log.level);
+          spdlog::info("SIGHUP: reloaded {} (log level {})", config_file, fresh.log.level);
+        } catch (const config::ConfigError& e) {
+          spdlog::error("SIGHUP: {} not reloaded:\n{}", config_file, e.what());
+        }
+      }
+      wait_reload();
+    });
+  };
+  wait_reload();
+  std::function<void()> schedule_retention = [&] {
+    retention.expires_after(std::chrono::minutes(1));
+    retention.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto trimmed = registry->ApplyRetention(std::chrono::system_clock::now());
+      if (!trimmed.ok()) spdlog::warn("changelog retention: {}", trimmed.error());
+      schedule_retention();
+    });
+  };
+  schedule_retention();
+  main_io.run();
+
+  http_server.Stop();
+  handle_server.Stop();
+  spdlog::info("idnode stopped");
+  return Unit{};
+}
+
+}  // namespace idnode::app

@@ -1,0 +1,353 @@
+#include "idnode/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace idnode::config {
+
+namespace {
+
+class Errors {
+ public:
+  explicit Errors(std::string file) : file_(std::move(file)) {}
+  void Add(const YAML::Mark& mark, const std::string& message) {
+    std::string where = file_;
+    if (!mark.is_null()) where += ":" + std::to_string(mark.line + 1);
+    list_.push_back(where + ": " + message);
+  }
+  void Throw() const {
+    if (list_.empty()) return;
+    std::string all;
+    for (const auto& e : list_) all += e + "\n";
+    all.pop_back();
+    throw ConfigError(all);
+  }
+
+ private:
+  std::string file_;
+  std::vector<std::string> list_;
+};
+
+using Field = std::function<void(const YAML::Node& value, const std::string& key)>;
+
+bool ParseUnsigned(const std::string& text, uint64_t* out) {
+  if (text.empty() || text[0] == '-' || text[0] == '+') return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// Sizes may carry a binary suffix: 512MiB, 64KiB, 1GiB.
+bool ParseBytes(const std::string& text, uint64_t* out) {
+  static const std::pair<const char*, uint64_t> kSuffixes[] = {
+      {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40}};
+  for (const auto& [suffix, factor] : kSuffixes) {
+    std::string s(suffix);
+    if (text.size() > s.size() && text.compare(text.size() - s.size(), s.size(), s) == 0) {
+      uint64_t n = 0;
+      if (!ParseUnsigned(text.substr(0, text.size() - s.size()), &n) || n > UINT64_MAX / factor)
+        return false;
+      *out = n * factor;
+      return true;
+    }
+  }
+  return ParseUnsigned(text, out);
+}
+
+class Reader {
+ public:
+  explicit Reader(Errors& errors) : errors_(errors) {}
+
+  // Visits a mapping: known keys go to their field, unknown keys are errors.
+  void Map(const YAML::Node& node, const std::string& path,
+           const std::map<std::string, Field>& fields) {
+    if (!node.IsMap()) {
+      errors_.Add(node.Mark(), (path.empty() ? "the document" : path) + " must be a mapping");
+      return;
+    }
+    for (const auto& item : node) {
+      std::string key = item.first.Scalar();
+      std::string full = path.empty() ? key : path + "." + key;
+      auto it = fields.find(key);
+      if (it == fields.end()) {
+        errors_.Add(item.first.Mark(), "unknown key \"" + full + "\"");
+        continue;
+      }
+      it->second(item.second, full);
+    }
+  }
+
+  template <typename T>
+  Field Unsigned(T* out, uint64_t min, uint64_t max) {
+    return [this, out, min, max](const YAML::Node& n, const std::string& key) {
+      uint64_t v = 0;
+      if (!n.IsScalar() || !ParseUnsigned(n.Scalar(), &v) || v < min || v > max) {
+        errors_.Add(n.Mark(), key + " must be a whole number from " + std::to_string(min) + " to " +
+                                  std::to_string(max));
+        return;
+      }
+      *out = static_cast<T>(v);
+    };
+  }
+  Field Bytes(uint64_t* out, uint64_t min) {
+    return [this, out, min](const YAML::Node& n, const std::string& key) {
+      uint64_t v = 0;
+      if (!n.IsScalar() || !ParseBytes(n.Scalar(), &v) || v < min) {
+        errors_.Add(n.Mark(), key + " must be a size in bytes of at least " + std::to_string(min) +
+                                  " (a number, optionally with KiB, MiB, GiB or TiB)");
+        return;
+      }
+      *out = v;
+    };
+  }
+  Field Millis(std::chrono::milliseconds* out, uint64_t min, uint64_t max) {
+    return [this, out, min, max](const YAML::Node& n, const std::string& key) {
+      uint64_t v = 0;
+      if (!n.IsScalar() || !ParseUnsigned(n.Scalar(), &v) || v < min || v > max) {
+        errors_.Add(n.Mark(), key + " must be milliseconds from " + std::to_string(min) + " to " +
+                                  std::to_string(max));
+        return;
+      }
+      *out = std::chrono::milliseconds(v);
+    };
+  }
+  Field Bool(bool* out) {
+    return [this, out](const YAML::Node& n, const std::string& key) {
+      if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
+        *out = n.Scalar() == "true";
+      } else {
+        errors_.Add(n.Mark(), key + " must be true or false");
+      }
+    };
+  }
+  Field String(std::string* out, bool allow_empty = false) {
+    return [this, out, allow_empty](const YAML::Node& n, const std::string& key) {
+      if (!n.IsScalar() || (!allow_empty && n.Scalar().empty())) {
+        errors_.Add(n.Mark(), key + " must be a non-empty string");
+        return;
+      }
+      *out = n.Scalar();
+    };
+  }
+  Field OneOf(std::string* out, std::vector<std::string> allowed) {
+    return [this, out, allowed](const YAML::Node& n, const std::string& key) {
+      for (const auto& a : allowed) {
+        if (n.IsScalar() && n.Scalar() == a) {
+          *out = a;
+          return;
+        }
+      }
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      errors_.Add(n.Mark(), key + " must be one of " + list);
+    };
+  }
+  Field Strings(std::vector<std::string>* out, bool allow_empty_list) {
+    return [this, out, allow_empty_list](const YAML::Node& n, const std::string& key) {
+      if (!n.IsSequence() || (!allow_empty_list && n.size() == 0)) {
+        errors_.Add(n.Mark(), key + " must be a list of strings" +
+                                  (allow_empty_list ? "" : " (at least one)"));
+        return;
+      }
+      out->clear();
+      for (const auto& item : n) {
+        if (!item.IsScalar() || item.Scalar().empty()) {
+          errors_.Add(item.Mark(), key + " entries must be non-empty strings");
+          continue;
+        }
+        out->push_back(item.Scalar());
+      }
+    };
+  }
+
+ private:
+  Errors& errors_;
+};
+
+void Validate(const Config& c, Errors& errors) {
+  YAML::Mark none = YAML::Mark::null_mark();
+  if (c.cache.shards == 0 || (c.cache.shards & (c.cache.shards - 1)) != 0) {
+    errors.Add(none, "cache.shards must be a power of two");
+  }
+  if (c.cache.capacity_bytes < uint64_t{c.cache.shards} * 4096) {
+    errors.Add(none, "cache.capacity_bytes must be at least 4096 bytes per cache shard");
+  }
+  if (c.http.enabled && c.handle.port != 0 && c.http.port == c.handle.port) {
+    errors.Add(none, "http.port and handle.port must differ");
+  }
+  if (!c.handle.udp && !c.handle.tcp && !c.http.enabled) {
+    errors.Add(none, "nothing to serve: handle.udp, handle.tcp and http.enabled are all false");
+  }
+}
+
+void Read(const YAML::Node& root, Config& c, Errors& errors) {
+  Reader r(errors);
+  r.Map(root, "",
+        {{"node",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"data_dir", r.String(&c.node.data_dir)},
+                   {"shards", r.Unsigned(&c.node.shards, 1, 4096)},
+                   {"home", r.Strings(&c.node.home, true)},
+                   {"demo", r.Bool(&c.node.demo)},
+                   {"site_serial", r.Unsigned(&c.node.site_serial, 0, 65534)},
+                   {"site_description", r.String(&c.node.site_description, true)}});
+          }},
+         {"handle",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"bind", r.Strings(&c.handle.bind, false)},
+                   {"port", r.Unsigned(&c.handle.port, 0, 65535)},
+                   {"udp", r.Bool(&c.handle.udp)},
+                   {"tcp", r.Bool(&c.handle.tcp)},
+                   {"workers", r.Unsigned(&c.handle.workers, 0, 256)},
+                   {"udp_batch", r.Unsigned(&c.handle.udp_batch, 1, 1024)},
+                   {"tcp_max_connections", r.Unsigned(&c.handle.tcp_max_connections, 1, 1000000)},
+                   {"tcp_max_connections_per_source",
+                    r.Unsigned(&c.handle.tcp_max_connections_per_source, 1, 1000000)},
+                   {"tcp_idle_timeout_ms", r.Millis(&c.handle.tcp_idle_timeout, 100, 3600000)},
+                   {"tcp_io_timeout_ms", r.Millis(&c.handle.tcp_io_timeout, 50, 600000)},
+                   {"max_message_bytes", r.Unsigned(&c.handle.max_message_bytes, 1024, 262144)},
+                   {"storage_threads", r.Unsigned(&c.handle.storage_threads, 1, 256)},
+                   {"storage_queue", r.Unsigned(&c.handle.storage_queue, 1, 1000000)}});
+          }},
+         {"http",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"enabled", r.Bool(&c.http.enabled)},
+                   {"bind", r.Strings(&c.http.bind, false)},
+                   {"port", r.Unsigned(&c.http.port, 0, 65535)},
+                   {"max_connections", r.Unsigned(&c.http.max_connections, 1, 1000000)},
+                   {"max_header_bytes", r.Unsigned(&c.http.max_header_bytes, 1024, 1048576)},
+                   {"max_body_bytes", r.Unsigned(&c.http.max_body_bytes, 0, 67108864)},
+                   {"request_timeout_ms", r.Millis(&c.http.request_timeout, 100, 3600000)}});
+          }},
+         {"storage",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"block_cache_bytes", r.Bytes(&c.storage.block_cache_bytes, 1 << 20)},
+                   {"sync_writes", r.Bool(&c.storage.sync_writes)}});
+          }},
+         {"cache",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"capacity_bytes", r.Bytes(&c.cache.capacity_bytes, 1 << 16)},
+                   {"shards", r.Unsigned(&c.cache.shards, 1, 65536)},
+                   {"negative_ttl_ms", r.Millis(&c.cache.negative_ttl, 1, 3600000)}});
+          }},
+         {"log", [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"level",
+                    r.OneOf(&c.log.level, {"trace", "debug", "info", "warn", "error", "off"})}});
+          }}});
+}
+
+}  // namespace
+
+Config Parse(const std::string& yaml, const std::string& name) {
+  Config c;
+  c.source = name;
+  Errors errors(name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    errors.Add(e.mark, e.msg);
+    errors.Throw();
+  }
+  if (!root.IsNull()) Read(root, c, errors);
+  Validate(c, errors);
+  errors.Throw();
+  return c;
+}
+
+Config LoadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read the file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return Parse(text.str(), path);
+}
+
+std::string Usage() {
+  return R"(usage: idnode [options]
+
+  --config FILE        read settings from FILE (YAML; see config/idnode.yaml for every key)
+  --data-dir DIR       where the registry lives (node.data_dir, default ./idnode-data)
+  --bind ADDR          address for the Handle and HTTP listeners (repeatable; default 127.0.0.1)
+  --handle-port N      Handle protocol port, UDP and TCP (default 2641; 0 picks a free port)
+  --http-port N        HTTP JSON API port (default 8000; 0 picks a free port)
+  --home PREFIX        a prefix this node is authoritative for (repeatable)
+  --workers N          network worker threads (default: one per core)
+  --no-demo            do not create the DEMO.1 prefix and identifiers
+  --help, --version
+)";
+}
+
+CommandLine ParseCommandLine(int argc, const char* const* argv) {
+  CommandLine cl;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // The file first, so that every flag overrides it whatever the order.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config") {
+      if (i + 1 >= args.size()) throw ConfigError("--config needs a file");
+      cl.config_file = args[i + 1];
+    }
+  }
+  cl.config = cl.config_file.empty() ? Parse("", "(embedded defaults)") : LoadFile(cl.config_file);
+  Config& c = cl.config;
+  std::vector<std::string> binds, homes;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string& {
+      if (i + 1 >= args.size()) throw ConfigError(a + " needs a value");
+      return args[++i];
+    };
+    auto port = [&]() -> uint16_t {
+      uint64_t v = 0;
+      const std::string& text = value();
+      if (!ParseUnsigned(text, &v) || v > 65535)
+        throw ConfigError(a + ": \"" + text + "\" is not a port number");
+      return static_cast<uint16_t>(v);
+    };
+    if (a == "--help" || a == "-h") {
+      cl.help = true;
+    } else if (a == "--version") {
+      cl.version = true;
+    } else if (a == "--config") {
+      ++i;
+    } else if (a == "--data-dir") {
+      c.node.data_dir = value();
+    } else if (a == "--bind") {
+      binds.push_back(value());
+    } else if (a == "--handle-port") {
+      c.handle.port = port();
+    } else if (a == "--http-port") {
+      c.http.port = port();
+    } else if (a == "--home") {
+      homes.push_back(value());
+    } else if (a == "--workers") {
+      uint64_t v = 0;
+      if (!ParseUnsigned(value(), &v) || v > 256) throw ConfigError("--workers must be 0..256");
+      c.handle.workers = static_cast<uint32_t>(v);
+    } else if (a == "--no-demo") {
+      c.node.demo = false;
+    } else {
+      throw ConfigError("unknown option " + a + "\n" + Usage());
+    }
+  }
+  if (!binds.empty()) c.handle.bind = c.http.bind = binds;
+  if (!homes.empty()) c.node.home = homes;
+  if (c.handle.workers == 0) c.handle.workers = std::max(1u, std::thread::hardware_concurrency());
+  Errors errors("command line");
+  Validate(c, errors);
+  errors.Throw();
+  return cl;
+}
+
+}  // namespace idnode::config

@@ -1,0 +1,528 @@
+#include "idnode/http/http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <ctime>
+
+#include "idnode/protocol/utf8.h"
+#include "idnode/protocol/wire.h"
+#include "idnode/registry/json_records.h"
+#include "idnode/registry/values.h"
+
+namespace idnode::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::ip::tcp;
+using protocol::ResponseCode;
+
+namespace {
+
+constexpr size_t kMaxHeaderFields = 100;
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string HtmlEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// JSONP callbacks are names, never code.
+bool ValidCallback(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '$'))
+      return false;
+  }
+  return true;
+}
+
+struct QueryParams {
+  std::vector<int32_t> indexes;
+  std::vector<std::string> types;
+  bool pretty = false;
+  bool noredirect = false;
+  std::string callback;
+  bool bad = false;
+  std::string why;
+};
+
+QueryParams ParseQuery(std::string_view query) {
+  QueryParams p;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string key, value;
+    if (!DecodePercent(pair.substr(0, eq), &key) ||
+        (eq != std::string_view::npos && !DecodePercent(pair.substr(eq + 1), &value))) {
+      p.bad = true;
+      p.why = "malformed query";
+      return p;
+    }
+    if (key == "type") {
+      p.types.push_back(value);
+    } else if (key == "index") {
+      char* end = nullptr;
+      long v = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || v < INT32_MIN || v > INT32_MAX) {
+        p.bad = true;
+        p.why = "index must be an integer";
+        return p;
+      }
+      p.indexes.push_back(static_cast<int32_t>(v));
+    } else if (key == "pretty") {
+      p.pretty = value != "false";
+    } else if (key == "noredirect") {
+      p.noredirect = true;
+    } else if (key == "callback") {
+      if (!ValidCallback(value)) {
+        p.bad = true;
+        p.why = "invalid callback";
+        return p;
+      }
+      p.callback = value;
+    }
+    // auth, publicOnly and unknown parameters are accepted and ignored, as an end server does.
+  }
+  return p;
+}
+
+std::string HttpDate(std::time_t t) {
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
+
+unsigned StatusFor(ResponseCode rc) {
+  switch (rc) {
+    case ResponseCode::kSuccess:
+    case ResponseCode::kValuesNotFound:
+      return 200;
+    case ResponseCode::kHandleNotFound:
+      return 404;
+    case ResponseCode::kServerNotResponsible:
+    case ResponseCode::kInvalidHandle:
+    case ResponseCode::kInvalidValue:
+    case ResponseCode::kProtocolError:
+      return 400;
+    case ResponseCode::kServiceReferral:
+    case ResponseCode::kPrefixReferral:
+      return 200;
+    case ResponseCode::kServerTooBusy:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+HttpResponse JsonResponse(unsigned status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+}  // namespace
+
+bool DecodePercent(std::string_view in, std::string* out) {
+  out->clear();
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      char c = static_cast<char>(hi << 4 | lo);
+      if (c == '\0') return false;
+      out->push_back(c);
+      i += 2;
+    } else if (in[i] == '+') {
+      out->push_back(' ');
+    } else {
+      out->push_back(in[i]);
+    }
+  }
+  return protocol::IsValidUtf8(*out);
+}
+
+Api::Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics,
+         std::function<bool()> ready)
+    : resolver_(resolver), metrics_(metrics), ready_(std::move(ready)) {}
+
+HttpResponse Api::Handle(std::string_view method, std::string_view target,
+                         bool has_authorization) const {
+  size_t question = target.find('?');
+  std::string_view path = target.substr(0, question);
+  std::string_view query =
+      question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
+
+  if (path == "/healthz") {
+    HttpResponse r = JsonResponse(200, "ok\n");
+    r.content_type = "text/plain;charset=utf-8";
+    return r;
+  }
+  if (path == "/readyz") {
+    bool ready = ready_ && ready_();
+    HttpResponse r = JsonResponse(ready ? 200 : 503, ready ? "ready\n" : "starting\n");
+    r.content_type = "text/plain;charset=utf-8";
+    return r;
+  }
+  if (path == "/metrics") {
+    HttpResponse r = JsonResponse(200, metrics_.Render());
+    r.content_type = "text/plain; version=0.0.4;charset=utf-8";
+    return r;
+  }
+  constexpr std::string_view kApi = "/api/handles/";
+  bool api = path.substr(0, kApi.size()) == kApi;
+  std::string handle;
+  if (!DecodePercent(api ? path.substr(kApi.size()) : path.substr(1), &handle)) {
+    return JsonResponse(400, R"({"responseCode":4,"message":"malformed path"})");
+  }
+  if (method != "GET" && method != "HEAD") {
+    if (api && (method == "PUT" || method == "DELETE" || method == "POST")) {
+      // Writes need authentication, and authentication needs HTTPS (HANDLE.md §2): refused here.
+      HttpResponse r = JsonResponse(has_authorization ? 403 : 401,
+                                    R"({"responseCode":402,"handle":)" + JsonString(handle) + "}");
+      if (!has_authorization) r.headers.push_back({"WWW-Authenticate", "Basic realm=\"handle\""});
+      return r;
+    }
+    HttpResponse r = JsonResponse(405, R"({"responseCode":5,"message":"method not allowed"})");
+    r.headers.push_back({"Allow", "GET, HEAD"});
+    return r;
+  }
+  if (handle.empty()) {
+    HttpResponse r = JsonResponse(200,
+                                  "<html><head><title>idnode</title></head><body>idnode: GET "
+                                  "/api/handles/{handle}</body></html>\n");
+    r.content_type = "text/html;charset=utf-8";
+    return r;
+  }
+  return Resolve(handle, query, !api);
+}
+
+HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, bool proxy) const {
+  QueryParams params = ParseQuery(query_text);
+  if (params.bad) {
+    return JsonResponse(400, R"({"responseCode":4,"message":)" + JsonString(params.why) + "}");
+  }
+  std::vector<std::string_view> types(params.types.begin(), params.types.end());
+  resolver::Query q;
+  q.handle = handle;
+  q.indexes = params.indexes;
+  q.types = types;
+  q.public_only = true;  // unauthenticated
+  thread_local resolver::Scratch scratch;
+  resolver::Answer answer = resolver_.Resolve(q, scratch);
+
+  // Values as stored records for rendering.
+  google::protobuf::RepeatedPtrField<proto::Value> values;
+  if (answer.code == ResponseCode::kSuccess || answer.code == ResponseCode::kServiceReferral) {
+    protocol::WireReader r(answer.values);
+    auto wire = protocol::ReadHandleValues(r);
+    for (const auto& v : wire) *values.Add() = registry::ToStored(v);
+  }
+
+  if (proxy) {
+    if (answer.code != ResponseCode::kSuccess) {
+      HttpResponse r =
+          JsonResponse(StatusFor(answer.code) == 200 ? 404 : StatusFor(answer.code), "");
+      r.content_type = "text/html;charset=utf-8";
+      r.body = "<html><head><title>Not found</title></head><body>Handle " + HtmlEscape(handle) +
+               " not found (response code " + std::to_string(static_cast<int>(answer.code)) +
+               ")</body></html>\n";
+      return r;
+    }
+    if (!params.noredirect) {
+      for (const auto& v : values) {
+        if (registry::TypeMatches("URL", v.type())) {
+          HttpResponse r;
+          r.status = 302;
+          r.content_type = "text/html;charset=utf-8";
+          r.headers.push_back({"Location", v.data()});
+          r.headers.push_back({"Expires", HttpDate(std::time(nullptr) + 86400)});
+          r.body = "<html><head><title>Handle Redirect</title></head>\n<body><a href=\"" +
+                   HtmlEscape(v.data()) + "\">" + HtmlEscape(v.data()) + "</a></body></html>";
+          return r;
+        }
+      }
+    }
+    HttpResponse r;
+    r.content_type = "text/html;charset=utf-8";
+    r.body = "<html><head><title>" + HtmlEscape(handle) + "</title></head><body><h1>" +
+             HtmlEscape(handle) +
+             "</h1><table><tr><th>Index</th><th>Type</th><th>Timestamp</th><th>Data</th></tr>";
+    for (const auto& v : values) {
+      r.body += "<tr><td>" + std::to_string(v.index()) + "</td><td>" + HtmlEscape(v.type()) +
+                "</td><td>" + registry::FormatIsoTime(v.timestamp()) + "</td><td>" +
+                HtmlEscape(v.data()) + "</td></tr>";
+    }
+    r.body += "</table></body></html>\n";
+    return r;
+  }
+
+  std::string body;
+  const std::string h = JsonString(handle);
+  switch (answer.code) {
+    case ResponseCode::kSuccess:
+    case ResponseCode::kServiceReferral:
+      body = R"({"responseCode":)" + std::to_string(static_cast<int>(answer.code)) +
+             R"(,"handle":)" + h + R"(,"values":)" + registry::ValuesToJson(values) + "}";
+      break;
+    case ResponseCode::kValuesNotFound:  // the reference server's field order (transcript)
+      body = R"({"responseCode":200,"values":[],"handle":)" + h + "}";
+      break;
+    case ResponseCode::kHandleNotFound:
+      body = R"({"responseCode":100,"handle":)" + h + "}";
+      break;
+    default:
+      body =
+          R"({"responseCode":)" + std::to_string(static_cast<int>(answer.code)) +
+          (answer.message.empty() ? std::string() : R"(,"message":)" + JsonString(answer.message)) +
+          R"(,"handle":)" + h + "}";
+  }
+  if (params.pretty) body = registry::PrettyJson(body);
+  HttpResponse r = JsonResponse(StatusFor(answer.code), std::move(body));
+  if (!params.callback.empty()) {
+    r.content_type = "application/javascript;charset=utf-8";
+    r.body = params.callback + "(" + r.body + ");";
+  }
+  return r;
+}
+
+// ---- the server ---------------------------------------------------------------------------------
+
+struct HttpServer::State {
+  asio::io_context io;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<metrics::RequestCounters*> counters;
+};
+
+namespace {
+
+asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
+                              metrics::RequestCounters& counters,
+                              std::atomic<size_t>& connections) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer(config.max_header_bytes);
+  for (;;) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(config.max_header_bytes);
+    parser.body_limit(config.max_body_bytes);
+    stream.expires_after(config.request_timeout);  // covers slow headers (slowloris) and bodies
+    auto [ec, n] =
+        co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse response;
+    bool close = false;
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+        ec == beast::error::timeout || ec == asio::error::operation_aborted) {
+      break;
+    }
+    if (ec) {
+      // The parser refused the request (smuggling shapes, oversized headers or body, bad syntax):
+      // answer and close without a handler ever seeing it.
+      response.status =
+          ec == bhttp::error::body_limit ? 413 : (ec == bhttp::error::header_limit ? 431 : 400);
+      response.body = R"({"responseCode":4,"message":)" + std::string("\"") +
+                      (response.status == 413   ? "body too large"
+                       : response.status == 431 ? "headers too large"
+                                                : "bad request") +
+                      "\"}";
+      close = true;
+    } else {
+      const auto& req = parser.get();
+      size_t fields = 0;
+      bool smuggling = false;
+      for (const auto& field : req) {
+        ++fields;
+        (void)field;
+      }
+      auto te = req.find(bhttp::field::transfer_encoding);
+      if (te != req.end() && !beast::iequals(te->value(), "chunked")) smuggling = true;
+      if (te != req.end() && req.find(bhttp::field::content_length) != req.end()) smuggling = true;
+      if (fields > kMaxHeaderFields) {
+        response.status = 431;
+        response.body = R"({"responseCode":4,"message":"too many header fields"})";
+        close = true;
+      } else if (smuggling) {
+        response.status = 400;
+        response.body = R"({"responseCode":4,"message":"ambiguous message framing"})";
+        close = true;
+      } else if (req.find("X-HTTP-Method-Override") != req.end()) {
+        response.status = 405;
+        response.body = R"({"responseCode":5,"message":"method override is not accepted"})";
+      } else {
+        response =
+            api.Handle(std::string_view(req.method_string().data(), req.method_string().size()),
+                       std::string_view(req.target().data(), req.target().size()),
+                       req.find(bhttp::field::authorization) != req.end());
+        close = !req.keep_alive();
+        if (req.method() == bhttp::verb::head) response.body.clear();
+      }
+    }
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status), 11};
+    res.set(bhttp::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) res.set(name, value);
+    res.body() = std::move(response.body);
+    res.keep_alive(!close);
+    res.prepare_payload();
+    stream.expires_after(config.request_timeout);
+    auto [write_ec, written] =
+        co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+    counters.Count(metrics::Protocol::kHttp, 0, response.status,
+                   static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                             std::chrono::steady_clock::now() - start)
+                                             .count()));
+    if (write_ec || close) break;
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  connections.fetch_sub(1);
+}
+
+asio::awaitable<void> Listen(tcp::acceptor& acceptor, const config::HttpConfig& config,
+                             const Api& api, metrics::RequestCounters& counters,
+                             std::atomic<size_t>& connections) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (!acceptor.is_open()) co_return;
+      continue;
+    }
+    if (connections.load() >= config.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);
+      counters.Dropped(metrics::Protocol::kHttp);
+      continue;
+    }
+    connections.fetch_add(1);
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, Session(std::move(socket), config, api, counters, connections),
+                   asio::detached);
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(const config::HttpConfig& config, const Api& api,
+                       metrics::MetricsHub& metrics)
+    : config_(config), api_(api), metrics_(metrics), state_(std::make_unique<State>()) {}
+
+HttpServer::~HttpServer() {
+  Stop();
+}
+
+Result<Unit, std::string> HttpServer::Start(unsigned threads) {
+  port_ = config_.port;
+  auto& counters = metrics_.NewCounters();
+  try {
+    for (const auto& bind : config_.bind) {
+      beast::error_code ec;
+      auto address = asio::ip::make_address(bind, ec);
+      if (ec) return Failure{"http.bind: \"" + bind + "\" is not an IP address"};
+      auto acceptor = std::make_unique<tcp::acceptor>(state_->io);
+      tcp::endpoint endpoint(address, port_);
+      acceptor->open(endpoint.protocol());
+      acceptor->set_option(tcp::acceptor::reuse_address(true));
+      acceptor->bind(endpoint, ec);
+      if (ec)
+        return Failure{"cannot bind HTTP " + bind + ":" + std::to_string(port_) + ": " +
+                       ec.message()};
+      acceptor->listen(asio::socket_base::max_listen_connections);
+      if (port_ == 0) port_ = acceptor->local_endpoint().port();
+      state_->acceptors.push_back(std::move(acceptor));
+    }
+  } catch (const boost::system::system_error& e) {
+    return Failure{std::string("cannot open the HTTP listener: ") + e.what()};
+  }
+  for (auto& acceptor : state_->acceptors) {
+    asio::co_spawn(state_->io, Listen(*acceptor, config_, api_, counters, connections_),
+                   asio::detached);
+  }
+  for (unsigned i = 0; i < std::max(1u, threads); ++i) {
+    threads_.emplace_back([this] {
+      auto guard = asio::make_work_guard(state_->io);
+      state_->io.run();
+    });
+  }
+  return Unit{};
+}
+
+void HttpServer::Stop() {
+  if (threads_.empty()) return;
+  asio::post(state_->io, [this] {
+    for (auto& acceptor : state_->acceptors) {
+      beast::error_code ignored;
+      acceptor->close(ignored);
+    }
+  });
+  state_->io.stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+}  // namespace idnode::http

@@ -1,0 +1,553 @@
+#include "idnode/net/handle_server.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstring>
+
+#include "idnode/protocol/transport.h"
+
+namespace idnode::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+uint64_t MicrosSince(Clock::time_point start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+}
+
+void SetReusePort(int fd) {
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+}
+
+protocol::UdpSource SourceOf(const sockaddr_storage& addr) {
+  protocol::UdpSource s;
+  if (addr.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+    std::memcpy(s.address.data() + 12, &in->sin_addr, 4);
+    s.port = ntohs(in->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    std::memcpy(s.address.data(), &in6->sin6_addr, 16);
+    s.port = ntohs(in6->sin6_port);
+  }
+  return s;
+}
+
+}  // namespace
+
+// Storage work runs here: RocksDB reads can stall, so they never run on a network worker. The
+// queue is bounded: past `capacity` requests in flight, new misses are answered "busy".
+struct StoragePool {
+  StoragePool(uint32_t threads, uint32_t queue_capacity)
+      : pool(threads), capacity(queue_capacity) {}
+  asio::thread_pool pool;
+  uint32_t capacity;
+  std::atomic<uint32_t> in_flight{0};
+
+  bool TryAcquire() {
+    uint32_t n = in_flight.load();
+    while (n < capacity) {
+      if (in_flight.compare_exchange_weak(n, n + 1)) return true;
+    }
+    return false;
+  }
+  void Release() { in_flight.fetch_sub(1); }
+};
+
+namespace {
+
+// Buffers a storage thread reuses across requests.
+struct StorageThreadState {
+  ServiceScratch scratch;
+  std::vector<uint8_t> out = std::vector<uint8_t>(protocol::kMaxMessageLength);
+};
+
+StorageThreadState& ThisStorageThread() {
+  thread_local StorageThreadState state;
+  return state;
+}
+
+}  // namespace
+
+struct HandleServer::Worker {
+  Worker(HandleServer& owner, size_t worker_index)
+      : server(owner),
+        index(worker_index),
+        counters(owner.metrics_.NewCounters()),
+        out(protocol::kMaxMessageLength),
+        reassembler(protocol::ReassemblyLimits{}) {}
+
+  HandleServer& server;
+  size_t index;
+  asio::io_context io{1};
+  std::thread thread;
+  metrics::RequestCounters& counters;
+  ServiceScratch scratch;
+  std::vector<uint8_t> out;  // a response being built on this thread (never held across a co_await)
+  protocol::UdpReassembler reassembler;
+  std::vector<std::unique_ptr<class UdpListener>> udp;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+};
+
+// One UDP socket of one worker: recvmmsg/sendmmsg batches (ARCHITECTURE.md, "The UDP hot path").
+class UdpListener {
+ public:
+  UdpListener(HandleServer::Worker& worker, udp::socket socket, uint32_t batch,
+              const HandleService& service, StoragePool& storage)
+      : worker_(worker),
+        socket_(std::move(socket)),
+        batch_(batch),
+        service_(service),
+        storage_(storage) {
+    rx_buffers_.resize(size_t{batch_} * protocol::kMaxUdpDatagramSize);
+    rx_addresses_.resize(batch_);
+    rx_iov_.resize(batch_);
+    rx_headers_.resize(batch_);
+    tx_capacity_ = batch_ * 4;
+    tx_buffers_.resize(size_t{tx_capacity_} * protocol::kMaxUdpDatagramSize);
+    tx_addresses_.resize(tx_capacity_);
+    tx_iov_.resize(tx_capacity_);
+    tx_headers_.resize(tx_capacity_);
+    socket_.non_blocking(true);
+  }
+
+  void Start() { Arm(); }
+  void Close() {
+    boost::system::error_code ec;
+    socket_.close(ec);
+  }
+
+  // Sends a response computed elsewhere (a storage thread) to `to`, from this worker's thread.
+  void SendLater(const sockaddr_storage& to, socklen_t to_len, std::vector<uint8_t> response) {
+    uint32_t count = protocol::UdpDatagramCount(
+        static_cast<uint32_t>(response.size() - protocol::kEnvelopeSize));
+    for (uint32_t i = 0; i < count; ++i) {
+      if (tx_count_ == tx_capacity_) Flush();
+      Queue(response, i, to, to_len);
+    }
+    Flush();
+  }
+
+ private:
+  void Arm() {
+    socket_.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
+      if (ec) return;  // closed
+      Drain();
+      Arm();
+    });
+  }
+
+  void Drain() {
+    const int fd = socket_.native_handle();
+    for (int round = 0; round < 16; ++round) {
+      for (uint32_t i = 0; i < batch_; ++i) {
+        rx_iov_[i] = {rx_buffers_.data() + size_t{i} * protocol::kMaxUdpDatagramSize,
+                      protocol::kMaxUdpDatagramSize};
+        rx_headers_[i] = {};
+        rx_headers_[i].msg_hdr.msg_name = &rx_addresses_[i];
+        rx_headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        rx_headers_[i].msg_hdr.msg_iov = &rx_iov_[i];
+        rx_headers_[i].msg_hdr.msg_iovlen = 1;
+      }
+      int n = ::recvmmsg(fd, rx_headers_.data(), batch_, MSG_DONTWAIT, nullptr);
+      if (n <= 0) break;
+      for (int i = 0; i < n; ++i) {
+        // A datagram larger than 512 bytes arrives truncated (MSG_TRUNC): not a Handle datagram.
+        if ((rx_headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+          worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
+          continue;
+        }
+        Process(
+            std::span<const uint8_t>(rx_buffers_.data() + size_t(i) * protocol::kMaxUdpDatagramSize,
+                                     rx_headers_[i].msg_len),
+            rx_addresses_[i], rx_headers_[i].msg_hdr.msg_namelen);
+      }
+      Flush();
+      if (static_cast<uint32_t>(n) < batch_) break;
+    }
+  }
+
+  void Process(std::span<const uint8_t> datagram, const sockaddr_storage& from,
+               socklen_t from_len) {
+    const auto start = Clock::now();
+    std::span<const uint8_t> message = datagram;
+    std::vector<uint8_t> reassembled;
+    if (datagram.size() >= protocol::kEnvelopeSize &&
+        (datagram[2] & protocol::kEnvelopeTruncated) != 0) {
+      auto outcome = worker_.reassembler.Offer(SourceOf(from), datagram, start);
+      if (std::holds_alternative<protocol::UdpReassembler::NeedMore>(outcome)) return;
+      if (std::holds_alternative<protocol::ProtocolError>(outcome)) {
+        worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
+        return;
+      }
+      reassembled = std::move(std::get<protocol::UdpReassembler::Complete>(outcome).message);
+      message = reassembled;
+    }
+    Handled h =
+        service_.Handle(message, worker_.out, worker_.scratch, /*limit_to_request_size=*/true);
+    switch (h.disposition) {
+      case Disposition::kDrop:
+        worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
+        return;
+      case Disposition::kNeedsStorage:
+        ToStorage(message, from, from_len, start);
+        return;
+      case Disposition::kAnswered:
+        break;
+    }
+    std::span<const uint8_t> response(worker_.out.data(), h.response_size);
+    uint32_t count = protocol::UdpDatagramCount(
+        static_cast<uint32_t>(h.response_size - protocol::kEnvelopeSize));
+    for (uint32_t i = 0; i < count; ++i) {
+      if (tx_count_ == tx_capacity_) Flush();
+      Queue(response, i, from, from_len);
+    }
+    worker_.counters.Count(metrics::Protocol::kHandleUdp, h.opcode, h.response_code,
+                           MicrosSince(start));
+  }
+
+  void ToStorage(std::span<const uint8_t> message, const sockaddr_storage& from, socklen_t from_len,
+                 Clock::time_point start) {
+    if (!storage_.TryAcquire()) {
+      Handled busy = service_.Busy(message, worker_.out);
+      if (busy.disposition == Disposition::kAnswered && busy.response_size <= message.size() + 64) {
+        Queue(std::span<const uint8_t>(worker_.out.data(), busy.response_size), 0, from, from_len);
+      }
+      worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
+      return;
+    }
+    std::vector<uint8_t> request(message.begin(), message.end());
+    asio::post(
+        storage_.pool, [this, request = std::move(request), from, from_len, start]() mutable {
+          StorageThreadState& state = ThisStorageThread();
+          Handled h = service_.HandleFromStorage(request, state.out, state.scratch);
+          storage_.Release();
+          if (h.disposition != Disposition::kAnswered) return;
+          std::vector<uint8_t> response(
+              state.out.begin(), state.out.begin() + static_cast<ptrdiff_t>(h.response_size));
+          asio::post(worker_.io,
+                     [this, response = std::move(response), from, from_len, start, h]() mutable {
+                       SendLater(from, from_len, std::move(response));
+                       worker_.counters.Count(metrics::Protocol::kHandleUdp, h.opcode,
+                                              h.response_code, MicrosSince(start));
+                     });
+        });
+  }
+
+  void Queue(std::span<const uint8_t> message, uint32_t index, const sockaddr_storage& to,
+             socklen_t to_len) {
+    uint8_t* slot = tx_buffers_.data() + size_t{tx_count_} * protocol::kMaxUdpDatagramSize;
+    size_t n = protocol::WriteUdpDatagram(message, index,
+                                          std::span<uint8_t>(slot, protocol::kMaxUdpDatagramSize));
+    if (n == 0) return;
+    tx_addresses_[tx_count_] = to;
+    tx_iov_[tx_count_] = {slot, n};
+    tx_headers_[tx_count_] = {};
+    tx_headers_[tx_count_].msg_hdr.msg_name = &tx_addresses_[tx_count_];
+    tx_headers_[tx_count_].msg_hdr.msg_namelen = to_len;
+    tx_headers_[tx_count_].msg_hdr.msg_iov = &tx_iov_[tx_count_];
+    tx_headers_[tx_count_].msg_hdr.msg_iovlen = 1;
+    ++tx_count_;
+  }
+
+  void Flush() {
+    uint32_t sent = 0;
+    while (sent < tx_count_) {
+      int n = ::sendmmsg(socket_.native_handle(), tx_headers_.data() + sent, tx_count_ - sent,
+                         MSG_DONTWAIT);
+      if (n <= 0) {
+        // The socket buffer is full: drop the rest rather than block the worker (clients retry).
+        for (uint32_t i = sent; i < tx_count_; ++i)
+          worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
+        break;
+      }
+      sent += static_cast<uint32_t>(n);
+    }
+    tx_count_ = 0;
+  }
+
+  HandleServer::Worker& worker_;
+  udp::socket socket_;
+  uint32_t batch_;
+  const HandleService& service_;
+  StoragePool& storage_;
+  std::vector<uint8_t> rx_buffers_;
+  std::vector<sockaddr_storage> rx_addresses_;
+  std::vector<iovec> rx_iov_;
+  std::vector<mmsghdr> rx_headers_;
+  uint32_t tx_capacity_ = 0;
+  uint32_t tx_count_ = 0;
+  std::vector<uint8_t> tx_buffers_;
+  std::vector<sockaddr_storage> tx_addresses_;
+  std::vector<iovec> tx_iov_;
+  std::vector<mmsghdr> tx_headers_;
+};
+
+namespace {
+
+// Closes the socket when the connection's deadline passes (the chat-server watchdog of the Asio
+// examples): one timer per connection, re-armed by every read and write.
+asio::awaitable<void> Watchdog(tcp::socket& socket, Clock::time_point& deadline) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (socket.is_open()) {
+    timer.expires_at(deadline);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (deadline <= Clock::now()) {
+      boost::system::error_code ignored;
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+      co_return;
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::HandleConfig& config,
+                                 const HandleService& service, StoragePool& storage,
+                                 tcp::socket socket, std::function<void()> on_close) {
+  Clock::time_point deadline = Clock::now() + config.tcp_idle_timeout;
+  auto executor = co_await asio::this_coro::executor;
+  asio::co_spawn(executor, Watchdog(socket, deadline), asio::detached);
+  std::vector<uint8_t> request;
+  std::vector<uint8_t> response;
+  std::array<uint8_t, protocol::kEnvelopeSize> envelope{};
+  for (;;) {
+    // Between requests the connection may idle up to tcp_idle_timeout; once a message has begun,
+    // each read and write must finish within tcp_io_timeout (slow clients are cut).
+    deadline = Clock::now() + config.tcp_idle_timeout;
+    auto [ec, n] = co_await asio::async_read(socket, asio::buffer(envelope),
+                                             asio::as_tuple(asio::use_awaitable));
+    if (ec) break;
+    const auto start = Clock::now();
+    auto remainder = protocol::TcpFrameRemainder(envelope, config.max_message_bytes);
+    if (!remainder.ok()) {
+      // Answer what can be answered (the envelope decoded), then close: the stream has lost its
+      // framing.
+      Handled h = service.Handle(envelope, worker.out, worker.scratch, false);
+      if (h.disposition == Disposition::kAnswered) {
+        deadline = Clock::now() + config.tcp_io_timeout;
+        co_await asio::async_write(socket, asio::buffer(worker.out.data(), h.response_size),
+                                   asio::as_tuple(asio::use_awaitable));
+      }
+      worker.counters.Dropped(metrics::Protocol::kHandleTcp);
+      break;
+    }
+    request.resize(protocol::kEnvelopeSize + *remainder);
+    std::memcpy(request.data(), envelope.data(), envelope.size());
+    deadline = Clock::now() + config.tcp_io_timeout;
+    auto [read_ec, read_n] = co_await asio::async_read(
+        socket, asio::buffer(request.data() + protocol::kEnvelopeSize, *remainder),
+        asio::as_tuple(asio::use_awaitable));
+    if (read_ec) break;
+
+    Handled h = service.Handle(request, worker.out, worker.scratch, false);
+    if (h.disposition == Disposition::kNeedsStorage) {
+      if (!storage.TryAcquire()) {
+        h = service.Busy(request, worker.out);
+        response.assign(worker.out.begin(),
+                        worker.out.begin() + static_cast<ptrdiff_t>(h.response_size));
+      } else {
+        co_await asio::post(storage.pool, asio::use_awaitable);
+        StorageThreadState& state = ThisStorageThread();
+        h = service.HandleFromStorage(request, state.out, state.scratch);
+        response.assign(state.out.begin(),
+                        state.out.begin() + static_cast<ptrdiff_t>(h.response_size));
+        storage.Release();
+        co_await asio::post(worker.io, asio::use_awaitable);
+      }
+    } else {
+      response.assign(worker.out.begin(),
+                      worker.out.begin() + static_cast<ptrdiff_t>(h.response_size));
+    }
+    if (h.disposition != Disposition::kAnswered) {
+      worker.counters.Dropped(metrics::Protocol::kHandleTcp);
+      continue;  // a response sent to us: ignore it, keep the connection
+    }
+    deadline = Clock::now() + config.tcp_io_timeout;
+    auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(response),
+                                                          asio::as_tuple(asio::use_awaitable));
+    if (write_ec) break;
+    worker.counters.Count(metrics::Protocol::kHandleTcp, h.opcode, h.response_code,
+                          MicrosSince(start));
+    if (request.capacity() > 65536) request.shrink_to_fit();  // a large request is not kept around
+  }
+  boost::system::error_code ignored;
+  socket.close(ignored);
+  deadline = Clock::now();  // wakes the watchdog so it ends
+  on_close();
+}
+
+asio::awaitable<void> Accept(HandleServer::Worker& worker, tcp::acceptor& acceptor,
+                             const config::HandleConfig& config, const HandleService& service,
+                             StoragePool& storage, std::function<bool(const std::string&)> admit,
+                             std::function<void(const std::string&)> release) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      continue;  // e.g. EMFILE: keep accepting once descriptors free up
+    }
+    boost::system::error_code addr_ec;
+    std::string source = socket.remote_endpoint(addr_ec).address().to_string();
+    if (addr_ec || !admit(source)) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      worker.counters.Dropped(metrics::Protocol::kHandleTcp);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), addr_ec);
+    asio::co_spawn(worker.io,
+                   TcpSession(worker, config, service, storage, std::move(socket),
+                              [release, source] { release(source); }),
+                   asio::detached);
+  }
+}
+
+}  // namespace
+
+HandleServer::HandleServer(const config::HandleConfig& config, const HandleService& service,
+                           metrics::MetricsHub& metrics)
+    : config_(config), service_(service), metrics_(metrics) {}
+
+HandleServer::~HandleServer() {
+  Stop();
+}
+
+bool HandleServer::AdmitConnection(const std::string& source) {
+  if (connections_.load() >= config_.tcp_max_connections) {
+    connections_refused_.fetch_add(1);
+    return false;
+  }
+  std::lock_guard lock(sources_mutex_);
+  uint32_t& count = per_source_[source];
+  if (count >= config_.tcp_max_connections_per_source) {
+    if (count == 0) per_source_.erase(source);
+    connections_refused_.fetch_add(1);
+    return false;
+  }
+  ++count;
+  connections_.fetch_add(1);
+  return true;
+}
+
+void HandleServer::ReleaseConnection(const std::string& source) {
+  std::lock_guard lock(sources_mutex_);
+  auto it = per_source_.find(source);
+  if (it != per_source_.end() && --it->second == 0) per_source_.erase(it);
+  connections_.fetch_sub(1);
+}
+
+Result<Unit, std::string> HandleServer::Bind() {
+  storage_ = std::make_unique<StoragePool>(config_.storage_threads, config_.storage_queue);
+  for (uint32_t i = 0; i < config_.workers; ++i)
+    workers_.push_back(std::make_unique<Worker>(*this, i));
+  port_ = config_.port;
+  try {
+    for (const std::string& bind : config_.bind) {
+      boost::system::error_code ec;
+      auto address = asio::ip::make_address(bind, ec);
+      if (ec) return Failure{"handle.bind: \"" + bind + "\" is not an IP address"};
+      for (auto& worker : workers_) {
+        if (config_.tcp) {
+          auto acceptor = std::make_unique<tcp::acceptor>(worker->io);
+          tcp::endpoint endpoint(address, port_);
+          acceptor->open(endpoint.protocol());
+          acceptor->set_option(tcp::acceptor::reuse_address(true));
+          SetReusePort(acceptor->native_handle());
+          acceptor->bind(endpoint, ec);
+          if (ec)
+            return Failure{"cannot bind TCP " + bind + ":" + std::to_string(port_) + ": " +
+                           ec.message()};
+          acceptor->listen(asio::socket_base::max_listen_connections);
+          if (port_ == 0) port_ = acceptor->local_endpoint().port();
+          worker->acceptors.push_back(std::move(acceptor));
+        }
+        if (config_.udp) {
+          udp::socket socket(worker->io);
+          udp::endpoint endpoint(address, port_);
+          socket.open(endpoint.protocol());
+          SetReusePort(socket.native_handle());
+          socket.bind(endpoint, ec);
+          if (ec)
+            return Failure{"cannot bind UDP " + bind + ":" + std::to_string(port_) + ": " +
+                           ec.message()};
+          if (port_ == 0) port_ = socket.local_endpoint().port();
+          worker->udp.push_back(std::make_unique<UdpListener>(
+              *worker, std::move(socket), config_.udp_batch, service_, *storage_));
+        }
+      }
+    }
+  } catch (const boost::system::system_error& e) {
+    return Failure{std::string("cannot open the Handle listeners: ") + e.what()};
+  }
+  return Unit{};
+}
+
+void HandleServer::Run() {
+  for (auto& worker : workers_) {
+    for (auto& listener : worker->udp) listener->Start();
+    for (auto& acceptor : worker->acceptors) {
+      asio::co_spawn(worker->io,
+                     Accept(
+                         *worker, *acceptor, config_, service_, *storage_,
+                         [this](const std::string& s) { return AdmitConnection(s); },
+                         [this](const std::string& s) { ReleaseConnection(s); }),
+                     asio::detached);
+    }
+    Worker* w = worker.get();
+    worker->thread = std::thread([w] {
+      auto guard = asio::make_work_guard(w->io);
+      w->io.run();
+    });
+  }
+  started_ = true;
+}
+
+void HandleServer::Stop() {
+  if (!started_) return;
+  started_ = false;
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    asio::post(w->io, [w] {
+      for (auto& acceptor : w->acceptors) {
+        boost::system::error_code ignored;
+        acceptor->close(ignored);
+      }
+      for (auto& listener : w->udp) listener->Close();
+    });
+  }
+  // Let in-flight answers go out, then stop the loops (open TCP sessions end with them).
+  storage_->pool.join();
+  for (auto& worker : workers_) worker->io.stop();
+  for (auto& worker : workers_) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+}
+
+void HandleServer::CollectMetrics(std::string& out) const {
+  metrics::AppendHelp(out, "idnode_open_connections", "gauge", "Open Handle TCP connections.");
+  metrics::AppendSample(out, "idnode_open_connections", "protocol=\"handle_tcp\"",
+                        static_cast<double>(connections_.load()));
+  metrics::AppendHelp(out, "idnode_connections_refused_total", "counter",
+                      "Connections closed at accept by the caps.");
+  metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"handle_tcp\"",
+                        static_cast<double>(connections_refused_.load()));
+  metrics::AppendHelp(out, "idnode_storage_queue", "gauge",
+                      "Requests waiting for or in the storage pool.");
+  metrics::AppendSample(out, "idnode_storage_queue", "", storage_ ? storage_->in_flight.load() : 0);
+}
+
+}  // namespace idnode::net

@@ -1,0 +1,179 @@
+#include "idnode/net/handle_service.h"
+
+#include <cstring>
+
+#include "idnode/protocol/digest.h"
+#include "idnode/protocol/wire.h"
+
+namespace idnode::net {
+
+namespace {
+
+using protocol::ErrorCode;
+using protocol::Message;
+using protocol::ResponseCode;
+
+// An error answer to a request that may not have decoded past its envelope.
+Handled EncodeError(const protocol::Envelope& envelope, const protocol::Header* header,
+                    ResponseCode rc, std::string_view message, uint16_t serial,
+                    std::span<uint8_t> out, size_t size_limit) {
+  Message response;
+  response.envelope = protocol::ResponseEnvelopeFor(envelope);
+  protocol::Header request_header;
+  if (header != nullptr) request_header = *header;
+  response.header =
+      protocol::ResponseHeaderFor(request_header, rc, serial, response.envelope.version());
+  if (header == nullptr) response.header.op_flags = protocol::opflag::kAuthoritative;
+  response.header.op_flags &=
+      ~protocol::opflag::kRequestDigest;  // no digest of what did not decode
+  response.body = protocol::ErrorBody{message};
+  if (protocol::EncodedMessageSize(response) > size_limit) response.body = protocol::ErrorBody{};
+  if (protocol::EncodedMessageSize(response) > size_limit) return {};  // would amplify: drop
+  auto written = protocol::EncodeMessage(response, out);
+  if (!written.ok()) return {};
+  return {Disposition::kAnswered, *written, response.header.opcode, static_cast<uint32_t>(rc)};
+}
+
+}  // namespace
+
+HandleService::HandleService(const resolver::Resolver& resolver, std::vector<uint8_t> site_info,
+                             uint16_t site_serial)
+    : resolver_(resolver), site_info_(std::move(site_info)), site_serial_(site_serial) {}
+
+Handled HandleService::Handle(std::span<const uint8_t> request, std::span<uint8_t> out,
+                              ServiceScratch& scratch, bool limit_to_request_size) const {
+  return Process(request, out, scratch, limit_to_request_size, false);
+}
+
+Handled HandleService::HandleFromStorage(std::span<const uint8_t> request, std::span<uint8_t> out,
+                                         ServiceScratch& scratch) const {
+  return Process(request, out, scratch, false, true);
+}
+
+Handled HandleService::Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const {
+  auto decoded = protocol::DecodeMessage(request);
+  if (!decoded.ok() || !decoded->header.is_request()) return {};
+  return EncodeError(decoded->envelope, &decoded->header, ResponseCode::kServerTooBusy, "busy",
+                     site_serial_, out, out.size());
+}
+
+Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8_t> out,
+                               ServiceScratch& scratch, bool limit_to_request_size,
+                               bool from_storage) const {
+  const size_t size_limit = limit_to_request_size ? request.size() : out.size();
+  auto envelope = protocol::DecodeEnvelope(request);
+  if (!envelope.ok()) {
+    // Without an envelope there is no request id to answer to; an unsupported version is answered.
+    if (envelope.error().code != ErrorCode::kUnsupportedVersion ||
+        request.size() < protocol::kEnvelopeSize)
+      return {};
+    protocol::Envelope raw;
+    protocol::WireReader r(request);
+    (void)r.U32();
+    raw.session_id = r.U32();
+    raw.request_id = r.U32();
+    raw.major_version = 2;
+    raw.minor_version = 11;
+    raw.suggested_major = 0;
+    return EncodeError(raw, nullptr, ResponseCode::kProtocolError, "unsupported protocol version",
+                       site_serial_, out, size_limit);
+  }
+  auto decoded = protocol::DecodeMessage(request);
+  if (!decoded.ok()) {
+    // A response sent to us is never answered (no reflection loops between servers).
+    if (request.size() >= protocol::kEnvelopeSize + protocol::kHeaderSize) {
+      protocol::WireReader r(request.subspan(protocol::kEnvelopeSize));
+      protocol::Header h;
+      h.opcode = r.U32();
+      h.response_code = r.U32();
+      h.op_flags = r.U32();
+      if (h.response_code != 0) return {};
+      h.site_info_serial = r.U16();
+      h.recursion_count = r.U8();
+      (void)r.U8();
+      h.expiration_time = r.U32();
+      ErrorCode code = decoded.error().code;
+      // A length problem or opcode 0: CNRI answers OC_RESERVED (HANDLE.md §1.8).
+      if (code != ErrorCode::kUnknownOpCode && code != ErrorCode::kInvalidHandle) h.opcode = 0;
+      return EncodeError(*envelope, &h, protocol::ResponseCodeFor(code),
+                         protocol::ErrorCodeName(code), site_serial_, out, size_limit);
+    }
+    return EncodeError(*envelope, nullptr, protocol::ResponseCodeFor(decoded.error().code),
+                       protocol::ErrorCodeName(decoded.error().code), site_serial_, out,
+                       size_limit);
+  }
+  const Message& req = *decoded;
+  if (!req.header.is_request()) return {};
+  if (req.envelope.encrypted) {
+    return EncodeError(req.envelope, nullptr, ResponseCode::kSessionFailed, "no such session",
+                       site_serial_, out, size_limit);
+  }
+
+  Message response;
+  response.envelope = protocol::ResponseEnvelopeFor(req.envelope);
+  const protocol::ProtocolVersion version = response.envelope.version();
+  protocol::DigestValue digest;
+  auto with_digest = [&](Message& m) {
+    if (req.header.has(protocol::opflag::kRequestDigest)) {
+      digest = protocol::RequestDigest(request, version);
+      m.request_digest = protocol::RequestDigestField{digest.algorithm, digest.view()};
+    }
+  };
+
+  switch (static_cast<protocol::OpCode>(req.header.opcode)) {
+    case protocol::OpCode::kResolution: {
+      const auto& body = std::get<protocol::ResolutionRequest>(req.body);
+      resolver::Query query;
+      query.handle = body.handle;
+      query.wire_indexes = body.indexes;
+      query.wire_types = body.types;
+      query.public_only = req.header.has(protocol::opflag::kPublicOnly);
+      query.no_referral = req.header.has(protocol::opflag::kDoNotRefer);
+      resolver::Answer answer;
+      if (from_storage) {
+        answer = resolver_.ResolveFromStorage(query, scratch.resolver);
+      } else {
+        bool needs_storage = false;
+        answer = resolver_.ResolveFromCache(query, scratch.resolver, &needs_storage);
+        if (needs_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+      }
+      response.header = protocol::ResponseHeaderFor(req.header, answer.code, site_serial_, version);
+      with_digest(response);
+      if (answer.code == ResponseCode::kSuccess || answer.code == ResponseCode::kServiceReferral) {
+        // Body: the handle as the client spelled it, then the selected values.
+        scratch.body.resize(4 + body.handle.size() + answer.values.size());
+        protocol::WireWriter w(scratch.body);
+        w.Text(body.handle);
+        w.Bytes(answer.values);
+        response.body =
+            protocol::OpaqueBody{std::span<const uint8_t>(scratch.body.data(), w.size())};
+      } else {
+        // HANDLE_NOT_FOUND and VALUES_NOT_FOUND carry an empty message, as CNRI's do (CAP 02, 03).
+        bool silent = answer.code == ResponseCode::kHandleNotFound ||
+                      answer.code == ResponseCode::kValuesNotFound;
+        response.body = protocol::ErrorBody{silent ? std::string_view{} : answer.message};
+      }
+      break;
+    }
+    case protocol::OpCode::kGetSiteInfo:
+      response.header =
+          protocol::ResponseHeaderFor(req.header, ResponseCode::kSuccess, site_serial_, version);
+      with_digest(response);
+      response.body = protocol::SiteInfoBody{site_info_};
+      break;
+    default:
+      response.header = protocol::ResponseHeaderFor(
+          req.header, ResponseCode::kOperationNotSupported, site_serial_, version);
+      with_digest(response);
+      response.body = protocol::ErrorBody{"operation not supported by this node yet"};
+      break;
+  }
+  auto written = protocol::EncodeMessage(response, out);
+  if (!written.ok()) {
+    return EncodeError(req.envelope, &req.header, ResponseCode::kError, "answer too large",
+                       site_serial_, out, size_limit);
+  }
+  return {Disposition::kAnswered, *written, req.header.opcode, response.header.response_code};
+}
+
+}  // namespace idnode::net
