@@ -18,6 +18,7 @@
 #include "idnode/protocol/transport.h"
 #include "idnode/registry/bulk.h"
 #include "idnode/registry/registry.h"
+#include "resolve_client.h"
 
 #include <filesystem>
 #include <optional>
@@ -28,6 +29,10 @@ namespace {
 constexpr const char* kUsage = R"(usage: idctl <command> [arguments]
 
 commands:
+  resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] [--json]
+                 resolve an identifier with the Handle protocol (default server udp://127.0.0.1:2641;
+                 over UDP it retries after 500, 1000 and 1500 ms, then uses TCP, as real clients do;
+                 --type and --index repeat and combine with OR); exit status 0 when it resolved
   decode FILE    decode Handle messages written as hex, one datagram or TCP message per line
                  ("-" reads standard input); prints each message field by field
   import --data-dir DIR [--shards N] FILE
@@ -290,6 +295,55 @@ int main(int argc, char** argv) {
       return 1;
     }
     return Decode(file);
+  }
+  if (command == "resolve") {
+    idnode::cmd::ResolveOptions options;
+    for (int i = 2; i < argc; ++i) {
+      std::string_view a = argv[i];
+      auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+      if (a == "--type") {
+        const char* v = next();
+        if (!v) return 2;
+        options.types.emplace_back(v);
+      } else if (a == "--index") {
+        const char* v = next();
+        if (!v) return 2;
+        options.indexes.push_back(static_cast<int32_t>(std::strtol(v, nullptr, 10)));
+      } else if (a == "--server") {
+        const char* v = next();
+        if (!v) return 2;
+        std::string_view s = v;
+        if (s.substr(0, 6) == "tcp://") {
+          options.tcp_only = true;
+          s.remove_prefix(6);
+        } else if (s.substr(0, 6) == "udp://") {
+          s.remove_prefix(6);
+        }
+        size_t colon = s.rfind(':');
+        if (colon == std::string_view::npos) {
+          std::cerr << "idctl: --server needs udp://HOST:PORT or tcp://HOST:PORT\n";
+          return 2;
+        }
+        options.host = std::string(s.substr(0, colon));
+        if (options.host.size() > 2 && options.host.front() == '[')
+          options.host = options.host.substr(1, options.host.size() - 2);
+        options.port = static_cast<uint16_t>(
+            std::strtoul(std::string(s.substr(colon + 1)).c_str(), nullptr, 10));
+      } else if (a == "--json") {
+        options.json = true;
+      } else if (options.handle.empty() && !a.empty() && a[0] != '-') {
+        options.handle = std::string(a);
+      } else {
+        std::cerr << "idctl: unexpected argument " << a << "\n";
+        return 2;
+      }
+    }
+    if (options.handle.empty()) {
+      std::cerr << "usage: idctl resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] "
+                   "[--json]\n";
+      return 2;
+    }
+    return idnode::cmd::Resolve(options);
   }
   if (command == "import" || command == "export" || command == "digest") {
     auto args = ParseDataArgs(argc, argv);
