@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for people and CI (README.md names the first two):
-#   docker/dev.sh start           install deps, build, start idnode on its embedded defaults
+#   docker/dev.sh start [FLAGS]   install deps, build, start idnode on its embedded defaults
+#                                 (FLAGS go to idnode, e.g. --config config/idnode.yaml)
 #   docker/dev.sh test [--quick]  install deps, then everything CI checks: formatting, the test
 #                                 suite (release and ASan+UBSan builds), each fuzz target for
 #                                 IDNODE_FUZZ_SECONDS (default 60) over its seed corpus.
@@ -111,8 +112,10 @@ case "$command" in
   start)
     deps
     configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    log "idnode's server arrives with the server issue; until then, the codec decodes a captured exchange"
-    exec build/release/src/cmd/idctl decode tests/data/vectors/handle/session-udp.hex.txt
+    log "starting idnode on its embedded defaults (Handle on 127.0.0.1:2641 UDP+TCP, HTTP on 127.0.0.1:8000)"
+    echo "try:  build/release/src/cmd/idctl resolve DEMO.1/hello"
+    echo "      curl http://127.0.0.1:8000/api/handles/DEMO.1/hello"
+    exec build/release/src/cmd/idnode "${@:2}"
     ;;
   test)
     deps

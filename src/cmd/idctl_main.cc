@@ -2,8 +2,11 @@
 //   decode   Handle messages captured as hex (one datagram or TCP message per line; the datagrams
 //            of a multi-datagram UDP message on consecutive lines), printed field by field
 //   import / export / digest   JSON Lines records into / out of a stopped node's data directory
+#include <arpa/inet.h>
 #include <unistd.h>
+
 #include <chrono>
+#include <cstring>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +19,7 @@
 #include "idnode/protocol/describe.h"
 #include "idnode/protocol/message.h"
 #include "idnode/protocol/transport.h"
+#include "idnode/protocol/value_types.h"
 #include "idnode/registry/bulk.h"
 #include "idnode/registry/registry.h"
 #include "resolve_client.h"
@@ -41,6 +45,11 @@ commands:
                  bad lines are reported by number and skipped (exit status 1 if there were any)
   export --data-dir DIR [--shards N] [--prefix P]
                  write every record (or those under prefix P) as JSON Lines to standard output
+  prefix home|delegate|mirror|forget --data-dir DIR [--shards N] PREFIX [HOST:PORT | PEER]
+                 change the prefix table of a stopped node: home PREFIX here; delegate it to the
+                 secondary node at HOST:PORT (its 0.NA/PREFIX record gets an HS_SITE pointing there,
+                 which referrals carry); mirror it from PEER (read-only here); forget it
+  prefix list --data-dir DIR [--shards N]
   digest --data-dir DIR [--shards N] [--prefix P]
                  print the order-independent digest of the records (equal on nodes holding the
                  same data) and their count
@@ -258,6 +267,83 @@ int Export(const DataArgs& args) {
   return 0;
 }
 
+int Prefix(const DataArgs& args) {
+  if (args.positional.empty()) {
+    std::cerr << "usage: idctl prefix home|delegate|mirror|forget|list --data-dir DIR PREFIX "
+                 "[HOST:PORT|PEER]\n";
+    return 2;
+  }
+  const std::string& action = args.positional[0];
+  auto registry = OpenData(args, /*create=*/true);
+  if (!registry) return 1;
+  if (action == "list") {
+    for (const auto& p : registry->Prefixes()) {
+      std::cout << p.prefix() << " " << idnode::proto::PrefixState::Role_Name(p.role())
+                << (p.peer().empty() ? "" : " " + p.peer()) << "\n";
+    }
+    return 0;
+  }
+  if (args.positional.size() < 2) {
+    std::cerr << "idctl: prefix " << action << " needs a PREFIX\n";
+    return 2;
+  }
+  const std::string& prefix = args.positional[1];
+  idnode::registry::OpResult result;
+  if (action == "home") {
+    result = registry->HomePrefix(prefix);
+  } else if (action == "forget") {
+    result = registry->ForgetPrefix(prefix);
+  } else if (action == "mirror" && args.positional.size() == 3) {
+    result = registry->MirrorPrefix(prefix, args.positional[2]);
+  } else if (action == "delegate" && args.positional.size() == 3) {
+    const std::string& target = args.positional[2];
+    size_t colon = target.rfind(':');
+    in6_addr v6{};
+    in_addr v4{};
+    std::string host = colon == std::string::npos ? target : target.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    unsigned long port =
+        colon == std::string::npos ? 2641 : std::strtoul(target.c_str() + colon + 1, nullptr, 10);
+    idnode::protocol::SiteInfo site;
+    idnode::protocol::SiteServer server;
+    if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+      std::memcpy(server.address.data() + 12, &v4, 4);
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+      std::memcpy(server.address.data(), &v6, 16);
+    } else {
+      std::cerr << "idctl: " << host << " is not an IP address\n";
+      return 2;
+    }
+    if (port == 0 || port > 65535) {
+      std::cerr << "idctl: bad port in " << target << "\n";
+      return 2;
+    }
+    server.interfaces = {{idnode::protocol::interface_type::kBoth,
+                          idnode::protocol::interface_protocol::kTcp, static_cast<uint32_t>(port)},
+                         {idnode::protocol::interface_type::kQuery,
+                          idnode::protocol::interface_protocol::kUdp, static_cast<uint32_t>(port)}};
+    site.servers.push_back(server);
+    auto bytes = idnode::protocol::EncodeSiteInfo(site);
+    idnode::proto::Value v;
+    v.set_index(1);
+    v.set_type("HS_SITE");
+    v.set_data(std::string(bytes.begin(), bytes.end()));
+    v.set_ttl(86400);
+    v.set_permissions(idnode::protocol::permission::kCnriDefault);
+    result = registry->DelegatePrefix(prefix, {v});
+  } else {
+    std::cerr << "idctl: unknown prefix action " << action << " (or missing HOST:PORT / PEER)\n";
+    return 2;
+  }
+  if (result.code != idnode::protocol::ResponseCode::kSuccess) {
+    std::cerr << "idctl: " << idnode::protocol::ResponseCodeName(static_cast<uint32_t>(result.code))
+              << "\n";
+    return 1;
+  }
+  std::cout << action << " " << prefix << ": done\n";
+  return 0;
+}
+
 int PrintDigest(const DataArgs& args) {
   auto registry = OpenData(args, /*create=*/false);
   if (!registry) return 1;
@@ -345,9 +431,10 @@ int main(int argc, char** argv) {
     }
     return idnode::cmd::Resolve(options);
   }
-  if (command == "import" || command == "export" || command == "digest") {
+  if (command == "import" || command == "export" || command == "digest" || command == "prefix") {
     auto args = ParseDataArgs(argc, argv);
     if (!args) return 2;
+    if (command == "prefix") return Prefix(*args);
     if (command == "import") return Import(*args);
     if (command == "export") return Export(*args);
     return PrintDigest(*args);

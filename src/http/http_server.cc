@@ -236,6 +236,12 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target,
     r.content_type = "text/plain; version=0.0.4;charset=utf-8";
     return r;
   }
+  if (path == "/api/site" && (method == "GET" || method == "HEAD")) {
+    std::string site = registry::SiteToJson(site_);
+    if (site.empty())
+      return JsonResponse(500, R"({"responseCode":2,"message":"no site information"})");
+    return JsonResponse(200, R"({"responseCode":1,"site":)" + site + "}");
+  }
   constexpr std::string_view kApi = "/api/handles/";
   bool api = path.substr(0, kApi.size()) == kApi;
   std::string handle;
@@ -330,7 +336,8 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
     case ResponseCode::kSuccess:
     case ResponseCode::kServiceReferral:
       body = R"({"responseCode":)" + std::to_string(static_cast<int>(answer.code)) +
-             R"(,"handle":)" + h + R"(,"values":)" + registry::ValuesToJson(values) + "}";
+             R"(,"handle":)" + h + R"(,"values":)" +
+             registry::ValuesToJson(values, /*api_formats=*/true) + "}";
       break;
     case ResponseCode::kValuesNotFound:  // the reference server's field order (transcript)
       body = R"({"responseCode":200,"values":[],"handle":)" + h + "}";
@@ -373,6 +380,40 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
     parser.header_limit(config.max_header_bytes);
     parser.body_limit(config.max_body_bytes);
     stream.expires_after(config.request_timeout);  // covers slow headers (slowloris) and bodies
+    // Take the header block first and look at it raw: Beast accepts obs-fold continuation lines
+    // (RFC 9112 §5.2 lets a server refuse them, and a smuggling-safe one does).
+    bool obs_fold = false;
+    beast::error_code head_ec;
+    for (;;) {
+      std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
+      size_t end = seen.find("\r\n\r\n");
+      if (end == std::string_view::npos) end = seen.find("\n\n");
+      if (end != std::string_view::npos) {
+        std::string_view head = seen.substr(0, end);
+        obs_fold = head.find("\r\n ") != std::string_view::npos ||
+                   head.find("\r\n\t") != std::string_view::npos;
+        break;
+      }
+      if (buffer.size() >= config.max_header_bytes) break;  // the parser reports header_limit
+      auto [read_ec, read_n] = co_await stream.async_read_some(buffer.prepare(4096),
+                                                               asio::as_tuple(asio::use_awaitable));
+      if (read_ec) {
+        head_ec = read_ec;
+        break;
+      }
+      buffer.commit(read_n);
+    }
+    if (head_ec && buffer.size() == 0) break;  // closed or timed out between requests
+    if (obs_fold) {
+      bhttp::response<bhttp::string_body> res{bhttp::status::bad_request, 11};
+      res.set(bhttp::field::content_type, "application/json;charset=utf-8");
+      res.body() = R"({"responseCode":4,"message":"folded header line"})";
+      res.keep_alive(false);
+      res.prepare_payload();
+      co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+      counters.Count(metrics::Protocol::kHttp, 0, 400, 0);
+      break;
+    }
     auto [ec, n] =
         co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     const auto start = std::chrono::steady_clock::now();
@@ -397,9 +438,11 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
       const auto& req = parser.get();
       size_t fields = 0;
       bool smuggling = false;
+      bool folded = false;
       for (const auto& field : req) {
         ++fields;
-        (void)field;
+        // obs-fold continuation lines (RFC 9112 §5.2) and stray line breaks are refused.
+        for (char c : field.value()) folded |= c == '\r' || c == '\n';
       }
       auto te = req.find(bhttp::field::transfer_encoding);
       if (te != req.end() && !beast::iequals(te->value(), "chunked")) smuggling = true;
@@ -407,6 +450,10 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
       if (fields > kMaxHeaderFields) {
         response.status = 431;
         response.body = R"({"responseCode":4,"message":"too many header fields"})";
+        close = true;
+      } else if (folded) {
+        response.status = 400;
+        response.body = R"({"responseCode":4,"message":"folded header line"})";
         close = true;
       } else if (smuggling) {
         response.status = 400;

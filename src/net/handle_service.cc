@@ -63,19 +63,17 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
   const size_t size_limit = limit_to_request_size ? request.size() : out.size();
   auto envelope = protocol::DecodeEnvelope(request);
   if (!envelope.ok()) {
-    // Without an envelope there is no request id to answer to; an unsupported version is answered.
-    if (envelope.error().code != ErrorCode::kUnsupportedVersion ||
-        request.size() < protocol::kEnvelopeSize)
-      return {};
+    // Without the 20 envelope bytes there is no request id to answer to. Otherwise (an unsupported
+    // version, a MessageLength above the cap) answer from the raw ids, in our own version.
+    if (request.size() < protocol::kEnvelopeSize) return {};
     protocol::Envelope raw;
     protocol::WireReader r(request);
     (void)r.U32();
     raw.session_id = r.U32();
     raw.request_id = r.U32();
-    raw.major_version = 2;
-    raw.minor_version = 11;
     raw.suggested_major = 0;
-    return EncodeError(raw, nullptr, ResponseCode::kProtocolError, "unsupported protocol version",
+    ErrorCode code = envelope.error().code;
+    return EncodeError(raw, nullptr, protocol::ResponseCodeFor(code), protocol::ErrorCodeName(code),
                        site_serial_, out, size_limit);
   }
   auto decoded = protocol::DecodeMessage(request);
@@ -127,7 +125,9 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
       query.handle = body.handle;
       query.wire_indexes = body.indexes;
       query.wire_types = body.types;
-      query.public_only = req.header.has(protocol::opflag::kPublicOnly);
+      // Without the auth room nobody is authenticated, so values without PUBLIC_READ are always
+      // left out (the reference server answers 402 when PO is clear and such values exist).
+      query.public_only = true;
       query.no_referral = req.header.has(protocol::opflag::kDoNotRefer);
       resolver::Answer answer;
       if (from_storage) {

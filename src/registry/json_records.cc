@@ -1,5 +1,6 @@
 #include "idnode/registry/json_records.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/json/src.hpp>  // Boost.JSON header-only: compiled in this one translation unit
 #include <ctime>
@@ -186,7 +187,10 @@ Result<std::string, std::string> DataFromJson(const json::value& data, std::stri
   return Failure{"data format \"" + std::string(f) + "\" is not supported here (use base64)"};
 }
 
-json::value DataToJson(const proto::Value& v) {
+json::value SiteValue(const protocol::SiteInfo& site);
+json::value KeyValue(std::span<const uint8_t> key_bytes);
+
+json::value DataToJson(const proto::Value& v, bool api_formats) {
   const std::string& data = v.data();
   std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()), data.size());
   if (v.type() == protocol::kTypeAdmin) {
@@ -207,6 +211,13 @@ json::value DataToJson(const proto::Value& v) {
       for (const auto& ref : *list) items.push_back({{"handle", ref.handle}, {"index", ref.index}});
       return {{"format", "vlist"}, {"value", std::move(items)}};
     }
+  } else if (api_formats && (v.type() == protocol::kTypeSite || v.type() == protocol::kTypeSite6 ||
+                             v.type() == protocol::kTypeSitePrefix)) {
+    auto site = protocol::DecodeSiteInfo(bytes);
+    if (site.ok()) return {{"format", "site"}, {"value", SiteValue(*site)}};
+  } else if (api_formats && v.type() == protocol::kTypePublicKey) {
+    json::value key = KeyValue(bytes);
+    if (!key.is_null()) return {{"format", "key"}, {"value", std::move(key)}};
   } else if (v.type() != protocol::kTypeSite && v.type() != protocol::kTypePublicKey &&
              IsPlainText(data)) {
     return {{"format", "string"}, {"value", data}};
@@ -331,13 +342,99 @@ Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_
 
 namespace {
 
-json::array ValuesArray(const google::protobuf::RepeatedPtrField<proto::Value>& record_values) {
+std::string Base64Url(std::span<const uint8_t> in) {
+  while (!in.empty() && in.front() == 0) in = in.subspan(1);  // an unsigned magnitude
+  std::string b64 =
+      Base64Encode(std::string_view(reinterpret_cast<const char*>(in.data()), in.size()));
+  while (!b64.empty() && b64.back() == '=') b64.pop_back();
+  for (char& c : b64) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  return b64;
+}
+
+json::value KeyValue(std::span<const uint8_t> key_bytes) {
+  auto key = protocol::DecodePublicKey(key_bytes);
+  if (!key.ok()) return nullptr;
+  if (const auto* rsa = std::get_if<protocol::RsaPublicKey>(&key->key)) {
+    return {{"kty", "RSA"}, {"n", Base64Url(rsa->modulus)}, {"e", Base64Url(rsa->exponent)}};
+  }
+  if (const auto* dsa = std::get_if<protocol::DsaPublicKey>(&key->key)) {
+    return {{"kty", "DSA"},
+            {"q", Base64Url(dsa->q)},
+            {"p", Base64Url(dsa->p)},
+            {"g", Base64Url(dsa->g)},
+            {"y", Base64Url(dsa->y)}};
+  }
+  return nullptr;
+}
+
+std::string AddressText(const std::array<uint8_t, 16>& a) {
+  bool v4 = std::all_of(a.begin(), a.begin() + 12, [](uint8_t b) { return b == 0; });
+  char text[64];
+  if (v4) {
+    std::snprintf(text, sizeof(text), "%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
+    return text;
+  }
+  std::string out;
+  for (size_t i = 0; i < 16; i += 2) {
+    std::snprintf(text, sizeof(text), "%x", a[i] << 8 | a[i + 1]);
+    out += (i ? ":" : "") + std::string(text);
+  }
+  return out;
+}
+
+json::value SiteValue(const protocol::SiteInfo& site) {
+  json::object o;
+  o["version"] = site.data_format_version;
+  o["protocolVersion"] =
+      std::to_string(site.protocol_major) + "." + std::to_string(site.protocol_minor);
+  o["serialNumber"] = site.serial_number;
+  o["primarySite"] = site.is_primary();
+  o["multiPrimary"] = site.is_multi_primary();
+  if (site.servers.size() > 1) {  // the hash only matters with several servers
+    static constexpr const char* kHash[] = {"byPrefix", "bySuffix", "byFull"};
+    o["hashOption"] = kHash[site.hash_option % 3];
+    o["hashFilter"] = std::string(reinterpret_cast<const char*>(site.hash_filter.data()),
+                                  site.hash_filter.size());
+  }
+  json::array attributes;
+  for (const auto& a : site.attributes)
+    attributes.push_back({{"name", a.name}, {"value", a.value}});
+  o["attributes"] = std::move(attributes);
+  json::array servers;
+  for (const auto& s : site.servers) {
+    json::object server;
+    server["serverId"] = s.server_id;
+    server["address"] = AddressText(s.address);
+    if (!s.public_key.empty()) {
+      json::value key = KeyValue(s.public_key);
+      if (!key.is_null()) server["publicKey"] = {{"format", "key"}, {"value", std::move(key)}};
+    }
+    static constexpr const char* kProtocols[] = {"UDP", "TCP", "HTTP", "HTTPS"};
+    json::array interfaces;
+    for (const auto& i : s.interfaces) {
+      interfaces.push_back({{"query", (i.type & protocol::interface_type::kQuery) != 0},
+                            {"admin", (i.type & protocol::interface_type::kAdmin) != 0},
+                            {"protocol", kProtocols[i.protocol % 4]},
+                            {"port", i.port}});
+    }
+    server["interfaces"] = std::move(interfaces);
+    servers.push_back(std::move(server));
+  }
+  o["servers"] = std::move(servers);
+  return o;
+}
+
+json::array ValuesArray(const google::protobuf::RepeatedPtrField<proto::Value>& record_values,
+                        bool api_formats) {
   json::array values;
   for (const auto& v : record_values) {
     json::object o;
     o["index"] = v.index();
     o["type"] = v.type();
-    o["data"] = DataToJson(v);
+    o["data"] = DataToJson(v, api_formats);
     if (v.ttl_absolute()) {
       o["ttl"] = FormatIsoTime(static_cast<uint32_t>(v.ttl()));
     } else {
@@ -395,8 +492,15 @@ void Pretty(std::string& out, const json::value& v, int indent) {
 
 }  // namespace
 
-std::string ValuesToJson(const google::protobuf::RepeatedPtrField<proto::Value>& values) {
-  return json::serialize(ValuesArray(values));
+std::string ValuesToJson(const google::protobuf::RepeatedPtrField<proto::Value>& values,
+                         bool api_formats) {
+  return json::serialize(ValuesArray(values, api_formats));
+}
+
+std::string SiteToJson(std::span<const uint8_t> site_data) {
+  auto site = protocol::DecodeSiteInfo(site_data);
+  if (!site.ok()) return {};
+  return json::serialize(SiteValue(*site));
 }
 
 std::string PrettyJson(std::string_view compact) {
@@ -411,7 +515,7 @@ std::string PrettyJson(std::string_view compact) {
 std::string RecordToJson(const proto::Record& record) {
   json::object out;
   out["handle"] = record.handle();
-  out["values"] = ValuesArray(record.values());
+  out["values"] = ValuesArray(record.values(), false);
   return json::serialize(out);
 }
 

@@ -37,12 +37,15 @@ class Api {
   // `target` is the request target ("/api/handles/...?..."), already length-limited by the parser.
   HttpResponse Handle(std::string_view method, std::string_view target,
                       bool has_authorization) const;
+  // This node's HS_SITE, for GET /api/site; set once at startup, before requests arrive.
+  void SetSiteInfo(std::vector<uint8_t> site) { site_ = std::move(site); }
 
  private:
   HttpResponse Resolve(std::string_view handle, std::string_view query, bool proxy) const;
   const resolver::Resolver& resolver_;
   metrics::MetricsHub& metrics_;
   std::function<bool()> ready_;
+  std::vector<uint8_t> site_;
 };
 
 class HttpServer {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -23,7 +24,13 @@ namespace idnode::registry {
 Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_t now);
 std::string RecordToJson(const proto::Record& record);
 // The "values" array of the JSON API for `values` (same value shape as RecordToJson).
-std::string ValuesToJson(const google::protobuf::RepeatedPtrField<proto::Value>& values);
+// With `api_formats`, HS_SITE values are written in the "site" format and HS_PUBKEY in the "key"
+// format (JWK-like), as the JSON API shows them; otherwise as base64 (lossless, for export).
+std::string ValuesToJson(const google::protobuf::RepeatedPtrField<proto::Value>& values,
+                         bool api_formats = false);
+// An HS_SITE record in the API's "site" JSON shape; nullopt-like empty string if it does not
+// decode.
+std::string SiteToJson(std::span<const uint8_t> site_data);
 // Re-indents compact JSON text with two spaces (the API's `pretty` parameter).
 std::string PrettyJson(std::string_view compact);
 

@@ -60,7 +60,8 @@ std::vector<proto::Value> ThreeValues() {
           MakeValue(2, "EMAIL", "someone@example.org"),
           MakeValue(100, "HS_ADMIN",
                     std::string("\x0f\xff\0\0\0\x0d"
-                                "0.NA/88.100.1\0\0\x01\x2c", 23))};
+                                "0.NA/88.100.1\0\0\x01\x2c",
+                                23))};
 }
 
 TEST_F(RegistryTest, CreateGetAndAlreadyExists) {
