@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The server benchmark of the server issue: idnode loaded with N identifiers (1,000,000 by
+# default), resolved over UDP (benchmarks/udp_load) and over HTTP (wrk), next to a peer run in the
+# same script: nginx serving the same JSON documents as static files, loaded by the same wrk.
+# Server pinned to core 0, load generator to core 1. Reports requests/s, p50/p99 latency, the
+# ratio idnode/nginx, and idnode's CPU microseconds per answered UDP query (the figure that does
+# not depend on the load generator; Knot spends about 6.5 us per DNS answer on this machine).
+#   benchmarks/server_bench.sh [--records N] [--seconds S]     (needs a release build in build/release)
+# Not run in CI: it installs nginx and wrk from Debian and takes a few minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=1000000
+seconds=10
+while (($#)); do
+  case $1 in
+    --records) records=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    *) echo "unknown argument $1"; exit 2 ;;
+  esac
+done
+build=${IDNODE_BUILD:-build/release}
+for tool in nginx wrk; do
+  command -v $tool >/dev/null || { sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo; $sudo apt-get install -y -qq nginx-light wrk >/dev/null; }
+done
+[[ -x $build/src/cmd/idnode && -x $build/benchmarks/udp_load ]] || {
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$build" -j2 >/dev/null
+}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== preparing $records identifiers"
+python3 tests/integration/gen_records.py "$records" "$work/records.jsonl"
+"$build/src/cmd/idctl" import --data-dir "$work/data" "$work/records.jsonl" 2>&1 | tail -1
+homes=()
+for i in 0 1 2 3 4 5 6; do homes+=(--home "88.100.$i"); done
+
+# Keys: a random sample of 100,000 identifiers (the same ones for every run).
+python3 - "$records" "$work/keys.txt" <<'PY'
+import random, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(7)
+with open(path, "w") as f:
+    for i in rng.sample(range(n), min(n, 100000)):
+        f.write("88.100.%d/SN%07d\n" % (i % 7, i))
+PY
+
+taskset -c 0 "$build/src/cmd/idnode" --data-dir "$work/data" --handle-port 0 --http-port 0 --workers 1 --no-demo \
+  "${homes[@]}" >"$work/idnode.out" 2>"$work/idnode.log" &
+pids+=($!)
+idnode_pid=$!
+for _ in $(seq 100); do grep -q "idnode ready" "$work/idnode.out" && break; sleep 0.1; done
+handle_port=$(grep -o 'handle=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
+http_port=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
+
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+echo "== Handle over UDP (warm-up pass fills the cache, then the measured pass)"
+taskset -c 1 "$build/benchmarks/udp_load" --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" --seconds 3 --inflight 64 >/dev/null
+t0=$(cpu_ticks $idnode_pid)
+udp=$(taskset -c 1 "$build/benchmarks/udp_load" --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" --seconds "$seconds" --inflight 64)
+t1=$(cpu_ticks $idnode_pid)
+udp_answered=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['answered'])" "$udp")
+udp_cpu_us=$(python3 -c "print(round(($t1-$t0)/$hz*1e6/max(1,$udp_answered),2))")
+echo "$udp"
+
+echo "== static JSON documents for nginx (the API's answers for the same keys)"
+mkdir -p "$work/www"
+python3 - "$work/records.jsonl" "$work/keys.txt" "$work/www" "$http_port" <<'PY'
+import json, os, sys, urllib.request
+records, keys, www, port = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+wanted = set(line.strip() for line in open(keys))
+sample = sorted(wanted)[:10000]
+for handle in sample:
+    body = urllib.request.urlopen("http://127.0.0.1:%s/api/handles/%s" % (port, handle)).read()
+    path = os.path.join(www, "api", "handles", handle)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(body)
+with open(os.path.join(www, "paths.txt"), "w") as f:
+    for handle in sample:
+        f.write("/api/handles/%s\n" % handle)
+PY
+cat >"$work/paths.lua" <<LUA
+local paths = {}
+for line in io.lines("$work/www/paths.txt") do paths[#paths + 1] = line end
+math.randomseed(7)
+request = function() return wrk.format("GET", paths[math.random(#paths)]) end
+LUA
+nginx_port=$((http_port + 1))
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type application/json;
+  types { }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    root $work/www;
+    location / { try_files \$uri =404; }
+  }
+}
+CONF
+taskset -c 0 nginx -c "$work/nginx.conf" -g "daemon off;" &
+pids+=($!)
+sleep 0.5
+
+run_wrk() {
+  taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency -s "$work/paths.lua" "http://127.0.0.1:$1" 2>&1
+}
+echo "== HTTP: idnode"
+idnode_wrk=$(run_wrk "$http_port")
+echo "$idnode_wrk" | grep -E "Requests/sec|50%|99%"
+echo "== HTTP: nginx static files (peer)"
+nginx_wrk=$(run_wrk "$nginx_port")
+echo "$nginx_wrk" | grep -E "Requests/sec|50%|99%"
+
+rps() { echo "$1" | awk '/Requests\/sec/ {print $2}'; }
+pct() { echo "$1" | awk -v p="$2" '$1==p {print $2}'; }
+idnode_rps=$(rps "$idnode_wrk")
+nginx_rps=$(rps "$nginx_wrk")
+echo
+echo "== results ($(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $records identifiers)"
+printf "%-28s %12s %10s %10s\n" "path" "requests/s" "p50" "p99"
+printf "%-28s %12s %10s %10s\n" "Handle/UDP idnode" "$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['qps'])" "$udp")" \
+  "$(python3 -c "import json,sys; print(str(json.loads(sys.argv[1])['p50_us'])+'us')" "$udp")" \
+  "$(python3 -c "import json,sys; print(str(json.loads(sys.argv[1])['p99_us'])+'us')" "$udp")"
+printf "%-28s %12s %10s %10s\n" "HTTP idnode" "$idnode_rps" "$(pct "$idnode_wrk" 50%)" "$(pct "$idnode_wrk" 99%)"
+printf "%-28s %12s %10s %10s\n" "HTTP nginx static (peer)" "$nginx_rps" "$(pct "$nginx_wrk" 50%)" "$(pct "$nginx_wrk" 99%)"
+echo "HTTP ratio idnode/nginx: $(python3 -c "print(round($idnode_rps/$nginx_rps,2))")x (goal >= 0.7x)"
+echo "UDP server CPU per answered query: ${udp_cpu_us} us (Knot on this kind of machine: about 6.5 us)"
