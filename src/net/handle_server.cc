@@ -295,14 +295,24 @@ class UdpListener {
 
 namespace {
 
-// Closes the socket when the connection's deadline passes (the chat-server watchdog of the Asio
-// examples): one timer per connection, re-armed by every read and write.
-asio::awaitable<void> Watchdog(tcp::socket& socket, Clock::time_point& deadline) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  while (socket.is_open()) {
-    timer.expires_at(deadline);
-    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (deadline <= Clock::now()) {
+// The deadline of one connection, shared by its session and its watchdog: the watchdog outlives
+// neither the session's socket (it checks `done` before touching it) nor this state (it holds a
+// reference). Both run on the worker's single thread.
+struct Deadline {
+  explicit Deadline(const asio::any_io_executor& executor) : timer(executor) {}
+  Clock::time_point at;
+  asio::steady_timer timer;
+  bool done = false;
+};
+
+// Closes the socket when the connection's deadline passes (the watchdog of the Asio examples): one
+// timer per connection, re-armed by every read and write.
+asio::awaitable<void> Watchdog(tcp::socket& socket, std::shared_ptr<Deadline> deadline) {
+  while (!deadline->done) {
+    deadline->timer.expires_at(deadline->at);
+    co_await deadline->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (deadline->done) co_return;  // the session has ended; its socket is gone
+    if (deadline->at <= Clock::now()) {
       boost::system::error_code ignored;
       socket.shutdown(tcp::socket::shutdown_both, ignored);
       socket.close(ignored);
@@ -318,9 +328,11 @@ namespace {
 asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::HandleConfig& config,
                                  const HandleService& service, StoragePool& storage,
                                  tcp::socket socket, std::function<void()> on_close) {
-  Clock::time_point deadline = Clock::now() + config.tcp_idle_timeout;
   auto executor = co_await asio::this_coro::executor;
-  asio::co_spawn(executor, Watchdog(socket, deadline), asio::detached);
+  auto watch = std::make_shared<Deadline>(executor);
+  Clock::time_point& deadline = watch->at;
+  deadline = Clock::now() + config.tcp_idle_timeout;
+  asio::co_spawn(executor, Watchdog(socket, watch), asio::detached);
   std::vector<uint8_t> request;
   std::vector<uint8_t> response;
   std::array<uint8_t, protocol::kEnvelopeSize> envelope{};
@@ -386,7 +398,8 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
   }
   boost::system::error_code ignored;
   socket.close(ignored);
-  deadline = Clock::now();  // wakes the watchdog so it ends
+  watch->done = true;
+  watch->timer.cancel();  // the watchdog wakes, sees `done`, and ends without touching the socket
   on_close();
 }
 

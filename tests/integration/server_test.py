@@ -194,6 +194,10 @@ def setUpModule():
 
 def tearDownModule():
     proc = NODE.get("proc")
+    if proc and proc.poll() is not None:
+        # It died during the tests: show why (a sanitizer report, an abort).
+        sys.stderr.write("idnode exited early with status %s; its log:\n" % proc.returncode)
+        sys.stderr.write(open(os.path.join(NODE["work"], "idnode.log")).read()[-6000:])
     if proc and proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -201,6 +205,9 @@ def tearDownModule():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.returncode not in (0, -signal.SIGKILL):
+            sys.stderr.write("idnode stopped with status %s; its log:\n" % proc.returncode)
+            sys.stderr.write(open(os.path.join(NODE["work"], "idnode.log")).read()[-6000:])
     if NODE.get("work"):
         shutil.rmtree(NODE["work"], ignore_errors=True)
 

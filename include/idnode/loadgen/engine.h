@@ -1,0 +1,66 @@
+// The load loop of idbench: keeps requests in flight against one server (closed loop: N in
+// flight; open loop: a fixed rate, latency measured from each request's intended send time so a
+// stalled server cannot hide its stall: no coordinated omission), over Handle UDP (batched with
+// sendmmsg/recvmmsg), Handle TCP (persistent, pipelined connections), or HTTP (the JSON API over
+// keep-alive connections). One thread runs it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "idnode/loadgen/histogram.h"
+#include "idnode/loadgen/keys.h"
+
+namespace idnode::loadgen {
+
+enum class Protocol : uint8_t { kUdp, kTcp, kHttp };
+
+struct RunOptions {
+  Protocol protocol = Protocol::kUdp;
+  std::string host = "127.0.0.1";
+  uint16_t port = 2641;
+  double seconds = 10;
+  uint32_t concurrency = 64;  // requests in flight (closed loop), or the cap on them (open loop)
+  uint32_t connections = 8;   // TCP / HTTP
+  double rate = 0;            // > 0: open loop at this many requests per second
+  double timeout_seconds = 2;
+};
+
+struct Second {
+  double at = 0;  // seconds since the start
+  uint64_t answered = 0;
+  uint64_t errors = 0;
+  uint64_t timeouts = 0;
+  uint64_t p50_ns = 0;
+  uint64_t p99_ns = 0;
+};
+
+struct RunResult {
+  double seconds = 0;
+  uint64_t sent = 0;
+  uint64_t answered = 0;
+  uint64_t timeouts = 0;
+  uint64_t errors = 0;  // transport failures, undecodable answers
+  uint64_t bytes_out = 0;
+  uint64_t bytes_in = 0;
+  std::map<uint32_t, uint64_t> codes;  // Handle response codes, or HTTP statuses
+  Histogram latency;
+  std::vector<Second> timeline;
+  std::string error;  // set when the run could not start
+};
+
+// Runs the load; `progress` is called once a second with the last second's figures.
+RunResult Run(const RunOptions& options, KeySource& keys,
+              const std::function<void(const Second&)>& progress);
+
+// A Handle resolution request for `handle` with `request_id`.
+std::vector<uint8_t> ResolutionRequest(const std::string& handle, uint32_t request_id);
+
+// Reports: one JSON document, and a self-contained HTML page (inline SVG, no network).
+std::string ToJson(const RunOptions& options, const RunResult& result);
+std::string ToHtml(const RunOptions& options, const RunResult& result, const std::string& title);
+
+}  // namespace idnode::loadgen

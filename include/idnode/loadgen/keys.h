@@ -1,0 +1,51 @@
+// Which identifiers a load run asks for: from a file (one per line) or a pattern such as
+// 88.100.1/SN{0..999999}; in uniform, Zipf(s) or sequential order; with a share of identifiers that
+// do not exist (to exercise negative answers). Owned by the load loop's thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace idnode::loadgen {
+
+enum class Order : uint8_t { kUniform, kZipf, kSequential };
+
+struct KeyOptions {
+  std::string file;
+  std::string pattern;  // "<text>{A..B}<text>"
+  Order order = Order::kUniform;
+  double zipf_s = 1.0;
+  double missing = 0.0;  // 0..1
+  uint64_t seed = 1;
+};
+
+class KeySource {
+ public:
+  // Nullopt and a message in `error` when the options are unusable.
+  static std::optional<KeySource> Make(const KeyOptions& options, std::string* error);
+  // The next identifier (a missing one with probability `missing`).
+  const std::string& Next();
+  size_t size() const { return count_; }
+  bool last_was_missing() const { return last_missing_; }
+
+ private:
+  KeySource() = default;
+  uint64_t NextIndex();
+  std::string KeyAt(uint64_t i);
+
+  KeyOptions options_;
+  std::vector<std::string> keys_;  // from a file
+  std::string head_, tail_;        // pattern parts around {A..B}
+  uint64_t first_ = 0;
+  uint64_t count_ = 0;
+  uint64_t sequence_ = 0;
+  std::mt19937_64 rng_;
+  std::vector<double> zipf_cdf_;  // for Zipf over min(count, 1M) ranks
+  std::string current_;
+  bool last_missing_ = false;
+};
+
+}  // namespace idnode::loadgen

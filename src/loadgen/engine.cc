@@ -1,0 +1,571 @@
+#include "idnode/loadgen/engine.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <memory>
+
+namespace idnode::loadgen {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+uint64_t Nanos(Clock::time_point t, Clock::time_point start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t - start).count());
+}
+
+void Put32(std::vector<uint8_t>& m, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) m.push_back(static_cast<uint8_t>(v >> s));
+}
+
+uint32_t Get32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+
+std::string PathEscape(const std::string& handle) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : handle) {
+    if (std::isalnum(c) || c == '/' || c == '.' || c == '-' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+struct Slot {
+  bool busy = false;
+  uint32_t generation = 0;
+  uint64_t intended_ns = 0;
+  uint64_t sent_ns = 0;
+  uint32_t expected = 0;  // UDP: message length once the first datagram is in
+  uint32_t received = 0;
+  int connection = -1;
+};
+
+struct Connection {
+  int fd = -1;
+  std::deque<uint32_t> pending;  // slots, in request order
+  std::vector<uint8_t> in;
+  std::vector<uint8_t> out;
+  size_t out_sent = 0;
+};
+
+bool ResolveAddress(const std::string& host, uint16_t port, sockaddr_storage* addr,
+                    socklen_t* len) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || res == nullptr)
+    return false;
+  std::memcpy(addr, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return true;
+}
+
+int Connect(const sockaddr_storage& addr, socklen_t len) {
+  int fd = ::socket(addr.ss_family, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+class Engine {
+ public:
+  Engine(const RunOptions& o, KeySource& keys) : o_(o), keys_(keys), slots_(o.concurrency) {}
+
+  RunResult Go(const std::function<void(const Second&)>& progress) {
+    if (!ResolveAddress(o_.host, o_.port, &addr_, &addr_len_)) {
+      result_.error = "cannot resolve " + o_.host;
+      return result_;
+    }
+    if (o_.protocol == Protocol::kUdp) {
+      udp_ = ::socket(addr_.ss_family, SOCK_DGRAM, 0);
+      int buf = 8 << 20;
+      ::setsockopt(udp_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+      ::setsockopt(udp_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+      if (::connect(udp_, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) != 0) {
+        result_.error = "cannot reach " + o_.host;
+        return result_;
+      }
+      ::fcntl(udp_, F_SETFL, O_NONBLOCK);
+    } else {
+      for (uint32_t i = 0; i < std::max(1u, o_.connections); ++i) {
+        Connection c;
+        c.fd = Connect(addr_, addr_len_);
+        if (c.fd < 0) {
+          result_.error = "cannot connect to " + o_.host + ":" + std::to_string(o_.port);
+          return result_;
+        }
+        conns_.push_back(std::move(c));
+      }
+    }
+    start_ = Clock::now();
+    const uint64_t duration_ns = static_cast<uint64_t>(o_.seconds * 1e9);
+    const uint64_t timeout_ns = static_cast<uint64_t>(o_.timeout_seconds * 1e9);
+    const double interval_ns = o_.rate > 0 ? 1e9 / o_.rate : 0;
+    double next_intended = 0;
+    uint64_t next_second = 1000000000ull, last_timeout_scan = 0;
+    Histogram second_histogram;
+    Second current;
+    for (;;) {
+      uint64_t now = Nanos(Clock::now(), start_);
+      if (now >= duration_ns) break;
+      // Send: all free slots (closed loop), or what is due (open loop).
+      for (uint32_t s = 0; s < slots_.size(); ++s) {
+        if (slots_[s].busy) continue;
+        uint64_t intended = now;
+        if (interval_ns > 0) {
+          if (next_intended > static_cast<double>(now)) break;
+          intended = static_cast<uint64_t>(next_intended);
+          next_intended += interval_ns;
+        }
+        Send(s, intended, now);
+      }
+      FlushUdp();
+      FlushTcp();
+      Receive(now, second_histogram, current);
+      if (now - last_timeout_scan > 100000000ull) {
+        last_timeout_scan = now;
+        for (uint32_t s = 0; s < slots_.size(); ++s) {
+          if (slots_[s].busy && now - slots_[s].sent_ns > timeout_ns) TimeOut(s, current);
+        }
+      }
+      if (now >= next_second) {
+        current.at = static_cast<double>(next_second) / 1e9;
+        current.p50_ns = second_histogram.Percentile(0.5);
+        current.p99_ns = second_histogram.Percentile(0.99);
+        result_.timeline.push_back(current);
+        if (progress) progress(current);
+        current = Second{};
+        second_histogram.Clear();
+        next_second += 1000000000ull;
+      }
+    }
+    result_.seconds = static_cast<double>(Nanos(Clock::now(), start_)) / 1e9;
+    if (udp_ >= 0) ::close(udp_);
+    for (auto& c : conns_) {
+      if (c.fd >= 0) ::close(c.fd);
+    }
+    return std::move(result_);
+  }
+
+ private:
+  void Send(uint32_t s, uint64_t intended, uint64_t now) {
+    Slot& slot = slots_[s];
+    slot.busy = true;
+    slot.generation = (slot.generation + 1) & 0x7ffff;
+    slot.intended_ns = intended;
+    slot.sent_ns = now;
+    slot.expected = slot.received = 0;
+    const std::string& key = keys_.Next();
+    ++result_.sent;
+    if (o_.protocol == Protocol::kUdp) {
+      uint32_t id = (slot.generation << 12) | s;
+      udp_out_.push_back(ResolutionRequest(key, id));
+      return;
+    }
+    // TCP and HTTP: the connection with the fewest requests waiting.
+    size_t best = 0;
+    for (size_t i = 1; i < conns_.size(); ++i) {
+      if (conns_[i].pending.size() < conns_[best].pending.size()) best = i;
+    }
+    Connection& c = conns_[best];
+    slot.connection = static_cast<int>(best);
+    c.pending.push_back(s);
+    if (o_.protocol == Protocol::kTcp) {
+      auto req = ResolutionRequest(key, (slot.generation << 12) | s);
+      c.out.insert(c.out.end(), req.begin(), req.end());
+    } else {
+      std::string req =
+          "GET /api/handles/" + PathEscape(key) + " HTTP/1.1\r\nHost: " + o_.host + "\r\n\r\n";
+      c.out.insert(c.out.end(), req.begin(), req.end());
+    }
+  }
+
+  void FlushUdp() {
+    if (udp_out_.empty()) return;
+    std::vector<mmsghdr> headers(udp_out_.size());
+    std::vector<iovec> iov(udp_out_.size());
+    for (size_t i = 0; i < udp_out_.size(); ++i) {
+      iov[i] = {udp_out_[i].data(), udp_out_[i].size()};
+      headers[i] = {};
+      headers[i].msg_hdr.msg_iov = &iov[i];
+      headers[i].msg_hdr.msg_iovlen = 1;
+      result_.bytes_out += udp_out_[i].size();
+    }
+    size_t done = 0;
+    while (done < headers.size()) {
+      int n =
+          ::sendmmsg(udp_, headers.data() + done, static_cast<unsigned>(headers.size() - done), 0);
+      if (n <= 0) break;  // the rest times out and is counted so
+      done += static_cast<size_t>(n);
+    }
+    udp_out_.clear();
+  }
+
+  void FlushTcp() {
+    for (auto& c : conns_) {
+      while (c.fd >= 0 && c.out_sent < c.out.size()) {
+        ssize_t n =
+            ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        c.out_sent += static_cast<size_t>(n);
+        result_.bytes_out += static_cast<uint64_t>(n);
+      }
+      if (c.out_sent == c.out.size()) {
+        c.out.clear();
+        c.out_sent = 0;
+      }
+    }
+  }
+
+  void Complete(uint32_t s, uint32_t code, Histogram& second, Second& current) {
+    Slot& slot = slots_[s];
+    uint64_t latency = Nanos(Clock::now(), start_) - slot.intended_ns;
+    slot.busy = false;
+    result_.latency.Record(latency);
+    second.Record(latency);
+    ++result_.answered;
+    ++current.answered;
+    ++result_.codes[code];
+  }
+
+  void TimeOut(uint32_t s, Second& current) {
+    slots_[s].busy = false;
+    ++result_.timeouts;
+    ++current.timeouts;
+    if (slots_[s].connection >= 0) {
+      // A pipelined connection that lost an answer cannot be trusted: reconnect, fail its queue.
+      Connection& c = conns_[static_cast<size_t>(slots_[s].connection)];
+      for (uint32_t other : c.pending) {
+        if (other != s && slots_[other].busy) {
+          slots_[other].busy = false;
+          ++result_.timeouts;
+          ++current.timeouts;
+        }
+      }
+      c.pending.clear();
+      c.in.clear();
+      c.out.clear();
+      c.out_sent = 0;
+      if (c.fd >= 0) ::close(c.fd);
+      c.fd = Connect(addr_, addr_len_);
+      if (c.fd < 0) ++result_.errors;
+    }
+  }
+
+  void Receive(uint64_t now, Histogram& second, Second& current) {
+    (void)now;
+    std::vector<pollfd> fds;
+    if (udp_ >= 0) fds.push_back({udp_, POLLIN, 0});
+    for (auto& c : conns_)
+      fds.push_back({c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
+    if (::poll(fds.data(), fds.size(), 1) <= 0) return;
+    if (udp_ >= 0 && (fds[0].revents & POLLIN)) ReceiveUdp(second, current);
+    size_t base = udp_ >= 0 ? 1 : 0;
+    for (size_t i = 0; i < conns_.size(); ++i) {
+      if (fds[base + i].revents & (POLLIN | POLLERR | POLLHUP))
+        ReceiveStream(conns_[i], second, current);
+    }
+  }
+
+  void ReceiveUdp(Histogram& second, Second& current) {
+    constexpr size_t kBatch = 64;
+    std::array<std::array<uint8_t, 512>, kBatch> buffers;
+    std::array<iovec, kBatch> iov;
+    std::array<mmsghdr, kBatch> headers;
+    for (int round = 0; round < 8; ++round) {
+      for (size_t i = 0; i < kBatch; ++i) {
+        iov[i] = {buffers[i].data(), buffers[i].size()};
+        headers[i] = {};
+        headers[i].msg_hdr.msg_iov = &iov[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+      }
+      int n = ::recvmmsg(udp_, headers.data(), kBatch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) return;
+      for (int i = 0; i < n; ++i) {
+        result_.bytes_in += headers[i].msg_len;
+        if (headers[i].msg_len < 20) continue;
+        const uint8_t* b = buffers[i].data();
+        uint32_t id = Get32(b + 8), length = Get32(b + 16);
+        uint32_t s = id & 0xfff;
+        if (s >= slots_.size() || !slots_[s].busy ||
+            (((slots_[s].generation << 12) | s) & 0x7fffffff) != id)
+          continue;
+        Slot& slot = slots_[s];
+        slot.expected = length;
+        slot.received += headers[i].msg_len - 20;
+        if (Get32(b + 12) == 0 && headers[i].msg_len >= 28)
+          slot.sent_ns = slot.sent_ns;  // first datagram
+        if (slot.received >= slot.expected) {
+          // The response code is in the first datagram; keep the code of whichever carried it.
+          uint32_t code = Get32(b + 12) == 0 && headers[i].msg_len >= 28 ? Get32(b + 24) : 1;
+          Complete(s, code, second, current);
+        }
+      }
+      if (static_cast<size_t>(n) < kBatch) return;
+    }
+  }
+
+  void ReceiveStream(Connection& c, Histogram& second, Second& current) {
+    std::array<uint8_t, 65536> buffer;
+    for (;;) {
+      ssize_t n = ::recv(c.fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        // Closed under us: every request waiting on it fails; reconnect.
+        for (uint32_t s : c.pending) {
+          if (slots_[s].busy) {
+            slots_[s].busy = false;
+            ++result_.errors;
+            ++current.errors;
+          }
+        }
+        c.pending.clear();
+        c.in.clear();
+        c.out.clear();
+        c.out_sent = 0;
+        ::close(c.fd);
+        c.fd = Connect(addr_, addr_len_);
+        return;
+      }
+      if (n < 0) break;
+      result_.bytes_in += static_cast<uint64_t>(n);
+      c.in.insert(c.in.end(), buffer.begin(), buffer.begin() + n);
+      if (static_cast<size_t>(n) < buffer.size()) break;
+    }
+    size_t at = 0;
+    while (!c.pending.empty()) {
+      size_t available = c.in.size() - at;
+      uint32_t code = 0;
+      size_t consumed = 0;
+      if (o_.protocol == Protocol::kTcp) {
+        if (available < 20) break;
+        uint32_t length = Get32(c.in.data() + at + 16);
+        if (available < 20 + size_t{length}) break;
+        code = length >= 8 ? Get32(c.in.data() + at + 24) : 0;
+        consumed = 20 + length;
+      } else {
+        std::string_view text(reinterpret_cast<const char*>(c.in.data() + at), available);
+        size_t head_end = text.find("\r\n\r\n");
+        if (head_end == std::string_view::npos) break;
+        code = static_cast<uint32_t>(std::atoi(std::string(text.substr(9, 3)).c_str()));
+        size_t length = 0;
+        std::string head(text.substr(0, head_end));
+        for (char& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        size_t cl = head.find("\r\ncontent-length:");
+        if (cl != std::string::npos) length = std::strtoull(head.c_str() + cl + 17, nullptr, 10);
+        if (available < head_end + 4 + length) break;
+        consumed = head_end + 4 + length;
+      }
+      uint32_t s = c.pending.front();
+      c.pending.pop_front();
+      if (slots_[s].busy) Complete(s, code, second, current);
+      at += consumed;
+    }
+    c.in.erase(c.in.begin(), c.in.begin() + static_cast<ptrdiff_t>(at));
+  }
+
+  const RunOptions& o_;
+  KeySource& keys_;
+  std::vector<Slot> slots_;
+  std::vector<Connection> conns_;
+  std::vector<std::vector<uint8_t>> udp_out_;
+  int udp_ = -1;
+  sockaddr_storage addr_{};
+  socklen_t addr_len_ = 0;
+  Clock::time_point start_;
+  RunResult result_;
+};
+
+std::string Json(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.3f", v);
+  return buf;
+}
+
+}  // namespace
+
+std::vector<uint8_t> ResolutionRequest(const std::string& handle, uint32_t request_id) {
+  std::vector<uint8_t> m{2, 11, 2, 11};
+  uint32_t body = 4 + static_cast<uint32_t>(handle.size()) + 4 + 4;
+  Put32(m, 0);
+  Put32(m, request_id);
+  Put32(m, 0);
+  Put32(m, 24 + body + 4);
+  Put32(m, 1);           // OC_RESOLUTION
+  Put32(m, 0);           // a request
+  Put32(m, 0x19000000);  // REC CA PO, as the CNRI client
+  m.insert(m.end(), {0xff, 0xff, 0, 0});
+  Put32(m, static_cast<uint32_t>(time(nullptr) + 43200));
+  Put32(m, body);
+  Put32(m, static_cast<uint32_t>(handle.size()));
+  m.insert(m.end(), handle.begin(), handle.end());
+  Put32(m, 0);
+  Put32(m, 0);
+  Put32(m, 0);  // empty credential section
+  return m;
+}
+
+RunResult Run(const RunOptions& options, KeySource& keys,
+              const std::function<void(const Second&)>& progress) {
+  if (options.concurrency == 0 || options.concurrency > 4096) {
+    RunResult r;
+    r.error = "--concurrency must be 1..4096";
+    return r;
+  }
+  Engine engine(options, keys);
+  return engine.Go(progress);
+}
+
+std::string ToJson(const RunOptions& o, const RunResult& r) {
+  static constexpr const char* kProtocols[] = {"udp", "tcp", "http"};
+  std::string s =
+      "{\"protocol\":\"" + std::string(kProtocols[static_cast<int>(o.protocol)]) +
+      "\",\"server\":\"" + o.host + ":" + std::to_string(o.port) + "\",\"mode\":\"" +
+      (o.rate > 0 ? "open" : "closed") + "\",\"concurrency\":" + std::to_string(o.concurrency) +
+      ",\"rate\":" + Json(o.rate) + ",\"seconds\":" + Json(r.seconds) +
+      ",\"sent\":" + std::to_string(r.sent) + ",\"answered\":" + std::to_string(r.answered) +
+      ",\"timeouts\":" + std::to_string(r.timeouts) + ",\"errors\":" + std::to_string(r.errors) +
+      ",\"bytes_out\":" + std::to_string(r.bytes_out) +
+      ",\"bytes_in\":" + std::to_string(r.bytes_in) +
+      ",\"requests_per_second\":" + Json(r.seconds > 0 ? r.answered / r.seconds : 0) +
+      ",\"latency_us\":{";
+  const std::pair<const char*, double> qs[] = {
+      {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
+  for (const auto& [name, q] : qs)
+    s += "\"" + std::string(name) + "\":" + Json(r.latency.Percentile(q) / 1e3) + ",";
+  s += "\"max\":" + Json(r.latency.max() / 1e3) + ",\"mean\":" + Json(r.latency.mean() / 1e3) +
+       "},\"codes\":{";
+  bool first = true;
+  for (const auto& [code, n] : r.codes) {
+    s += (first ? "\"" : ",\"") + std::to_string(code) + "\":" + std::to_string(n);
+    first = false;
+  }
+  s += "},\"timeline\":[";
+  for (size_t i = 0; i < r.timeline.size(); ++i) {
+    const auto& t = r.timeline[i];
+    s += (i ? "," : "") + std::string("{\"t\":") + Json(t.at) +
+         ",\"answered\":" + std::to_string(t.answered) + ",\"errors\":" + std::to_string(t.errors) +
+         ",\"timeouts\":" + std::to_string(t.timeouts) + ",\"p50_us\":" + Json(t.p50_ns / 1e3) +
+         ",\"p99_us\":" + Json(t.p99_ns / 1e3) + "}";
+  }
+  s += "],\"histogram_us\":[";
+  auto buckets = r.latency.Buckets();
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    s += (i ? ",[" : "[") + Json(buckets[i].first / 1e3) + "," + std::to_string(buckets[i].second) +
+         "]";
+  }
+  return s + "]}";
+}
+
+namespace {
+
+// A line chart as an SVG polyline, scaled to its own maximum.
+std::string Chart(const std::string& title, const std::vector<double>& xs,
+                  const std::vector<std::pair<std::string, std::vector<double>>>& series,
+                  const std::string& unit, bool log_x = false) {
+  const double w = 640, h = 240, pad = 40;
+  double max_y = 0, max_x = 0, min_x = 1e300;
+  for (const auto& [_, ys] : series) {
+    for (double y : ys) max_y = std::max(max_y, y);
+  }
+  for (double x : xs) {
+    max_x = std::max(max_x, x);
+    min_x = std::min(min_x, x);
+  }
+  if (max_y <= 0) max_y = 1;
+  if (xs.empty()) min_x = 0;
+  auto sx = [&](double x) {
+    if (log_x) {
+      double lo = std::log10(std::max(min_x, 1e-9)), hi = std::log10(std::max(max_x, min_x * 10));
+      return pad + (w - 2 * pad) * (std::log10(std::max(x, 1e-9)) - lo) / std::max(1e-9, hi - lo);
+    }
+    return pad + (w - 2 * pad) * (x - min_x) / std::max(1e-9, max_x - min_x);
+  };
+  auto sy = [&](double y) { return h - pad - (h - 2 * pad) * y / max_y; };
+  static constexpr const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c"};
+  std::string svg = "<h2>" + title + "</h2><svg xmlns='http://www.w3.org/2000/svg' width='" +
+                    Json(w) + "' height='" + Json(h) + "' style='border:1px solid #ccc'>";
+  svg += "<text x='5' y='15' font-size='11'>" + Json(max_y) + " " + unit + "</text>";
+  svg += "<text x='5' y='" + Json(h - 5) + "' font-size='11'>" + Json(min_x) + "</text><text x='" +
+         Json(w - 80) + "' y='" + Json(h - 5) + "' font-size='11'>" + Json(max_x) + "</text>";
+  for (size_t k = 0; k < series.size(); ++k) {
+    std::string points;
+    for (size_t i = 0; i < xs.size() && i < series[k].second.size(); ++i) {
+      points += Json(sx(xs[i])) + "," + Json(sy(series[k].second[i])) + " ";
+    }
+    svg += "<polyline fill='none' stroke='" + std::string(kColors[k % 3]) +
+           "' stroke-width='2' points='" + points + "'/>";
+    svg += "<text x='" + Json(w - 150) + "' y='" + Json(20 + 14 * static_cast<double>(k)) +
+           "' font-size='12' fill='" + kColors[k % 3] + "'>" + series[k].first + "</text>";
+  }
+  return svg + "</svg>";
+}
+
+}  // namespace
+
+std::string ToHtml(const RunOptions& o, const RunResult& r, const std::string& title) {
+  std::vector<double> t, rps, p50, p99;
+  for (const auto& s : r.timeline) {
+    t.push_back(s.at);
+    rps.push_back(static_cast<double>(s.answered));
+    p50.push_back(s.p50_ns / 1e3);
+    p99.push_back(s.p99_ns / 1e3);
+  }
+  std::vector<double> dist_x, dist_y;
+  for (double q : {0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0}) {
+    dist_x.push_back(r.latency.Percentile(q) / 1e3);
+    dist_y.push_back(q * 100);
+  }
+  std::string html = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + title +
+                     "</title><style>body{font-family:sans-serif;margin:2em}td,th{padding:2px "
+                     "10px;text-align:right}"
+                     "</style></head><body><h1>" +
+                     title + "</h1><table>";
+  auto row = [&html](const std::string& k, const std::string& v) {
+    html += "<tr><th>" + k + "</th><td>" + v + "</td></tr>";
+  };
+  row("server", o.host + ":" + std::to_string(o.port));
+  row("mode", o.rate > 0 ? "open loop, " + Json(o.rate) + " requests/s"
+                         : "closed loop, " + std::to_string(o.concurrency) + " in flight");
+  row("requests/s", Json(r.seconds > 0 ? r.answered / r.seconds : 0));
+  row("answered / sent", std::to_string(r.answered) + " / " + std::to_string(r.sent));
+  row("timeouts, errors", std::to_string(r.timeouts) + ", " + std::to_string(r.errors));
+  for (auto [name, q] : {std::pair{"p50", 0.5}, std::pair{"p90", 0.9}, std::pair{"p99", 0.99},
+                         std::pair{"p99.9", 0.999}}) {
+    row(std::string("latency ") + name, Json(r.latency.Percentile(q) / 1e3) + " us");
+  }
+  row("latency max", Json(r.latency.max() / 1e3) + " us");
+  for (const auto& [code, n] : r.codes) row("code " + std::to_string(code), std::to_string(n));
+  html += "</table>";
+  html += Chart("Throughput over time", t, {{"answered/s", rps}}, "req/s");
+  html += Chart("Latency over time", t, {{"p50", p50}, {"p99", p99}}, "us");
+  html += Chart("Latency distribution (percentile by latency, log scale)", dist_x,
+                {{"percentile", dist_y}}, "%", true);
+  return html + "</body></html>\n";
+}
+
+}  // namespace idnode::loadgen

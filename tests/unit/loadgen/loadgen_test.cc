@@ -1,0 +1,143 @@
+// idbench's parts: the log-linear histogram, key sources, and its JSON and HTML reports.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+#include "idnode/loadgen/engine.h"
+#include "idnode/loadgen/histogram.h"
+#include "idnode/loadgen/keys.h"
+
+namespace idnode::loadgen {
+namespace {
+
+TEST(Histogram, SmallValuesAreExactAndLargeOnesWithinOnePercent) {
+  for (uint64_t v : {0ull, 1ull, 127ull, 128ull, 255ull}) {
+    EXPECT_EQ(Histogram::UpperBoundOf(Histogram::BucketOf(v)), v);
+  }
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 100000; ++i) {
+    uint64_t v = rng() % (uint64_t{1} << 38);
+    uint64_t upper = Histogram::UpperBoundOf(Histogram::BucketOf(v));
+    ASSERT_GE(upper, v);
+    ASSERT_LE(static_cast<double>(upper - v), static_cast<double>(v) / 128.0 + 1) << v;
+  }
+  // Bucket bounds increase with the bucket index.
+  for (size_t b = 1; b < 5000; ++b)
+    ASSERT_GT(Histogram::UpperBoundOf(b), Histogram::UpperBoundOf(b - 1));
+}
+
+TEST(Histogram, PercentilesMatchSortedData) {
+  Histogram h;
+  std::vector<uint64_t> values;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 50000; ++i) {
+    uint64_t v = 1000 + rng() % 5000000;  // 1 us .. 5 ms in ns
+    values.push_back(v);
+    h.Record(v);
+  }
+  std::sort(values.begin(), values.end());
+  for (double q : {0.5, 0.9, 0.99, 0.999}) {
+    uint64_t exact = values[static_cast<size_t>(q * values.size()) - 1];
+    uint64_t got = h.Percentile(q);
+    EXPECT_GE(got, exact);
+    EXPECT_LE(static_cast<double>(got), exact * 1.01 + 1) << q;
+  }
+  EXPECT_EQ(h.count(), 50000u);
+  EXPECT_EQ(h.max(), values.back());
+  EXPECT_EQ(h.min(), values.front());
+  EXPECT_EQ(h.Percentile(1.0), values.back());
+  Histogram other;
+  other.Record(10, 3);
+  h.Merge(other);
+  EXPECT_EQ(h.count(), 50003u);
+  EXPECT_EQ(h.min(), 10u);
+  h.Clear();
+  EXPECT_EQ(h.count(), 0u);
+  EXPECT_EQ(h.Percentile(0.5), 0u);
+}
+
+TEST(Keys, PatternOrdersAndMissingShare) {
+  std::string error;
+  KeyOptions o;
+  o.pattern = "88.100.1/SN{5..9}";
+  o.order = Order::kSequential;
+  auto keys = KeySource::Make(o, &error);
+  ASSERT_TRUE(keys) << error;
+  EXPECT_EQ(keys->size(), 5u);
+  EXPECT_EQ(keys->Next(), "88.100.1/SN5");
+  EXPECT_EQ(keys->Next(), "88.100.1/SN6");
+  for (int i = 0; i < 3; ++i) keys->Next();
+  EXPECT_EQ(keys->Next(), "88.100.1/SN5");  // wraps
+
+  o.pattern = "P/{0..99999}";
+  o.order = Order::kZipf;
+  o.zipf_s = 1.1;
+  auto zipf = KeySource::Make(o, &error);
+  ASSERT_TRUE(zipf);
+  std::map<std::string, int> counts;
+  for (int i = 0; i < 20000; ++i) ++counts[zipf->Next()];
+  int top = 0;
+  for (const auto& [k, n] : counts) top = std::max(top, n);
+  EXPECT_GT(top, 20000 / 20);  // skewed: the hottest key takes far more than a uniform share
+
+  o.order = Order::kUniform;
+  o.missing = 0.25;
+  auto missing = KeySource::Make(o, &error);
+  int misses = 0;
+  for (int i = 0; i < 10000; ++i) {
+    missing->Next();
+    misses += missing->last_was_missing();
+  }
+  EXPECT_GT(misses, 2000);
+  EXPECT_LT(misses, 3000);
+
+  KeyOptions bad;
+  bad.pattern = "no range";
+  EXPECT_FALSE(KeySource::Make(bad, &error));
+  bad.pattern = "x/{9..1}";
+  EXPECT_FALSE(KeySource::Make(bad, &error));
+}
+
+TEST(Reports, JsonAndHtmlCarryTheFigures) {
+  RunOptions o;
+  RunResult r;
+  r.seconds = 2;
+  r.sent = 1000;
+  r.answered = 990;
+  r.timeouts = 10;
+  r.codes[1] = 900;
+  r.codes[100] = 90;
+  for (int i = 1; i <= 990; ++i) r.latency.Record(static_cast<uint64_t>(i) * 1000);
+  r.timeline.push_back({1, 500, 0, 5, 400000, 900000});
+  r.timeline.push_back({2, 490, 0, 5, 500000, 980000});
+  std::string json = ToJson(o, r);
+  EXPECT_NE(json.find("\"requests_per_second\":495.000"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"codes\":{\"1\":900,\"100\":90}"), std::string::npos);
+  EXPECT_NE(json.find("\"timeline\":[{\"t\":1.000,\"answered\":500"), std::string::npos);
+  size_t p50_at = json.find("\"p50\":");
+  ASSERT_NE(p50_at, std::string::npos);
+  double p50 = std::atof(json.c_str() + p50_at + 6);
+  EXPECT_GE(p50, 495.0);
+  EXPECT_LE(p50, 495.0 * 1.01);
+  std::string html = ToHtml(o, r, "test run");
+  EXPECT_EQ(std::count(html.begin(), html.end(), '<') > 20, true);
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  EXPECT_EQ(html.find("http://"),
+            html.find("http://www.w3.org/2000/svg"));  // no other network reference
+  EXPECT_NE(html.find("<polyline"), std::string::npos);
+  EXPECT_NE(html.find("code 100"), std::string::npos);
+}
+
+TEST(Requests, ResolutionRequestIsAWellFormedHandleMessage) {
+  auto m = ResolutionRequest("88.100.1/SN1", 0x1234);
+  ASSERT_EQ(m.size(), 20u + 24u + 4u + 12u + 8u + 4u);
+  EXPECT_EQ(m[0], 2);
+  EXPECT_EQ(m[1], 11);
+  EXPECT_EQ(m[11], 0x34);
+  EXPECT_EQ(m[19], m.size() - 20);
+}
+
+}  // namespace
+}  // namespace idnode::loadgen
