@@ -132,6 +132,12 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   registry_options.storage.block_cache_bytes = config.storage.block_cache_bytes;
   registry_options.storage.sync_writes = config.storage.sync_writes;
   registry_options.cache = cache;
+  // Rendered JSON answers get their own, smaller cache (an eighth of the answer cache's budget).
+  cache::CacheOptions json_options = cache_options;
+  json_options.capacity_bytes = std::max<uint64_t>(cache_options.capacity_bytes / 8,
+                                                   uint64_t{cache_options.shard_count} * 4096);
+  auto json_cache = std::make_shared<cache::AnswerCache>(json_options);
+  registry_options.json_cache = json_cache;
   auto opened = registry::Registry::Open(std::move(registry_options));
   if (!opened.ok())
     return Failure{"cannot open the registry in " + config.node.data_dir + ": " + opened.error()};
@@ -142,7 +148,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   net::HandleService service(resolver, {}, config.node.site_serial);
   net::HandleServer handle_server(config.handle, service, metrics);
   std::atomic<bool> ready{false};
-  http::Api api(resolver, metrics, [&ready] { return ready.load(); });
+  http::Api api(
+      resolver, metrics, [&ready] { return ready.load(); }, json_cache);
   http::HttpServer http_server(config.http, api, metrics);
 
   if (config.handle.udp || config.handle.tcp) {
@@ -150,8 +157,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
     if (!bound.ok()) return Failure{bound.error()};
   }
   if (config.http.enabled) {
-    auto started =
-        http_server.Start(std::max(1u, std::min(2u, std::thread::hardware_concurrency())));
+    auto started = http_server.Start(config.http.threads);
     if (!started.ok()) return Failure{started.error()};
   }
   auto site = BuildSiteInfo(config, handle_server.port(), http_server.port());

@@ -222,6 +222,7 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                   {{"enabled", r.Bool(&c.http.enabled)},
                    {"bind", r.Strings(&c.http.bind, false)},
                    {"port", r.Unsigned(&c.http.port, 0, 65535)},
+                   {"threads", r.Unsigned(&c.http.threads, 1, 64)},
                    {"max_connections", r.Unsigned(&c.http.max_connections, 1, 1000000)},
                    {"max_header_bytes", r.Unsigned(&c.http.max_header_bytes, 1024, 1048576)},
                    {"max_body_bytes", r.Unsigned(&c.http.max_body_bytes, 0, 67108864)},

@@ -210,8 +210,11 @@ bool DecodePercent(std::string_view in, std::string* out) {
 }
 
 Api::Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics,
-         std::function<bool()> ready)
-    : resolver_(resolver), metrics_(metrics), ready_(std::move(ready)) {}
+         std::function<bool()> ready, std::shared_ptr<cache::AnswerCache> json_cache)
+    : resolver_(resolver),
+      metrics_(metrics),
+      ready_(std::move(ready)),
+      json_cache_(std::move(json_cache)) {}
 
 HttpResponse Api::Handle(std::string_view method, std::string_view target,
                          bool has_authorization) const {
@@ -281,6 +284,38 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
   q.indexes = params.indexes;
   q.types = types;
   q.public_only = true;  // unauthenticated
+  const std::string h = JsonString(handle);
+
+  // The common case (the whole record, as JSON) is served from rendered answers: rendering JSON
+  // costs more than the lookup. A fill ticket taken before the lookup keeps a write that races
+  // with the rendering from leaving the old answer behind.
+  const bool whole_record = !proxy && params.indexes.empty() && params.types.empty();
+  std::string key;
+  uint64_t ticket = 0;
+  if (whole_record && json_cache_) {
+    uint64_t generation = resolver_.prefix_generation();
+    if (json_generation_.exchange(generation) != generation)
+      json_cache_->Clear();  // prefixes moved
+    key.assign(handle);
+    for (char& c : key) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+    std::string body;
+    auto found = json_cache_->Lookup(key, [&body, &h](std::span<const uint8_t> bytes) {
+      body.reserve(40 + h.size() + bytes.size());
+      body.append(R"({"responseCode":1,"handle":)").append(h).append(R"(,"values":)");
+      body.append(reinterpret_cast<const char*>(bytes.data()), bytes.size()).push_back('}');
+    });
+    if (found == cache::LookupResult::kHit) {
+      if (params.pretty) body = registry::PrettyJson(body);
+      HttpResponse r = JsonResponse(200, std::move(body));
+      if (!params.callback.empty()) {
+        r.content_type = "application/javascript;charset=utf-8";
+        r.body = params.callback + "(" + r.body + ");";
+      }
+      return r;
+    }
+    ticket = json_cache_->FillTicket(key);
+  }
+
   thread_local resolver::Scratch scratch;
   resolver::Answer answer = resolver_.Resolve(q, scratch);
 
@@ -331,14 +366,21 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
   }
 
   std::string body;
-  const std::string h = JsonString(handle);
   switch (answer.code) {
     case ResponseCode::kSuccess:
-    case ResponseCode::kServiceReferral:
+    case ResponseCode::kServiceReferral: {
+      std::string rendered = registry::ValuesToJson(values, /*api_formats=*/true);
+      if (whole_record && json_cache_ && answer.code == ResponseCode::kSuccess) {
+        json_cache_->InsertIfFresh(
+            key,
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(rendered.data()),
+                                     rendered.size()),
+            ticket);
+      }
       body = R"({"responseCode":)" + std::to_string(static_cast<int>(answer.code)) +
-             R"(,"handle":)" + h + R"(,"values":)" +
-             registry::ValuesToJson(values, /*api_formats=*/true) + "}";
+             R"(,"handle":)" + h + R"(,"values":)" + rendered + "}";
       break;
+    }
     case ResponseCode::kValuesNotFound:  // the reference server's field order (transcript)
       body = R"({"responseCode":200,"values":[],"handle":)" + h + "}";
       break;
@@ -477,7 +519,7 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
     res.body() = std::move(response.body);
     res.keep_alive(!close);
     res.prepare_payload();
-    stream.expires_after(config.request_timeout);
+    // The deadline set before the read covers the write too: one timer update per request.
     auto [write_ec, written] =
         co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
     counters.Count(metrics::Protocol::kHttp, 0, response.status,

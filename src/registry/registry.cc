@@ -171,6 +171,7 @@ uint32_t Registry::ShardOf(std::string_view handle) const {
 
 void Registry::InvalidateCache(std::string_view normalized) const {
   if (options_.cache) options_.cache->Invalidate(normalized);
+  if (options_.json_cache) options_.json_cache->Invalidate(normalized);
 }
 
 // ---- reads -------------------------------------------------------------------------------------

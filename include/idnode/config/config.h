@@ -42,6 +42,7 @@ struct HttpConfig {
   bool enabled = true;
   std::vector<std::string> bind{"127.0.0.1"};
   uint16_t port = 8000;
+  uint32_t threads = 1;
   uint32_t max_connections = 1024;
   uint32_t max_header_bytes = 8192;
   uint32_t max_body_bytes = 1048576;

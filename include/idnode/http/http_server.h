@@ -24,7 +24,7 @@ namespace idnode::http {
 
 struct HttpResponse {
   unsigned status = 200;
-  std::string content_type = "application/json;charset=utf-8";
+  std::string_view content_type = "application/json;charset=utf-8";  // always a literal
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
 };
@@ -32,8 +32,10 @@ struct HttpResponse {
 // The routing and rendering of one request, separate from the sockets so tests can call it.
 class Api {
  public:
-  Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics,
-      std::function<bool()> ready);
+  // `json_cache` (may be null) holds rendered "values" arrays by normalised handle; the registry
+  // invalidates it with every write, and it is cleared when the prefix table changes.
+  Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics, std::function<bool()> ready,
+      std::shared_ptr<cache::AnswerCache> json_cache = nullptr);
   // `target` is the request target ("/api/handles/...?..."), already length-limited by the parser.
   HttpResponse Handle(std::string_view method, std::string_view target,
                       bool has_authorization) const;
@@ -46,6 +48,8 @@ class Api {
   metrics::MetricsHub& metrics_;
   std::function<bool()> ready_;
   std::vector<uint8_t> site_;
+  std::shared_ptr<cache::AnswerCache> json_cache_;
+  mutable std::atomic<uint64_t> json_generation_{0};
 };
 
 class HttpServer {

@@ -53,6 +53,8 @@ struct RegistryOptions {
   std::chrono::seconds transaction_memory{24 * 3600};
   // The answer cache to keep coherent with writes; may be null (no cache).
   std::shared_ptr<cache::AnswerCache> cache;
+  // The JSON API's cache of rendered values; invalidated on the same path. May be null.
+  std::shared_ptr<cache::AnswerCache> json_cache;
 };
 
 enum class OpKind : uint8_t { kCreate, kDelete, kAddValues, kRemoveValues, kModifyValues };

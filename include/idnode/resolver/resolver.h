@@ -75,6 +75,8 @@ class Resolver {
   Answer ResolveFromStorage(const Query& query, Scratch& scratch) const;
   // Either, for callers that may block (the JSON API, tools).
   Answer Resolve(const Query& query, Scratch& scratch) const;
+  // Moves whenever the prefix table changes (a cache of rendered answers must be dropped then).
+  uint64_t prefix_generation() const { return registry_.prefix_generation(); }
 
  private:
   enum class Route : uint8_t { kLocal, kReferral, kNotHere };
