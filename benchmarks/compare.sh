@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# The peer comparison (one command): idnode next to the servers people would otherwise pick, on
+# the same machine, in one run, with the same N identifiers (default 1,000,000). Servers are pinned
+# to core 0 and load generators to core 1; peers come from Debian packages (installed here).
+#   1. DNS: Knot DNS serving the identifiers as OIDs (NAPTR + TXT per name, ORS naming), loaded by
+#      dnsperf; idnode's DNS front end does not exist yet: "n/a".
+#   2. Handle/UDP: idbench against idnode (cache hits), CPU microseconds per answer beside Knot's.
+#   3. HTTP: wrk against idnode's JSON API and nginx serving the same JSON documents as files.
+#   4. Storage: registry cold reads against raw RocksDB (registry_bench).
+#   Also: RSS with everything loaded and cached (idnode vs Knot), p99 at 80% of peak (open loop),
+#   and idbench's own ceiling against a trivial responder.
+# Prints one table and writes benchmarks/RESULTS.md.   benchmarks/compare.sh [--records N] [--seconds S]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=1000000
+seconds=10
+while (($#)); do
+  case $1 in
+    --records) records=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    *) echo "unknown argument $1"; exit 2 ;;
+  esac
+done
+build=${IDNODE_BUILD:-build/release}
+sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
+for tool in knotd dnsperf nginx wrk; do
+  command -v $tool >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot dnsperf nginx-light wrk >/dev/null
+done
+$sudo systemctl stop knot nginx 2>/dev/null || true
+[[ -x $build/src/cmd/idnode && -x $build/src/cmd/idbench && -x $build/benchmarks/registry_bench ]] || {
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$build" -j2 >/dev/null
+}
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cpu_us_per() { python3 -c "print(round(($2-$1)/$(getconf CLK_TCK)*1e6/max(1,$3),2))"; }
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+rss_mb() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$1/status"; }
+json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"; }
+
+echo "== data: $records identifiers"
+"$build/src/cmd/idbench" gen --count "$records" --prefix 88.100.1 --out "$work/records.jsonl" --keys "$work/keys.txt"
+"$build/src/cmd/idctl" import --data-dir "$work/data" "$work/records.jsonl" 2>&1 | tail -1
+
+# ---- 1. DNS: Knot ----------------------------------------------------------------------------
+echo "== Knot DNS: zone of $records OIDs (1.2.156.3001.<n>)"
+mkdir -p "$work/knot"
+python3 - "$records" "$work/knot/oid-res.org.zone" "$work/dns-queries.txt" <<'PY'
+import random, sys
+n, zone, queries = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+with open(zone, "w") as z:
+    z.write("$ORIGIN oid-res.org.\n$TTL 86400\n@ SOA ns.oid-res.org. admin.oid-res.org. 1 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n")
+    for i in range(n):
+        name = "%d.3001.156.2.1" % i
+        z.write('%s NAPTR 100 10 "U" "E2U+http" "!^.*$!https://example.cn/item/%07d!" .\n' % (name, i))
+        z.write('%s TXT "part SN%07d"\n' % (name, i))
+rng = random.Random(7)
+with open(queries, "w") as q:
+    for i in rng.sample(range(n), min(n, 100000)):
+        q.write("%d.3001.156.2.1.oid-res.org NAPTR\n" % i)
+PY
+knot_port=53053
+cat >"$work/knot/knot.conf" <<CONF
+server:
+  listen: 127.0.0.1@$knot_port
+  rundir: $work/knot
+  udp-workers: 1
+  tcp-workers: 1
+  background-workers: 1
+database:
+  storage: $work/knot/db
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: $work/knot
+    file: "%s.zone"
+    semantic-checks: off
+    zonefile-load: whole
+    journal-content: none
+zone:
+  - domain: oid-res.org
+CONF
+taskset -c 0 knotd -c "$work/knot/knot.conf" 2>"$work/knot/knot.log" &
+knot_pid=$!
+pids+=($knot_pid)
+for _ in $(seq 600); do
+  kdig @127.0.0.1 -p $knot_port +short 1.3001.156.2.1.oid-res.org TXT 2>/dev/null | grep -q part && break
+  sleep 0.5
+done
+taskset -c 1 dnsperf -s 127.0.0.1 -p $knot_port -d "$work/dns-queries.txt" -l 3 -Q 1000000 >/dev/null 2>&1 || true
+t0=$(ticks $knot_pid)
+dnsperf_out=$(taskset -c 1 dnsperf -s 127.0.0.1 -p $knot_port -d "$work/dns-queries.txt" -l "$seconds" -c 1 -q 64 2>&1)
+t1=$(ticks $knot_pid)
+knot_qps=$(echo "$dnsperf_out" | awk '/Queries per second/ {print $4}')
+knot_done=$(echo "$dnsperf_out" | awk '/Queries completed/ {print $3}')
+knot_avg_ms=$(echo "$dnsperf_out" | awk '/Average Latency/ {print $4*1000}')
+knot_cpu=$(cpu_us_per "$t0" "$t1" "$knot_done")
+knot_rss=$(rss_mb $knot_pid)
+kill $knot_pid; wait $knot_pid 2>/dev/null || true
+echo "Knot: $knot_qps q/s, $knot_cpu us CPU per answer, RSS ${knot_rss} MiB"
+
+# ---- 2. Handle/UDP: idnode -------------------------------------------------------------------
+echo "== idnode"
+cat >"$work/idnode.yaml" <<CONF
+handle: {port: 0, workers: 1}
+http: {port: 0}
+cache: {capacity_bytes: 2GiB}
+node: {demo: false, home: [88.100.1]}
+CONF
+taskset -c 0 "$build/src/cmd/idnode" --config "$work/idnode.yaml" --data-dir "$work/data" >"$work/idnode.out" 2>"$work/idnode.log" &
+idnode_pid=$!
+pids+=($idnode_pid)
+for _ in $(seq 100); do grep -q "idnode ready" "$work/idnode.out" && break; sleep 0.1; done
+hp=$(grep -o 'handle=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
+wp=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
+# Warm every identifier into the cache (sequential pass), then measure on random keys.
+taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server 127.0.0.1:$hp --keys "$work/keys.txt" --order sequential \
+  --seconds $((records / 150000 + 3)) >/dev/null 2>&1
+idnode_rss=$(rss_mb $idnode_pid)
+t0=$(ticks $idnode_pid)
+taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server 127.0.0.1:$hp --keys "$work/keys.txt" --seconds "$seconds" \
+  --json "$work/udp.json" --html "$work/udp.html" >/dev/null 2>&1
+t1=$(ticks $idnode_pid)
+udp_qps=$(json "$work/udp.json" "['requests_per_second']")
+udp_cpu=$(cpu_us_per "$t0" "$t1" "$(json "$work/udp.json" "['answered']")")
+udp_p99=$(json "$work/udp.json" "['latency_us']['p99']")
+# Open loop at 80% of that peak: p99 from each request's intended send time.
+open_rate=$(python3 -c "print(int($udp_qps*0.8))")
+taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server 127.0.0.1:$hp --keys "$work/keys.txt" --seconds "$seconds" \
+  --rate "$open_rate" --concurrency 4096 --json "$work/open.json" >/dev/null 2>&1
+open_p99=$(json "$work/open.json" "['latency_us']['p99']")
+echo "idnode UDP: $udp_qps q/s, $udp_cpu us CPU per answer; open loop at $open_rate/s: p99 $open_p99 us; RSS ${idnode_rss} MiB"
+
+# ---- 3. HTTP: idnode vs nginx ------------------------------------------------------------------
+mkdir -p "$work/www"
+python3 - "$work/keys.txt" "$work/www" "$wp" <<'PY'
+import os, random, sys, urllib.request
+keys, www, port = sys.argv[1], sys.argv[2], sys.argv[3]
+sample = random.Random(3).sample([l.strip() for l in open(keys)], 10000)
+for handle in sample:
+    body = urllib.request.urlopen("http://127.0.0.1:%s/api/handles/%s" % (port, handle)).read()
+    path = os.path.join(www, "api", "handles", handle)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "wb").write(body)
+open(os.path.join(www, "paths.txt"), "w").write("".join("/api/handles/%s\n" % h for h in sample))
+PY
+cat >"$work/paths.lua" <<LUA
+local paths = {}
+for line in io.lines("$work/www/paths.txt") do paths[#paths + 1] = line end
+math.randomseed(7)
+request = function() return wrk.format("GET", paths[math.random(#paths)]) end
+LUA
+np=$((wp + 1))
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http { access_log off; default_type application/json; types { }
+  server { listen 127.0.0.1:$np; root $work/www; location / { try_files \$uri =404; } } }
+CONF
+taskset -c 0 nginx -c "$work/nginx.conf" -g "daemon off;" &
+pids+=($!)
+sleep 0.5
+wrk_rps() { taskset -c 1 wrk -t1 -c32 -d"${seconds}s" -s "$work/paths.lua" "http://127.0.0.1:$1" 2>&1 | awk '/Requests\/sec/ {print $2}'; }
+http_idnode=$(wrk_rps "$wp")
+http_nginx=$(wrk_rps "$np")
+kill $idnode_pid; wait $idnode_pid 2>/dev/null || true
+
+# ---- idbench's ceiling -------------------------------------------------------------------------
+taskset -c 0 "$build/src/cmd/idbench" responder --port 0 --seconds $((seconds + 5)) >"$work/responder.out" &
+pids+=($!)
+sleep 0.3
+rp=$(grep -o '127.0.0.1:[0-9]*' "$work/responder.out" | cut -d: -f2)
+taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server 127.0.0.1:$rp --keys "$work/keys.txt" --seconds "$seconds" \
+  --json "$work/ceiling.json" >/dev/null 2>&1
+ceiling=$(json "$work/ceiling.json" "['requests_per_second']")
+
+# ---- 4. storage --------------------------------------------------------------------------------
+storage=$("$build/benchmarks/registry_bench" --records "$(( records < 1000000 ? records : 1000000 ))" \
+  --benchmark_filter='Get' --benchmark_min_time=0.5 2>/dev/null | grep "cold get (cache off)")
+
+ratio() { python3 -c "print(round($1/$2,2))"; }
+machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, Linux $(uname -r)"
+table=$(cat <<TABLE
+| measure | idnode | peer | ratio |
+|---|---|---|---|
+| DNS answers/s (Knot, dnsperf) | n/a (no DNS front end yet) | $knot_qps | n/a |
+| Handle/UDP answers/s vs Knot DNS answers/s | $udp_qps | $knot_qps | $(ratio "$udp_qps" "$knot_qps")x |
+| server CPU us per answer (lower is better) | $udp_cpu | $knot_cpu | $(ratio "$udp_cpu" "$knot_cpu")x |
+| HTTP requests/s (wrk) vs nginx static files | $http_idnode | $http_nginx | $(ratio "$http_idnode" "$http_nginx")x |
+| RSS MiB, all records loaded and cached, vs Knot | $idnode_rss | $knot_rss | $(ratio "$idnode_rss" "$knot_rss")x |
+| UDP p99 us at 80% of peak (open loop, from intended send time) | $open_p99 | goal < 1000 | |
+| UDP p99 us, closed loop at peak | $udp_p99 | | |
+| idbench ceiling (trivial responder) vs its rate against idnode | $ceiling | $udp_qps | $(ratio "$ceiling" "$udp_qps")x |
+| storage: $storage | | | |
+TABLE
+)
+echo
+echo "$table"
+{
+  echo "# Benchmark results"
+  echo
+  echo "$(date -u +%Y-%m-%d) on $machine; $records identifiers; servers on core 0, load on core 1; ${seconds}s per run."
+  echo "Produced by benchmarks/compare.sh. Goals: Handle/UDP CPU per answer <= 1.0x Knot's and answers/s >= Knot's;"
+  echo "HTTP >= 0.7x nginx; p99 < 1 ms at 80% of peak; RSS <= 2x Knot's."
+  echo
+  echo "$table"
+} >benchmarks/RESULTS.md
+echo "wrote benchmarks/RESULTS.md"
