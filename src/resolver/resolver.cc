@@ -12,25 +12,7 @@ namespace {
 
 constexpr std::string_view kNotHere = "That prefix doesn't live here";
 
-char Upper(char c) {
-  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (Upper(a[i]) != Upper(b[i])) return false;
-  }
-  return true;
-}
-
-bool TypeMatches(std::string_view requested, std::string_view type) {
-  if (!requested.empty() && requested.back() == '.') {
-    return type.size() >= requested.size() &&
-           EqualsIgnoreCase(type.substr(0, requested.size()), requested);
-  }
-  return EqualsIgnoreCase(requested, type);
-}
+using registry::TypeMatches;
 
 // The fields a filter needs and the extent of one encoded value, read without allocating.
 struct ValueSummary {
@@ -177,18 +159,25 @@ Answer Resolver::Finish(const Query& query, Route route, const std::string& refe
       route == Route::kReferral ? ResponseCode::kServiceReferral : ResponseCode::kSuccess);
 }
 
-Answer Resolver::ResolveFromCache(const Query& query, Scratch& scratch, bool* needs_storage) const {
-  *needs_storage = false;
+bool Resolver::Admit(const Query& query, Scratch& scratch, Route* route, std::string* referral_key,
+                     Answer* refusal) const {
   scratch.key.assign(query.handle);
   identifier::NormalizeInPlace(scratch.key);
-  std::string referral_key;
-  Route route = RouteFor(scratch.key, &referral_key);
-  if (route == Route::kNotHere || (route == Route::kReferral && query.no_referral)) {
-    Answer a;
-    a.code = ResponseCode::kServerNotResponsible;
-    a.message = kNotHere;
-    return a;
+  *route = RouteFor(scratch.key, referral_key);
+  if (*route == Route::kNotHere || (*route == Route::kReferral && query.no_referral)) {
+    refusal->code = ResponseCode::kServerNotResponsible;
+    refusal->message = kNotHere;
+    return false;
   }
+  return true;
+}
+
+Answer Resolver::ResolveFromCache(const Query& query, Scratch& scratch, bool* needs_storage) const {
+  *needs_storage = false;
+  std::string referral_key;
+  Route route;
+  Answer refusal;
+  if (!Admit(query, scratch, &route, &referral_key, &refusal)) return refusal;
   const std::string& key =
       route == Route::kReferral ? referral_key : scratch.key;  // both normalised
   if (cache_ == nullptr) {
@@ -214,16 +203,10 @@ Answer Resolver::ResolveFromCache(const Query& query, Scratch& scratch, bool* ne
 }
 
 Answer Resolver::ResolveFromStorage(const Query& query, Scratch& scratch) const {
-  scratch.key.assign(query.handle);
-  identifier::NormalizeInPlace(scratch.key);
   std::string referral_key;
-  Route route = RouteFor(scratch.key, &referral_key);
-  if (route == Route::kNotHere || (route == Route::kReferral && query.no_referral)) {
-    Answer a;
-    a.code = ResponseCode::kServerNotResponsible;
-    a.message = kNotHere;
-    return a;
-  }
+  Route route;
+  Answer refusal;
+  if (!Admit(query, scratch, &route, &referral_key, &refusal)) return refusal;
   std::string lookup = route == Route::kReferral ? referral_key : std::string(query.handle);
   bool found = registry_.GetEncoded(lookup, &scratch.record);
   Answer answer = Finish(query, route, referral_key, found, scratch.record, scratch);

@@ -81,6 +81,10 @@ class Resolver {
  private:
   enum class Route : uint8_t { kLocal, kReferral, kNotHere };
   Route RouteFor(std::string_view normalized_handle, std::string* prefix_handle) const;
+  // Normalises the handle into scratch.key and routes it; false (with the 301 in `refusal`) when
+  // it is not answered here.
+  bool Admit(const Query& query, Scratch& scratch, Route* route, std::string* referral_key,
+             Answer* refusal) const;
   Answer Select(const Query& query, std::span<const uint8_t> encoded_values, Scratch& scratch,
                 ResponseCode ok) const;
   Answer Finish(const Query& query, Route route, const std::string& referral_key, bool found,
