@@ -330,8 +330,14 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
                                  tcp::socket socket, std::function<void()> on_close) {
   auto executor = co_await asio::this_coro::executor;
   auto watch = std::make_shared<Deadline>(executor);
-  Clock::time_point& deadline = watch->at;
-  deadline = Clock::now() + config.tcp_idle_timeout;
+  // A deadline that moves earlier wakes the watchdog at once; one that moves later is picked up
+  // when its timer next fires.
+  auto set_deadline = [&watch](Clock::time_point at) {
+    bool earlier = at < watch->at;
+    watch->at = at;
+    if (earlier) watch->timer.cancel();
+  };
+  watch->at = Clock::now() + config.tcp_idle_timeout;
   asio::co_spawn(executor, Watchdog(socket, watch), asio::detached);
   std::vector<uint8_t> request;
   std::vector<uint8_t> response;
@@ -339,10 +345,20 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
   for (;;) {
     // Between requests the connection may idle up to tcp_idle_timeout; once a message has begun,
     // each read and write must finish within tcp_io_timeout (slow clients are cut).
-    deadline = Clock::now() + config.tcp_idle_timeout;
-    auto [ec, n] = co_await asio::async_read(socket, asio::buffer(envelope),
-                                             asio::as_tuple(asio::use_awaitable));
+    set_deadline(Clock::now() + config.tcp_idle_timeout);
+    auto [ec, n] =
+        co_await asio::async_read(socket, asio::buffer(envelope), asio::transfer_at_least(1),
+                                  asio::as_tuple(asio::use_awaitable));
     if (ec) break;
+    // The first byte ends the idle wait: the rest of the message must come within the I/O
+    // deadline (a client sending a byte a second is cut after tcp_io_timeout, as in Knot).
+    if (n < envelope.size()) {
+      set_deadline(Clock::now() + config.tcp_io_timeout);
+      auto [rest_ec, rest_n] =
+          co_await asio::async_read(socket, asio::buffer(envelope.data() + n, envelope.size() - n),
+                                    asio::as_tuple(asio::use_awaitable));
+      if (rest_ec) break;
+    }
     const auto start = Clock::now();
     auto remainder = protocol::TcpFrameRemainder(envelope, config.max_message_bytes);
     if (!remainder.ok()) {
@@ -350,7 +366,7 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
       // framing.
       Handled h = service.Handle(envelope, worker.out, worker.scratch, false);
       if (h.disposition == Disposition::kAnswered) {
-        deadline = Clock::now() + config.tcp_io_timeout;
+        set_deadline(Clock::now() + config.tcp_io_timeout);
         co_await asio::async_write(socket, asio::buffer(worker.out.data(), h.response_size),
                                    asio::as_tuple(asio::use_awaitable));
       }
@@ -359,7 +375,7 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
     }
     request.resize(protocol::kEnvelopeSize + *remainder);
     std::memcpy(request.data(), envelope.data(), envelope.size());
-    deadline = Clock::now() + config.tcp_io_timeout;
+    set_deadline(Clock::now() + config.tcp_io_timeout);
     auto [read_ec, read_n] = co_await asio::async_read(
         socket, asio::buffer(request.data() + protocol::kEnvelopeSize, *remainder),
         asio::as_tuple(asio::use_awaitable));
@@ -388,7 +404,7 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
       worker.counters.Dropped(metrics::Protocol::kHandleTcp);
       continue;  // a response sent to us: ignore it, keep the connection
     }
-    deadline = Clock::now() + config.tcp_io_timeout;
+    set_deadline(Clock::now() + config.tcp_io_timeout);
     auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(response),
                                                           asio::as_tuple(asio::use_awaitable));
     if (write_ec) break;

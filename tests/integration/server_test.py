@@ -357,6 +357,22 @@ class Malformed(unittest.TestCase):
             s.close()
         self.assertTrue(healthy())
 
+    def test_slow_client_is_cut_after_the_io_timeout(self):
+        # One byte, then nothing: the connection must be closed within tcp_io_timeout (2 s) + 1 s.
+        s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=5)
+        try:
+            s.sendall(b"\x02")
+            start = time.time()
+            s.settimeout(4)
+            closed = s.recv(1) == b""
+        except (ConnectionResetError, socket.timeout):
+            closed = True
+        finally:
+            s.close()
+        self.assertTrue(closed)
+        self.assertLess(time.time() - start, 3.5)
+        self.assertTrue(healthy())
+
     def test_multi_packet_request_is_reassembled(self):
         request = resolution_request("20.500.12345/test1", types=["T" * 300, "URL", "X" * 400], request_id=99)
         request = bytes([request[0], request[1], request[2] | 0x20]) + request[3:]  # TC
