@@ -23,8 +23,8 @@ while (($#)); do
 done
 build=${IDNODE_BUILD:-build/release}
 sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
-for tool in knotd dnsperf nginx wrk; do
-  command -v $tool >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot dnsperf nginx-light wrk >/dev/null
+for tool in knotd kdig dnsperf nginx wrk; do
+  command -v $tool >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot knot-dnsutils dnsperf nginx-light wrk >/dev/null
 done
 $sudo systemctl stop knot nginx 2>/dev/null || true
 [[ -x $build/src/cmd/idnode && -x $build/src/cmd/idbench && -x $build/benchmarks/registry_bench ]] || {
