@@ -86,8 +86,11 @@ thread_sanitizer_run() {
 fuzz() {
   local seconds=$1
   log "fuzzing: ${#fuzz_targets[@]} targets, ${seconds}s each (clang, libFuzzer, ASan+UBSan)"
-  configure_and_build build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
-    -DIDNODE_FUZZ=ON -DIDNODE_BUILD_TESTS=OFF
+  # Only the fuzz targets and the rooms they use (clang 14 cannot compile the coroutine-based
+  # server rooms with sanitizers: "Cannot represent a difference across sections").
+  cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DIDNODE_FUZZ=ON -DIDNODE_BUILD_TESTS=OFF >/dev/null
+  cmake --build build/fuzz -j "$jobs" --target "${fuzz_targets[@]}"
   mkdir -p build/fuzz/artifacts
   for target in "${fuzz_targets[@]}"; do
     local work
