@@ -45,21 +45,31 @@ rss_mb() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$1/status"; }
 json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"; }
 
 echo "== data: $records identifiers"
-"$build/src/cmd/idbench" gen --count "$records" --prefix 88.100.1 --out "$work/records.jsonl" --keys "$work/keys.txt"
+# The same content for every server: a 40-byte URL and a 45-byte description per identifier (plus
+# an HS_ADMIN for idnode), so Handle answers and DNS answers carry the same data.
+python3 tests/integration/gen_records.py "$records" "$work/records.jsonl"
+python3 -c "
+import json, sys
+with open('$work/records.jsonl') as f, open('$work/keys.txt', 'w') as k:
+    for line in f:
+        k.write(json.loads(line)['handle'] + '\n')
+"
 "$build/src/cmd/idctl" import --data-dir "$work/data" "$work/records.jsonl" 2>&1 | tail -1
 
 # ---- 1. DNS: Knot ----------------------------------------------------------------------------
-echo "== Knot DNS: zone of $records OIDs (1.2.156.3001.<n>)"
+echo "== Knot DNS: zone of $records OIDs (1.2.156.3001.<n>: a NAPTR with the URL, a TXT with the description)"
 mkdir -p "$work/knot"
-python3 - "$records" "$work/knot/oid-res.org.zone" "$work/dns-queries.txt" <<'PY'
-import random, sys
-n, zone, queries = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-with open(zone, "w") as z:
+python3 - "$records" "$work/knot/oid-res.org.zone" "$work/dns-queries.txt" "$work/records.jsonl" <<'PY'
+import json, random, sys
+n, zone, queries, records = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+with open(zone, "w") as z, open(records) as r:
     z.write("$ORIGIN oid-res.org.\n$TTL 86400\n@ SOA ns.oid-res.org. admin.oid-res.org. 1 3600 600 86400 60\n@ NS ns\nns A 127.0.0.1\n")
-    for i in range(n):
+    for i, line in enumerate(r):
+        values = json.loads(line)["values"]
+        url, desc = values[0]["data"]["value"], values[1]["data"]["value"]
         name = "%d.3001.156.2.1" % i
-        z.write('%s NAPTR 100 10 "U" "E2U+http" "!^.*$!https://example.cn/item/%07d!" .\n' % (name, i))
-        z.write('%s TXT "part SN%07d"\n' % (name, i))
+        z.write('%s NAPTR 100 10 "U" "E2U+http" "!^.*$!%s!" .\n' % (name, url))
+        z.write('%s TXT "%s"\n' % (name, desc))
 rng = random.Random(7)
 with open(queries, "w") as q:
     for i in rng.sample(range(n), min(n, 100000)):
@@ -113,7 +123,7 @@ cat >"$work/idnode.yaml" <<CONF
 handle: {port: 0, workers: 1}
 http: {port: 0}
 cache: {capacity_bytes: 2GiB}
-node: {demo: false, home: [88.100.1]}
+node: {demo: false, home: [88.100.0, 88.100.1, 88.100.2, 88.100.3, 88.100.4, 88.100.5, 88.100.6]}
 CONF
 taskset -c 0 "$build/src/cmd/idnode" --config "$work/idnode.yaml" --data-dir "$work/data" >"$work/idnode.out" 2>"$work/idnode.log" &
 idnode_pid=$!
