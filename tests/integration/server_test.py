@@ -373,6 +373,32 @@ class Malformed(unittest.TestCase):
         self.assertLess(time.time() - start, 3.5)
         self.assertTrue(healthy())
 
+    def test_connections_beyond_the_per_source_cap_are_closed(self):
+        # tcp_max_connections_per_source is 64 by default: the 65th and later are closed at accept.
+        sockets = []
+        try:
+            for _ in range(70):
+                sockets.append(socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=3))
+            time.sleep(0.3)
+            request = resolution_request("20.500.12345/test1")
+            answered = 0
+            for s in sockets:
+                try:
+                    s.sendall(request)
+                    if read_message(s) is not None:
+                        answered += 1
+                except OSError:
+                    pass
+            # At most the cap; a little less if an earlier test's connection is still being released.
+            self.assertLessEqual(answered, 64)
+            self.assertGreaterEqual(answered, 58)
+        finally:
+            for s in sockets:
+                s.close()
+        time.sleep(0.3)
+        self.assertTrue(healthy())
+        self.assertIsNotNone(tcp_exchange([resolution_request("20.500.12345/test1")])[0])
+
     def test_multi_packet_request_is_reassembled(self):
         request = resolution_request("20.500.12345/test1", types=["T" * 300, "URL", "X" * 400], request_id=99)
         request = bytes([request[0], request[1], request[2] | 0x20]) + request[3:]  # TC
