@@ -399,6 +399,31 @@ class Malformed(unittest.TestCase):
         self.assertTrue(healthy())
         self.assertIsNotNone(tcp_exchange([resolution_request("20.500.12345/test1")])[0])
 
+    def test_memory_stays_flat_under_malformed_traffic(self):
+        # HARDENING.md row D: RSS grows by less than 10 MB over 10,000 malformed messages,
+        # including 2,000 first fragments of multi-packet requests that never complete.
+        def rss_kb():
+            with open("/proc/%d/status" % NODE["proc"].pid) as f:
+                return int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+        before = rss_kb()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        good = one("01-udp-resolve-test1.request.hex")
+        try:
+            for i in range(10000):
+                if i % 5 == 0:  # a TC fragment claiming a 60 KB request
+                    payload = good[:8] + struct.pack(">III", 100000 + i, 0, 60000)
+                    payload = bytes([payload[0], payload[1], payload[2] | 0x20]) + payload[3:] + b"\0" * 492
+                else:
+                    payload = bytes((i * 7 + j) % 256 for j in range(20 + i % 200))
+                s.sendto(payload, ("127.0.0.1", NODE["handle"]))
+                if i % 500 == 0:
+                    time.sleep(0.01)  # do not just overflow the socket buffer
+        finally:
+            s.close()
+        time.sleep(0.5)
+        self.assertTrue(healthy())
+        self.assertLess(rss_kb() - before, 10 * 1024)
+
     def test_multi_packet_request_is_reassembled(self):
         request = resolution_request("20.500.12345/test1", types=["T" * 300, "URL", "X" * 400], request_id=99)
         request = bytes([request[0], request[1], request[2] | 0x20]) + request[3:]  # TC
