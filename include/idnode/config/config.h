@@ -28,7 +28,7 @@ struct HandleConfig {
   bool udp = true;
   bool tcp = true;
   uint32_t workers = 0;  // 0: one per core
-  uint32_t udp_batch = 32;
+  uint32_t udp_batch = 64;
   uint32_t tcp_max_connections = 1024;
   uint32_t tcp_max_connections_per_source = 64;
   std::chrono::milliseconds tcp_idle_timeout{10000};
