@@ -316,7 +316,8 @@ class Malformed(unittest.TestCase):
     def test_udp(self):
         for name, payload, rc in self.cases():
             with self.subTest(case=name):
-                answer = udp_exchange(payload, timeout=0.3)
+                # Silence is waited for briefly; an expected answer gets time even on a loaded CI host.
+                answer = udp_exchange(payload, timeout=0.3 if rc is None or len(payload) < 52 else 2.0)
                 if rc is None or len(payload) < 52:
                     # No answer, or none larger than the request (HARDENING.md row F).
                     self.assertTrue(answer is None or len(answer) <= len(payload))
