@@ -10,37 +10,10 @@
 #   Also: RSS with everything loaded and cached (idnode vs Knot), p99 at 80% of peak (open loop),
 #   and idbench's own ceiling against a trivial responder.
 # Prints one table and writes benchmarks/RESULTS.md.   benchmarks/compare.sh [--records N] [--seconds S]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-records=1000000
-seconds=10
-while (($#)); do
-  case $1 in
-    --records) records=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    *) echo "unknown argument $1"; exit 2 ;;
-  esac
-done
-build=${IDNODE_BUILD:-build/release}
-sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
-for tool in knotd kdig dnsperf nginx wrk; do
-  command -v $tool >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot knot-dnsutils dnsperf nginx-light wrk >/dev/null
-done
+source "$(dirname "$0")/common.sh"
+need_packages knotd=knot kdig=knot-dnsutils dnsperf=dnsperf nginx=nginx-light wrk=wrk
 $sudo systemctl stop knot nginx 2>/dev/null || true
-[[ -x $build/src/cmd/idnode && -x $build/src/cmd/idbench && -x $build/benchmarks/registry_bench ]] || {
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$build" -j2 >/dev/null
-}
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-cpu_us_per() { python3 -c "print(round(($2-$1)/$(getconf CLK_TCK)*1e6/max(1,$3),2))"; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+need_build src/cmd/idnode src/cmd/idctl src/cmd/idbench benchmarks/registry_bench
 rss_mb() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$1/status"; }
 json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"; }
 

@@ -7,33 +7,9 @@
 # not depend on the load generator; Knot spends about 6.5 us per DNS answer on this machine).
 #   benchmarks/server_bench.sh [--records N] [--seconds S]     (needs a release build in build/release)
 # Not run in CI: it installs nginx and wrk from Debian and takes a few minutes.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-records=1000000
-seconds=10
-while (($#)); do
-  case $1 in
-    --records) records=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    *) echo "unknown argument $1"; exit 2 ;;
-  esac
-done
-build=${IDNODE_BUILD:-build/release}
-for tool in nginx wrk; do
-  command -v $tool >/dev/null || { sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo; $sudo apt-get install -y -qq nginx-light wrk >/dev/null; }
-done
-[[ -x $build/src/cmd/idnode && -x $build/benchmarks/udp_load ]] || {
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$build" -j2 >/dev/null
-}
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
+need_packages nginx=nginx-light wrk=wrk
+need_build src/cmd/idnode src/cmd/idctl benchmarks/udp_load
 
 echo "== preparing $records identifiers"
 python3 tests/integration/gen_records.py "$records" "$work/records.jsonl"
@@ -59,16 +35,14 @@ for _ in $(seq 100); do grep -q "idnode ready" "$work/idnode.out" && break; slee
 handle_port=$(grep -o 'handle=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
 http_port=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
 
 echo "== Handle over UDP (warm-up pass fills the cache, then the measured pass)"
 taskset -c 1 "$build/benchmarks/udp_load" --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" --seconds 3 --inflight 64 >/dev/null
-t0=$(cpu_ticks $idnode_pid)
+t0=$(ticks $idnode_pid)
 udp=$(taskset -c 1 "$build/benchmarks/udp_load" --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" --seconds "$seconds" --inflight 64)
-t1=$(cpu_ticks $idnode_pid)
+t1=$(ticks $idnode_pid)
 udp_answered=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['answered'])" "$udp")
-udp_cpu_us=$(python3 -c "print(round(($t1-$t0)/$hz*1e6/max(1,$udp_answered),2))")
+udp_cpu_us=$(cpu_us_per "$t0" "$t1" "$udp_answered")
 echo "$udp"
 
 echo "== static JSON documents for nginx (the API's answers for the same keys)"
