@@ -98,7 +98,15 @@ std::string Digest::hex() const {
 
 // ---- open --------------------------------------------------------------------------------------
 
-Registry::Registry(RegistryOptions options) : options_(std::move(options)) {}
+namespace {
+// Each registry's prefix generations start in their own range, so a reader's copy of one
+// registry's table is never mistaken for another's (one opened later at the same address).
+std::atomic<uint64_t> next_generation_base{1};
+}  // namespace
+
+Registry::Registry(RegistryOptions options) : options_(std::move(options)) {
+  prefix_generation_.store(next_generation_base.fetch_add(uint64_t{1} << 32));
+}
 Registry::~Registry() = default;
 
 Result<std::unique_ptr<Registry>, std::string> Registry::Open(RegistryOptions options) {
