@@ -1,0 +1,127 @@
+// The JSON API's routing and rendering, without sockets (the transcript comparison runs against a
+// real process in tests/integration).
+#include "idnode/http/http_server.h"
+
+#include <gtest/gtest.h>
+
+#include "registry_test_util.h"
+#include "temp_dir.h"
+
+namespace idnode::http {
+namespace {
+
+using registry::testing::Create;
+using registry::testing::MakeValue;
+
+TEST(DecodePercent, DecodesAndRefusesWhatCannotBeAHandle) {
+  std::string out;
+  EXPECT_TRUE(DecodePercent("20.500.12345%2Ftest1", &out));
+  EXPECT_EQ(out, "20.500.12345/test1");
+  EXPECT_TRUE(DecodePercent("a%252F", &out));
+  EXPECT_EQ(out, "a%2F");  // decoded once only
+  EXPECT_TRUE(DecodePercent("%E6%A0%87", &out));
+  EXPECT_EQ(out, "\xe6\xa0\x87");
+  EXPECT_FALSE(DecodePercent("a%00b", &out));   // NUL
+  EXPECT_FALSE(DecodePercent("%C0%AF", &out));  // overlong '/'
+  EXPECT_FALSE(DecodePercent("%zz", &out));
+  EXPECT_FALSE(DecodePercent("%4", &out));
+  EXPECT_FALSE(DecodePercent("%", &out));
+}
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cache::CacheOptions o;
+    o.capacity_bytes = 1 << 20;
+    o.shard_count = 4;
+    cache_ = std::make_shared<cache::AnswerCache>(o);
+    json_cache_ = std::make_shared<cache::AnswerCache>(o);
+    registry::RegistryOptions options;
+    options.storage.path = dir_.sub("data");
+    options.storage.shard_count = 2;
+    options.storage.sync_writes = false;
+    options.cache = cache_;
+    options.json_cache = json_cache_;
+    registry_ = std::move(*registry::Registry::Open(std::move(options)));
+    ASSERT_EQ(registry_->HomePrefix("88.100.1").code, protocol::ResponseCode::kSuccess);
+    auto url = MakeValue(1, "URL", "https://example.org/x");
+    url.set_timestamp(1795627007);
+    ASSERT_EQ(registry_->Apply(Create("88.100.1/X", {url})).code, protocol::ResponseCode::kSuccess);
+    resolver_ = std::make_unique<resolver::Resolver>(*registry_, cache_);
+    api_ = std::make_unique<Api>(
+        *resolver_, metrics_, [] { return true; }, json_cache_);
+  }
+
+  ::idnode::testing::TempDir dir_;
+  std::shared_ptr<cache::AnswerCache> cache_, json_cache_;
+  std::unique_ptr<registry::Registry> registry_;
+  std::unique_ptr<resolver::Resolver> resolver_;
+  metrics::MetricsHub metrics_;
+  std::unique_ptr<Api> api_;
+};
+
+constexpr std::string_view kX =
+    R"({"responseCode":1,"handle":"88.100.1/x","values":[{"index":1,"type":"URL","data":{"format":"string","value":"https://example.org/x"},"ttl":86400,"timestamp":"2026-11-25T17:16:47Z"}]})";
+
+TEST_F(ApiTest, ResolvesAndServesTheSecondAnswerFromRenderedJson) {
+  for (int i = 0; i < 2; ++i) {
+    HttpResponse r = api_->Handle("GET", "/api/handles/88.100.1/x", false);
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_EQ(r.content_type, "application/json;charset=utf-8");
+    EXPECT_EQ(r.body, kX);  // the handle as the client spelled it
+  }
+  EXPECT_GE(json_cache_->stats().hits, 1u);
+}
+
+TEST_F(ApiTest, AWriteIsSeenAtOnceThroughTheRenderedCache) {
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/X", false).status, 200u);
+  ASSERT_EQ(
+      registry_
+          ->Apply(registry::testing::WithValues(registry::OpKind::kModifyValues, "88.100.1/X",
+                                                {MakeValue(1, "URL", "https://example.org/new")}))
+          .code,
+      protocol::ResponseCode::kSuccess);
+  EXPECT_NE(
+      api_->Handle("GET", "/api/handles/88.100.1/X", false).body.find("https://example.org/new"),
+      std::string::npos);
+  // A prefix no longer homed is no longer answered from rendered JSON either.
+  ASSERT_EQ(registry_->ForgetPrefix("88.100.1").code, protocol::ResponseCode::kSuccess);
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/X", false).status, 400u);
+}
+
+TEST_F(ApiTest, StatusCodesAndFormats) {
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/none", false).body,
+            R"({"responseCode":100,"handle":"88.100.1/none"})");
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/none", false).status, 404u);
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/X?type=NOPE", false).body,
+            R"({"responseCode":200,"values":[],"handle":"88.100.1/X"})");
+  auto not_here = api_->Handle("GET", "/api/handles/99.9/x", false);
+  EXPECT_EQ(not_here.status, 400u);
+  EXPECT_EQ(not_here.body,
+            R"({"responseCode":301,"message":"That prefix doesn't live here","handle":"99.9/x"})");
+  auto jsonp = api_->Handle("GET", "/api/handles/88.100.1/X?callback=cb", false);
+  EXPECT_EQ(jsonp.content_type, "application/javascript;charset=utf-8");
+  EXPECT_EQ(jsonp.body.substr(0, 3), "cb(");
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/X?callback=alert(1)", false).status, 400u);
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/X?index=1.5", false).status, 400u);
+  EXPECT_NE(api_->Handle("GET", "/api/handles/88.100.1/X?pretty", false)
+                .body.find("\n  \"responseCode\": 1"),
+            std::string::npos);
+  auto redirect = api_->Handle("GET", "/88.100.1/X", false);
+  EXPECT_EQ(redirect.status, 302u);
+  ASSERT_FALSE(redirect.headers.empty());
+  EXPECT_EQ(redirect.headers[0],
+            (std::pair<std::string, std::string>{"Location", "https://example.org/x"}));
+  EXPECT_EQ(api_->Handle("GET", "/88.100.1/X?noredirect", false).status, 200u);
+  EXPECT_EQ(api_->Handle("PUT", "/api/handles/88.100.1/X", false).status, 401u);
+  EXPECT_EQ(api_->Handle("PUT", "/api/handles/88.100.1/X", true).status, 403u);
+  EXPECT_EQ(api_->Handle("PATCH", "/api/handles/88.100.1/X", false).status, 405u);
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/%00", false).status, 400u);
+  EXPECT_EQ(api_->Handle("GET", "/healthz", false).status, 200u);
+  EXPECT_EQ(api_->Handle("GET", "/readyz", false).status, 200u);
+  EXPECT_NE(api_->Handle("GET", "/metrics", false).body.find("idnode_requests_total"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace idnode::http
