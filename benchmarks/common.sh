@@ -45,3 +45,40 @@ trap cleanup EXIT
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 cpu_us_per() { python3 -c "print(round(($2-$1)/$(getconf CLK_TCK)*1e6/max(1,$3),2))"; }
+
+# The HTTP peer: fetches idnode's JSON answers for 10,000 of the keys in $1 from its HTTP port $2,
+# writes them as static files with a wrk script that asks for them at random ($work/paths.lua),
+# and starts nginx on port $3, pinned to core 0, serving those files.
+start_nginx_peer() {
+  local keys=$1 idnode_port=$2 nginx_port=$3
+  mkdir -p "$work/www"
+  python3 - "$keys" "$work/www" "$idnode_port" <<'PY'
+import os, random, sys, urllib.request
+keys, www, port = sys.argv[1], sys.argv[2], sys.argv[3]
+all_keys = [l.strip() for l in open(keys) if l.strip()]
+sample = random.Random(3).sample(all_keys, min(10000, len(all_keys)))
+for handle in sample:
+    body = urllib.request.urlopen("http://127.0.0.1:%s/api/handles/%s" % (port, handle)).read()
+    path = os.path.join(www, "api", "handles", handle)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "wb").write(body)
+open(os.path.join(www, "paths.txt"), "w").write("".join("/api/handles/%s\n" % h for h in sample))
+PY
+  cat >"$work/paths.lua" <<LUA
+local paths = {}
+for line in io.lines("$work/www/paths.txt") do paths[#paths + 1] = line end
+math.randomseed(7)
+request = function() return wrk.format("GET", paths[math.random(#paths)]) end
+LUA
+  cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http { access_log off; default_type application/json; types { }
+  server { listen 127.0.0.1:$nginx_port; root $work/www; location / { try_files \$uri =404; } } }
+CONF
+  taskset -c 0 nginx -c "$work/nginx.conf" -g "daemon off;" &
+  pids+=($!)
+  sleep 0.5
+}

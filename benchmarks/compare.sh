@@ -123,36 +123,8 @@ open_p99=$(json "$work/open.json" "['latency_us']['p99']")
 echo "idnode UDP: $udp_qps q/s, $udp_cpu us CPU per answer; open loop at $open_rate/s: p99 $open_p99 us; RSS ${idnode_rss} MiB"
 
 # ---- 3. HTTP: idnode vs nginx ------------------------------------------------------------------
-mkdir -p "$work/www"
-python3 - "$work/keys.txt" "$work/www" "$wp" <<'PY'
-import os, random, sys, urllib.request
-keys, www, port = sys.argv[1], sys.argv[2], sys.argv[3]
-sample = random.Random(3).sample([l.strip() for l in open(keys)], 10000)
-for handle in sample:
-    body = urllib.request.urlopen("http://127.0.0.1:%s/api/handles/%s" % (port, handle)).read()
-    path = os.path.join(www, "api", "handles", handle)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    open(path, "wb").write(body)
-open(os.path.join(www, "paths.txt"), "w").write("".join("/api/handles/%s\n" % h for h in sample))
-PY
-cat >"$work/paths.lua" <<LUA
-local paths = {}
-for line in io.lines("$work/www/paths.txt") do paths[#paths + 1] = line end
-math.randomseed(7)
-request = function() return wrk.format("GET", paths[math.random(#paths)]) end
-LUA
 np=$((wp + 1))
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 1024; }
-http { access_log off; default_type application/json; types { }
-  server { listen 127.0.0.1:$np; root $work/www; location / { try_files \$uri =404; } } }
-CONF
-taskset -c 0 nginx -c "$work/nginx.conf" -g "daemon off;" &
-pids+=($!)
-sleep 0.5
+start_nginx_peer "$work/keys.txt" "$wp" "$np"
 wrk_rps() { taskset -c 1 wrk -t1 -c32 -d"${seconds}s" -s "$work/paths.lua" "http://127.0.0.1:$1" 2>&1 | awk '/Requests\/sec/ {print $2}'; }
 http_idnode=$(wrk_rps "$wp")
 http_nginx=$(wrk_rps "$np")

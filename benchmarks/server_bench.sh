@@ -46,48 +46,8 @@ udp_cpu_us=$(cpu_us_per "$t0" "$t1" "$udp_answered")
 echo "$udp"
 
 echo "== static JSON documents for nginx (the API's answers for the same keys)"
-mkdir -p "$work/www"
-python3 - "$work/records.jsonl" "$work/keys.txt" "$work/www" "$http_port" <<'PY'
-import json, os, sys, urllib.request
-records, keys, www, port = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-wanted = set(line.strip() for line in open(keys))
-sample = sorted(wanted)[:10000]
-for handle in sample:
-    body = urllib.request.urlopen("http://127.0.0.1:%s/api/handles/%s" % (port, handle)).read()
-    path = os.path.join(www, "api", "handles", handle)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(body)
-with open(os.path.join(www, "paths.txt"), "w") as f:
-    for handle in sample:
-        f.write("/api/handles/%s\n" % handle)
-PY
-cat >"$work/paths.lua" <<LUA
-local paths = {}
-for line in io.lines("$work/www/paths.txt") do paths[#paths + 1] = line end
-math.randomseed(7)
-request = function() return wrk.format("GET", paths[math.random(#paths)]) end
-LUA
 nginx_port=$((http_port + 1))
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type application/json;
-  types { }
-  server {
-    listen 127.0.0.1:$nginx_port;
-    root $work/www;
-    location / { try_files \$uri =404; }
-  }
-}
-CONF
-taskset -c 0 nginx -c "$work/nginx.conf" -g "daemon off;" &
-pids+=($!)
-sleep 0.5
+start_nginx_peer "$work/keys.txt" "$http_port" "$nginx_port"
 
 run_wrk() {
   taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency -s "$work/paths.lua" "http://127.0.0.1:$1" 2>&1

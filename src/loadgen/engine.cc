@@ -259,22 +259,28 @@ class Engine {
     ++current.timeouts;
     if (slots_[s].connection >= 0) {
       // A pipelined connection that lost an answer cannot be trusted: reconnect, fail its queue.
-      Connection& c = conns_[static_cast<size_t>(slots_[s].connection)];
-      for (uint32_t other : c.pending) {
-        if (other != s && slots_[other].busy) {
-          slots_[other].busy = false;
-          ++result_.timeouts;
-          ++current.timeouts;
-        }
-      }
-      c.pending.clear();
-      c.in.clear();
-      c.out.clear();
-      c.out_sent = 0;
-      if (c.fd >= 0) ::close(c.fd);
-      c.fd = Connect(addr_, addr_len_);
-      if (c.fd < 0) ++result_.errors;
+      Reconnect(conns_[static_cast<size_t>(slots_[s].connection)], result_.timeouts,
+                current.timeouts);
     }
+  }
+
+  // Fails every request still waiting on `c` (counted in `total` and `this_second`) and opens a
+  // fresh connection in its place.
+  void Reconnect(Connection& c, uint64_t& total, uint64_t& this_second) {
+    for (uint32_t s : c.pending) {
+      if (slots_[s].busy) {
+        slots_[s].busy = false;
+        ++total;
+        ++this_second;
+      }
+    }
+    c.pending.clear();
+    c.in.clear();
+    c.out.clear();
+    c.out_sent = 0;
+    if (c.fd >= 0) ::close(c.fd);
+    c.fd = Connect(addr_, addr_len_);
+    if (c.fd < 0) ++result_.errors;
   }
 
   void Receive(uint64_t now, Histogram& second, Second& current) {
@@ -336,19 +342,7 @@ class Engine {
       ssize_t n = ::recv(c.fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
         // Closed under us: every request waiting on it fails; reconnect.
-        for (uint32_t s : c.pending) {
-          if (slots_[s].busy) {
-            slots_[s].busy = false;
-            ++result_.errors;
-            ++current.errors;
-          }
-        }
-        c.pending.clear();
-        c.in.clear();
-        c.out.clear();
-        c.out_sent = 0;
-        ::close(c.fd);
-        c.fd = Connect(addr_, addr_len_);
+        Reconnect(c, result_.errors, current.errors);
         return;
       }
       if (n < 0) break;
