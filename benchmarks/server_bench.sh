@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The server benchmark of the server issue: idnode loaded with N identifiers (1,000,000 by
-# default), resolved over UDP (benchmarks/udp_load) and over HTTP (wrk), next to a peer run in the
+# default), resolved over UDP (idbench) and over HTTP (wrk), next to a peer run in the
 # same script: nginx serving the same JSON documents as static files, loaded by the same wrk.
 # Server pinned to core 0, load generator to core 1. Reports requests/s, p50/p99 latency, the
 # ratio idnode/nginx, and idnode's CPU microseconds per answered UDP query (the figure that does
@@ -9,7 +9,7 @@
 # Not run in CI: it installs nginx and wrk from Debian and takes a few minutes.
 source "$(dirname "$0")/common.sh"
 need_packages nginx=nginx-light wrk=wrk
-need_build src/cmd/idnode src/cmd/idctl benchmarks/udp_load
+need_build src/cmd/idnode src/cmd/idctl src/cmd/idbench
 
 echo "== preparing $records identifiers"
 python3 tests/integration/gen_records.py "$records" "$work/records.jsonl"
@@ -37,10 +37,13 @@ http_port=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
 
 
 echo "== Handle over UDP (warm-up pass fills the cache, then the measured pass)"
-taskset -c 1 "$build/benchmarks/udp_load" --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" --seconds 3 --inflight 64 >/dev/null
+taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" \
+  --seconds 3 --concurrency 64 >/dev/null 2>&1
 t0=$(ticks $idnode_pid)
-udp=$(taskset -c 1 "$build/benchmarks/udp_load" --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" --seconds "$seconds" --inflight 64)
+taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" \
+  --seconds "$seconds" --concurrency 64 --json "$work/udp.json" >/dev/null 2>&1
 t1=$(ticks $idnode_pid)
+udp=$(python3 -c "import json; r = json.load(open('$work/udp.json')); print(json.dumps({'qps': round(r['requests_per_second']), 'answered': r['answered'], 'p50_us': r['latency_us']['p50'], 'p99_us': r['latency_us']['p99']}))")
 udp_answered=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['answered'])" "$udp")
 udp_cpu_us=$(cpu_us_per "$t0" "$t1" "$udp_answered")
 echo "$udp"

@@ -5,6 +5,7 @@
 #include <boost/json/src.hpp>  // Boost.JSON header-only: compiled in this one translation unit
 #include <ctime>
 
+#include "idnode/common/hex.h"
 #include "idnode/protocol/utf8.h"
 #include "idnode/protocol/value_types.h"
 
@@ -65,23 +66,6 @@ bool Base64Decode(std::string_view in, std::string* out) {
   return padding <= 2;
 }
 
-bool HexDecode(std::string_view in, std::string* out) {
-  if (in.size() % 2 != 0) return false;
-  out->clear();
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < in.size(); i += 2) {
-    int hi = nibble(in[i]), lo = nibble(in[i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi << 4 | lo));
-  }
-  return true;
-}
-
 bool IsPlainText(std::string_view s) {
   if (!protocol::IsValidUtf8(s)) return false;
   for (unsigned char c : s) {
@@ -140,8 +124,10 @@ Result<std::string, std::string> DataFromJson(const json::value& data, std::stri
     return out;
   }
   if (f == "hex") {
-    if (!value->is_string() || !HexDecode(value->as_string(), &out))
-      return Failure{std::string("bad hex data")};
+    std::optional<std::vector<uint8_t>> bytes;
+    if (value->is_string()) bytes = FromHex(std::string_view(value->as_string()));
+    if (bytes) out.assign(bytes->begin(), bytes->end());
+    if (!bytes) return Failure{std::string("bad hex data")};
     return out;
   }
   if (f == "admin") {
