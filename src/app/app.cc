@@ -7,10 +7,12 @@
 #include <thread>
 
 #include "idnode/cache/answer_cache.h"
+#include "idnode/auth/authorizer.h"
 #include "idnode/http/http_server.h"
 #include "idnode/metrics/metrics.h"
 #include "idnode/net/handle_server.h"
 #include "idnode/protocol/value_types.h"
+#include "idnode/net/admin_service.h"
 #include "idnode/registry/registry.h"
 #include "idnode/resolver/resolver.h"
 
@@ -145,7 +147,18 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
 
   metrics::MetricsHub metrics;
   resolver::Resolver resolver(*registry, cache);
-  net::HandleService service(resolver, {}, config.node.site_serial);
+  auth::AuthOptions auth_options;
+  for (const auto& text : config.auth.server_admins) {
+    auto identity = auth::Identity::Parse(text);  // the config room checked the form
+    if (identity) auth_options.server_admins.push_back(std::move(*identity));
+  }
+  auth_options.allow_prefix_admins = config.auth.allow_prefix_admins;
+  auth::Authorizer authorizer(*registry, std::move(auth_options));
+  auth::ChallengeTable challenges(config.auth.max_pending_challenges,
+                                  config.auth.max_pending_challenge_bytes,
+                                  config.auth.challenge_timeout);
+  net::AdminService admin(*registry, authorizer, challenges, config.node.site_serial);
+  net::HandleService service(resolver, {}, config.node.site_serial, &admin);
   net::HandleServer handle_server(config.handle, service, metrics);
   std::atomic<bool> ready{false};
   http::Api api(

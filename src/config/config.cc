@@ -221,6 +221,16 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
             r.Map(n, path,
                   {{"enabled", r.Bool(&c.http.enabled)},
                    {"bind", r.Strings(&c.http.bind, false)},
+  for (const auto& admin : c.auth.server_admins) {
+    // "index:handle" with a positive index (the auth room parses it the same way).
+    size_t colon = admin.find(':');
+    uint64_t index = 0;
+    if (colon == std::string::npos || colon + 1 >= admin.size() ||
+        !ParseUnsigned(admin.substr(0, colon), &index) || index == 0 || index > 0x7fffffff) {
+      errors.Add(none, "auth.server_admins: \"" + admin +
+                           "\" is not an identity of the form index:handle (300:0.NA/PREFIX)");
+    }
+  }
                    {"port", r.Unsigned(&c.http.port, 0, 65535)},
                    {"threads", r.Unsigned(&c.http.threads, 1, 64)},
                    {"max_connections", r.Unsigned(&c.http.max_connections, 1, 1000000)},
@@ -269,6 +279,17 @@ Config Parse(const std::string& yaml, const std::string& name) {
 
 Config LoadFile(const std::string& path) {
   std::ifstream in(path);
+         {"auth",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"server_admins", r.Strings(&c.auth.server_admins, true)},
+                   {"allow_prefix_admins", r.Bool(&c.auth.allow_prefix_admins)},
+                   {"challenge_timeout_ms", r.Millis(&c.auth.challenge_timeout, 1000, 3600000)},
+                   {"max_pending_challenges",
+                    r.Unsigned(&c.auth.max_pending_challenges, 1, 10000000)},
+                   {"max_pending_challenge_bytes",
+                    r.Bytes(&c.auth.max_pending_challenge_bytes, 1 << 20)}});
+          }},
   if (!in) throw ConfigError(path + ": cannot read the file");
   std::stringstream text;
   text << in.rdbuf();

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "idnode/net/admin_service.h"
 #include "idnode/protocol/digest.h"
 #include "idnode/protocol/wire.h"
 
@@ -37,8 +38,11 @@ Handled EncodeError(const protocol::Envelope& envelope, const protocol::Header* 
 }  // namespace
 
 HandleService::HandleService(const resolver::Resolver& resolver, std::vector<uint8_t> site_info,
-                             uint16_t site_serial)
-    : resolver_(resolver), site_info_(std::move(site_info)), site_serial_(site_serial) {}
+                             uint16_t site_serial, const AdminService* admin)
+    : resolver_(resolver),
+      site_info_(std::move(site_info)),
+      site_serial_(site_serial),
+      admin_(admin) {}
 
 Handled HandleService::Handle(std::span<const uint8_t> request, std::span<uint8_t> out,
                               ServiceScratch& scratch, bool limit_to_request_size) const {
@@ -162,6 +166,11 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
       response.body = protocol::SiteInfoBody{site_info_};
       break;
     default:
+      if (admin_ != nullptr && AdminService::Handles(req.header.opcode)) {
+        // Admin requests write (and verify signatures): never on a worker thread.
+        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+        return admin_->Handle(req, request, out);
+      }
       response.header = protocol::ResponseHeaderFor(
           req.header, ResponseCode::kOperationNotSupported, site_serial_, version);
       with_digest(response);

@@ -49,6 +49,18 @@ struct HttpConfig {
   std::chrono::milliseconds request_timeout{10000};
 };
 
+// Who may administer handles over the Handle protocol (HANDLE.md §1.10).
+struct AuthConfig {
+  // Identities ("index:handle", e.g. "300:0.NA/DEMO.1") with every permission (server_admins).
+  std::vector<std::string> server_admins;
+  // Admins named in a prefix handle's HS_ADMIN administer every handle under the prefix.
+  bool allow_prefix_admins = true;
+  // How long an issued challenge waits for its answer.
+  std::chrono::milliseconds challenge_timeout{60000};
+  uint32_t max_pending_challenges = 4096;
+  uint64_t max_pending_challenge_bytes = 16ull << 20;  // the requests they hold
+};
+
 struct StorageConfig {
   uint64_t block_cache_bytes = 256ull << 20;
   bool sync_writes = true;
@@ -86,6 +98,7 @@ Config LoadFile(const std::string& path);
 
 struct CommandLine {
   bool help = false;
+  AuthConfig auth;
   bool version = false;
   std::string config_file;
   Config config;

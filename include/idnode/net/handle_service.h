@@ -2,8 +2,8 @@
 // TCP front ends alike. Resolutions are answered from the cache on the calling (worker) thread;
 // when the answer needs storage, Handle() says so and the caller runs HandleFromStorage() on a
 // storage thread. GET_SITE_INFO answers this node's HS_SITE. Administrative operations (create,
-// delete, values, sessions, challenges) need the auth room and are answered
-// RC_OPERATION_NOT_SUPPORTED until it exists.
+// delete, values) and challenge answers go to the AdminService, always on a storage thread;
+// sessions (OC 400–402) are answered RC_OPERATION_NOT_SUPPORTED.
 //
 // Shared by all threads; each thread passes its own Scratch.
 #pragma once
@@ -36,10 +36,14 @@ struct Handled {
   uint32_t response_code = 0;
 };
 
+class AdminService;
+
 class HandleService {
  public:
+  // `admin` answers administrative requests and challenge answers (on a storage thread); without
+  // one they get RC_OPERATION_NOT_SUPPORTED.
   HandleService(const resolver::Resolver& resolver, std::vector<uint8_t> site_info,
-                uint16_t site_serial);
+                uint16_t site_serial, const AdminService* admin = nullptr);
 
   // `request` is one whole message (a TCP frame, a datagram, or a reassembled message); `out`
   // must hold at least kMaxMessageLength bytes. `limit_to_request_size` keeps error answers no
@@ -63,6 +67,7 @@ class HandleService {
   const resolver::Resolver& resolver_;
   std::vector<uint8_t> site_info_;
   uint16_t site_serial_;
+  const AdminService* admin_;
 };
 
 }  // namespace idnode::net

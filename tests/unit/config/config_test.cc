@@ -46,6 +46,11 @@ TEST(Config, TheDocumentedFileIsExactlyTheDefaults) {
   EXPECT_EQ(documented.http.max_header_bytes, defaults.http.max_header_bytes);
   EXPECT_EQ(documented.http.max_body_bytes, defaults.http.max_body_bytes);
   EXPECT_EQ(documented.http.request_timeout, defaults.http.request_timeout);
+  EXPECT_EQ(documented.auth.server_admins, defaults.auth.server_admins);
+  EXPECT_EQ(documented.auth.allow_prefix_admins, defaults.auth.allow_prefix_admins);
+  EXPECT_EQ(documented.auth.challenge_timeout, defaults.auth.challenge_timeout);
+  EXPECT_EQ(documented.auth.max_pending_challenges, defaults.auth.max_pending_challenges);
+  EXPECT_EQ(documented.auth.max_pending_challenge_bytes, defaults.auth.max_pending_challenge_bytes);
   EXPECT_EQ(documented.storage.block_cache_bytes, defaults.storage.block_cache_bytes);
   EXPECT_EQ(documented.storage.sync_writes, defaults.storage.sync_writes);
   EXPECT_EQ(documented.cache.capacity_bytes, defaults.cache.capacity_bytes);
@@ -71,6 +76,18 @@ cache:
   capacity_bytes: 64KiB
   shards: 8
 )",
+TEST(Config, ServerAdminsMustBeIdentities) {
+  auto c = Parse("auth:\n  server_admins: [\"300:0.NA/DEMO.1\"]\n", "t.yaml");
+  ASSERT_EQ(c.auth.server_admins.size(), 1u);
+  EXPECT_EQ(c.auth.server_admins[0], "300:0.NA/DEMO.1");
+  EXPECT_NE(ErrorOf("auth:\n  server_admins: [\"0.NA/DEMO.1\"]\n").find("index:handle"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("auth:\n  server_admins: [\"0:0.NA/DEMO.1\"]\n").find("index:handle"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("auth:\n  challenge_timeout_ms: 10\n").find("auth.challenge_timeout_ms"),
+            std::string::npos);
+}
+
                    "t.yaml");
   EXPECT_EQ(c.node.home, (std::vector<std::string>{"88.100.1", "20.500.12345"}));
   EXPECT_EQ(c.node.shards, 16u);

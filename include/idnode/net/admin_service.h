@@ -1,0 +1,54 @@
+// net/: the Handle protocol's administration path (HANDLE.md §1.3, §1.10): CREATE_HANDLE,
+// DELETE_HANDLE, ADD_VALUE, REMOVE_VALUE, MODIFY_VALUE, and the challenge–response that
+// authenticates them (402 → OC 200 RESPONSE_TO_CHALLENGE → the original operation's answer), plus
+// OC 201 VERIFY_CHALLENGE for identities this node holds.
+//
+// Every administrative request is challenged; the request is kept (bounded, with a deadline) in
+// the ChallengeTable until its answer comes, on any connection or as a datagram, then checked
+// against the identity's HS_SECKEY/HS_PUBKEY, authorized by HS_ADMIN, and applied through the
+// registry, which invalidates the caches before the answer is sent.
+//
+// Owned by the application, shared by the storage threads of the Handle server (admin requests
+// write to RocksDB, so they never run on a worker thread).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "idnode/auth/authorizer.h"
+#include "idnode/net/handle_service.h"
+#include "idnode/protocol/message.h"
+#include "idnode/registry/registry.h"
+
+namespace idnode::net {
+
+class AdminService {
+ public:
+  AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
+               auth::ChallengeTable& challenges, uint16_t site_serial);
+
+  // The opcodes this service answers.
+  static bool Handles(uint32_t opcode);
+
+  // `request` is the decoded `request_bytes`; `out` holds at least kMaxMessageLength bytes.
+  Handled Handle(const protocol::Message& request, std::span<const uint8_t> request_bytes,
+                 std::span<uint8_t> out) const;
+
+ private:
+  Handled Challenge(const protocol::Message& request, std::span<const uint8_t> request_bytes,
+                    std::span<uint8_t> out) const;
+  Handled Answer(const protocol::Message& answer, std::span<uint8_t> out) const;
+  Handled Verify(const protocol::Message& request, std::span<const uint8_t> request_bytes,
+                 std::span<uint8_t> out) const;
+  // Authorizes and applies `original` for `identity`; the answer goes to `answer_envelope`.
+  Handled Execute(const protocol::Message& original, std::span<const uint8_t> original_bytes,
+                  const auth::Identity& identity, const protocol::Envelope& answer_envelope,
+                  std::span<uint8_t> out) const;
+
+  registry::Registry& registry_;
+  const auth::Authorizer& authorizer_;
+  auth::ChallengeTable& challenges_;
+  uint16_t site_serial_;
+};
+
+}  // namespace idnode::net

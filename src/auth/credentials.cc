@@ -1,0 +1,409 @@
+#include "idnode/auth/credentials.h"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+
+#include <charconv>
+#include <memory>
+
+#include "idnode/protocol/value_types.h"
+#include "idnode/protocol/wire.h"
+
+namespace idnode::auth {
+
+namespace {
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+struct PkeyCtxFree {
+  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
+};
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
+};
+struct BnFree {
+  void operator()(BIGNUM* p) const { BN_free(p); }
+};
+struct ParamBldFree {
+  void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
+};
+struct ParamFree {
+  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
+};
+struct BioFree {
+  void operator()(BIO* p) const { BIO_free(p); }
+};
+using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using Bn = std::unique_ptr<BIGNUM, BnFree>;
+
+std::vector<uint8_t> Concat(std::span<const uint8_t> a, std::span<const uint8_t> b) {
+  std::vector<uint8_t> out(a.begin(), a.end());
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+// HASH(key ‖ data ‖ key), the pre-HMAC secret-key scheme.
+std::vector<uint8_t> SandwichHash(const EVP_MD* md, std::span<const uint8_t> key,
+                                  std::span<const uint8_t> data) {
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  std::vector<uint8_t> out(EVP_MAX_MD_SIZE);
+  unsigned int size = 0;
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), key.data(), key.size()) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestUpdate(ctx.get(), key.data(), key.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), out.data(), &size) != 1) {
+    return {};
+  }
+  out.resize(size);
+  return out;
+}
+
+std::vector<uint8_t> Hmac(const EVP_MD* md, std::span<const uint8_t> key,
+                          std::span<const uint8_t> data) {
+  std::vector<uint8_t> out(EVP_MAX_MD_SIZE);
+  unsigned int size = 0;
+  static const uint8_t kEmpty = 0;
+  if (HMAC(md, key.empty() ? &kEmpty : key.data(), static_cast<int>(key.size()), data.data(),
+           data.size(), out.data(), &size) == nullptr) {
+    return {};
+  }
+  out.resize(size);
+  return out;
+}
+
+// Java's PBEKeySpec takes the secret as chars (each byte 0..255 becomes one char) and SunJCE's
+// PBKDF2 encodes them as UTF-8, so bytes above 0x7F become two bytes (CNRI Util.doPBKDF2).
+std::vector<uint8_t> JavaPbkdf2Password(std::span<const uint8_t> secret) {
+  std::vector<uint8_t> out;
+  out.reserve(secret.size() * 2);
+  for (uint8_t b : secret) {
+    if (b < 0x80) {
+      out.push_back(b);
+    } else {
+      out.push_back(static_cast<uint8_t>(0xC0 | (b >> 6)));
+      out.push_back(static_cast<uint8_t>(0x80 | (b & 0x3F)));
+    }
+  }
+  return out;
+}
+
+std::vector<uint8_t> Pbkdf2Mac(std::span<const uint8_t> secret, std::span<const uint8_t> salt,
+                               uint32_t iterations, uint32_t key_bits,
+                               std::span<const uint8_t> data) {
+  std::vector<uint8_t> password = JavaPbkdf2Password(secret);
+  std::vector<uint8_t> derived(key_bits / 8);
+  if (PKCS5_PBKDF2_HMAC_SHA1(reinterpret_cast<const char*>(password.data()),
+                             static_cast<int>(password.size()), salt.data(),
+                             static_cast<int>(salt.size()), static_cast<int>(iterations),
+                             static_cast<int>(derived.size()), derived.data()) != 1) {
+    return {};
+  }
+  return Hmac(EVP_sha1(), derived, data);
+}
+
+bool ConstantTimeEqual(std::span<const uint8_t> a, std::span<const uint8_t> b) {
+  return a.size() == b.size() && !a.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// Compares names ignoring case and punctuation, as CNRI's equalsIgnoreCaseAndPunctuation does
+// ("SHA-256" == "sha256").
+bool SameAlgorithmName(std::string_view a, std::string_view b) {
+  auto next = [](std::string_view s, size_t& i) -> int {
+    while (i < s.size()) {
+      char c = s[i++];
+      if (c >= 'a' && c <= 'z') return c - 'a' + 'A';
+      if ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return c;
+    }
+    return -1;
+  };
+  size_t i = 0;
+  size_t j = 0;
+  while (true) {
+    int x = next(a, i);
+    int y = next(b, j);
+    if (x != y) return false;
+    if (x < 0) return true;
+  }
+}
+
+const EVP_MD* SignatureDigest(std::string_view name) {
+  if (SameAlgorithmName(name, "SHA-256")) return EVP_sha256();
+  if (SameAlgorithmName(name, "SHA-1") || SameAlgorithmName(name, "SHA")) return EVP_sha1();
+  return nullptr;  // MD5 signatures are refused
+}
+
+Bn ToBn(std::span<const uint8_t> magnitude) {
+  return Bn(BN_bin2bn(magnitude.data(), static_cast<int>(magnitude.size()), nullptr));
+}
+
+Pkey KeyFromParams(const char* type, std::initializer_list<std::pair<const char*, BIGNUM*>> bns) {
+  std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree> bld(OSSL_PARAM_BLD_new());
+  if (!bld) return nullptr;
+  for (const auto& [name, bn] : bns) {
+    if (bn == nullptr || OSSL_PARAM_BLD_push_BN(bld.get(), name, bn) != 1) return nullptr;
+  }
+  std::unique_ptr<OSSL_PARAM, ParamFree> params(OSSL_PARAM_BLD_to_param(bld.get()));
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  EVP_PKEY* key = nullptr;
+  if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return nullptr;
+  }
+  return Pkey(key);
+}
+
+// The EVP key for an HS_PUBKEY value (RSA or DSA); nullptr if it does not decode or is DH.
+Pkey PublicKeyFromValue(std::span<const uint8_t> key_data, bool* unsupported) {
+  auto decoded = protocol::DecodePublicKey(key_data);
+  if (!decoded.ok()) return nullptr;
+  if (const auto* rsa = std::get_if<protocol::RsaPublicKey>(&decoded->key)) {
+    Bn n = ToBn(rsa->modulus);
+    Bn e = ToBn(rsa->exponent);
+    return KeyFromParams("RSA",
+                         {{OSSL_PKEY_PARAM_RSA_N, n.get()}, {OSSL_PKEY_PARAM_RSA_E, e.get()}});
+  }
+  if (const auto* dsa = std::get_if<protocol::DsaPublicKey>(&decoded->key)) {
+    Bn p = ToBn(dsa->p);
+    Bn q = ToBn(dsa->q);
+    Bn g = ToBn(dsa->g);
+    Bn y = ToBn(dsa->y);
+    return KeyFromParams("DSA", {{OSSL_PKEY_PARAM_FFC_P, p.get()},
+                                 {OSSL_PKEY_PARAM_FFC_Q, q.get()},
+                                 {OSSL_PKEY_PARAM_FFC_G, g.get()},
+                                 {OSSL_PKEY_PARAM_PUB_KEY, y.get()}});
+  }
+  *unsupported = true;  // a DH key cannot sign
+  return nullptr;
+}
+
+Verdict VerifySecretKeyAnswer(std::span<const uint8_t> secret, std::span<const uint8_t> data,
+                              std::span<const uint8_t> answer, bool legacy) {
+  if (legacy) {
+    auto expected = SandwichHash(EVP_md5(), secret, data);
+    return ConstantTimeEqual(expected, answer) ? Verdict::kValid : Verdict::kInvalid;
+  }
+  if (answer.empty()) return Verdict::kMalformed;
+  const uint8_t code = answer[0];
+  auto mac = answer.subspan(1);
+  std::vector<uint8_t> expected;
+  switch (code) {
+    case mac_code::kMd5:
+      expected = SandwichHash(EVP_md5(), secret, data);
+      break;
+    case mac_code::kSha1:
+      expected = SandwichHash(EVP_sha1(), secret, data);
+      break;
+    case mac_code::kSha256:
+      expected = SandwichHash(EVP_sha256(), secret, data);
+      break;
+    case mac_code::kHmacSha1:
+      expected = Hmac(EVP_sha1(), secret, data);
+      break;
+    case mac_code::kHmacSha256:
+      expected = Hmac(EVP_sha256(), secret, data);
+      break;
+    case mac_code::kPbkdf2HmacSha1: {
+      protocol::WireReader r(mac);
+      auto salt = r.LengthPrefixed();
+      uint32_t iterations = r.U32();
+      uint32_t key_bits = r.U32();
+      auto given = r.LengthPrefixed();
+      r.ExpectEnd();
+      if (!r.ok() || salt.size() > kMaxPbkdf2SaltBytes || iterations == 0 || key_bits == 0 ||
+          key_bits % 8 != 0) {
+        return Verdict::kMalformed;
+      }
+      if (iterations > kMaxPbkdf2Iterations || key_bits > kMaxPbkdf2KeyBits) {
+        return Verdict::kUnsupported;
+      }
+      expected = Pbkdf2Mac(secret, salt, iterations, key_bits, data);
+      mac = given;
+      break;
+    }
+    default:
+      return Verdict::kUnsupported;
+  }
+  return ConstantTimeEqual(expected, mac) ? Verdict::kValid : Verdict::kInvalid;
+}
+
+Verdict VerifyPublicKeyAnswer(std::span<const uint8_t> key_data, std::span<const uint8_t> data,
+                              std::span<const uint8_t> answer) {
+  protocol::WireReader r(answer);
+  auto alg = r.LengthPrefixed();
+  auto signature = r.LengthPrefixed();
+  r.ExpectEnd();
+  if (!r.ok() || signature.empty()) return Verdict::kMalformed;
+  const EVP_MD* md =
+      SignatureDigest(std::string_view(reinterpret_cast<const char*>(alg.data()), alg.size()));
+  if (md == nullptr) return Verdict::kUnsupported;
+  bool unsupported = false;
+  Pkey key = PublicKeyFromValue(key_data, &unsupported);
+  if (!key) return unsupported ? Verdict::kUnsupported : Verdict::kMalformed;
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key.get()) != 1) {
+    return Verdict::kMalformed;
+  }
+  int ok =
+      EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), data.data(), data.size());
+  return ok == 1 ? Verdict::kValid : Verdict::kInvalid;
+}
+
+Pkey ReadPrivateKey(std::string_view pem) {
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return nullptr;
+  return Pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+}
+
+// BigInteger.toByteArray of a positive number: the magnitude, with a zero byte in front when its
+// top bit is set.
+std::vector<uint8_t> JavaMagnitude(const EVP_PKEY* key, const char* name) {
+  BIGNUM* raw = nullptr;
+  if (EVP_PKEY_get_bn_param(key, name, &raw) != 1) return {};
+  Bn bn(raw);
+  std::vector<uint8_t> out(static_cast<size_t>(BN_num_bytes(bn.get())));
+  BN_bn2bin(bn.get(), out.data());
+  if (out.empty() || (out[0] & 0x80) != 0) out.insert(out.begin(), 0);
+  return out;
+}
+
+}  // namespace
+
+std::string Identity::ToString() const {
+  return std::to_string(index) + ":" + handle;
+}
+
+std::optional<Identity> Identity::Parse(std::string_view text) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 >= text.size()) {
+    return std::nullopt;
+  }
+  int32_t index = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + colon, index);
+  if (ec != std::errc() || end != text.data() + colon || index <= 0) return std::nullopt;
+  return Identity{std::string(text.substr(colon + 1)), index};
+}
+
+std::string_view VerdictName(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kValid:
+      return "valid";
+    case Verdict::kInvalid:
+      return "identity not verified";
+    case Verdict::kMalformed:
+      return "malformed challenge answer or key";
+    case Verdict::kUnsupported:
+      return "unsupported algorithm or key type";
+  }
+  return "?";
+}
+
+Verdict VerifyChallengeAnswer(std::string_view auth_type, std::span<const uint8_t> key_data,
+                              std::span<const uint8_t> nonce,
+                              std::span<const uint8_t> request_digest,
+                              std::span<const uint8_t> signed_response, bool legacy) {
+  std::vector<uint8_t> data = Concat(nonce, request_digest);
+  if (auth_type == kAuthTypeSecretKey) {
+    return VerifySecretKeyAnswer(key_data, data, signed_response, legacy);
+  }
+  if (auth_type == kAuthTypePublicKey)
+    return VerifyPublicKeyAnswer(key_data, data, signed_response);
+  return Verdict::kUnsupported;
+}
+
+std::vector<uint8_t> SecretKeyAnswer(uint8_t code, std::span<const uint8_t> secret,
+                                     std::span<const uint8_t> nonce,
+                                     std::span<const uint8_t> request_digest,
+                                     std::span<const uint8_t> salt, uint32_t iterations) {
+  std::vector<uint8_t> data = Concat(nonce, request_digest);
+  std::vector<uint8_t> mac;
+  switch (code) {
+    case mac_code::kMd5:
+      mac = SandwichHash(EVP_md5(), secret, data);
+      break;
+    case mac_code::kSha1:
+      mac = SandwichHash(EVP_sha1(), secret, data);
+      break;
+    case mac_code::kSha256:
+      mac = SandwichHash(EVP_sha256(), secret, data);
+      break;
+    case mac_code::kHmacSha1:
+      mac = Hmac(EVP_sha1(), secret, data);
+      break;
+    case mac_code::kHmacSha256:
+      mac = Hmac(EVP_sha256(), secret, data);
+      break;
+    case mac_code::kPbkdf2HmacSha1: {
+      constexpr uint32_t kKeyBits = 160;
+      auto inner = Pbkdf2Mac(secret, salt, iterations, kKeyBits, data);
+      std::vector<uint8_t> out(1 + 4 + salt.size() + 8 + 4 + inner.size());
+      protocol::WireWriter w(out);
+      w.U8(code);
+      w.LengthPrefixed(salt);
+      w.U32(iterations);
+      w.U32(kKeyBits);
+      w.LengthPrefixed(inner);
+      return out;
+    }
+    default:
+      return {};
+  }
+  std::vector<uint8_t> out;
+  out.reserve(1 + mac.size());
+  out.push_back(code);
+  out.insert(out.end(), mac.begin(), mac.end());
+  return out;
+}
+
+std::vector<uint8_t> PublicKeyAnswer(std::string_view private_key_pem,
+                                     std::span<const uint8_t> nonce,
+                                     std::span<const uint8_t> request_digest) {
+  Pkey key = ReadPrivateKey(private_key_pem);
+  if (!key) return {};
+  std::vector<uint8_t> data = Concat(nonce, request_digest);
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  size_t size = 0;
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &size, data.data(), data.size()) != 1) {
+    return {};
+  }
+  std::vector<uint8_t> signature(size);
+  if (EVP_DigestSign(ctx.get(), signature.data(), &size, data.data(), data.size()) != 1) return {};
+  signature.resize(size);
+  constexpr std::string_view kAlg = "SHA-256";
+  std::vector<uint8_t> out(4 + kAlg.size() + 4 + signature.size());
+  protocol::WireWriter w(out);
+  w.Text(kAlg);
+  w.LengthPrefixed(signature);
+  return out;
+}
+
+std::vector<uint8_t> PublicKeyValueFor(std::string_view private_key_pem) {
+  Pkey key = ReadPrivateKey(private_key_pem);
+  if (!key) return {};
+  protocol::PublicKey pub;
+  std::vector<uint8_t> a, b, c, d;
+  if (EVP_PKEY_is_a(key.get(), "RSA")) {
+    a = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_RSA_E);
+    b = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_RSA_N);
+    pub.key = protocol::RsaPublicKey{a, b, true, {}};
+  } else if (EVP_PKEY_is_a(key.get(), "DSA")) {
+    a = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_FFC_Q);
+    b = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_FFC_P);
+    c = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_FFC_G);
+    d = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_PUB_KEY);
+    pub.key = protocol::DsaPublicKey{a, b, c, d};
+  } else {
+    return {};
+  }
+  return protocol::EncodePublicKey(pub);
+}
+
+}  // namespace idnode::auth

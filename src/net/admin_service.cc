@@ -1,0 +1,305 @@
+#include "idnode/net/admin_service.h"
+
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "idnode/identifier/identifier.h"
+#include "idnode/protocol/digest.h"
+#include "idnode/protocol/value_types.h"
+#include "idnode/registry/values.h"
+
+namespace idnode::net {
+
+namespace {
+
+using protocol::Message;
+using protocol::OpCode;
+using protocol::ResponseCode;
+namespace perm = protocol::admin_permission;
+
+// Encodes a response to a request with envelope `envelope` and header `header`; `digest_source`
+// is the request message whose digest goes into the RD prefix when the header asks for one.
+Handled Respond(const protocol::Envelope& envelope, const protocol::Header& header, ResponseCode rc,
+                protocol::Body body, std::span<const uint8_t> digest_source, uint16_t serial,
+                std::span<uint8_t> out, uint32_t session_id) {
+  Message response;
+  response.envelope = protocol::ResponseEnvelopeFor(envelope);
+  response.envelope.session_id = session_id;
+  const auto version = response.envelope.version();
+  response.header = protocol::ResponseHeaderFor(header, rc, serial, version);
+  protocol::DigestValue digest;
+  if (response.header.has(protocol::opflag::kRequestDigest)) {
+    digest = protocol::RequestDigest(digest_source, version);
+    response.request_digest = protocol::RequestDigestField{digest.algorithm, digest.view()};
+  }
+  response.body = std::move(body);
+  auto written = protocol::EncodeMessage(response, out);
+  if (!written.ok()) return {};
+  return {Disposition::kAnswered, *written, header.opcode, static_cast<uint32_t>(rc)};
+}
+
+Handled Error(const Message& request, ResponseCode rc, std::string_view message,
+              std::span<const uint8_t> request_bytes, uint16_t serial, std::span<uint8_t> out) {
+  return Respond(request.envelope, request.header, rc, protocol::ErrorBody{message}, request_bytes,
+                 serial, out, request.envelope.session_id);
+}
+
+// The handle an administrative request is about.
+std::string_view TargetHandle(const Message& m) {
+  if (const auto* v = std::get_if<protocol::HandleValuesBody>(&m.body)) return v->handle;
+  if (const auto* h = std::get_if<protocol::HandleBody>(&m.body)) return h->handle;
+  if (const auto* r = std::get_if<protocol::RemoveValuesRequest>(&m.body)) return r->handle;
+  return {};
+}
+
+bool IsAdminType(std::string_view type) {
+  return type.size() == protocol::kTypeAdmin.size() &&
+         identifier::Normalize(type) == protocol::kTypeAdmin;
+}
+
+// A version-4 UUID, as CNRI's MINT appends to the prefix.
+std::string NewUuid() {
+  uint8_t b[16];
+  (void)RAND_bytes(b, sizeof b);
+  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);
+  char text[37];
+  std::snprintf(text, sizeof text,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
+  return text;
+}
+
+// HANDLE_NOT_FOUND and VALUES_NOT_FOUND carry an empty message, as CNRI's do (CAP 02, 03).
+std::string_view RefusalMessage(ResponseCode rc) {
+  switch (rc) {
+    case ResponseCode::kHandleAlreadyExists:
+      return "handle already exists";
+    case ResponseCode::kValueAlreadyExists:
+      return "value already exists at that index";
+    case ResponseCode::kInvalidValue:
+      return "invalid value";
+    case ResponseCode::kInvalidHandle:
+      return "invalid handle";
+    case ResponseCode::kServerNotResponsible:
+      return "That prefix doesn't live here";
+    case ResponseCode::kError:
+      return "storage error: the change was not made";
+    default:
+      return {};
+  }
+}
+
+ResponseCode ForClient(auth::Verdict verdict) {
+  return verdict == auth::Verdict::kUnsupported ? ResponseCode::kAuthenticationError
+                                                : ResponseCode::kAuthenticationFailed;
+}
+
+}  // namespace
+
+AdminService::AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
+                           auth::ChallengeTable& challenges, uint16_t site_serial)
+    : registry_(registry),
+      authorizer_(authorizer),
+      challenges_(challenges),
+      site_serial_(site_serial) {}
+
+bool AdminService::Handles(uint32_t opcode) {
+  switch (static_cast<OpCode>(opcode)) {
+    case OpCode::kCreateHandle:
+    case OpCode::kDeleteHandle:
+    case OpCode::kAddValue:
+    case OpCode::kRemoveValue:
+    case OpCode::kModifyValue:
+    case OpCode::kResponseToChallenge:
+    case OpCode::kVerifyChallenge:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Handled AdminService::Handle(const Message& request, std::span<const uint8_t> request_bytes,
+                             std::span<uint8_t> out) const {
+  switch (static_cast<OpCode>(request.header.opcode)) {
+    case OpCode::kResponseToChallenge:
+      return Answer(request, out);
+    case OpCode::kVerifyChallenge:
+      return Verify(request, request_bytes, out);
+    default:
+      return Challenge(request, request_bytes, out);
+  }
+}
+
+Handled AdminService::Challenge(const Message& request, std::span<const uint8_t> request_bytes,
+                                std::span<uint8_t> out) const {
+  std::string_view handle = TargetHandle(request);
+  // What the reference server checks before it asks who the client is.
+  if (!identifier::IsValidHandle(handle) && !(request.header.has(protocol::opflag::kMintSuffix) &&
+                                              !handle.empty() && handle.back() == '/')) {
+    return Error(request, ResponseCode::kInvalidHandle, "invalid handle", request_bytes,
+                 site_serial_, out);
+  }
+  if (!registry_.IsWritable(handle)) {
+    return Error(request, ResponseCode::kServerNotResponsible, "That prefix doesn't live here",
+                 request_bytes, site_serial_, out);
+  }
+  if (registry_.write_failed()) {
+    return Error(request, ResponseCode::kError, "storage failed: writes are refused", request_bytes,
+                 site_serial_, out);
+  }
+  auth::PendingChallenge pending;
+  pending.session_id =
+      request.envelope.session_id != 0 ? request.envelope.session_id : challenges_.NewSessionId();
+  pending.nonce = auth::ChallengeTable::NewNonce();
+  pending.version = protocol::ResponseEnvelopeFor(request.envelope).version();
+  pending.digest = protocol::RequestDigest(request_bytes, pending.version);
+  pending.request.assign(request_bytes.begin(), request_bytes.end());
+  const uint32_t session_id = pending.session_id;
+  const std::array<uint8_t, 16> nonce = pending.nonce;
+  if (!challenges_.Add(std::move(pending), std::chrono::steady_clock::now())) {
+    return Error(request, ResponseCode::kServerTooBusy, "too many pending challenges",
+                 request_bytes, site_serial_, out);
+  }
+  // The 402 always carries the digest (ResponseHeaderFor sets RD) and the session to answer in.
+  return Respond(request.envelope, request.header, ResponseCode::kAuthenticationNeeded,
+                 protocol::ChallengeBody{nonce}, request_bytes, site_serial_, out, session_id);
+}
+
+Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out) const {
+  const auto& body = std::get<protocol::ChallengeAnswer>(answer.body);
+  auto pending = challenges_.Take(answer.envelope.session_id, std::chrono::steady_clock::now());
+  if (!pending) {
+    return Respond(answer.envelope, answer.header, ResponseCode::kAuthenticationTimeout,
+                   protocol::ErrorBody{"no challenge is waiting in this session (expired?)"}, {},
+                   site_serial_, out, answer.envelope.session_id);
+  }
+  auto original = protocol::DecodeMessage(pending->request);
+  if (!original.ok()) return {};  // it decoded when it was stored
+  auto fail = [&](ResponseCode rc, std::string_view message) {
+    return Respond(answer.envelope, original->header, rc, protocol::ErrorBody{message},
+                   pending->request, site_serial_, out, answer.envelope.session_id);
+  };
+  auth::Identity identity{std::string(body.user_id_handle), body.user_id_index};
+  auto key = authorizer_.FindKey(identity, body.auth_type);
+  if (key.code != ResponseCode::kSuccess) return fail(key.code, key.message);
+  auth::Verdict verdict = auth::VerifyChallengeAnswer(
+      body.auth_type, {reinterpret_cast<const uint8_t*>(key.data.data()), key.data.size()},
+      pending->nonce, pending->digest.view(), body.signed_response,
+      !protocol::AtLeast(pending->version, 2, 1));
+  if (verdict != auth::Verdict::kValid) return fail(ForClient(verdict), auth::VerdictName(verdict));
+  return Execute(*original, pending->request, identity, answer.envelope, out);
+}
+
+Handled AdminService::Execute(const Message& original, std::span<const uint8_t> original_bytes,
+                              const auth::Identity& identity,
+                              const protocol::Envelope& answer_envelope,
+                              std::span<uint8_t> out) const {
+  auto respond = [&](ResponseCode rc, protocol::Body body) {
+    return Respond(answer_envelope, original.header, rc, std::move(body), original_bytes,
+                   site_serial_, out, answer_envelope.session_id);
+  };
+  registry::Operation op;
+  op.handle = std::string(TargetHandle(original));
+  const bool overwrite = original.header.has(protocol::opflag::kOverwrite);
+  if (const auto* v = std::get_if<protocol::HandleValuesBody>(&original.body)) {
+    op.values.reserve(v->values.size());
+    for (const auto& value : v->values) op.values.push_back(registry::ToStored(value));
+  } else if (const auto* r = std::get_if<protocol::RemoveValuesRequest>(&original.body)) {
+    for (uint32_t i = 0; i < r->indexes.size(); ++i) op.indexes.push_back(r->indexes[i]);
+  }
+  const auto opcode = static_cast<OpCode>(original.header.opcode);
+  if (opcode == OpCode::kCreateHandle && original.header.has(protocol::opflag::kMintSuffix) &&
+      !op.handle.empty() && op.handle.back() == '/') {
+    op.handle += NewUuid();
+  }
+
+  auto current = registry_.Get(op.handle);
+  const proto::Record* record = current.code == ResponseCode::kSuccess ? &current.record : nullptr;
+  auto touches_admin_at = [&](int32_t index) {
+    if (record == nullptr) return false;
+    for (const auto& v : record->values()) {
+      if (v.index() == index && IsAdminType(v.type())) return true;
+    }
+    return false;
+  };
+  uint16_t needed = 0;
+  switch (opcode) {
+    case OpCode::kCreateHandle:
+      op.kind = registry::OpKind::kCreate;
+      op.overwrite = overwrite;
+      needed = perm::kAddHandle;
+      if (record != nullptr && overwrite) needed |= perm::kDeleteHandle;
+      break;
+    case OpCode::kDeleteHandle:
+      op.kind = registry::OpKind::kDelete;
+      needed = perm::kDeleteHandle;
+      break;
+    case OpCode::kAddValue:
+      op.kind = registry::OpKind::kAddValues;
+      op.overwrite = overwrite;
+      for (const auto& v : op.values) {
+        needed |= IsAdminType(v.type()) ? perm::kAddAdmin : perm::kAddValue;
+        if (overwrite && touches_admin_at(v.index())) needed |= perm::kModifyAdmin;
+      }
+      break;
+    case OpCode::kModifyValue:
+      op.kind = registry::OpKind::kModifyValues;
+      for (const auto& v : op.values) {
+        needed |= IsAdminType(v.type()) || touches_admin_at(v.index()) ? perm::kModifyAdmin
+                                                                       : perm::kModifyValue;
+      }
+      break;
+    case OpCode::kRemoveValue:
+      op.kind = registry::OpKind::kRemoveValues;
+      for (int32_t index : op.indexes) {
+        needed |= touches_admin_at(index) ? perm::kRemoveAdmin : perm::kRemoveValue;
+      }
+      break;
+    default:
+      return respond(ResponseCode::kOperationNotSupported, protocol::ErrorBody{"not an admin op"});
+  }
+  if (needed == 0) needed = perm::kModifyValue;  // an empty value list: rejected below anyway
+  // Creation asks the prefix's admins (there are no values yet); a record without HS_ADMIN
+  // values falls back to them too.
+  if (!authorizer_.IsAuthorized(identity, op.handle,
+                                opcode == OpCode::kCreateHandle ? nullptr : record, needed)) {
+    // CAP session message #7: an authenticated identity that is not an admin.
+    return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
+  }
+  registry::OpResult result = registry_.Apply(op);
+  if (result.code != ResponseCode::kSuccess) {
+    return respond(result.code, protocol::ErrorBody{RefusalMessage(result.code)});
+  }
+  if (opcode == OpCode::kCreateHandle) {
+    // v9 answers with the created handle (so MINT works); CAP vector 09.
+    return respond(ResponseCode::kSuccess, protocol::HandleBody{op.handle});
+  }
+  return respond(ResponseCode::kSuccess, protocol::EmptyBody{});
+}
+
+Handled AdminService::Verify(const Message& request, std::span<const uint8_t> request_bytes,
+                             std::span<uint8_t> out) const {
+  const auto& body = std::get<protocol::VerifyChallengeRequest>(request.body);
+  auth::Identity identity{std::string(body.handle), body.index};
+  auto key = authorizer_.FindKey(identity, auth::kAuthTypeSecretKey);
+  if (key.code != ResponseCode::kSuccess) {
+    return Error(request, key.code, key.message, request_bytes, site_serial_, out);
+  }
+  auth::Verdict verdict = auth::VerifyChallengeAnswer(
+      auth::kAuthTypeSecretKey,
+      {reinterpret_cast<const uint8_t*>(key.data.data()), key.data.size()}, body.nonce,
+      body.original_request_digest, body.signed_response);
+  if (verdict == auth::Verdict::kUnsupported) {
+    return Error(request, ResponseCode::kAuthenticationError, auth::VerdictName(verdict),
+                 request_bytes, site_serial_, out);
+  }
+  return Respond(request.envelope, request.header, ResponseCode::kSuccess,
+                 protocol::VerifyChallengeResult{verdict == auth::Verdict::kValid}, request_bytes,
+                 site_serial_, out, request.envelope.session_id);
+}
+
+}  // namespace idnode::net

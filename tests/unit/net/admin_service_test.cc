@@ -1,0 +1,373 @@
+// The Handle administration path end to end without sockets: the captured create session (vector
+// 09) replayed byte for byte, with a secret-key identity standing in for the captured RSA one, and
+// authorization by HS_ADMIN, HS_VLIST groups, prefix admins and server admins.
+#include "idnode/net/admin_service.h"
+
+#include <gtest/gtest.h>
+
+#include "../protocol/test_util.h"
+#include "idnode/protocol/value_types.h"
+#include "idnode/registry/values.h"
+#include "registry_test_util.h"
+#include "temp_dir.h"
+
+namespace idnode::net {
+namespace {
+
+using protocol::Message;
+using protocol::OpCode;
+using protocol::ResponseCode;
+using protocol::testing::LoadMessage;
+using registry::testing::MakeValue;
+
+constexpr std::string_view kPrefix = "20.500.12345";
+constexpr std::string_view kIdentityHandle = "0.NA/20.500.12345";
+constexpr std::string_view kSecret = "s3cret";
+
+std::span<const uint8_t> Bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+std::string AdminData(std::string_view handle, int32_t index, uint16_t permissions) {
+  protocol::AdminRecord admin;
+  admin.admin_handle = handle;
+  admin.admin_index = index;
+  admin.permissions = permissions;
+  auto bytes = protocol::EncodeAdminRecord(admin);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+class AdminServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open({}); }
+
+  // Opens (or reopens) the registry and the services over the test's data directory.
+  void Open(auth::AuthOptions options) {
+    service_.reset();
+    admin_.reset();
+    challenges_.reset();
+    authorizer_.reset();
+    resolver_.reset();
+    registry_.reset();
+    cache::CacheOptions o;
+    o.capacity_bytes = 1 << 20;
+    o.shard_count = 4;
+    cache_ = std::make_shared<cache::AnswerCache>(o);
+    registry::RegistryOptions ro;
+    ro.storage.path = dir_.sub("data");
+    ro.storage.shard_count = 2;
+    ro.storage.sync_writes = false;
+    ro.cache = cache_;
+    registry_ = std::move(*registry::Registry::Open(std::move(ro)));
+    // The prefix handle holds the identity's secret key and names it as the prefix's admin.
+    if (registry_->FindPrefix(kPrefix)) return FinishOpen(std::move(options));
+    ASSERT_EQ(registry_
+                  ->HomePrefix(kPrefix, {MakeValue(300, "HS_SECKEY", std::string(kSecret), 0x0c),
+                                         MakeValue(100, "HS_ADMIN",
+                                                   AdminData(kIdentityHandle, 300, 0x0fff))})
+                  .code,
+              ResponseCode::kSuccess);
+    FinishOpen(std::move(options));
+  }
+  void FinishOpen(auth::AuthOptions options) {
+    resolver_ = std::make_unique<resolver::Resolver>(*registry_, cache_);
+    authorizer_ = std::make_unique<auth::Authorizer>(*registry_, std::move(options));
+    challenges_ = std::make_unique<auth::ChallengeTable>(64, 1 << 20, std::chrono::seconds(60));
+    admin_ = std::make_unique<AdminService>(*registry_, *authorizer_, *challenges_, 1);
+    service_ = std::make_unique<HandleService>(*resolver_, std::vector<uint8_t>{}, 1, admin_.get());
+  }
+
+  // What a worker then a storage thread would answer.
+  std::vector<uint8_t> Run(std::span<const uint8_t> request) {
+    std::vector<uint8_t> out(protocol::kMaxMessageLength);
+    Handled h = service_->Handle(request, out, scratch_, false);
+    if (h.disposition == Disposition::kNeedsStorage) {
+      h = service_->HandleFromStorage(request, out, scratch_);
+    }
+    EXPECT_EQ(h.disposition, Disposition::kAnswered);
+    out.resize(h.response_size);
+    return out;
+  }
+
+  static Message Request(OpCode opcode, protocol::Body body, uint32_t request_id,
+                         uint32_t session_id = 0) {
+    Message m;
+    m.envelope.request_id = request_id;
+    m.envelope.session_id = session_id;
+    m.header.opcode = static_cast<uint32_t>(opcode);
+    m.header.op_flags = protocol::opflag::kRecursive | protocol::opflag::kCacheCertify;
+    m.header.site_info_serial = 0xffff;
+    m.header.expiration_time = 1795670262;
+    m.body = std::move(body);
+    return m;
+  }
+  static std::vector<uint8_t> Encode(const Message& m) {
+    std::vector<uint8_t> out(protocol::kMaxMessageLength);
+    auto n = protocol::EncodeMessage(m, out);
+    EXPECT_TRUE(n.ok());
+    out.resize(n.ok() ? *n : 0);
+    return out;
+  }
+
+  // Answers the 402 in `challenge` as `identity` would, with `secret`.
+  std::vector<uint8_t> AnswerChallenge(const std::vector<uint8_t>& challenge,
+                                       std::string_view identity, int32_t index,
+                                       std::string_view secret, uint32_t request_id = 4242) {
+    auto decoded = protocol::DecodeMessage(challenge);
+    EXPECT_TRUE(decoded.ok());
+    EXPECT_EQ(decoded->header.response_code, 402u);
+    const auto& body = std::get<protocol::ChallengeBody>(decoded->body);
+    answer_ = auth::SecretKeyAnswer(auth::mac_code::kHmacSha256, Bytes(secret), body.nonce,
+                                    decoded->request_digest->digest);
+    return Encode(Request(OpCode::kResponseToChallenge,
+                          protocol::ChallengeAnswer{"HS_SECKEY", identity, index, answer_},
+                          request_id, decoded->envelope.session_id));
+  }
+
+  // Sends `request`, answers its challenge as the prefix admin, and returns the final answer.
+  Message RunAsAdmin(const Message& request, std::string_view identity = kIdentityHandle,
+                     int32_t index = 300, std::string_view secret = kSecret) {
+    last_ = Run(Encode(request));
+    last_ = Run(AnswerChallenge(last_, identity, index, secret));
+    auto decoded = protocol::DecodeMessage(last_);
+    EXPECT_TRUE(decoded.ok());
+    return *decoded;
+  }
+
+  ResponseCode Resolve(std::string_view handle) {
+    auto reply = Run(
+        Encode(Request(OpCode::kResolution, protocol::ResolutionRequest{handle, {}, {}, {}}, 99)));
+    return static_cast<ResponseCode>(protocol::DecodeMessage(reply)->header.response_code);
+  }
+
+  ::idnode::testing::TempDir dir_;
+  std::shared_ptr<cache::AnswerCache> cache_;
+  std::unique_ptr<registry::Registry> registry_;
+  std::unique_ptr<resolver::Resolver> resolver_;
+  std::unique_ptr<auth::Authorizer> authorizer_;
+  std::unique_ptr<auth::ChallengeTable> challenges_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<HandleService> service_;
+  ServiceScratch scratch_;
+  std::vector<uint8_t> answer_;
+  std::vector<uint8_t> last_;
+};
+
+// CAP vector 09: the client's CREATE_HANDLE (sent in session 7), our 402, then the answer in the
+// same session; the final answer is byte-identical to the reference server's.
+TEST_F(AdminServiceTest, CapturedCreateSessionReplaysByteForByte) {
+  auto request = LoadMessage("09-tcp-create-with-session.request.hex");
+  auto expected_challenge = LoadMessage("09-tcp-create.response-RC402-challenge.hex");
+  auto challenge = Run(request);
+  ASSERT_EQ(challenge.size(), expected_challenge.size());
+  // Everything but the 16 random nonce bytes (after envelope, header, RD digest, nonce length).
+  constexpr size_t kNonceAt = 20 + 24 + 1 + 32 + 4;
+  for (size_t i = 0; i < challenge.size(); ++i) {
+    if (i >= kNonceAt && i < kNonceAt + 16) continue;
+    ASSERT_EQ(challenge[i], expected_challenge[i]) << "byte " << i;
+  }
+  EXPECT_FALSE(Resolve("20.500.12345/created1") == ResponseCode::kSuccess);
+
+  // The captured answer, re-signed with our identity's secret key instead of its RSA key.
+  auto captured_answer =
+      protocol::DecodeMessage(LoadMessage("09-tcp-response-to-challenge.request.hex"));
+  ASSERT_TRUE(captured_answer.ok());
+  auto nonce = std::span<const uint8_t>(challenge).subspan(kNonceAt, 16);
+  auto digest = std::span<const uint8_t>(challenge).subspan(20 + 24 + 1, 32);
+  answer_ = auth::SecretKeyAnswer(auth::mac_code::kHmacSha256, Bytes(kSecret), nonce, digest);
+  Message answer = *captured_answer;
+  answer.body = protocol::ChallengeAnswer{"HS_SECKEY", kIdentityHandle, 300, answer_};
+  auto final_answer = Run(Encode(answer));
+  EXPECT_EQ(final_answer, LoadMessage("09-tcp-create.response-RC1.hex"));
+  EXPECT_EQ(Resolve("20.500.12345/created1"), ResponseCode::kSuccess);
+
+  // A challenge is answered once.
+  auto replay = protocol::DecodeMessage(Run(Encode(answer)));
+  EXPECT_EQ(replay->header.response_code, 405u);
+}
+
+protocol::HandleValue Url(int32_t index, std::string_view url) {
+  protocol::HandleValue v;
+  v.index = index;
+  v.type = "URL";
+  v.data = Bytes(url);
+  return v;
+}
+
+TEST_F(AdminServiceTest, AddModifyRemoveAndDeleteWithTheCacheKeptCoherent) {
+  auto created =
+      RunAsAdmin(Request(OpCode::kCreateHandle,
+                         protocol::HandleValuesBody{"20.500.12345/a", {Url(1, "https://a")}}, 1));
+  ASSERT_EQ(created.header.response_code, 1u);
+  EXPECT_EQ(created.header.opcode, 100u);
+  EXPECT_EQ(std::get<protocol::HandleBody>(created.body).handle, "20.500.12345/a");
+  EXPECT_EQ(Resolve("20.500.12345/a"), ResponseCode::kSuccess);  // now cached
+
+  auto added = RunAsAdmin(Request(
+      OpCode::kAddValue, protocol::HandleValuesBody{"20.500.12345/a", {Url(2, "https://b")}}, 2));
+  EXPECT_EQ(added.header.response_code, 1u);
+  EXPECT_EQ(added.header.opcode, 102u);
+  EXPECT_EQ(registry_->Get("20.500.12345/a").record.values_size(), 2);
+
+  auto again = RunAsAdmin(Request(
+      OpCode::kAddValue, protocol::HandleValuesBody{"20.500.12345/a", {Url(2, "https://c")}}, 3));
+  EXPECT_EQ(again.header.response_code, 201u);  // VALUE_ALREADY_EXISTS
+
+  auto modified =
+      RunAsAdmin(Request(OpCode::kModifyValue,
+                         protocol::HandleValuesBody{"20.500.12345/a", {Url(2, "https://d")}}, 4));
+  EXPECT_EQ(modified.header.response_code, 1u);
+  EXPECT_EQ(registry_->Get("20.500.12345/a").record.values(1).data(), "https://d");
+
+  const uint8_t index_two[] = {0, 0, 0, 2};
+  auto removed = RunAsAdmin(Request(
+      OpCode::kRemoveValue,
+      protocol::RemoveValuesRequest{"20.500.12345/a", protocol::WireIntList(index_two, 1)}, 5));
+  EXPECT_EQ(removed.header.response_code, 1u);
+  EXPECT_EQ(registry_->Get("20.500.12345/a").record.values_size(), 1);
+
+  auto deleted =
+      RunAsAdmin(Request(OpCode::kDeleteHandle, protocol::HandleBody{"20.500.12345/a"}, 6));
+  EXPECT_EQ(deleted.header.response_code, 1u);
+  EXPECT_EQ(Resolve("20.500.12345/a"), ResponseCode::kHandleNotFound);  // not the cached answer
+}
+
+TEST_F(AdminServiceTest, AWrongSecretFailsAndBurnsTheChallenge) {
+  auto request = Request(OpCode::kCreateHandle,
+                         protocol::HandleValuesBody{"20.500.12345/b", {Url(1, "x")}}, 1);
+  auto challenge = Run(Encode(request));
+  auto failed =
+      protocol::DecodeMessage(Run(AnswerChallenge(challenge, kIdentityHandle, 300, "wrong")));
+  EXPECT_EQ(failed->header.response_code, 403u);
+  EXPECT_EQ(failed->header.opcode, 100u);
+  auto retry =
+      protocol::DecodeMessage(Run(AnswerChallenge(challenge, kIdentityHandle, 300, kSecret)));
+  EXPECT_EQ(retry->header.response_code, 405u);  // no challenge waits any more
+  EXPECT_EQ(registry_->Get("20.500.12345/b").code, ResponseCode::kHandleNotFound);
+}
+
+TEST_F(AdminServiceTest, AuthenticatedButNotAnAdminIsRefused) {
+  // A user whose key lives under the prefix, named by no HS_ADMIN value.
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/user", {MakeValue(300, "HS_SECKEY", "user-secret", 0x0c)}))
+                .code,
+            ResponseCode::kSuccess);
+  auto refused = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                    protocol::HandleValuesBody{"20.500.12345/c", {Url(1, "x")}}, 1),
+                            "20.500.12345/user", 300, "user-secret");
+  EXPECT_EQ(refused.header.response_code, 400u);  // CAP session message #7
+  EXPECT_EQ(registry_->Get("20.500.12345/c").code, ResponseCode::kHandleNotFound);
+
+  // Listed in an HS_VLIST group that the prefix's HS_ADMIN names: now it may.
+  protocol::ValueReference member{"20.500.12345/user", 300};
+  auto list = protocol::EncodeValueList(std::span(&member, 1));
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/admins",
+                    {MakeValue(200, "HS_VLIST", std::string(list.begin(), list.end()))}))
+                .code,
+            ResponseCode::kSuccess);
+  registry::Operation add_group = registry::testing::WithValues(
+      registry::OpKind::kAddValues, std::string(kIdentityHandle),
+      {MakeValue(101, "HS_ADMIN", AdminData("20.500.12345/admins", 200, 0x0fff))});
+  ASSERT_EQ(registry_->Apply(add_group).code, ResponseCode::kSuccess);
+  auto allowed = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                    protocol::HandleValuesBody{"20.500.12345/c", {Url(1, "x")}}, 2),
+                            "20.500.12345/user", 300, "user-secret");
+  EXPECT_EQ(allowed.header.response_code, 1u);
+}
+
+TEST_F(AdminServiceTest, PermissionsAreCheckedPerOperation) {
+  // An admin that may add values but not delete handles.
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/d", {MakeValue(100, "HS_ADMIN",
+                                                 AdminData("20.500.12345/user", 300,
+                                                           protocol::admin_permission::kAddValue)),
+                                       MakeValue(300, "HS_SECKEY", "user-secret", 0x0c)}))
+                .code,
+            ResponseCode::kSuccess);
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/user", {MakeValue(300, "HS_SECKEY", "user-secret", 0x0c)}))
+                .code,
+            ResponseCode::kSuccess);
+  auto added = RunAsAdmin(
+      Request(OpCode::kAddValue, protocol::HandleValuesBody{"20.500.12345/d", {Url(1, "x")}}, 1),
+      "20.500.12345/user", 300, "user-secret");
+  EXPECT_EQ(added.header.response_code, 1u);
+  auto deleted =
+      RunAsAdmin(Request(OpCode::kDeleteHandle, protocol::HandleBody{"20.500.12345/d"}, 2),
+                 "20.500.12345/user", 300, "user-secret");
+  EXPECT_EQ(deleted.header.response_code, 400u);
+}
+
+TEST_F(AdminServiceTest, ServerAdminsMayDoAnything) {
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/ops", {MakeValue(300, "HS_SECKEY", "ops-secret", 0x0c)}))
+                .code,
+            ResponseCode::kSuccess);
+  auth::AuthOptions options;
+  options.server_admins.push_back({"20.500.12345/OPS", 300});  // compared case-insensitively
+  options.allow_prefix_admins = false;
+  Open(std::move(options));
+  auto created = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                    protocol::HandleValuesBody{"20.500.12345/e", {Url(1, "x")}}, 1),
+                            "20.500.12345/ops", 300, "ops-secret");
+  EXPECT_EQ(created.header.response_code, 1u);
+}
+
+TEST_F(AdminServiceTest, RequestsForPrefixesNotHomedHereAreNotChallenged) {
+  auto reply = protocol::DecodeMessage(Run(Encode(
+      Request(OpCode::kCreateHandle, protocol::HandleValuesBody{"99.999/x", {Url(1, "x")}}, 1))));
+  EXPECT_EQ(reply->header.response_code, 301u);
+  EXPECT_EQ(challenges_->size(), 0u);
+}
+
+TEST_F(AdminServiceTest, IdentitiesHeldElsewhereCannotBeVerifiedHere) {
+  auto reply = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                  protocol::HandleValuesBody{"20.500.12345/f", {Url(1, "x")}}, 1),
+                          "0.NA/99.999", 300, "whatever");
+  EXPECT_EQ(reply.header.response_code, 406u);
+}
+
+TEST_F(AdminServiceTest, MintAppendsAUuidAndAnswersWithTheNewHandle) {
+  auto request =
+      Request(OpCode::kCreateHandle, protocol::HandleValuesBody{"20.500.12345/", {Url(1, "x")}}, 1);
+  request.header.op_flags |= protocol::opflag::kMintSuffix;
+  auto created = RunAsAdmin(request);
+  ASSERT_EQ(created.header.response_code, 1u);
+  std::string handle(std::get<protocol::HandleBody>(created.body).handle);
+  EXPECT_EQ(handle.size(), std::string("20.500.12345/").size() + 36);
+  EXPECT_EQ(Resolve(handle), ResponseCode::kSuccess);
+}
+
+TEST_F(AdminServiceTest, TooManyPendingChallengesAreRefusedAsBusy) {
+  challenges_ = std::make_unique<auth::ChallengeTable>(1, 1 << 20, std::chrono::seconds(60));
+  admin_ = std::make_unique<AdminService>(*registry_, *authorizer_, *challenges_, 1);
+  service_ = std::make_unique<HandleService>(*resolver_, std::vector<uint8_t>{}, 1, admin_.get());
+  auto request = Request(OpCode::kCreateHandle,
+                         protocol::HandleValuesBody{"20.500.12345/g", {Url(1, "x")}}, 1);
+  EXPECT_EQ(protocol::DecodeMessage(Run(Encode(request)))->header.response_code, 402u);
+  EXPECT_EQ(protocol::DecodeMessage(Run(Encode(request)))->header.response_code, 3u);
+}
+
+TEST_F(AdminServiceTest, VerifyChallengeAnswersForIdentitiesHeldHere) {
+  std::vector<uint8_t> nonce(16, 7), digest(32, 9);
+  auto good = auth::SecretKeyAnswer(auth::mac_code::kHmacSha1, Bytes(kSecret), nonce, digest);
+  auto bad = auth::SecretKeyAnswer(auth::mac_code::kHmacSha1, Bytes("nope"), nonce, digest);
+  for (const auto* signed_response : {&good, &bad}) {
+    auto reply = protocol::DecodeMessage(Run(Encode(Request(
+        OpCode::kVerifyChallenge,
+        protocol::VerifyChallengeRequest{kIdentityHandle, 300, nonce, digest, *signed_response},
+        1))));
+    ASSERT_EQ(reply->header.response_code, 1u);
+    EXPECT_EQ(std::get<protocol::VerifyChallengeResult>(reply->body).valid,
+              signed_response == &good);
+  }
+}
+
+}  // namespace
+}  // namespace idnode::net
