@@ -29,9 +29,13 @@ constexpr const char* kUsage = R"(usage:
   idbench run --protocol udp|tcp|http [--server HOST:PORT] (--keys FILE | --pattern 'P/SN{0..999999}')
               [--order uniform|sequential|zipf:S] [--missing FRACTION] [--seconds S]
               [--concurrency N] [--connections C] [--rate R] [--timeout S] [--json FILE] [--html FILE]
+              [--writes SHARE --write-prefix P --identity INDEX:HANDLE --secret-file FILE]
       closed loop (N requests in flight) by default; --rate R runs an open loop at R requests/s
       with latency measured from each request's intended send time. Progress goes to stderr once
       a second; the summary to stdout. Default server: 127.0.0.1:2641 (udp/tcp), :8000 (http).
+      --writes SHARE (0..1, udp/tcp) mixes in writes: CREATE_HANDLE of fresh handles under P and
+      MODIFY_VALUE of those, each answering the server's challenge with the identity's HS_SECKEY
+      (HMAC-SHA256; the secret is the first line of FILE).
   idbench gen --count N --prefix P --out FILE.jsonl [--keys FILE] [--seed S]
       a dataset for `idctl import`: N identifiers P/SN0000000... with 3-6 values (URL, EMAIL,
       DESC, HS_ADMIN) of 40-200 bytes, and optionally the matching key file
@@ -236,10 +240,28 @@ int RunCommand(int argc, char** argv) {
       json_file = next();
     else if (a == "--html")
       html_file = next();
-    else if (a == "--writes") {
-      std::cerr << "idbench: write mixes need authenticated administration, which idnode does not "
-                   "offer yet\n";
-      return 2;
+    else if (a == "--writes")
+      run.writes.share = std::atof(next().c_str());
+    else if (a == "--write-prefix")
+      run.writes.prefix = next();
+    else if (a == "--identity") {
+      std::string text = next();
+      size_t colon = text.find(':');
+      int index = colon == std::string::npos ? 0 : std::atoi(text.substr(0, colon).c_str());
+      if (index <= 0 || colon + 1 >= text.size()) {
+        std::cerr << "idbench: --identity is index:handle, e.g. 300:0.NA/BENCH.1\n";
+        return 2;
+      }
+      run.writes.identity_index = index;
+      run.writes.identity_handle = text.substr(colon + 1);
+    } else if (a == "--secret-file") {
+      // From a file, so that the secret does not show in the process list.
+      std::ifstream in(next(), std::ios::binary);
+      std::getline(in, run.writes.secret);
+      if (!in && run.writes.secret.empty()) {
+        std::cerr << "idbench: cannot read the secret file\n";
+        return 2;
+      }
     } else {
       std::cerr << "idbench: unknown option " << a << "\n" << kUsage;
       return 2;
@@ -289,6 +311,15 @@ int RunCommand(int argc, char** argv) {
               static_cast<unsigned long long>(result.bytes_in));
   for (const auto& [code, n] : result.codes)
     std::printf("code %u: %llu\n", code, static_cast<unsigned long long>(n));
+  if (result.writes_sent > 0) {
+    std::printf("writes %llu answered of %llu sent; latency us  p50 %.1f  p99 %.1f  max %.1f\n",
+                static_cast<unsigned long long>(result.writes_answered),
+                static_cast<unsigned long long>(result.writes_sent),
+                result.write_latency.Percentile(0.5) / 1e3,
+                result.write_latency.Percentile(0.99) / 1e3, result.write_latency.max() / 1e3);
+    for (const auto& [code, n] : result.write_codes)
+      std::printf("write code %u: %llu\n", code, static_cast<unsigned long long>(n));
+  }
   if (!json_file.empty()) std::ofstream(json_file) << ToJson(run, result) << "\n";
   if (!html_file.empty())
     std::ofstream(html_file) << ToHtml(run, result,

@@ -13,6 +13,10 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <random>
+
+#include "idnode/auth/credentials.h"
+#include "idnode/protocol/message.h"
 
 namespace idnode::loadgen {
 
@@ -56,6 +60,10 @@ struct Slot {
   uint32_t expected = 0;  // UDP: message length once the first datagram is in
   uint32_t received = 0;
   int connection = -1;
+  bool write = false;
+  bool answering = false;  // the challenge answer is out; the next answer is final
+  bool modify = false;
+  std::string write_handle;
 };
 
 struct Connection {
@@ -180,11 +188,19 @@ class Engine {
     slot.intended_ns = intended;
     slot.sent_ns = now;
     slot.expected = slot.received = 0;
-    const std::string& key = keys_.Next();
+    slot.write = slot.answering = false;
+    write_credit_ += o_.writes.share;
+    if (write_credit_ >= 1) {
+      write_credit_ -= 1;
+      slot.write = true;
+      ++result_.writes_sent;
+    }
+    static const std::string kNoKey;
+    const std::string& key = slot.write ? kNoKey : keys_.Next();
     ++result_.sent;
+    const uint32_t id = (slot.generation << 12) | s;
     if (o_.protocol == Protocol::kUdp) {
-      uint32_t id = (slot.generation << 12) | s;
-      udp_out_.push_back(ResolutionRequest(key, id));
+      udp_out_.push_back(slot.write ? WriteRequest(slot, id) : ResolutionRequest(key, id));
       return;
     }
     // TCP and HTTP: the connection with the fewest requests waiting.
@@ -196,7 +212,7 @@ class Engine {
     slot.connection = static_cast<int>(best);
     c.pending.push_back(s);
     if (o_.protocol == Protocol::kTcp) {
-      auto req = ResolutionRequest(key, (slot.generation << 12) | s);
+      auto req = slot.write ? WriteRequest(slot, id) : ResolutionRequest(key, id);
       c.out.insert(c.out.end(), req.begin(), req.end());
     } else {
       std::string req =
@@ -242,10 +258,90 @@ class Engine {
     }
   }
 
+  // A write: CREATE_HANDLE of a fresh handle, or (every other write, once some exist) a
+  // MODIFY_VALUE of one this run created.
+  std::vector<uint8_t> WriteRequest(Slot& slot, uint32_t id) {
+    ++write_counter_;
+    slot.modify = !created_.empty() && write_counter_ % 2 == 0;
+    if (slot.modify) {
+      slot.write_handle = created_[rng_() % created_.size()];
+    } else {
+      slot.write_handle = o_.writes.prefix + "/IDBENCH-" + std::to_string(run_tag_) + "-" +
+                          std::to_string(write_counter_);
+    }
+    std::string url = "https://example.org/idbench/" + std::to_string(write_counter_);
+    protocol::HandleValue value;
+    value.index = 1;
+    value.type = "URL";
+    value.data = {reinterpret_cast<const uint8_t*>(url.data()), url.size()};
+    protocol::Message m;
+    m.envelope.request_id = id;
+    m.header.opcode = static_cast<uint32_t>(slot.modify ? protocol::OpCode::kModifyValue
+                                                        : protocol::OpCode::kCreateHandle);
+    m.header.op_flags = protocol::opflag::kRecursive | protocol::opflag::kCacheCertify |
+                        (slot.modify ? 0 : protocol::opflag::kOverwrite);
+    m.header.site_info_serial = 0xffff;
+    m.header.expiration_time = static_cast<uint32_t>(time(nullptr) + 43200);
+    m.body = protocol::HandleValuesBody{slot.write_handle, {value}};
+    return Encoded(m);
+  }
+
+  static std::vector<uint8_t> Encoded(const protocol::Message& m) {
+    std::vector<uint8_t> out(protocol::EncodedMessageSize(m));
+    auto n = protocol::EncodeMessage(m, out);
+    if (!n.ok()) return {};
+    out.resize(*n);
+    return out;
+  }
+
+  // The answer to the 402 `challenge` for slot `s`, sent under a new request id; false if the
+  // challenge does not decode (the write then counts as answered with 402).
+  bool AnswerChallenge(uint32_t s, std::span<const uint8_t> challenge) {
+    auto decoded = protocol::DecodeMessage(challenge);
+    if (!decoded.ok() || !decoded->request_digest) return false;
+    const auto* body = std::get_if<protocol::ChallengeBody>(&decoded->body);
+    if (body == nullptr) return false;
+    Slot& slot = slots_[s];
+    const auto& w = o_.writes;
+    auto mac =
+        auth::SecretKeyAnswer(auth::mac_code::kHmacSha256,
+                              {reinterpret_cast<const uint8_t*>(w.secret.data()), w.secret.size()},
+                              body->nonce, decoded->request_digest->digest);
+    slot.generation = (slot.generation + 1) & 0x7ffff;
+    slot.answering = true;
+    slot.expected = slot.received = 0;
+    protocol::Message m;
+    m.envelope.session_id = decoded->envelope.session_id;
+    m.envelope.request_id = (slot.generation << 12) | s;
+    m.header.opcode = static_cast<uint32_t>(protocol::OpCode::kResponseToChallenge);
+    m.header.op_flags = protocol::opflag::kRecursive | protocol::opflag::kCacheCertify;
+    m.header.site_info_serial = 0xffff;
+    m.header.expiration_time = decoded->header.expiration_time;
+    m.body = protocol::ChallengeAnswer{auth::kAuthTypeSecretKey, w.identity_handle,
+                                       w.identity_index, mac};
+    auto bytes = Encoded(m);
+    if (o_.protocol == Protocol::kUdp) {
+      udp_out_.push_back(std::move(bytes));
+    } else {
+      Connection& c = conns_[static_cast<size_t>(slot.connection)];
+      c.out.insert(c.out.end(), bytes.begin(), bytes.end());
+      c.pending.push_back(s);  // answered after what is already in flight on the connection
+    }
+    return true;
+  }
+
   void Complete(uint32_t s, uint32_t code, Histogram& second, Second& current) {
     Slot& slot = slots_[s];
     uint64_t latency = Nanos(Clock::now(), start_) - slot.intended_ns;
     slot.busy = false;
+    if (slot.write) {
+      result_.write_latency.Record(latency);
+      ++result_.writes_answered;
+      ++result_.write_codes[code];
+      if (code == 1 && !slot.modify && created_.size() < kMaxCreatedKept) {
+        created_.push_back(slot.write_handle);
+      }
+    }
     result_.latency.Record(latency);
     second.Record(latency);
     ++result_.answered;
@@ -329,6 +425,10 @@ class Engine {
         if (slot.received >= slot.expected) {
           // The response code is in the first datagram; keep the code of whichever carried it.
           uint32_t code = Get32(b + 12) == 0 && headers[i].msg_len >= 28 ? Get32(b + 24) : 1;
+          if (code == 402 && slot.write && !slot.answering &&
+              AnswerChallenge(s, {b, headers[i].msg_len})) {
+            continue;
+          }
           Complete(s, code, second, current);
         }
       }
@@ -376,14 +476,28 @@ class Engine {
       }
       uint32_t s = c.pending.front();
       c.pending.pop_front();
-      if (slots_[s].busy) Complete(s, code, second, current);
+      if (slots_[s].busy) {
+        Slot& slot = slots_[s];
+        if (!(code == 402 && slot.write && !slot.answering &&
+              AnswerChallenge(s, {c.in.data() + at, consumed}))) {
+          Complete(s, code, second, current);
+        }
+      }
       at += consumed;
     }
     c.in.erase(c.in.begin(), c.in.begin() + static_cast<ptrdiff_t>(at));
   }
 
+  static constexpr size_t kMaxCreatedKept = 1'000'000;
+
   const RunOptions& o_;
   KeySource& keys_;
+  double write_credit_ = 0;
+  uint64_t write_counter_ = 0;
+  std::vector<std::string> created_;  // handles this run created, for modifications
+  std::mt19937_64 rng_{std::random_device{}()};
+  // Distinguishes this run's handles from an earlier run's under the same prefix.
+  uint64_t run_tag_ = static_cast<uint64_t>(time(nullptr));
   std::vector<Slot> slots_;
   std::vector<Connection> conns_;
   std::vector<std::vector<uint8_t>> udp_out_;
@@ -430,6 +544,21 @@ RunResult Run(const RunOptions& options, KeySource& keys,
     r.error = "--concurrency must be 1..4096";
     return r;
   }
+  const WriteMix& w = options.writes;
+  if (w.share < 0 || w.share > 1) {
+    RunResult r;
+    r.error = "the share of writes must be from 0 to 1";
+    return r;
+  }
+  if (w.share > 0 && (options.protocol == Protocol::kHttp || w.prefix.empty() ||
+                      w.identity_handle.empty() || w.secret.empty())) {
+    RunResult r;
+    r.error =
+        options.protocol == Protocol::kHttp
+            ? "writes go over the Handle protocol (udp or tcp): idnode's JSON API is read-only"
+            : "writes need a prefix, an identity and its secret";
+    return r;
+  }
   Engine engine(options, keys);
   return engine.Go(progress);
 }
@@ -446,7 +575,18 @@ std::string ToJson(const RunOptions& o, const RunResult& r) {
       ",\"bytes_out\":" + std::to_string(r.bytes_out) +
       ",\"bytes_in\":" + std::to_string(r.bytes_in) +
       ",\"requests_per_second\":" + Json(r.seconds > 0 ? r.answered / r.seconds : 0) +
-      ",\"latency_us\":{";
+      ",\"write_share\":" + Json(o.writes.share) +
+      ",\"writes_sent\":" + std::to_string(r.writes_sent) +
+      ",\"writes_answered\":" + std::to_string(r.writes_answered) +
+      ",\"write_latency_us\":{\"p50\":" + Json(r.write_latency.Percentile(0.5) / 1e3) +
+      ",\"p99\":" + Json(r.write_latency.Percentile(0.99) / 1e3) +
+      ",\"max\":" + Json(r.write_latency.max() / 1e3) + "},\"write_codes\":{";
+  bool first_write = true;
+  for (const auto& [code, n] : r.write_codes) {
+    s += (first_write ? "\"" : ",\"") + std::to_string(code) + "\":" + std::to_string(n);
+    first_write = false;
+  }
+  s += "},\"latency_us\":{";
   const std::pair<const char*, double> qs[] = {
       {"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}, {"p999", 0.999}};
   for (const auto& [name, q] : qs)

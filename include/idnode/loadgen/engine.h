@@ -18,6 +18,19 @@ namespace idnode::loadgen {
 
 enum class Protocol : uint8_t { kUdp, kTcp, kHttp };
 
+// A share of writes beside the reads (Handle over UDP or TCP), for the registration path: each
+// write is a CREATE_HANDLE (with OVRW) of a fresh handle under `prefix`, or every other one a
+// MODIFY_VALUE of a handle this run created, authenticated by answering the server's 402 challenge
+// with the identity's HS_SECKEY (HMAC-SHA256). A write's latency runs from its intended send time
+// to the final answer, both round trips included.
+struct WriteMix {
+  double share = 0;  // 0..1 of all requests
+  std::string prefix;
+  std::string identity_handle;  // e.g. 0.NA/BENCH.1
+  int32_t identity_index = 300;
+  std::string secret;
+};
+
 struct RunOptions {
   Protocol protocol = Protocol::kUdp;
   std::string host = "127.0.0.1";
@@ -27,6 +40,7 @@ struct RunOptions {
   uint32_t connections = 8;   // TCP / HTTP
   double rate = 0;            // > 0: open loop at this many requests per second
   double timeout_seconds = 2;
+  WriteMix writes;
 };
 
 struct Second {
@@ -48,6 +62,11 @@ struct RunResult {
   uint64_t bytes_in = 0;
   std::map<uint32_t, uint64_t> codes;  // Handle response codes, or HTTP statuses
   Histogram latency;
+  // The writes among them (final answers; a 402 is not an answer).
+  uint64_t writes_sent = 0;
+  uint64_t writes_answered = 0;
+  std::map<uint32_t, uint64_t> write_codes;
+  Histogram write_latency;
   std::vector<Second> timeline;
   std::string error;  // set when the run could not start
 };
