@@ -2,8 +2,9 @@
 # The peer comparison (one command): idnode next to the servers people would otherwise pick, on
 # the same machine, in one run, with the same N identifiers (default 1,000,000). Servers are pinned
 # to core 0 and load generators to core 1; peers come from Debian packages (installed here).
-#   1. DNS: Knot DNS serving the identifiers as OIDs (NAPTR + TXT per name, ORS naming), loaded by
-#      dnsperf; idnode's DNS front end does not exist yet: "n/a".
+#   1. DNS: Knot DNS serving the identifiers as OIDs (NAPTR + TXT per name, ORS naming), and
+#      idnode's DNS front end serving the same OIDs (handles OID/1.2.156.3001.<n> with the same URL
+#      and description), both loaded by dnsperf with the same query file.
 #   2. Handle/UDP: idbench against idnode (cache hits), CPU microseconds per answer beside Knot's.
 #   3. HTTP: wrk against idnode's JSON API and nginx serving the same JSON documents as files.
 #   4. Storage: registry cold reads against raw RocksDB (registry_bench).
@@ -28,6 +29,12 @@ with open('$work/records.jsonl') as f, open('$work/keys.txt', 'w') as k:
         k.write(json.loads(line)['handle'] + '\n')
 "
 "$build/src/cmd/idctl" import --data-dir "$work/data" "$work/records.jsonl" 2>&1 | tail -1
+# The identity that idbench's write mix authenticates as: 300:0.NA/88.100.1, with an HS_SECKEY.
+echo "bench-secret" >"$work/secret"
+cat >"$work/identity.jsonl" <<'JSON'
+{"handle":"0.NA/88.100.1","values":[{"index":100,"type":"HS_ADMIN","data":{"format":"admin","value":{"handle":"0.NA/88.100.1","index":300,"permissions":"111111111111"}}},{"index":300,"type":"HS_SECKEY","data":{"format":"string","value":"bench-secret"},"permissions":"1100"}]}
+JSON
+"$build/src/cmd/idctl" import --data-dir "$work/data" "$work/identity.jsonl" >/dev/null 2>&1
 
 # ---- 1. DNS: Knot ----------------------------------------------------------------------------
 echo "== Knot DNS: zone of $records OIDs (1.2.156.3001.<n>: a NAPTR with the URL, a TXT with the description)"
@@ -90,11 +97,47 @@ knot_rss=$(rss_mb $knot_pid)
 kill $knot_pid; wait $knot_pid 2>/dev/null || true
 echo "Knot: $knot_qps q/s, $knot_cpu us CPU per answer, RSS ${knot_rss} MiB"
 
+# ---- 1b. DNS: idnode's front end, the same OIDs and queries -------------------------------------
+echo "== idnode DNS: the same $records OIDs"
+python3 - "$work/records.jsonl" "$work/oids.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1]) as r, open(sys.argv[2], "w") as o:
+    for i, line in enumerate(r):
+        values = json.loads(line)["values"][:2]  # the URL and the description, as in the zone
+        o.write(json.dumps({"handle": "OID/1.2.156.3001.%d" % i, "values": values}) + "\n")
+PY
+"$build/src/cmd/idctl" import --data-dir "$work/data-dns" "$work/oids.jsonl" 2>&1 | tail -1
+cat >"$work/idnode-dns.yaml" <<CONF
+handle: {port: 0, workers: 1}
+http: {port: 0}
+dns: {port: 0, workers: 1}
+cache: {capacity_bytes: 2GiB}
+node: {demo: false, home: [OID]}
+CONF
+taskset -c 0 "$build/src/cmd/idnode" --config "$work/idnode-dns.yaml" --data-dir "$work/data-dns" >"$work/idnode-dns.out" 2>"$work/idnode-dns.log" &
+idnode_dns_pid=$!
+pids+=($idnode_dns_pid)
+for _ in $(seq 100); do grep -q "idnode ready" "$work/idnode-dns.out" && break; sleep 0.1; done
+dp=$(grep -o 'dns=127.0.0.1:[0-9]*' "$work/idnode-dns.out" | cut -d: -f2)
+# The warm-up pass puts every queried OID in the cache, as Knot's zone is all in memory.
+taskset -c 1 dnsperf -s 127.0.0.1 -p "$dp" -d "$work/dns-queries.txt" -l 3 -Q 1000000 >/dev/null 2>&1 || true
+t0=$(ticks $idnode_dns_pid)
+dnsperf_out=$(taskset -c 1 dnsperf -s 127.0.0.1 -p "$dp" -d "$work/dns-queries.txt" -l "$seconds" -c 1 -q 64 2>&1)
+t1=$(ticks $idnode_dns_pid)
+dns_qps=$(echo "$dnsperf_out" | awk '/Queries per second/ {print $4}')
+dns_done=$(echo "$dnsperf_out" | awk '/Queries completed/ {print $3}')
+dns_cpu=$(cpu_us_per "$t0" "$t1" "$dns_done")
+# Every answer must be a NOERROR answer with the record, as Knot's are.
+dns_noerror=$(echo "$dnsperf_out" | grep -o 'NOERROR [0-9]*' | awk '{print $2}')
+kill $idnode_dns_pid; wait $idnode_dns_pid 2>/dev/null || true
+echo "idnode DNS: $dns_qps q/s, $dns_cpu us CPU per answer, NOERROR $dns_noerror of $dns_done"
+
 # ---- 2. Handle/UDP: idnode -------------------------------------------------------------------
 echo "== idnode"
 cat >"$work/idnode.yaml" <<CONF
 handle: {port: 0, workers: 1}
 http: {port: 0}
+dns: {port: 0}
 cache: {capacity_bytes: 2GiB}
 node: {demo: false, home: [88.100.0, 88.100.1, 88.100.2, 88.100.3, 88.100.4, 88.100.5, 88.100.6]}
 CONF
@@ -121,6 +164,15 @@ taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server 127.0.0.1:$hp 
   --rate "$open_rate" --concurrency 4096 --json "$work/open.json" >/dev/null 2>&1
 open_p99=$(json "$work/open.json" "['latency_us']['p99']")
 echo "idnode UDP: $udp_qps q/s, $udp_cpu us CPU per answer; open loop at $open_rate/s: p99 $open_p99 us; RSS ${idnode_rss} MiB"
+# The registration path: a tenth of the requests are authenticated writes (create or modify, each
+# answering a challenge; every write is synced before it is acknowledged), over TCP.
+taskset -c 1 "$build/src/cmd/idbench" run --protocol tcp --server 127.0.0.1:$hp --keys "$work/keys.txt" --seconds "$seconds" \
+  --writes 0.1 --write-prefix 88.100.1 --identity 300:0.NA/88.100.1 --secret-file "$work/secret" \
+  --json "$work/writes.json" >/dev/null 2>&1
+mix_qps=$(json "$work/writes.json" "['requests_per_second']")
+mix_writes=$(python3 -c "import json; r=json.load(open('$work/writes.json')); print(round(r['write_codes'].get('1',0)/r['seconds']))")
+mix_write_p99=$(json "$work/writes.json" "['write_latency_us']['p99']")
+echo "idnode TCP with 10% writes: $mix_qps answers/s, $mix_writes successful writes/s, write p99 $mix_write_p99 us"
 
 # ---- 3. HTTP: idnode vs nginx ------------------------------------------------------------------
 np=$((wp + 1))
@@ -148,13 +200,16 @@ machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) 
 table=$(cat <<TABLE
 | measure | idnode | peer | ratio |
 |---|---|---|---|
-| DNS answers/s (Knot, dnsperf) | n/a (no DNS front end yet) | $knot_qps | n/a |
+| DNS answers/s, idnode's DNS front end vs Knot (dnsperf) | $dns_qps | $knot_qps | $(ratio "$dns_qps" "$knot_qps")x |
+| DNS server CPU us per answer (lower is better) | $dns_cpu | $knot_cpu | $(ratio "$dns_cpu" "$knot_cpu")x |
 | Handle/UDP answers/s vs Knot DNS answers/s | $udp_qps | $knot_qps | $(ratio "$udp_qps" "$knot_qps")x |
 | server CPU us per answer (lower is better) | $udp_cpu | $knot_cpu | $(ratio "$udp_cpu" "$knot_cpu")x |
 | HTTP requests/s (wrk) vs nginx static files | $http_idnode | $http_nginx | $(ratio "$http_idnode" "$http_nginx")x |
 | RSS MiB, all records loaded and cached, vs Knot | $idnode_rss | $knot_rss | $(ratio "$idnode_rss" "$knot_rss")x |
 | UDP p99 us at 80% of peak (open loop, from intended send time) | $open_p99 | goal < 1000 | |
 | UDP p99 us, closed loop at peak | $udp_p99 | | |
+| Handle/TCP with 10% authenticated writes: answers/s (writes/s) | $mix_qps ($mix_writes) | n/a | |
+| write p99 us (challenge round trip and fsync included) | $mix_write_p99 | | |
 | idbench ceiling (trivial responder) vs its rate against idnode | $ceiling | $udp_qps | $(ratio "$ceiling" "$udp_qps")x |
 | storage: $storage | | | |
 TABLE

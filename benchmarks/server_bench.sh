@@ -27,7 +27,7 @@ with open(path, "w") as f:
         f.write("88.100.%d/SN%07d\n" % (i % 7, i))
 PY
 
-taskset -c 0 "$build/src/cmd/idnode" --data-dir "$work/data" --handle-port 0 --http-port 0 --workers 1 --no-demo \
+taskset -c 0 "$build/src/cmd/idnode" --data-dir "$work/data" --handle-port 0 --http-port 0 --dns-port 0 --workers 1 --no-demo \
   "${homes[@]}" >"$work/idnode.out" 2>"$work/idnode.log" &
 pids+=($!)
 idnode_pid=$!

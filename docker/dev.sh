@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 jobs=${IDNODE_JOBS:-2}
 fuzz_seconds=${IDNODE_FUZZ_SECONDS:-60}
-fuzz_targets=(fuzz_message fuzz_value_types fuzz_udp_reassembly)
+fuzz_targets=(fuzz_message fuzz_value_types fuzz_udp_reassembly fuzz_dns_query fuzz_challenge_answer)
 passed=0
 failed=0
 

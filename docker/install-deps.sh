@@ -11,6 +11,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libyaml-cpp-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libknot-dev knot-dnsutils
   clang-14 libclang-rt-14-dev llvm-14 clang-format
 )
 

@@ -4,15 +4,17 @@
 
 #include <boost/asio.hpp>
 #include <cstdio>
+#include <ctime>
 #include <thread>
 
-#include "idnode/cache/answer_cache.h"
 #include "idnode/auth/authorizer.h"
+#include "idnode/cache/answer_cache.h"
+#include "idnode/dns/dns_server.h"
 #include "idnode/http/http_server.h"
 #include "idnode/metrics/metrics.h"
+#include "idnode/net/admin_service.h"
 #include "idnode/net/handle_server.h"
 #include "idnode/protocol/value_types.h"
-#include "idnode/net/admin_service.h"
 #include "idnode/registry/registry.h"
 #include "idnode/resolver/resolver.h"
 
@@ -67,6 +69,9 @@ std::vector<uint8_t> BuildSiteInfo(const config::Config& config, uint16_t handle
   return protocol::EncodeSiteInfo(site);
 }
 
+// The OID the demo data holds (ORS.md's example).
+constexpr const char* kDemoOid = "1.2.156.3001.1";
+
 Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
                                           const config::Config& config,
                                           const std::vector<uint8_t>& site) {
@@ -74,6 +79,8 @@ Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
   std::vector<std::string> homes = config.node.home;
   bool demo = config.node.demo && homes.empty() && registry.Prefixes().empty();
   if (demo) homes.push_back(kDemoPrefix);
+  // The demo OID lives under dns.oid_prefix, which must be homed for DNS to answer it.
+  if (demo && config.dns.enabled) homes.push_back(config.dns.oid_prefix);
   for (const auto& prefix : homes) {
     auto state = registry.FindPrefix(prefix);
     if (state && state->role() == proto::PrefixState::HOMED) continue;
@@ -99,6 +106,14 @@ Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
                       StringValue(3, "DESC", "industrial part SN0001, lot 42")});
     create("SN0002", {StringValue(1, "URL", "https://example.org/products/SN0002"),
                       StringValue(3, "DESC", "industrial part SN0002, lot 43")});
+    if (config.dns.enabled) {
+      // Answered over DNS at once: dig @127.0.0.1 -p 5353 1.3001.156.2.1.oid-res.org NAPTR
+      registry::Operation op;
+      op.handle = config.dns.oid_prefix + "/" + kDemoOid;
+      op.values = {StringValue(1, "URL", "https://example.org/oid/1.2.156.3001.1"),
+                   StringValue(2, "DESC", "idnode demo OID"), AdminValue(config.dns.oid_prefix)};
+      ops.push_back(std::move(op));
+    }
     for (const auto& r : registry.ApplyBatch({}, ops)) {
       if (r.code != protocol::ResponseCode::kSuccess &&
           r.code != protocol::ResponseCode::kHandleAlreadyExists) {
@@ -164,6 +179,10 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   http::Api api(
       resolver, metrics, [&ready] { return ready.load(); }, json_cache);
   http::HttpServer http_server(config.http, api, metrics);
+  dns::ResponderOptions dns_options = dns::OptionsFrom(config.dns);
+  // The SOA serial moves with each start: nothing follows it (no zone transfers), caches may.
+  dns_options.soa_serial = static_cast<uint32_t>(std::time(nullptr));
+  dns::DnsServer dns_server(config.dns, resolver, std::move(dns_options), metrics);
 
   if (config.handle.udp || config.handle.tcp) {
     auto bound = handle_server.Bind();
@@ -172,6 +191,10 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   if (config.http.enabled) {
     auto started = http_server.Start(config.http.threads);
     if (!started.ok()) return Failure{started.error()};
+  }
+  if (config.dns.enabled) {
+    auto bound = dns_server.Bind();
+    if (!bound.ok()) return Failure{bound.error()};
   }
   auto site = BuildSiteInfo(config, handle_server.port(), http_server.port());
   service.SetSiteInfo(site);
@@ -214,20 +237,22 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
                             static_cast<double>(registry->LastSequence(shard)));
     }
     handle_server.CollectMetrics(out);
+    if (config.dns.enabled) dns_server.CollectMetrics(out);
     metrics::AppendSample(out, "idnode_open_connections", "protocol=\"http\"",
                           static_cast<double>(http_server.open_connections()));
   });
 
   if (config.handle.udp || config.handle.tcp) handle_server.Run();
+  if (config.dns.enabled) dns_server.Run();
   ready = true;
 
   std::string prefixes;
   for (const auto& p : registry->Prefixes()) prefixes += (prefixes.empty() ? "" : ",") + p.prefix();
   // One line for people and for tests that start the node on port 0.
-  std::printf("idnode ready: handle=%s:%u http=%s:%u data=%s prefixes=%s\n",
+  std::printf("idnode ready: handle=%s:%u http=%s:%u dns=%s:%u data=%s prefixes=%s\n",
               config.handle.bind.front().c_str(), handle_server.port(),
-              config.http.bind.front().c_str(), http_server.port(), config.node.data_dir.c_str(),
-              prefixes.c_str());
+              config.http.bind.front().c_str(), http_server.port(), config.dns.bind.front().c_str(),
+              dns_server.port(), config.node.data_dir.c_str(), prefixes.c_str());
   std::fflush(stdout);
 
   asio::io_context main_io;
@@ -271,6 +296,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   main_io.run();
 
   http_server.Stop();
+  dns_server.Stop();
   handle_server.Stop();
   spdlog::info("idnode stopped");
   return Unit{};

@@ -1,5 +1,5 @@
 // idbench: the load benchmark ops staff run against an identifier node (README.md, "idbench").
-//   idbench run --protocol udp|tcp|http [--server HOST:PORT] (--keys FILE | --pattern P{A..B})
+//   idbench run --protocol udp|tcp|http|dns [--server HOST:PORT] (--keys FILE | --pattern P{A..B})
 //               [--order uniform|sequential|zipf:S] [--missing F] [--seconds S]
 //               [--concurrency N] [--connections C] [--rate R] [--json FILE] [--html FILE]
 //   idbench gen --count N --prefix P --out FILE.jsonl [--keys FILE]
@@ -36,6 +36,9 @@ constexpr const char* kUsage = R"(usage:
       --writes SHARE (0..1, udp/tcp) mixes in writes: CREATE_HANDLE of fresh handles under P and
       MODIFY_VALUE of those, each answering the server's challenge with the identity's HS_SECKEY
       (HMAC-SHA256; the secret is the first line of FILE).
+      --protocol dns [--apex oid-res.org.] [--qtype NAPTR|TXT|SOA] sends DNS queries (default port
+      5353): keys that are OIDs (1.2.156.3001.1) are asked as ORS names under the apex, others as
+      DNS names; the codes reported are DNS RCODEs.
   idbench gen --count N --prefix P --out FILE.jsonl [--keys FILE] [--seed S]
       a dataset for `idctl import`: N identifiers P/SN0000000... with 3-6 values (URL, EMAIL,
       DESC, HS_ADMIN) of 40-200 bytes, and optionally the matching key file
@@ -197,11 +200,9 @@ int RunCommand(int argc, char** argv) {
         run.protocol = Protocol::kTcp;
       else if (p == "http")
         run.protocol = Protocol::kHttp;
-      else if (p == "dns") {
-        std::cerr << "idbench: DNS is not available yet (idnode has no DNS front end); "
-                     "benchmarks/compare.sh measures Knot with dnsperf\n";
-        return 2;
-      } else {
+      else if (p == "dns")
+        run.protocol = Protocol::kDns;
+      else {
         std::cerr << "idbench: unknown protocol " << p << "\n";
         return 2;
       }
@@ -240,7 +241,21 @@ int RunCommand(int argc, char** argv) {
       json_file = next();
     else if (a == "--html")
       html_file = next();
-    else if (a == "--writes")
+    else if (a == "--apex")
+      run.dns_apex = next();
+    else if (a == "--qtype") {
+      std::string t = next();
+      if (t == "NAPTR")
+        run.dns_qtype = 35;
+      else if (t == "TXT")
+        run.dns_qtype = 16;
+      else if (t == "SOA")
+        run.dns_qtype = 6;
+      else {
+        std::cerr << "idbench: --qtype is NAPTR, TXT or SOA\n";
+        return 2;
+      }
+    } else if (a == "--writes")
       run.writes.share = std::atof(next().c_str());
     else if (a == "--write-prefix")
       run.writes.prefix = next();
@@ -271,7 +286,7 @@ int RunCommand(int argc, char** argv) {
     std::cerr << kUsage;
     return 2;
   }
-  run.port = run.protocol == Protocol::kHttp ? 8000 : 2641;
+  run.port = run.protocol == Protocol::kHttp ? 8000 : run.protocol == Protocol::kDns ? 5353 : 2641;
   if (!server.empty()) {
     size_t colon = server.rfind(':');
     run.host = server.substr(0, colon);

@@ -169,8 +169,51 @@ class Reader {
   Errors& errors_;
 };
 
+// A domain name in presentation form: labels of 1-63 letters, digits, '-' or '_', at most 253
+// characters, an optional final dot (dns.apex, dns.nameserver).
+bool IsDomainName(const std::string& name) {
+  std::string_view n(name);
+  if (!n.empty() && n.back() == '.') n.remove_suffix(1);
+  if (n.empty() || n.size() > 253) return false;
+  size_t label = 0;
+  for (char ch : n) {
+    if (ch == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_';
+    if (!ok || ++label > 63) return false;
+  }
+  return label > 0;
+}
+
+void ValidateDns(const Config& c, Errors& errors) {
+  YAML::Mark none = YAML::Mark::null_mark();
+  const DnsConfig& d = c.dns;
+  if (!IsDomainName(d.apex)) errors.Add(none, "dns.apex must be a domain name (oid-res.org.)");
+  if (!IsDomainName(d.nameserver)) errors.Add(none, "dns.nameserver must be a domain name");
+  bool prefix_ok = !d.oid_prefix.empty() && d.oid_prefix.size() <= 128;
+  for (char ch : d.oid_prefix) prefix_ok = prefix_ok && ch > ' ' && ch != '/' && ch != 0x7f;
+  if (!prefix_ok)
+    errors.Add(none, "dns.oid_prefix must be a Handle prefix of 1-128 characters without '/'");
+  bool service_ok = !d.naptr_service.empty() && d.naptr_service.size() <= 32;
+  for (char ch : d.naptr_service) {
+    service_ok = service_ok && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                                (ch >= '0' && ch <= '9') || ch == '+' || ch == ':' || ch == '-');
+  }
+  if (!service_ok)
+    errors.Add(none, "dns.naptr_service must be 1-32 letters, digits, '+', ':' or '-' (RINF)");
+  if (d.enabled && (c.handle.udp || c.handle.tcp) && d.port != 0 && d.port == c.handle.port)
+    errors.Add(none, "dns.port and handle.port must differ");
+  if (d.enabled && d.tcp && c.http.enabled && d.port != 0 && d.port == c.http.port)
+    errors.Add(none, "dns.port and http.port must differ");
+}
+
 void Validate(const Config& c, Errors& errors) {
   YAML::Mark none = YAML::Mark::null_mark();
+  ValidateDns(c, errors);
   if (c.cache.shards == 0 || (c.cache.shards & (c.cache.shards - 1)) != 0) {
     errors.Add(none, "cache.shards must be a power of two");
   }
@@ -179,6 +222,16 @@ void Validate(const Config& c, Errors& errors) {
   }
   if (c.http.enabled && c.handle.port != 0 && c.http.port == c.handle.port) {
     errors.Add(none, "http.port and handle.port must differ");
+  }
+  for (const auto& admin : c.auth.server_admins) {
+    // "index:handle" with a positive index (the auth room parses it the same way).
+    size_t colon = admin.find(':');
+    uint64_t index = 0;
+    if (colon == std::string::npos || colon + 1 >= admin.size() ||
+        !ParseUnsigned(admin.substr(0, colon), &index) || index == 0 || index > 0x7fffffff) {
+      errors.Add(none, "auth.server_admins: \"" + admin +
+                           "\" is not an identity of the form index:handle (300:0.NA/PREFIX)");
+    }
   }
   if (!c.handle.udp && !c.handle.tcp && !c.http.enabled) {
     errors.Add(none, "nothing to serve: handle.udp, handle.tcp and http.enabled are all false");
@@ -221,22 +274,23 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
             r.Map(n, path,
                   {{"enabled", r.Bool(&c.http.enabled)},
                    {"bind", r.Strings(&c.http.bind, false)},
-  for (const auto& admin : c.auth.server_admins) {
-    // "index:handle" with a positive index (the auth room parses it the same way).
-    size_t colon = admin.find(':');
-    uint64_t index = 0;
-    if (colon == std::string::npos || colon + 1 >= admin.size() ||
-        !ParseUnsigned(admin.substr(0, colon), &index) || index == 0 || index > 0x7fffffff) {
-      errors.Add(none, "auth.server_admins: \"" + admin +
-                           "\" is not an identity of the form index:handle (300:0.NA/PREFIX)");
-    }
-  }
                    {"port", r.Unsigned(&c.http.port, 0, 65535)},
                    {"threads", r.Unsigned(&c.http.threads, 1, 64)},
                    {"max_connections", r.Unsigned(&c.http.max_connections, 1, 1000000)},
                    {"max_header_bytes", r.Unsigned(&c.http.max_header_bytes, 1024, 1048576)},
                    {"max_body_bytes", r.Unsigned(&c.http.max_body_bytes, 0, 67108864)},
                    {"request_timeout_ms", r.Millis(&c.http.request_timeout, 100, 3600000)}});
+          }},
+         {"auth",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"server_admins", r.Strings(&c.auth.server_admins, true)},
+                   {"allow_prefix_admins", r.Bool(&c.auth.allow_prefix_admins)},
+                   {"challenge_timeout_ms", r.Millis(&c.auth.challenge_timeout, 1000, 3600000)},
+                   {"max_pending_challenges",
+                    r.Unsigned(&c.auth.max_pending_challenges, 1, 10000000)},
+                   {"max_pending_challenge_bytes",
+                    r.Bytes(&c.auth.max_pending_challenge_bytes, 1 << 20)}});
           }},
          {"storage",
           [&](const YAML::Node& n, const std::string& path) {
@@ -250,6 +304,28 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                   {{"capacity_bytes", r.Bytes(&c.cache.capacity_bytes, 1 << 16)},
                    {"shards", r.Unsigned(&c.cache.shards, 1, 65536)},
                    {"negative_ttl_ms", r.Millis(&c.cache.negative_ttl, 1, 3600000)}});
+          }},
+         {"dns",
+          [&](const YAML::Node& n, const std::string& path) {
+            r.Map(n, path,
+                  {{"enabled", r.Bool(&c.dns.enabled)},
+                   {"bind", r.Strings(&c.dns.bind, false)},
+                   {"port", r.Unsigned(&c.dns.port, 0, 65535)},
+                   {"tcp", r.Bool(&c.dns.tcp)},
+                   {"tcp_max_connections", r.Unsigned(&c.dns.tcp_max_connections, 1, 1000000)},
+                   {"tcp_idle_timeout_ms", r.Millis(&c.dns.tcp_idle_timeout, 100, 3600000)},
+                   {"tcp_io_timeout_ms", r.Millis(&c.dns.tcp_io_timeout, 50, 600000)},
+                   {"workers", r.Unsigned(&c.dns.workers, 0, 256)},
+                   {"udp_batch", r.Unsigned(&c.dns.udp_batch, 1, 1024)},
+                   {"apex", r.String(&c.dns.apex)},
+                   {"oid_prefix", r.String(&c.dns.oid_prefix)},
+                   {"naptr_service", r.String(&c.dns.naptr_service)},
+                   {"nameserver", r.String(&c.dns.nameserver)},
+                   {"max_udp_payload", r.Unsigned(&c.dns.max_udp_payload, 512, 4096)},
+                   {"default_ttl", r.Unsigned(&c.dns.default_ttl, 0, 2147483647)},
+                   {"negative_ttl", r.Unsigned(&c.dns.negative_ttl, 0, 2147483647)},
+                   {"storage_threads", r.Unsigned(&c.dns.storage_threads, 1, 256)},
+                   {"storage_queue", r.Unsigned(&c.dns.storage_queue, 1, 1000000)}});
           }},
          {"log", [&](const YAML::Node& n, const std::string& path) {
             r.Map(n, path,
@@ -279,17 +355,6 @@ Config Parse(const std::string& yaml, const std::string& name) {
 
 Config LoadFile(const std::string& path) {
   std::ifstream in(path);
-         {"auth",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"server_admins", r.Strings(&c.auth.server_admins, true)},
-                   {"allow_prefix_admins", r.Bool(&c.auth.allow_prefix_admins)},
-                   {"challenge_timeout_ms", r.Millis(&c.auth.challenge_timeout, 1000, 3600000)},
-                   {"max_pending_challenges",
-                    r.Unsigned(&c.auth.max_pending_challenges, 1, 10000000)},
-                   {"max_pending_challenge_bytes",
-                    r.Bytes(&c.auth.max_pending_challenge_bytes, 1 << 20)}});
-          }},
   if (!in) throw ConfigError(path + ": cannot read the file");
   std::stringstream text;
   text << in.rdbuf();
@@ -301,9 +366,10 @@ std::string Usage() {
 
   --config FILE        read settings from FILE (YAML; see config/idnode.yaml for every key)
   --data-dir DIR       where the registry lives (node.data_dir, default ./idnode-data)
-  --bind ADDR          address for the Handle and HTTP listeners (repeatable; default 127.0.0.1)
+  --bind ADDR          address for the Handle, HTTP and DNS listeners (repeatable; default 127.0.0.1)
   --handle-port N      Handle protocol port, UDP and TCP (default 2641; 0 picks a free port)
   --http-port N        HTTP JSON API port (default 8000; 0 picks a free port)
+  --dns-port N         DNS (ORS) port, UDP and TCP (default 5353; 0 picks a free port)
   --home PREFIX        a prefix this node is authoritative for (repeatable)
   --workers N          network worker threads (default: one per core)
   --no-demo            do not create the DEMO.1 prefix and identifiers
@@ -351,6 +417,8 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
       c.handle.port = port();
     } else if (a == "--http-port") {
       c.http.port = port();
+    } else if (a == "--dns-port") {
+      c.dns.port = port();
     } else if (a == "--home") {
       homes.push_back(value());
     } else if (a == "--workers") {
@@ -363,7 +431,7 @@ CommandLine ParseCommandLine(int argc, const char* const* argv) {
       throw ConfigError("unknown option " + a + "\n" + Usage());
     }
   }
-  if (!binds.empty()) c.handle.bind = c.http.bind = binds;
+  if (!binds.empty()) c.handle.bind = c.http.bind = c.dns.bind = binds;
   if (!homes.empty()) c.node.home = homes;
   if (c.handle.workers == 0) c.handle.workers = std::max(1u, std::thread::hardware_concurrency());
   Errors errors("command line");

@@ -15,7 +15,14 @@
 #include <memory>
 #include <random>
 
+extern "C" {  // libknot's headers have no C++ guards
+#include <libknot/libknot.h>
+}
+
+#include <unordered_map>
+
 #include "idnode/auth/credentials.h"
+#include "idnode/dns/ors.h"
 #include "idnode/protocol/message.h"
 
 namespace idnode::loadgen {
@@ -109,7 +116,7 @@ class Engine {
       result_.error = "cannot resolve " + o_.host;
       return result_;
     }
-    if (o_.protocol == Protocol::kUdp) {
+    if (o_.protocol == Protocol::kUdp || o_.protocol == Protocol::kDns) {
       udp_ = ::socket(addr_.ss_family, SOCK_DGRAM, 0);
       int buf = 8 << 20;
       ::setsockopt(udp_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
@@ -199,6 +206,11 @@ class Engine {
     const std::string& key = slot.write ? kNoKey : keys_.Next();
     ++result_.sent;
     const uint32_t id = (slot.generation << 12) | s;
+    if (o_.protocol == Protocol::kDns) {
+      // A 16-bit DNS id: the slot and four bits of its generation.
+      udp_out_.push_back(DnsQuery(key, static_cast<uint16_t>(((slot.generation & 0xf) << 12) | s)));
+      return;
+    }
     if (o_.protocol == Protocol::kUdp) {
       udp_out_.push_back(slot.write ? WriteRequest(slot, id) : ResolutionRequest(key, id));
       return;
@@ -284,6 +296,35 @@ class Engine {
     m.header.expiration_time = static_cast<uint32_t>(time(nullptr) + 43200);
     m.body = protocol::HandleValuesBody{slot.write_handle, {value}};
     return Encoded(m);
+  }
+
+  // A DNS query for `key` (kept per key: building names is slower than sending them).
+  std::vector<uint8_t> DnsQuery(const std::string& key, uint16_t id) {
+    auto it = dns_queries_.find(key);
+    if (it == dns_queries_.end()) {
+      std::string name = key;
+      if (dns::IsCanonicalOid(key)) {
+        auto mapped = dns::OidToDnsName(key, o_.dns_apex);
+        if (mapped.ok()) name = *mapped;
+      }
+      std::vector<uint8_t> q(KNOT_WIRE_HEADER_SIZE + KNOT_DNAME_MAXLEN + 4, 0);
+      q[5] = 1;  // QDCOUNT 1; RD clear: an authoritative server is asked
+      size_t at = KNOT_WIRE_HEADER_SIZE + 1;  // the root, if the key is no DNS name
+      if (knot_dname_from_str(q.data() + KNOT_WIRE_HEADER_SIZE, name.c_str(), KNOT_DNAME_MAXLEN) !=
+          nullptr) {
+        at = KNOT_WIRE_HEADER_SIZE + knot_dname_size(q.data() + KNOT_WIRE_HEADER_SIZE);
+      } else {
+        q[KNOT_WIRE_HEADER_SIZE] = 0;
+      }
+      q.resize(at + 4);
+      knot_wire_write_u16(q.data() + at, o_.dns_qtype);
+      knot_wire_write_u16(q.data() + at + 2, KNOT_CLASS_IN);
+      if (dns_queries_.size() >= kMaxDnsQueriesKept) dns_queries_.clear();
+      it = dns_queries_.emplace(key, std::move(q)).first;
+    }
+    std::vector<uint8_t> q = it->second;
+    knot_wire_set_id(q.data(), id);
+    return q;
   }
 
   static std::vector<uint8_t> Encoded(const protocol::Message& m) {
@@ -396,7 +437,7 @@ class Engine {
 
   void ReceiveUdp(Histogram& second, Second& current) {
     constexpr size_t kBatch = 64;
-    std::array<std::array<uint8_t, 512>, kBatch> buffers;
+    std::array<std::array<uint8_t, 1536>, kBatch> buffers;
     std::array<iovec, kBatch> iov;
     std::array<mmsghdr, kBatch> headers;
     for (int round = 0; round < 8; ++round) {
@@ -410,8 +451,17 @@ class Engine {
       if (n <= 0) return;
       for (int i = 0; i < n; ++i) {
         result_.bytes_in += headers[i].msg_len;
-        if (headers[i].msg_len < 20) continue;
         const uint8_t* b = buffers[i].data();
+        if (o_.protocol == Protocol::kDns) {
+          if (headers[i].msg_len < KNOT_WIRE_HEADER_SIZE || !knot_wire_get_qr(b)) continue;
+          uint16_t id = knot_wire_get_id(b);
+          uint32_t s = id & 0xfff;
+          if (s >= slots_.size() || !slots_[s].busy || (slots_[s].generation & 0xf) != id >> 12)
+            continue;
+          Complete(s, knot_wire_get_rcode(b), second, current);
+          continue;
+        }
+        if (headers[i].msg_len < 20) continue;
         uint32_t id = Get32(b + 8), length = Get32(b + 16);
         uint32_t s = id & 0xfff;
         if (s >= slots_.size() || !slots_[s].busy ||
@@ -489,12 +539,14 @@ class Engine {
   }
 
   static constexpr size_t kMaxCreatedKept = 1'000'000;
+  static constexpr size_t kMaxDnsQueriesKept = 4'000'000;
 
   const RunOptions& o_;
   KeySource& keys_;
   double write_credit_ = 0;
   uint64_t write_counter_ = 0;
   std::vector<std::string> created_;  // handles this run created, for modifications
+  std::unordered_map<std::string, std::vector<uint8_t>> dns_queries_;
   std::mt19937_64 rng_{std::random_device{}()};
   // Distinguishes this run's handles from an earlier run's under the same prefix.
   uint64_t run_tag_ = static_cast<uint64_t>(time(nullptr));
@@ -550,13 +602,12 @@ RunResult Run(const RunOptions& options, KeySource& keys,
     r.error = "the share of writes must be from 0 to 1";
     return r;
   }
-  if (w.share > 0 && (options.protocol == Protocol::kHttp || w.prefix.empty() ||
-                      w.identity_handle.empty() || w.secret.empty())) {
+  if (w.share > 0 && (options.protocol == Protocol::kHttp || options.protocol == Protocol::kDns ||
+                      w.prefix.empty() || w.identity_handle.empty() || w.secret.empty())) {
     RunResult r;
-    r.error =
-        options.protocol == Protocol::kHttp
-            ? "writes go over the Handle protocol (udp or tcp): idnode's JSON API is read-only"
-            : "writes need a prefix, an identity and its secret";
+    r.error = options.protocol == Protocol::kHttp || options.protocol == Protocol::kDns
+                  ? "writes go over the Handle protocol (udp or tcp)"
+                  : "writes need a prefix, an identity and its secret";
     return r;
   }
   Engine engine(options, keys);
@@ -564,7 +615,7 @@ RunResult Run(const RunOptions& options, KeySource& keys,
 }
 
 std::string ToJson(const RunOptions& o, const RunResult& r) {
-  static constexpr const char* kProtocols[] = {"udp", "tcp", "http"};
+  static constexpr const char* kProtocols[] = {"udp", "tcp", "http", "dns"};
   std::string s =
       "{\"protocol\":\"" + std::string(kProtocols[static_cast<int>(o.protocol)]) +
       "\",\"server\":\"" + o.host + ":" + std::to_string(o.port) + "\",\"mode\":\"" +

@@ -27,6 +27,10 @@ const char* ProtocolName(size_t p) {
       return "handle_udp";
     case 1:
       return "handle_tcp";
+    case 3:
+      return "dns_udp";
+    case 4:
+      return "dns_tcp";
     default:
       return "http";
   }

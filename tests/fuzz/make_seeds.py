@@ -61,7 +61,62 @@ def values_of(message):
         yield message[start:at], message[start + 14:type_end], message[type_end + 4:at - 4]
 
 
+def dns_name(text):
+    out = b""
+    for label in text.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def dns_query(name, qtype, qclass=1, opcode=0, qdcount=1, edns=None, do=False, version=0, extra=b""):
+    """A DNS query, built by hand for seeds only (idnode itself parses DNS with libknot)."""
+    flags = (opcode << 11) | 0x0100  # RD
+    arcount = 1 if edns is not None else 0
+    message = struct.pack(">HHHHHH", 0x4242, flags, qdcount, 0, 0, arcount + (1 if extra else 0))
+    message += dns_name(name) + struct.pack(">HH", qtype, qclass)
+    if edns is not None:
+        message += b"\0" + struct.pack(">HHBBHH", 41, edns, 0, version, 0x8000 if do else 0, 0)
+    return message + extra
+
+
+def dns_queries():
+    """(mode byte, query): mode bit 0 = TCP, bits 1.. = what the fake registry answers."""
+    oid = "1.3001.156.2.1.oid-res.org."
+    NAPTR, TXT, SOA, NS, A, ANY, AXFR = 35, 16, 6, 2, 1, 255, 252
+    yield 0, dns_query(oid, NAPTR)
+    yield 1, dns_query(oid, NAPTR)
+    yield 0, dns_query(oid, NAPTR, edns=1232, do=True)
+    yield 0, dns_query(oid, NAPTR, edns=4096)
+    yield 0, dns_query(oid, TXT, edns=1232)
+    yield 1, dns_query(oid, TXT)
+    yield 0, dns_query("3.2.1.oid-res.org.", NAPTR)
+    yield 4, dns_query("9.3001.156.2.1.oid-res.org.", NAPTR)
+    yield 6, dns_query(oid, NAPTR)
+    yield 8, dns_query(oid, TXT)
+    yield 10, dns_query(oid, NAPTR)
+    yield 0, dns_query("oid-res.org.", SOA)
+    yield 0, dns_query("OID-RES.ORG.", NS)
+    yield 0, dns_query("oid-res.org.", AXFR)
+    yield 0, dns_query(oid, A)
+    yield 0, dns_query(oid, ANY)
+    yield 0, dns_query("www.oid-res.org.", NAPTR)
+    yield 0, dns_query("01.2.1.oid-res.org.", NAPTR)
+    yield 0, dns_query("example.com.", NAPTR)
+    yield 0, dns_query(oid, NAPTR, qclass=3)
+    yield 0, dns_query(oid, NAPTR, opcode=4)
+    yield 0, dns_query(oid, NAPTR, edns=1232, version=1)
+    yield 0, dns_query(oid, NAPTR, qdcount=2)
+    yield 0, dns_query(oid, NAPTR, qdcount=0)
+    # A name that points at itself, and a record with a huge rdlength.
+    yield 0, struct.pack(">HHHHHH", 1, 0x0100, 1, 0, 0, 0) + b"\xc0\x0c\x00\x23\x00\x01"
+    yield 0, dns_query(oid, NAPTR, extra=b"\0" + struct.pack(">HHIH", 16, 1, 60, 0xFFFF) + b"x")
+    long_oid = ".".join(["1"] * 49 + ["2", "1"]) + ".oid-res.org."
+    yield 0, dns_query(long_oid, NAPTR)
+
+
 def main():
+    for mode, query in dns_queries():
+        write("fuzz_dns_query", bytes([mode]) + query)
     site = None
     for message in messages():
         write("fuzz_message", message)
@@ -92,6 +147,29 @@ def main():
         lines = [bytes.fromhex(l) for l in path.read_text().split() if l]
         record = b"".join(bytes([1]) + struct.pack(">H", len(l)) + l for l in lines)
         write("fuzz_udp_reassembly", record)
+    challenge_answers()
+
+
+def challenge_answers():
+    """fuzz_challenge_answer: [selector][key length (2)][key value][answer], one seed per secret-key
+    MAC code (computed here with hashlib/hmac). The HS_PUBKEY seed (selector 1: a 1024-bit RSA key
+    value and a SHA-256 signature over the target's nonce and digest) was made once with the
+    openssl command and is kept as it is."""
+    import hmac
+    nonce, digest, key = bytes(range(1, 17)), bytes([0xde, 0xad, 0xbe, 0xef]) + bytes(28), b"s3cret"
+    data = nonce + digest
+
+    def seed(selector, answer):
+        write("fuzz_challenge_answer", bytes([selector]) + struct.pack(">H", len(key)) + key + answer)
+
+    seed(0, bytes([0x13]) + hmac.new(key, data, hashlib.sha256).digest())
+    seed(4, bytes([0x12]) + hmac.new(key, data, hashlib.sha1).digest())
+    seed(0, bytes([0x02]) + hashlib.sha1(key + data + key).digest())
+    seed(2, hashlib.md5(key + data + key).digest())  # below 2.1: no code byte
+    salt = bytes(range(8))
+    stretched = hashlib.pbkdf2_hmac("sha1", key, salt, 10, 20)
+    seed(0, bytes([0x22]) + struct.pack(">I", 8) + salt + struct.pack(">II", 10, 160) + struct.pack(">I", 20)
+         + hmac.new(stretched, data, hashlib.sha1).digest())
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def setUpModule():
                    timeout=60)
     subprocess.run([IDCTL, "import", "--data-dir", data, records], check=True, capture_output=True, timeout=60)
     NODE["proc"] = subprocess.Popen(
-        [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--no-demo", "--workers", "2"],
+        [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--dns-port", "0", "--no-demo",
+         "--workers", "2"],
         stdout=subprocess.PIPE, stderr=open(os.path.join(work, "idnode.log"), "w"), text=True)
     deadline = time.time() + 20
     line = ""

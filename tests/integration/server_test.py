@@ -175,7 +175,8 @@ def setUpModule():
     subprocess.run([IDCTL, "prefix", "delegate", "--data-dir", data, "88.200", "127.0.0.1:2641"], check=True,
                    capture_output=True, timeout=60)
     NODE["proc"] = subprocess.Popen(
-        [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--home", "20.500.12345",
+        [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--dns-port", "0",
+         "--home", "20.500.12345",
          "--workers", "2"], stdout=subprocess.PIPE, stderr=open(os.path.join(work, "idnode.log"), "w"), text=True)
     deadline = time.time() + 20
     line = ""

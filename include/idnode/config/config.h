@@ -76,13 +76,37 @@ struct LogConfig {
   std::string level = "info";
 };
 
+// The DNS front end for OIDs (ITU-T X.672 ORS; README.md "DNS for OIDs").
+struct DnsConfig {
+  bool enabled = true;
+  std::vector<std::string> bind{"127.0.0.1"};
+  uint16_t port = 5353;  // UDP and TCP; 0: an ephemeral port (tests)
+  bool tcp = true;
+  uint32_t tcp_max_connections = 256;
+  std::chrono::milliseconds tcp_idle_timeout{10000};
+  std::chrono::milliseconds tcp_io_timeout{2000};
+  uint32_t workers = 0;  // 0: one per core
+  uint32_t udp_batch = 64;
+  std::string apex = "oid-res.org.";      // the ORS zone served
+  std::string oid_prefix = "OID";         // OID x.y.z is the handle OID/x.y.z
+  std::string naptr_service = "RINF";     // NAPTR service of URL values
+  std::string nameserver = "localhost.";  // the apex NS and the SOA MNAME
+  uint32_t max_udp_payload = 1232;        // cap on the client's EDNS payload size
+  uint32_t default_ttl = 3600;            // for values with an absolute TTL, and SOA/NS
+  uint32_t negative_ttl = 300;            // SOA MINIMUM: caching of NXDOMAIN/NODATA
+  uint32_t storage_threads = 2;
+  uint32_t storage_queue = 4096;
+};
+
 struct Config {
   NodeConfig node;
   HandleConfig handle;
   HttpConfig http;
+  AuthConfig auth;
   StorageConfig storage;
   CacheConfig cache;
   LogConfig log;
+  DnsConfig dns;
   std::string source = "(embedded defaults)";
 };
 
@@ -98,14 +122,13 @@ Config LoadFile(const std::string& path);
 
 struct CommandLine {
   bool help = false;
-  AuthConfig auth;
   bool version = false;
   std::string config_file;
   Config config;
 };
 
 // Reads the command line: --config FILE first, then overrides (--data-dir, --bind, --handle-port,
-// --http-port, --home (repeatable), --workers, --no-demo). Throws ConfigError.
+// --http-port, --dns-port, --home (repeatable), --workers, --no-demo). Throws ConfigError.
 CommandLine ParseCommandLine(int argc, const char* const* argv);
 std::string Usage();
 

@@ -16,7 +16,9 @@
 
 namespace idnode::loadgen {
 
-enum class Protocol : uint8_t { kUdp, kTcp, kHttp };
+// kDns: DNS queries over UDP for OIDs (ORS names under `dns_apex`), e.g. against idnode's DNS
+// front end or Knot; response "codes" are then DNS RCODEs (0 NOERROR, 3 NXDOMAIN, ...).
+enum class Protocol : uint8_t { kUdp, kTcp, kHttp, kDns };
 
 // A share of writes beside the reads (Handle over UDP or TCP), for the registration path: each
 // write is a CREATE_HANDLE (with OVRW) of a fresh handle under `prefix`, or every other one a
@@ -41,6 +43,10 @@ struct RunOptions {
   double rate = 0;            // > 0: open loop at this many requests per second
   double timeout_seconds = 2;
   WriteMix writes;
+  // DNS: keys that are canonical OIDs become ORS names under this apex; other keys are sent as
+  // DNS names as they are.
+  std::string dns_apex = "oid-res.org.";
+  uint16_t dns_qtype = 35;  // NAPTR
 };
 
 struct Second {

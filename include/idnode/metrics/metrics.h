@@ -16,8 +16,16 @@
 
 namespace idnode::metrics {
 
-enum class Protocol : uint8_t { kHandleUdp = 0, kHandleTcp = 1, kHttp = 2 };
-inline constexpr size_t kProtocols = 3;
+// kDnsUdp/kDnsTcp count DNS opcodes and RCODEs (0-5 share the Handle code slots; others are
+// "other").
+enum class Protocol : uint8_t {
+  kHandleUdp = 0,
+  kHandleTcp = 1,
+  kHttp = 2,
+  kDnsUdp = 3,
+  kDnsTcp = 4,
+};
+inline constexpr size_t kProtocols = 5;
 
 // Upper bounds of the latency buckets, in microseconds (the last bucket is +Inf).
 inline constexpr std::array<uint64_t, 12> kLatencyBoundsUs{

@@ -57,9 +57,39 @@ TEST(Config, TheDocumentedFileIsExactlyTheDefaults) {
   EXPECT_EQ(documented.cache.shards, defaults.cache.shards);
   EXPECT_EQ(documented.cache.negative_ttl, defaults.cache.negative_ttl);
   EXPECT_EQ(documented.log.level, defaults.log.level);
+  EXPECT_EQ(documented.dns.enabled, defaults.dns.enabled);
+  EXPECT_EQ(documented.dns.bind, defaults.dns.bind);
+  EXPECT_EQ(documented.dns.port, defaults.dns.port);
+  EXPECT_EQ(documented.dns.tcp, defaults.dns.tcp);
+  EXPECT_EQ(documented.dns.tcp_max_connections, defaults.dns.tcp_max_connections);
+  EXPECT_EQ(documented.dns.tcp_idle_timeout, defaults.dns.tcp_idle_timeout);
+  EXPECT_EQ(documented.dns.tcp_io_timeout, defaults.dns.tcp_io_timeout);
+  EXPECT_EQ(documented.dns.workers, defaults.dns.workers);
+  EXPECT_EQ(documented.dns.udp_batch, defaults.dns.udp_batch);
+  EXPECT_EQ(documented.dns.apex, defaults.dns.apex);
+  EXPECT_EQ(documented.dns.oid_prefix, defaults.dns.oid_prefix);
+  EXPECT_EQ(documented.dns.naptr_service, defaults.dns.naptr_service);
+  EXPECT_EQ(documented.dns.nameserver, defaults.dns.nameserver);
+  EXPECT_EQ(documented.dns.max_udp_payload, defaults.dns.max_udp_payload);
+  EXPECT_EQ(documented.dns.default_ttl, defaults.dns.default_ttl);
+  EXPECT_EQ(documented.dns.negative_ttl, defaults.dns.negative_ttl);
+  EXPECT_EQ(documented.dns.storage_threads, defaults.dns.storage_threads);
+  EXPECT_EQ(documented.dns.storage_queue, defaults.dns.storage_queue);
   EXPECT_EQ(defaults.node.data_dir, "./idnode-data");
   EXPECT_EQ(defaults.handle.port, 2641);
   EXPECT_EQ(defaults.http.port, 8000);
+}
+
+TEST(Config, ServerAdminsMustBeIdentities) {
+  auto c = Parse("auth:\n  server_admins: [\"300:0.NA/DEMO.1\"]\n", "t.yaml");
+  ASSERT_EQ(c.auth.server_admins.size(), 1u);
+  EXPECT_EQ(c.auth.server_admins[0], "300:0.NA/DEMO.1");
+  EXPECT_NE(ErrorOf("auth:\n  server_admins: [\"0.NA/DEMO.1\"]\n").find("index:handle"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("auth:\n  server_admins: [\"0:0.NA/DEMO.1\"]\n").find("index:handle"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("auth:\n  challenge_timeout_ms: 10\n").find("auth.challenge_timeout_ms"),
+            std::string::npos);
 }
 
 TEST(Config, ReadsValuesAndSizes) {
@@ -76,18 +106,6 @@ cache:
   capacity_bytes: 64KiB
   shards: 8
 )",
-TEST(Config, ServerAdminsMustBeIdentities) {
-  auto c = Parse("auth:\n  server_admins: [\"300:0.NA/DEMO.1\"]\n", "t.yaml");
-  ASSERT_EQ(c.auth.server_admins.size(), 1u);
-  EXPECT_EQ(c.auth.server_admins[0], "300:0.NA/DEMO.1");
-  EXPECT_NE(ErrorOf("auth:\n  server_admins: [\"0.NA/DEMO.1\"]\n").find("index:handle"),
-            std::string::npos);
-  EXPECT_NE(ErrorOf("auth:\n  server_admins: [\"0:0.NA/DEMO.1\"]\n").find("index:handle"),
-            std::string::npos);
-  EXPECT_NE(ErrorOf("auth:\n  challenge_timeout_ms: 10\n").find("auth.challenge_timeout_ms"),
-            std::string::npos);
-}
-
                    "t.yaml");
   EXPECT_EQ(c.node.home, (std::vector<std::string>{"88.100.1", "20.500.12345"}));
   EXPECT_EQ(c.node.shards, 16u);

@@ -116,9 +116,10 @@ TEST(Reports, JsonAndHtmlCarryTheFigures) {
   EXPECT_NE(json.find("\"requests_per_second\":495.000"), std::string::npos) << json;
   EXPECT_NE(json.find("\"codes\":{\"1\":900,\"100\":90}"), std::string::npos);
   EXPECT_NE(json.find("\"timeline\":[{\"t\":1.000,\"answered\":500"), std::string::npos);
-  size_t p50_at = json.find("\"p50\":");
-  ASSERT_NE(p50_at, std::string::npos);
-  double p50 = std::atof(json.c_str() + p50_at + 6);
+  const std::string latency_p50 = "\"latency_us\":{\"p50\":";
+  size_t p50_at = json.find(latency_p50);
+  ASSERT_NE(p50_at, std::string::npos) << json;
+  double p50 = std::atof(json.c_str() + p50_at + latency_p50.size());
   EXPECT_GE(p50, 495.0);
   EXPECT_LE(p50, 495.0 * 1.01);
   std::string html = ToHtml(o, r, "test run");
@@ -128,6 +129,30 @@ TEST(Reports, JsonAndHtmlCarryTheFigures) {
             html.find("http://www.w3.org/2000/svg"));  // no other network reference
   EXPECT_NE(html.find("<polyline"), std::string::npos);
   EXPECT_NE(html.find("code 100"), std::string::npos);
+}
+
+TEST(Reports, WritesAreReportedApart) {
+  RunOptions o;
+  o.writes.share = 0.1;
+  RunResult r;
+  r.seconds = 1;
+  r.answered = 100;
+  r.writes_sent = 11;
+  r.writes_answered = 10;
+  r.write_codes[1] = 9;
+  r.write_codes[400] = 1;
+  for (int i = 1; i <= 10; ++i) r.write_latency.Record(static_cast<uint64_t>(i) * 100000);
+  std::string json = ToJson(o, r);
+  EXPECT_NE(json.find("\"write_share\":0.100,\"writes_sent\":11,\"writes_answered\":10"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"write_codes\":{\"1\":9,\"400\":1}"), std::string::npos) << json;
+  const std::string write_p99 = "\"write_latency_us\":{\"p50\":";
+  size_t at = json.find(write_p99);
+  ASSERT_NE(at, std::string::npos);
+  double p50 = std::atof(json.c_str() + at + write_p99.size());
+  EXPECT_GE(p50, 500.0);
+  EXPECT_LE(p50, 500.0 * 1.01);
 }
 
 TEST(Requests, ResolutionRequestIsAWellFormedHandleMessage) {
