@@ -16,7 +16,10 @@ namespace idnode::dns {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using asio::ip::udp;
-using Clock = std::chrono::steady_clock;
+using net::Clock;
+using net::Deadline;
+using net::MicrosSince;
+using net::StoragePool;
 
 namespace {
 
@@ -26,11 +29,6 @@ constexpr size_t kMaxQueryDatagram = 4096;
 constexpr size_t kMaxAnswerDatagram = 4096;
 // The largest DNS message: the TCP length field is 16 bits.
 constexpr size_t kMaxTcpMessage = 65535;
-
-uint64_t MicrosSince(Clock::time_point start) {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
-}
 
 }  // namespace
 
@@ -73,27 +71,6 @@ LookupStatus ResolverOidSource::Find(std::string_view handle, std::span<const ui
   }
 }
 
-// Storage reads run here: RocksDB can stall, so they never run on a network worker. Bounded: past
-// `capacity` misses in flight, new misses are dropped.
-struct DnsStoragePool {
-  DnsStoragePool(uint32_t threads, uint32_t queue_capacity)
-      : pool(threads), capacity(queue_capacity) {}
-  asio::thread_pool pool;
-  uint32_t capacity;
-  std::atomic<uint32_t> in_flight{0};
-  std::atomic<uint64_t> refused{0};
-
-  bool TryAcquire() {
-    uint32_t n = in_flight.load();
-    while (n < capacity) {
-      if (in_flight.compare_exchange_weak(n, n + 1)) return true;
-    }
-    refused.fetch_add(1, std::memory_order_relaxed);
-    return false;
-  }
-  void Release() { in_flight.fetch_sub(1); }
-};
-
 namespace {
 
 // What a storage thread reuses across queries.
@@ -134,72 +111,27 @@ struct DnsServer::Worker {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
 };
 
-// One UDP socket of one worker: recvmmsg/sendmmsg batches.
+// DNS on one UDP socket of one worker (a net::UdpBatchSocket): cache hits answered in the batch,
+// misses sent to the storage pool, whose answers come back to this thread.
 class DnsUdpListener {
  public:
   DnsUdpListener(DnsServer::Worker& worker, udp::socket socket, uint32_t batch,
-                 const Responder& responder, DnsStoragePool& storage,
+                 const Responder& responder, StoragePool& storage,
                  const resolver::Resolver& resolver)
       : worker_(worker),
-        socket_(std::move(socket)),
-        batch_(batch),
         responder_(responder),
         storage_(storage),
-        resolver_(resolver) {
-    rx_buffers_.resize(size_t{batch_} * kMaxQueryDatagram);
-    rx_addresses_.resize(batch_);
-    rx_iov_.resize(batch_);
-    rx_headers_.resize(batch_);
-    tx_buffers_.resize(size_t{batch_} * kMaxAnswerDatagram);
-    tx_addresses_.resize(batch_);
-    tx_iov_.resize(batch_);
-    tx_headers_.resize(batch_);
-    socket_.non_blocking(true);
-  }
+        resolver_(resolver),
+        socket_(
+            std::move(socket), batch, kMaxQueryDatagram, batch, kMaxAnswerDatagram,
+            [this](std::span<const uint8_t> query, const sockaddr_storage& from,
+                   socklen_t from_len) { Process(query, from, from_len); },
+            [this] { worker_.counters.Dropped(metrics::Protocol::kDnsUdp); }) {}
 
-  void Start() { Arm(); }
-  void Close() {
-    boost::system::error_code ec;
-    socket_.close(ec);
-  }
+  void Start() { socket_.Start(); }
+  void Close() { socket_.Close(); }
 
  private:
-  void Arm() {
-    socket_.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
-      if (ec) return;  // closed
-      Drain();
-      Arm();
-    });
-  }
-
-  void Drain() {
-    const int fd = socket_.native_handle();
-    // At most 16 batches per wake-up, so one busy socket cannot starve the worker's other work.
-    for (int round = 0; round < 16; ++round) {
-      for (uint32_t i = 0; i < batch_; ++i) {
-        rx_iov_[i] = {rx_buffers_.data() + size_t{i} * kMaxQueryDatagram, kMaxQueryDatagram};
-        rx_headers_[i] = {};
-        rx_headers_[i].msg_hdr.msg_name = &rx_addresses_[i];
-        rx_headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-        rx_headers_[i].msg_hdr.msg_iov = &rx_iov_[i];
-        rx_headers_[i].msg_hdr.msg_iovlen = 1;
-      }
-      int n = ::recvmmsg(fd, rx_headers_.data(), batch_, MSG_DONTWAIT, nullptr);
-      if (n <= 0) break;
-      for (int i = 0; i < n; ++i) {
-        if ((rx_headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
-          worker_.counters.Dropped(metrics::Protocol::kDnsUdp);
-          continue;
-        }
-        Process(std::span<const uint8_t>(rx_buffers_.data() + size_t(i) * kMaxQueryDatagram,
-                                         rx_headers_[i].msg_len),
-                rx_addresses_[i], rx_headers_[i].msg_hdr.msg_namelen);
-      }
-      Flush();
-      if (static_cast<uint32_t>(n) < batch_) break;
-    }
-  }
-
   void Process(std::span<const uint8_t> query, const sockaddr_storage& from, socklen_t from_len) {
     const auto start = Clock::now();
     Response r =
@@ -214,7 +146,7 @@ class DnsUdpListener {
       case Response::Disposition::kAnswered:
         break;
     }
-    Queue(std::span<const uint8_t>(worker_.out.data(), r.size), from, from_len);
+    socket_.Queue(std::span<const uint8_t>(worker_.out.data(), r.size), from, from_len);
     Counted(r, start);
   }
 
@@ -242,101 +174,33 @@ class DnsUdpListener {
           std::vector<uint8_t> answer(state.out.begin(),
                                       state.out.begin() + static_cast<ptrdiff_t>(r.size));
           asio::post(worker_.io, [this, answer = std::move(answer), from, from_len, start, r] {
-            Queue(answer, from, from_len);
-            Flush();
+            socket_.Queue(answer, from, from_len);
+            socket_.Flush();
             Counted(r, start);
           });
         });
   }
 
-  void Queue(std::span<const uint8_t> answer, const sockaddr_storage& to, socklen_t to_len) {
-    if (answer.size() > kMaxAnswerDatagram) return;  // never: the responder honours the limit
-    if (tx_count_ == batch_) Flush();
-    uint8_t* slot = tx_buffers_.data() + size_t{tx_count_} * kMaxAnswerDatagram;
-    std::memcpy(slot, answer.data(), answer.size());
-    tx_addresses_[tx_count_] = to;
-    tx_iov_[tx_count_] = {slot, answer.size()};
-    tx_headers_[tx_count_] = {};
-    tx_headers_[tx_count_].msg_hdr.msg_name = &tx_addresses_[tx_count_];
-    tx_headers_[tx_count_].msg_hdr.msg_namelen = to_len;
-    tx_headers_[tx_count_].msg_hdr.msg_iov = &tx_iov_[tx_count_];
-    tx_headers_[tx_count_].msg_hdr.msg_iovlen = 1;
-    ++tx_count_;
-  }
-
-  void Flush() {
-    uint32_t sent = 0;
-    while (sent < tx_count_) {
-      int n = ::sendmmsg(socket_.native_handle(), tx_headers_.data() + sent, tx_count_ - sent,
-                         MSG_DONTWAIT);
-      if (n <= 0) {
-        // The socket buffer is full: drop the rest rather than block the worker (clients retry).
-        for (uint32_t i = sent; i < tx_count_; ++i)
-          worker_.counters.Dropped(metrics::Protocol::kDnsUdp);
-        break;
-      }
-      sent += static_cast<uint32_t>(n);
-    }
-    tx_count_ = 0;
-  }
-
   DnsServer::Worker& worker_;
-  udp::socket socket_;
-  uint32_t batch_;
   const Responder& responder_;
-  DnsStoragePool& storage_;
+  StoragePool& storage_;
   const resolver::Resolver& resolver_;
-  std::vector<uint8_t> rx_buffers_;
-  std::vector<sockaddr_storage> rx_addresses_;
-  std::vector<iovec> rx_iov_;
-  std::vector<mmsghdr> rx_headers_;
-  uint32_t tx_count_ = 0;
-  std::vector<uint8_t> tx_buffers_;
-  std::vector<sockaddr_storage> tx_addresses_;
-  std::vector<iovec> tx_iov_;
-  std::vector<mmsghdr> tx_headers_;
+  net::UdpBatchSocket socket_;
 };
 
 namespace {
 
-// The deadline of one TCP connection, shared by its session and its watchdog (both on the
-// worker's thread): re-armed by every read and write; when it passes, the socket is closed.
-struct Deadline {
-  explicit Deadline(const asio::any_io_executor& executor) : timer(executor) {}
-  Clock::time_point at;
-  asio::steady_timer timer;
-  bool done = false;
-};
-
-asio::awaitable<void> Watchdog(tcp::socket& socket, std::shared_ptr<Deadline> deadline) {
-  while (!deadline->done) {
-    deadline->timer.expires_at(deadline->at);
-    co_await deadline->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (deadline->done) co_return;  // the session has ended; its socket is gone
-    if (deadline->at <= Clock::now()) {
-      boost::system::error_code ignored;
-      socket.shutdown(tcp::socket::shutdown_both, ignored);
-      socket.close(ignored);
-      co_return;
-    }
-  }
-}
-
 // One DNS-over-TCP connection (RFC 7766): 2-byte length, message; several queries per connection,
 // answered in order. An idle deadline between queries, an I/O deadline within one.
 asio::awaitable<void> TcpSession(DnsServer::Worker& worker, const config::DnsConfig& config,
-                                 const Responder& responder, DnsStoragePool& storage,
+                                 const Responder& responder, StoragePool& storage,
                                  const resolver::Resolver& resolver, tcp::socket socket,
                                  std::function<void()> on_close) {
   auto executor = co_await asio::this_coro::executor;
   auto watch = std::make_shared<Deadline>(executor);
-  auto set_deadline = [&watch](Clock::time_point at) {
-    bool earlier = at < watch->at;
-    watch->at = at;
-    if (earlier) watch->timer.cancel();
-  };
+  auto set_deadline = [&watch](Clock::time_point at) { watch->Set(at); };
   watch->at = Clock::now() + config.tcp_idle_timeout;
-  asio::co_spawn(executor, Watchdog(socket, watch), asio::detached);
+  asio::co_spawn(executor, net::Watchdog(socket, watch), asio::detached);
   std::vector<uint8_t> query;
   std::vector<uint8_t> answer;
   std::array<uint8_t, 2> length{};
@@ -400,7 +264,7 @@ asio::awaitable<void> TcpSession(DnsServer::Worker& worker, const config::DnsCon
 
 asio::awaitable<void> Accept(DnsServer::Worker& worker, tcp::acceptor& acceptor,
                              const config::DnsConfig& config, const Responder& responder,
-                             DnsStoragePool& storage, const resolver::Resolver& resolver,
+                             StoragePool& storage, const resolver::Resolver& resolver,
                              std::atomic<uint32_t>& connections, std::atomic<uint64_t>& refused) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
@@ -442,7 +306,7 @@ DnsServer::~DnsServer() {
 }
 
 Result<Unit, std::string> DnsServer::Bind() {
-  storage_ = std::make_unique<DnsStoragePool>(config_.storage_threads, config_.storage_queue);
+  storage_ = std::make_unique<StoragePool>(config_.storage_threads, config_.storage_queue);
   uint32_t workers =
       config_.workers != 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
   for (uint32_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
@@ -453,30 +317,15 @@ Result<Unit, std::string> DnsServer::Bind() {
       auto address = asio::ip::make_address(bind, ec);
       if (ec) return Failure{"dns.bind: \"" + bind + "\" is not an IP address"};
       for (auto& worker : workers_) {
-        udp::socket socket(worker->io);
-        udp::endpoint endpoint(address, port_);
-        socket.open(endpoint.protocol());
-        int one = 1;
-        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-        socket.bind(endpoint, ec);
-        if (ec)
-          return Failure{"cannot bind DNS UDP " + bind + ":" + std::to_string(port_) + ": " +
-                         ec.message()};
-        if (port_ == 0) port_ = socket.local_endpoint().port();
+        auto socket = net::OpenUdpSocket(worker->io, address, port_, "DNS UDP");
+        if (!socket.ok()) return Failure{socket.error()};
+        if (port_ == 0) port_ = socket->local_endpoint().port();
         worker->udp.push_back(std::make_unique<DnsUdpListener>(
-            *worker, std::move(socket), config_.udp_batch, responder_, *storage_, resolver_));
+            *worker, std::move(*socket), config_.udp_batch, responder_, *storage_, resolver_));
         if (config_.tcp) {
-          auto acceptor = std::make_unique<tcp::acceptor>(worker->io);
-          tcp::endpoint tcp_endpoint(address, port_);
-          acceptor->open(tcp_endpoint.protocol());
-          acceptor->set_option(tcp::acceptor::reuse_address(true));
-          ::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-          acceptor->bind(tcp_endpoint, ec);
-          if (ec)
-            return Failure{"cannot bind DNS TCP " + bind + ":" + std::to_string(port_) + ": " +
-                           ec.message()};
-          acceptor->listen(asio::socket_base::max_listen_connections);
-          worker->acceptors.push_back(std::move(acceptor));
+          auto acceptor = net::OpenTcpAcceptor(worker->io, address, port_, "DNS TCP");
+          if (!acceptor.ok()) return Failure{acceptor.error()};
+          worker->acceptors.push_back(std::move(*acceptor));
         }
       }
     }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "idnode/net/listeners.h"
 #include "idnode/protocol/transport.h"
 
 namespace idnode::net {
@@ -15,19 +16,8 @@ namespace idnode::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using asio::ip::udp;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-uint64_t MicrosSince(Clock::time_point start) {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
-}
-
-void SetReusePort(int fd) {
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-}
 
 protocol::UdpSource SourceOf(const sockaddr_storage& addr) {
   protocol::UdpSource s;
@@ -42,29 +32,6 @@ protocol::UdpSource SourceOf(const sockaddr_storage& addr) {
   }
   return s;
 }
-
-}  // namespace
-
-// Storage work runs here: RocksDB reads can stall, so they never run on a network worker. The
-// queue is bounded: past `capacity` requests in flight, new misses are answered "busy".
-struct StoragePool {
-  StoragePool(uint32_t threads, uint32_t queue_capacity)
-      : pool(threads), capacity(queue_capacity) {}
-  asio::thread_pool pool;
-  uint32_t capacity;
-  std::atomic<uint32_t> in_flight{0};
-
-  bool TryAcquire() {
-    uint32_t n = in_flight.load();
-    while (n < capacity) {
-      if (in_flight.compare_exchange_weak(n, n + 1)) return true;
-    }
-    return false;
-  }
-  void Release() { in_flight.fetch_sub(1); }
-};
-
-namespace {
 
 // Buffers a storage thread reuses across requests.
 struct StorageThreadState {
@@ -99,81 +66,39 @@ struct HandleServer::Worker {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
 };
 
-// One UDP socket of one worker: recvmmsg/sendmmsg batches (ARCHITECTURE.md, "The UDP hot path").
+// The Handle protocol on one UDP socket of one worker (a UdpBatchSocket): multi-packet requests
+// reassembled, cache hits answered in the batch, misses sent to the storage pool.
 class UdpListener {
  public:
   UdpListener(HandleServer::Worker& worker, udp::socket socket, uint32_t batch,
               const HandleService& service, StoragePool& storage)
       : worker_(worker),
-        socket_(std::move(socket)),
-        batch_(batch),
         service_(service),
-        storage_(storage) {
-    rx_buffers_.resize(size_t{batch_} * protocol::kMaxUdpDatagramSize);
-    rx_addresses_.resize(batch_);
-    rx_iov_.resize(batch_);
-    rx_headers_.resize(batch_);
-    tx_capacity_ = batch_ * 4;
-    tx_buffers_.resize(size_t{tx_capacity_} * protocol::kMaxUdpDatagramSize);
-    tx_addresses_.resize(tx_capacity_);
-    tx_iov_.resize(tx_capacity_);
-    tx_headers_.resize(tx_capacity_);
-    socket_.non_blocking(true);
-  }
+        storage_(storage),
+        // A batch of answers may need several datagrams each (answers over 512 bytes).
+        socket_(
+            std::move(socket), batch, protocol::kMaxUdpDatagramSize, batch * 4,
+            protocol::kMaxUdpDatagramSize,
+            [this](std::span<const uint8_t> datagram, const sockaddr_storage& from,
+                   socklen_t from_len) { Process(datagram, from, from_len); },
+            [this] { worker_.counters.Dropped(metrics::Protocol::kHandleUdp); }) {}
 
-  void Start() { Arm(); }
-  void Close() {
-    boost::system::error_code ec;
-    socket_.close(ec);
-  }
+  void Start() { socket_.Start(); }
+  void Close() { socket_.Close(); }
 
   // Sends a response computed elsewhere (a storage thread) to `to`, from this worker's thread.
   void SendLater(const sockaddr_storage& to, socklen_t to_len, std::vector<uint8_t> response) {
-    uint32_t count = protocol::UdpDatagramCount(
-        static_cast<uint32_t>(response.size() - protocol::kEnvelopeSize));
-    for (uint32_t i = 0; i < count; ++i) {
-      if (tx_count_ == tx_capacity_) Flush();
-      Queue(response, i, to, to_len);
-    }
-    Flush();
+    Send(response, to, to_len);
+    socket_.Flush();
   }
 
  private:
-  void Arm() {
-    socket_.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
-      if (ec) return;  // closed
-      Drain();
-      Arm();
-    });
-  }
-
-  void Drain() {
-    const int fd = socket_.native_handle();
-    for (int round = 0; round < 16; ++round) {
-      for (uint32_t i = 0; i < batch_; ++i) {
-        rx_iov_[i] = {rx_buffers_.data() + size_t{i} * protocol::kMaxUdpDatagramSize,
-                      protocol::kMaxUdpDatagramSize};
-        rx_headers_[i] = {};
-        rx_headers_[i].msg_hdr.msg_name = &rx_addresses_[i];
-        rx_headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-        rx_headers_[i].msg_hdr.msg_iov = &rx_iov_[i];
-        rx_headers_[i].msg_hdr.msg_iovlen = 1;
-      }
-      int n = ::recvmmsg(fd, rx_headers_.data(), batch_, MSG_DONTWAIT, nullptr);
-      if (n <= 0) break;
-      for (int i = 0; i < n; ++i) {
-        // A datagram larger than 512 bytes arrives truncated (MSG_TRUNC): not a Handle datagram.
-        if ((rx_headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
-          worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
-          continue;
-        }
-        Process(
-            std::span<const uint8_t>(rx_buffers_.data() + size_t(i) * protocol::kMaxUdpDatagramSize,
-                                     rx_headers_[i].msg_len),
-            rx_addresses_[i], rx_headers_[i].msg_hdr.msg_namelen);
-      }
-      Flush();
-      if (static_cast<uint32_t>(n) < batch_) break;
+  void Send(std::span<const uint8_t> response, const sockaddr_storage& to, socklen_t to_len) {
+    uint32_t count = protocol::UdpDatagramCount(
+        static_cast<uint32_t>(response.size() - protocol::kEnvelopeSize));
+    for (uint32_t i = 0; i < count; ++i) {
+      auto buffer = socket_.NextSendBuffer();
+      socket_.CommitSend(protocol::WriteUdpDatagram(response, i, buffer), to, to_len);
     }
   }
 
@@ -205,13 +130,7 @@ class UdpListener {
       case Disposition::kAnswered:
         break;
     }
-    std::span<const uint8_t> response(worker_.out.data(), h.response_size);
-    uint32_t count = protocol::UdpDatagramCount(
-        static_cast<uint32_t>(h.response_size - protocol::kEnvelopeSize));
-    for (uint32_t i = 0; i < count; ++i) {
-      if (tx_count_ == tx_capacity_) Flush();
-      Queue(response, i, from, from_len);
-    }
+    Send(std::span<const uint8_t>(worker_.out.data(), h.response_size), from, from_len);
     worker_.counters.Count(metrics::Protocol::kHandleUdp, h.opcode, h.response_code,
                            MicrosSince(start));
   }
@@ -221,7 +140,8 @@ class UdpListener {
     if (!storage_.TryAcquire()) {
       Handled busy = service_.Busy(message, worker_.out);
       if (busy.disposition == Disposition::kAnswered && busy.response_size <= message.size() + 64) {
-        Queue(std::span<const uint8_t>(worker_.out.data(), busy.response_size), 0, from, from_len);
+        socket_.Queue(std::span<const uint8_t>(worker_.out.data(), busy.response_size), from,
+                      from_len);
       }
       worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
       return;
@@ -244,84 +164,11 @@ class UdpListener {
         });
   }
 
-  void Queue(std::span<const uint8_t> message, uint32_t index, const sockaddr_storage& to,
-             socklen_t to_len) {
-    uint8_t* slot = tx_buffers_.data() + size_t{tx_count_} * protocol::kMaxUdpDatagramSize;
-    size_t n = protocol::WriteUdpDatagram(message, index,
-                                          std::span<uint8_t>(slot, protocol::kMaxUdpDatagramSize));
-    if (n == 0) return;
-    tx_addresses_[tx_count_] = to;
-    tx_iov_[tx_count_] = {slot, n};
-    tx_headers_[tx_count_] = {};
-    tx_headers_[tx_count_].msg_hdr.msg_name = &tx_addresses_[tx_count_];
-    tx_headers_[tx_count_].msg_hdr.msg_namelen = to_len;
-    tx_headers_[tx_count_].msg_hdr.msg_iov = &tx_iov_[tx_count_];
-    tx_headers_[tx_count_].msg_hdr.msg_iovlen = 1;
-    ++tx_count_;
-  }
-
-  void Flush() {
-    uint32_t sent = 0;
-    while (sent < tx_count_) {
-      int n = ::sendmmsg(socket_.native_handle(), tx_headers_.data() + sent, tx_count_ - sent,
-                         MSG_DONTWAIT);
-      if (n <= 0) {
-        // The socket buffer is full: drop the rest rather than block the worker (clients retry).
-        for (uint32_t i = sent; i < tx_count_; ++i)
-          worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
-        break;
-      }
-      sent += static_cast<uint32_t>(n);
-    }
-    tx_count_ = 0;
-  }
-
   HandleServer::Worker& worker_;
-  udp::socket socket_;
-  uint32_t batch_;
   const HandleService& service_;
   StoragePool& storage_;
-  std::vector<uint8_t> rx_buffers_;
-  std::vector<sockaddr_storage> rx_addresses_;
-  std::vector<iovec> rx_iov_;
-  std::vector<mmsghdr> rx_headers_;
-  uint32_t tx_capacity_ = 0;
-  uint32_t tx_count_ = 0;
-  std::vector<uint8_t> tx_buffers_;
-  std::vector<sockaddr_storage> tx_addresses_;
-  std::vector<iovec> tx_iov_;
-  std::vector<mmsghdr> tx_headers_;
+  UdpBatchSocket socket_;
 };
-
-namespace {
-
-// The deadline of one connection, shared by its session and its watchdog: the watchdog outlives
-// neither the session's socket (it checks `done` before touching it) nor this state (it holds a
-// reference). Both run on the worker's single thread.
-struct Deadline {
-  explicit Deadline(const asio::any_io_executor& executor) : timer(executor) {}
-  Clock::time_point at;
-  asio::steady_timer timer;
-  bool done = false;
-};
-
-// Closes the socket when the connection's deadline passes (the watchdog of the Asio examples): one
-// timer per connection, re-armed by every read and write.
-asio::awaitable<void> Watchdog(tcp::socket& socket, std::shared_ptr<Deadline> deadline) {
-  while (!deadline->done) {
-    deadline->timer.expires_at(deadline->at);
-    co_await deadline->timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (deadline->done) co_return;  // the session has ended; its socket is gone
-    if (deadline->at <= Clock::now()) {
-      boost::system::error_code ignored;
-      socket.shutdown(tcp::socket::shutdown_both, ignored);
-      socket.close(ignored);
-      co_return;
-    }
-  }
-}
-
-}  // namespace
 
 namespace {
 
@@ -330,13 +177,7 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
                                  tcp::socket socket, std::function<void()> on_close) {
   auto executor = co_await asio::this_coro::executor;
   auto watch = std::make_shared<Deadline>(executor);
-  // A deadline that moves earlier wakes the watchdog at once; one that moves later is picked up
-  // when its timer next fires.
-  auto set_deadline = [&watch](Clock::time_point at) {
-    bool earlier = at < watch->at;
-    watch->at = at;
-    if (earlier) watch->timer.cancel();
-  };
+  auto set_deadline = [&watch](Clock::time_point at) { watch->Set(at); };
   watch->at = Clock::now() + config.tcp_idle_timeout;
   asio::co_spawn(executor, Watchdog(socket, watch), asio::detached);
   std::vector<uint8_t> request;
@@ -491,31 +332,17 @@ Result<Unit, std::string> HandleServer::Bind() {
       if (ec) return Failure{"handle.bind: \"" + bind + "\" is not an IP address"};
       for (auto& worker : workers_) {
         if (config_.tcp) {
-          auto acceptor = std::make_unique<tcp::acceptor>(worker->io);
-          tcp::endpoint endpoint(address, port_);
-          acceptor->open(endpoint.protocol());
-          acceptor->set_option(tcp::acceptor::reuse_address(true));
-          SetReusePort(acceptor->native_handle());
-          acceptor->bind(endpoint, ec);
-          if (ec)
-            return Failure{"cannot bind TCP " + bind + ":" + std::to_string(port_) + ": " +
-                           ec.message()};
-          acceptor->listen(asio::socket_base::max_listen_connections);
-          if (port_ == 0) port_ = acceptor->local_endpoint().port();
-          worker->acceptors.push_back(std::move(acceptor));
+          auto acceptor = OpenTcpAcceptor(worker->io, address, port_, "Handle TCP");
+          if (!acceptor.ok()) return Failure{acceptor.error()};
+          if (port_ == 0) port_ = (*acceptor)->local_endpoint().port();
+          worker->acceptors.push_back(std::move(*acceptor));
         }
         if (config_.udp) {
-          udp::socket socket(worker->io);
-          udp::endpoint endpoint(address, port_);
-          socket.open(endpoint.protocol());
-          SetReusePort(socket.native_handle());
-          socket.bind(endpoint, ec);
-          if (ec)
-            return Failure{"cannot bind UDP " + bind + ":" + std::to_string(port_) + ": " +
-                           ec.message()};
-          if (port_ == 0) port_ = socket.local_endpoint().port();
+          auto socket = OpenUdpSocket(worker->io, address, port_, "Handle UDP");
+          if (!socket.ok()) return Failure{socket.error()};
+          if (port_ == 0) port_ = socket->local_endpoint().port();
           worker->udp.push_back(std::make_unique<UdpListener>(
-              *worker, std::move(socket), config_.udp_batch, service_, *storage_));
+              *worker, std::move(*socket), config_.udp_batch, service_, *storage_));
         }
       }
     }

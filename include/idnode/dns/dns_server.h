@@ -23,6 +23,7 @@
 #include "idnode/config/config.h"
 #include "idnode/dns/responder.h"
 #include "idnode/metrics/metrics.h"
+#include "idnode/net/listeners.h"
 #include "idnode/resolver/resolver.h"
 
 namespace idnode::dns {
@@ -70,7 +71,7 @@ class DnsServer {
   Responder responder_;
   metrics::MetricsHub& metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::unique_ptr<struct DnsStoragePool> storage_;
+  std::unique_ptr<net::StoragePool> storage_;
   std::atomic<uint32_t> connections_{0};  // open TCP connections, all workers
   std::atomic<uint64_t> connections_refused_{0};
   uint16_t port_ = 0;

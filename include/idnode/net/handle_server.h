@@ -25,6 +25,7 @@
 #include "idnode/config/config.h"
 #include "idnode/metrics/metrics.h"
 #include "idnode/net/handle_service.h"
+#include "idnode/net/listeners.h"
 
 namespace idnode::net {
 
@@ -58,7 +59,7 @@ class HandleServer {
   const HandleService& service_;
   metrics::MetricsHub& metrics_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::unique_ptr<struct StoragePool> storage_;
+  std::unique_ptr<StoragePool> storage_;
   uint16_t port_ = 0;
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> connections_refused_{0};

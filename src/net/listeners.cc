@@ -1,0 +1,181 @@
+#include "idnode/net/listeners.h"
+
+#include <cstring>
+
+namespace idnode::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+
+namespace {
+
+void SetReusePort(int fd) {
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+}
+
+std::string Where(std::string_view what, const asio::ip::address& address, uint16_t port) {
+  return "cannot bind " + std::string(what) + " " + address.to_string() + ":" +
+         std::to_string(port) + ": ";
+}
+
+}  // namespace
+
+uint64_t MicrosSince(Clock::time_point start) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+}
+
+Result<udp::socket, std::string> OpenUdpSocket(asio::io_context& io,
+                                               const asio::ip::address& address, uint16_t port,
+                                               std::string_view what) {
+  udp::socket socket(io);
+  udp::endpoint endpoint(address, port);
+  boost::system::error_code ec;
+  socket.open(endpoint.protocol(), ec);
+  if (!ec) {
+    SetReusePort(socket.native_handle());
+    socket.bind(endpoint, ec);
+  }
+  if (ec) return Failure{Where(what, address, port) + ec.message()};
+  return socket;
+}
+
+Result<std::unique_ptr<tcp::acceptor>, std::string> OpenTcpAcceptor(
+    asio::io_context& io, const asio::ip::address& address, uint16_t port, std::string_view what) {
+  auto acceptor = std::make_unique<tcp::acceptor>(io);
+  tcp::endpoint endpoint(address, port);
+  boost::system::error_code ec;
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) {
+    SetReusePort(acceptor->native_handle());
+    acceptor->bind(endpoint, ec);
+  }
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Failure{Where(what, address, port) + ec.message()};
+  return acceptor;
+}
+
+asio::awaitable<void> Watchdog(tcp::socket& socket, std::shared_ptr<Deadline> deadline) {
+  while (!deadline->done) {
+    deadline->timer.expires_at(deadline->at);
+    co_await deadline->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (deadline->done) co_return;  // the session has ended; its socket is gone
+    if (deadline->at <= Clock::now()) {
+      boost::system::error_code ignored;
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+      co_return;
+    }
+  }
+}
+
+UdpBatchSocket::UdpBatchSocket(udp::socket socket, uint32_t batch, size_t max_receive,
+                               uint32_t send_capacity, size_t max_send, DatagramHandler on_datagram,
+                               std::function<void()> on_drop)
+    : socket_(std::move(socket)),
+      batch_(batch),
+      max_receive_(max_receive),
+      send_capacity_(send_capacity),
+      max_send_(max_send),
+      on_datagram_(std::move(on_datagram)),
+      on_drop_(std::move(on_drop)) {
+  rx_buffers_.resize(size_t{batch_} * max_receive_);
+  rx_addresses_.resize(batch_);
+  rx_iov_.resize(batch_);
+  rx_headers_.resize(batch_);
+  tx_buffers_.resize(size_t{send_capacity_} * max_send_);
+  tx_addresses_.resize(send_capacity_);
+  tx_iov_.resize(send_capacity_);
+  tx_headers_.resize(send_capacity_);
+  socket_.non_blocking(true);
+}
+
+void UdpBatchSocket::Close() {
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
+void UdpBatchSocket::Arm() {
+  socket_.async_wait(udp::socket::wait_read, [this](const boost::system::error_code& ec) {
+    if (ec) return;  // closed
+    Drain();
+    Arm();
+  });
+}
+
+void UdpBatchSocket::Drain() {
+  const int fd = socket_.native_handle();
+  for (int round = 0; round < 16; ++round) {
+    for (uint32_t i = 0; i < batch_; ++i) {
+      rx_iov_[i] = {rx_buffers_.data() + size_t{i} * max_receive_, max_receive_};
+      rx_headers_[i] = {};
+      rx_headers_[i].msg_hdr.msg_name = &rx_addresses_[i];
+      rx_headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      rx_headers_[i].msg_hdr.msg_iov = &rx_iov_[i];
+      rx_headers_[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = ::recvmmsg(fd, rx_headers_.data(), batch_, MSG_DONTWAIT, nullptr);
+    if (n <= 0) break;
+    for (int i = 0; i < n; ++i) {
+      // Larger than any datagram of the protocol: it arrived truncated (MSG_TRUNC).
+      if ((rx_headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+        on_drop_();
+        continue;
+      }
+      on_datagram_(std::span<const uint8_t>(rx_buffers_.data() + size_t(i) * max_receive_,
+                                            rx_headers_[i].msg_len),
+                   rx_addresses_[i], rx_headers_[i].msg_hdr.msg_namelen);
+    }
+    Flush();
+    if (static_cast<uint32_t>(n) < batch_) break;
+  }
+}
+
+std::span<uint8_t> UdpBatchSocket::NextSendBuffer() {
+  if (tx_count_ == send_capacity_) Flush();
+  return {tx_buffers_.data() + size_t{tx_count_} * max_send_, max_send_};
+}
+
+void UdpBatchSocket::CommitSend(size_t length, const sockaddr_storage& to, socklen_t to_len) {
+  if (length == 0 || length > max_send_) return;
+  uint8_t* slot = tx_buffers_.data() + size_t{tx_count_} * max_send_;
+  tx_addresses_[tx_count_] = to;
+  tx_iov_[tx_count_] = {slot, length};
+  tx_headers_[tx_count_] = {};
+  tx_headers_[tx_count_].msg_hdr.msg_name = &tx_addresses_[tx_count_];
+  tx_headers_[tx_count_].msg_hdr.msg_namelen = to_len;
+  tx_headers_[tx_count_].msg_hdr.msg_iov = &tx_iov_[tx_count_];
+  tx_headers_[tx_count_].msg_hdr.msg_iovlen = 1;
+  ++tx_count_;
+}
+
+void UdpBatchSocket::Queue(std::span<const uint8_t> datagram, const sockaddr_storage& to,
+                           socklen_t to_len) {
+  if (datagram.size() > max_send_) {
+    on_drop_();
+    return;
+  }
+  auto buffer = NextSendBuffer();
+  std::memcpy(buffer.data(), datagram.data(), datagram.size());
+  CommitSend(datagram.size(), to, to_len);
+}
+
+void UdpBatchSocket::Flush() {
+  uint32_t sent = 0;
+  while (sent < tx_count_) {
+    int n = ::sendmmsg(socket_.native_handle(), tx_headers_.data() + sent, tx_count_ - sent,
+                       MSG_DONTWAIT);
+    if (n <= 0) {
+      // The socket buffer is full: drop the rest rather than block the worker (clients retry).
+      for (uint32_t i = sent; i < tx_count_; ++i) on_drop_();
+      break;
+    }
+    sent += static_cast<uint32_t>(n);
+  }
+  tx_count_ = 0;
+}
+
+}  // namespace idnode::net
