@@ -184,6 +184,25 @@ Pkey PublicKeyFromValue(std::span<const uint8_t> key_data, bool* unsupported) {
   return nullptr;
 }
 
+// The MAC of `data` for the codes without parameters; nullopt for PBKDF2 and unknown codes.
+std::optional<std::vector<uint8_t>> PlainMac(uint8_t code, std::span<const uint8_t> secret,
+                                             std::span<const uint8_t> data) {
+  switch (code) {
+    case mac_code::kMd5:
+      return SandwichHash(EVP_md5(), secret, data);
+    case mac_code::kSha1:
+      return SandwichHash(EVP_sha1(), secret, data);
+    case mac_code::kSha256:
+      return SandwichHash(EVP_sha256(), secret, data);
+    case mac_code::kHmacSha1:
+      return Hmac(EVP_sha1(), secret, data);
+    case mac_code::kHmacSha256:
+      return Hmac(EVP_sha256(), secret, data);
+    default:
+      return std::nullopt;
+  }
+}
+
 Verdict VerifySecretKeyAnswer(std::span<const uint8_t> secret, std::span<const uint8_t> data,
                               std::span<const uint8_t> answer, bool legacy) {
   if (legacy) {
@@ -194,42 +213,26 @@ Verdict VerifySecretKeyAnswer(std::span<const uint8_t> secret, std::span<const u
   const uint8_t code = answer[0];
   auto mac = answer.subspan(1);
   std::vector<uint8_t> expected;
-  switch (code) {
-    case mac_code::kMd5:
-      expected = SandwichHash(EVP_md5(), secret, data);
-      break;
-    case mac_code::kSha1:
-      expected = SandwichHash(EVP_sha1(), secret, data);
-      break;
-    case mac_code::kSha256:
-      expected = SandwichHash(EVP_sha256(), secret, data);
-      break;
-    case mac_code::kHmacSha1:
-      expected = Hmac(EVP_sha1(), secret, data);
-      break;
-    case mac_code::kHmacSha256:
-      expected = Hmac(EVP_sha256(), secret, data);
-      break;
-    case mac_code::kPbkdf2HmacSha1: {
-      protocol::WireReader r(mac);
-      auto salt = r.LengthPrefixed();
-      uint32_t iterations = r.U32();
-      uint32_t key_bits = r.U32();
-      auto given = r.LengthPrefixed();
-      r.ExpectEnd();
-      if (!r.ok() || salt.size() > kMaxPbkdf2SaltBytes || iterations == 0 || key_bits == 0 ||
-          key_bits % 8 != 0) {
-        return Verdict::kMalformed;
-      }
-      if (iterations > kMaxPbkdf2Iterations || key_bits > kMaxPbkdf2KeyBits) {
-        return Verdict::kUnsupported;
-      }
-      expected = Pbkdf2Mac(secret, salt, iterations, key_bits, data);
-      mac = given;
-      break;
+  if (auto plain = PlainMac(code, secret, data)) {
+    expected = std::move(*plain);
+  } else if (code == mac_code::kPbkdf2HmacSha1) {
+    protocol::WireReader r(mac);
+    auto salt = r.LengthPrefixed();
+    uint32_t iterations = r.U32();
+    uint32_t key_bits = r.U32();
+    auto given = r.LengthPrefixed();
+    r.ExpectEnd();
+    if (!r.ok() || salt.size() > kMaxPbkdf2SaltBytes || iterations == 0 || key_bits == 0 ||
+        key_bits % 8 != 0) {
+      return Verdict::kMalformed;
     }
-    default:
+    if (iterations > kMaxPbkdf2Iterations || key_bits > kMaxPbkdf2KeyBits) {
       return Verdict::kUnsupported;
+    }
+    expected = Pbkdf2Mac(secret, salt, iterations, key_bits, data);
+    mac = given;
+  } else {
+    return Verdict::kUnsupported;
   }
   return ConstantTimeEqual(expected, mac) ? Verdict::kValid : Verdict::kInvalid;
 }
@@ -324,36 +327,21 @@ std::vector<uint8_t> SecretKeyAnswer(uint8_t code, std::span<const uint8_t> secr
                                      std::span<const uint8_t> salt, uint32_t iterations) {
   std::vector<uint8_t> data = Concat(nonce, request_digest);
   std::vector<uint8_t> mac;
-  switch (code) {
-    case mac_code::kMd5:
-      mac = SandwichHash(EVP_md5(), secret, data);
-      break;
-    case mac_code::kSha1:
-      mac = SandwichHash(EVP_sha1(), secret, data);
-      break;
-    case mac_code::kSha256:
-      mac = SandwichHash(EVP_sha256(), secret, data);
-      break;
-    case mac_code::kHmacSha1:
-      mac = Hmac(EVP_sha1(), secret, data);
-      break;
-    case mac_code::kHmacSha256:
-      mac = Hmac(EVP_sha256(), secret, data);
-      break;
-    case mac_code::kPbkdf2HmacSha1: {
-      constexpr uint32_t kKeyBits = 160;
-      auto inner = Pbkdf2Mac(secret, salt, iterations, kKeyBits, data);
-      std::vector<uint8_t> out(1 + 4 + salt.size() + 8 + 4 + inner.size());
-      protocol::WireWriter w(out);
-      w.U8(code);
-      w.LengthPrefixed(salt);
-      w.U32(iterations);
-      w.U32(kKeyBits);
-      w.LengthPrefixed(inner);
-      return out;
-    }
-    default:
-      return {};
+  if (auto plain = PlainMac(code, secret, data)) {
+    mac = std::move(*plain);
+  } else if (code == mac_code::kPbkdf2HmacSha1) {
+    constexpr uint32_t kKeyBits = 160;
+    auto inner = Pbkdf2Mac(secret, salt, iterations, kKeyBits, data);
+    std::vector<uint8_t> out(1 + 4 + salt.size() + 8 + 4 + inner.size());
+    protocol::WireWriter w(out);
+    w.U8(code);
+    w.LengthPrefixed(salt);
+    w.U32(iterations);
+    w.U32(kKeyBits);
+    w.LengthPrefixed(inner);
+    return out;
+  } else {
+    return {};
   }
   std::vector<uint8_t> out;
   out.reserve(1 + mac.size());

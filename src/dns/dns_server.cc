@@ -19,6 +19,8 @@ using asio::ip::udp;
 using net::Clock;
 using net::Deadline;
 using net::MicrosSince;
+using net::RunWorker;
+using net::StopWorkers;
 using net::StoragePool;
 
 namespace {
@@ -344,11 +346,7 @@ void DnsServer::Run() {
                             connections_, connections_refused_),
                      asio::detached);
     }
-    Worker* w = worker.get();
-    worker->thread = std::thread([w] {
-      auto guard = asio::make_work_guard(w->io);
-      w->io.run();
-    });
+    RunWorker(*worker);
   }
   started_ = true;
 }
@@ -356,22 +354,7 @@ void DnsServer::Run() {
 void DnsServer::Stop() {
   if (!started_) return;
   started_ = false;
-  for (auto& worker : workers_) {
-    Worker* w = worker.get();
-    asio::post(w->io, [w] {
-      for (auto& acceptor : w->acceptors) {
-        boost::system::error_code ignored;
-        acceptor->close(ignored);
-      }
-      for (auto& listener : w->udp) listener->Close();
-    });
-  }
-  // Let answers in the storage pool go out, then stop the loops.
-  storage_->pool.join();
-  for (auto& worker : workers_) worker->io.stop();
-  for (auto& worker : workers_) {
-    if (worker->thread.joinable()) worker->thread.join();
-  }
+  StopWorkers(workers_, *storage_);
 }
 
 void DnsServer::CollectMetrics(std::string& out) const {

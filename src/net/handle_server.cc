@@ -363,11 +363,7 @@ void HandleServer::Run() {
                          [this](const std::string& s) { ReleaseConnection(s); }),
                      asio::detached);
     }
-    Worker* w = worker.get();
-    worker->thread = std::thread([w] {
-      auto guard = asio::make_work_guard(w->io);
-      w->io.run();
-    });
+    RunWorker(*worker);
   }
   started_ = true;
 }
@@ -375,22 +371,7 @@ void HandleServer::Run() {
 void HandleServer::Stop() {
   if (!started_) return;
   started_ = false;
-  for (auto& worker : workers_) {
-    Worker* w = worker.get();
-    asio::post(w->io, [w] {
-      for (auto& acceptor : w->acceptors) {
-        boost::system::error_code ignored;
-        acceptor->close(ignored);
-      }
-      for (auto& listener : w->udp) listener->Close();
-    });
-  }
-  // Let in-flight answers go out, then stop the loops (open TCP sessions end with them).
-  storage_->pool.join();
-  for (auto& worker : workers_) worker->io.stop();
-  for (auto& worker : workers_) {
-    if (worker->thread.joinable()) worker->thread.join();
-  }
+  StopWorkers(workers_, *storage_);
 }
 
 void HandleServer::CollectMetrics(std::string& out) const {

@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "idnode/common/result.h"
@@ -129,5 +130,38 @@ class UdpBatchSocket {
   std::vector<iovec> tx_iov_;
   std::vector<mmsghdr> tx_headers_;
 };
+
+// The worker threads of a listener. `Worker` has an io_context `io`, a std::thread `thread`,
+// `acceptors` (unique_ptrs to tcp::acceptor) and `udp` (unique_ptrs to something with Close()).
+// RunWorker starts the worker's loop on its thread; StopWorkers closes every worker's sockets on
+// its own thread, lets what the storage pool holds be answered, then stops and joins the loops
+// (open TCP sessions end with them).
+template <typename Worker>
+void RunWorker(Worker& worker) {
+  Worker* w = &worker;
+  worker.thread = std::thread([w] {
+    auto guard = boost::asio::make_work_guard(w->io);
+    w->io.run();
+  });
+}
+
+template <typename Worker>
+void StopWorkers(std::vector<std::unique_ptr<Worker>>& workers, StoragePool& storage) {
+  for (auto& worker : workers) {
+    Worker* w = worker.get();
+    boost::asio::post(w->io, [w] {
+      for (auto& acceptor : w->acceptors) {
+        boost::system::error_code ignored;
+        acceptor->close(ignored);
+      }
+      for (auto& listener : w->udp) listener->Close();
+    });
+  }
+  storage.pool.join();
+  for (auto& worker : workers) worker->io.stop();
+  for (auto& worker : workers) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+}
 
 }  // namespace idnode::net
