@@ -147,9 +147,9 @@ pids+=($idnode_pid)
 for _ in $(seq 100); do grep -q "idnode ready" "$work/idnode.out" && break; sleep 0.1; done
 hp=$(grep -o 'handle=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
 wp=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
-# Warm every identifier into the cache (sequential pass), then measure on random keys.
-taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server 127.0.0.1:$hp --keys "$work/keys.txt" --order sequential \
-  --seconds $((records / 150000 + 3)) >/dev/null 2>&1
+# Warm every identifier into the cache (as Knot's zone is all in memory), then measure on random
+# keys.
+warm_cache "$hp" "$wp" "$work/keys.txt" "$records"
 idnode_rss=$(rss_mb $idnode_pid)
 t0=$(ticks $idnode_pid)
 taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server 127.0.0.1:$hp --keys "$work/keys.txt" --seconds "$seconds" \

@@ -36,9 +36,8 @@ handle_port=$(grep -o 'handle=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2
 http_port=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/idnode.out" | cut -d: -f2)
 
 
-echo "== Handle over UDP (warm-up pass fills the cache, then the measured pass)"
-taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" \
-  --seconds 3 --concurrency 64 >/dev/null 2>&1
+echo "== Handle over UDP (warm-up passes fill the cache, then the measured pass)"
+warm_cache "$handle_port" "$http_port" "$work/keys.txt" "$(wc -l <"$work/keys.txt")"
 t0=$(ticks $idnode_pid)
 taskset -c 1 "$build/src/cmd/idbench" run --protocol udp --server "127.0.0.1:$handle_port" --keys "$work/keys.txt" \
   --seconds "$seconds" --concurrency 64 --json "$work/udp.json" >/dev/null 2>&1

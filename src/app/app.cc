@@ -221,6 +221,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
     metrics::AppendHelp(out, "idnode_cache_bytes", "gauge",
                         "Bytes the answer cache holds, overhead included.");
     metrics::AppendSample(out, "idnode_cache_bytes", "", static_cast<double>(s.bytes_used));
+    metrics::AppendHelp(out, "idnode_cache_entries", "gauge", "Answers the answer cache holds.");
+    metrics::AppendSample(out, "idnode_cache_entries", "", static_cast<double>(s.entries));
     metrics::AppendSample(out, "idnode_cache_capacity_bytes", "",
                           static_cast<double>(cache->capacity_bytes()));
     metrics::AppendHelp(out, "idnode_storage_bytes", "gauge", "Live SST bytes per shard.");

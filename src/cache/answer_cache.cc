@@ -281,9 +281,11 @@ struct alignas(64) AnswerCache::Shard {
     return EvictFromMain();
   }
 
-  // Bytes a bucket-array doubling would add if the next entry needs one (load factor 1).
+  // Bytes a bucket-array doubling would add if the next entry needs one. At most one entry per
+  // two buckets: a hit then walks 1.25 entries on average instead of 1.5 at load factor 1, and
+  // every entry walked is a cache miss once the cache outgrows the CPU's (8 more bytes an entry).
   size_t PendingGrowth() const {
-    return Count() + 1 > buckets.size() ? buckets.size() * sizeof(Entry*) : 0;
+    return 2 * (Count() + 1) > buckets.size() ? buckets.size() * sizeof(Entry*) : 0;
   }
 
   // Evicts until `charge` more bytes fit; grows the bucket array only if that fits too, so a
@@ -385,6 +387,28 @@ LookupResult AnswerCache::LookupImpl(std::string_view key, Visit visit, const vo
   Bump(shard.hits);
   visit(ctx, std::span<const uint8_t>(e->value_bytes(), e->value_size));
   return LookupResult::kHit;
+}
+
+uint64_t AnswerCache::HashOf(std::string_view key) {
+  return HashKey(key);
+}
+
+void AnswerCache::PrefetchBucket(uint64_t hash) {
+  Shard& shard = ShardFor(hash);
+  std::unique_lock lock(shard.mu, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  __builtin_prefetch(&shard.Bucket(hash));
+}
+
+void AnswerCache::PrefetchEntry(uint64_t hash) {
+  Shard& shard = ShardFor(hash);
+  std::unique_lock lock(shard.mu, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  const auto* e = reinterpret_cast<const char*>(shard.Bucket(hash));
+  if (e == nullptr) return;
+  // The header and key, and the first lines of the value (a typical answer is 100-300 bytes).
+  // A prefetch never faults, so lines past the entry's end are harmless.
+  for (int line = 0; line < 4; ++line) __builtin_prefetch(e + 64 * line);
 }
 
 std::optional<std::vector<uint8_t>> AnswerCache::Get(std::string_view key) {

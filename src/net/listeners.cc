@@ -74,14 +74,16 @@ asio::awaitable<void> Watchdog(tcp::socket& socket, std::shared_ptr<Deadline> de
 
 UdpBatchSocket::UdpBatchSocket(udp::socket socket, uint32_t batch, size_t max_receive,
                                uint32_t send_capacity, size_t max_send, DatagramHandler on_datagram,
-                               std::function<void()> on_drop)
+                               std::function<void()> on_drop, BatchHandler on_batch)
     : socket_(std::move(socket)),
       batch_(batch),
       max_receive_(max_receive),
       send_capacity_(send_capacity),
       max_send_(max_send),
       on_datagram_(std::move(on_datagram)),
-      on_drop_(std::move(on_drop)) {
+      on_drop_(std::move(on_drop)),
+      on_batch_(std::move(on_batch)) {
+  batch_views_.reserve(batch_);
   rx_buffers_.resize(size_t{batch_} * max_receive_);
   rx_addresses_.resize(batch_);
   rx_iov_.resize(batch_);
@@ -119,6 +121,15 @@ void UdpBatchSocket::Drain() {
     }
     int n = ::recvmmsg(fd, rx_headers_.data(), batch_, MSG_DONTWAIT, nullptr);
     if (n <= 0) break;
+    if (on_batch_) {
+      batch_views_.clear();
+      for (int i = 0; i < n; ++i) {
+        if ((rx_headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) continue;
+        batch_views_.emplace_back(rx_buffers_.data() + size_t(i) * max_receive_,
+                                  rx_headers_[i].msg_len);
+      }
+      on_batch_(batch_views_);
+    }
     for (int i = 0; i < n; ++i) {
       // Larger than any datagram of the protocol: it arrived truncated (MSG_TRUNC).
       if ((rx_headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {

@@ -475,6 +475,19 @@ Envelope ResponseEnvelopeFor(const Envelope& request) {
   return e;
 }
 
+std::string_view PeekResolutionHandle(std::span<const uint8_t> message) {
+  constexpr size_t kBody = kEnvelopeSize + kHeaderSize;
+  if (message.size() < kBody + 4) return {};
+  if ((message[2] & (kEnvelopeCompressed | kEnvelopeEncrypted | kEnvelopeTruncated)) != 0)
+    return {};
+  WireReader r(message.subspan(kEnvelopeSize));
+  if (r.U32() != static_cast<uint32_t>(OpCode::kResolution) || r.U32() != 0) return {};
+  WireReader body(message.subspan(kBody));
+  auto handle = body.LengthPrefixed();
+  if (!body.ok() || handle.empty() || handle.size() > kMaxHandleLength) return {};
+  return {reinterpret_cast<const char*>(handle.data()), handle.size()};
+}
+
 Header ResponseHeaderFor(const Header& request, ResponseCode rc, uint16_t site_info_serial,
                          ProtocolVersion response_version) {
   Header h;

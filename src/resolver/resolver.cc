@@ -214,6 +214,21 @@ Answer Resolver::ResolveFromStorage(const Query& query, Scratch& scratch) const 
   return answer;
 }
 
+uint64_t Resolver::CacheHashFor(std::string_view handle, Scratch& scratch) const {
+  if (cache_ == nullptr) return 0;
+  scratch.key.assign(handle);
+  identifier::NormalizeInPlace(scratch.key);
+  return cache::AnswerCache::HashOf(scratch.key);
+}
+
+void Resolver::PrefetchBucket(uint64_t hash) const {
+  if (cache_ != nullptr) cache_->PrefetchBucket(hash);
+}
+
+void Resolver::PrefetchEntry(uint64_t hash) const {
+  if (cache_ != nullptr) cache_->PrefetchEntry(hash);
+}
+
 Answer Resolver::Resolve(const Query& query, Scratch& scratch) const {
   bool needs_storage = false;
   Answer answer = ResolveFromCache(query, scratch, &needs_storage);

@@ -14,6 +14,12 @@ using namespace idnode::protocol;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> input(data, size);
   auto decoded = DecodeMessage(input);
+  // The prefetch peek never reads out of bounds, and agrees with the decoder on what it accepts.
+  std::string_view peeked = PeekResolutionHandle(input);
+  if (decoded.ok() && !peeked.empty()) {
+    const auto* request = std::get_if<ResolutionRequest>(&decoded->body);
+    if (request == nullptr || request->handle != peeked) std::abort();
+  }
   if (!decoded.ok()) {
     (void)ResponseCodeFor(decoded.error().code);
     return 0;

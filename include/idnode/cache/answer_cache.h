@@ -109,6 +109,15 @@ class AnswerCache {
         std::addressof(visitor));
   }
 
+  // Software prefetching for a batch of lookups (a UDP worker reads up to 64 requests at once):
+  // PrefetchBucket(h) for every key of the batch, then PrefetchEntry(h) for every key, then the
+  // lookups, so that the memory latency of one request overlaps the others' instead of adding
+  // up. `h` is HashOf(key). Neither waits for a lock (a busy shard is skipped) nor changes
+  // anything but what the CPU caches hold.
+  static uint64_t HashOf(std::string_view key);
+  void PrefetchBucket(uint64_t hash);
+  void PrefetchEntry(uint64_t hash);
+
   // The answer's bytes on a hit; nullopt otherwise. Allocates: for tests and tools.
   std::optional<std::vector<uint8_t>> Get(std::string_view key);
 

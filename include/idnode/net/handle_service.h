@@ -56,6 +56,7 @@ class HandleService {
   Handled Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const;
 
   const std::vector<uint8_t>& site_info() const { return site_info_; }
+  const resolver::Resolver& resolver() const { return resolver_; }
   // Set once at startup, after the listeners are bound (their ports go into HS_SITE) and before
   // the workers run.
   void SetSiteInfo(std::vector<uint8_t> site_info) { site_info_ = std::move(site_info); }

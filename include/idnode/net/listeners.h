@@ -94,9 +94,11 @@ class UdpBatchSocket {
  public:
   using DatagramHandler = std::function<void(std::span<const uint8_t> datagram,
                                              const sockaddr_storage& from, socklen_t from_len)>;
+  // Sees every received batch before its datagrams are handled one by one (for prefetching).
+  using BatchHandler = std::function<void(std::span<const std::span<const uint8_t>> batch)>;
   UdpBatchSocket(boost::asio::ip::udp::socket socket, uint32_t batch, size_t max_receive,
                  uint32_t send_capacity, size_t max_send, DatagramHandler on_datagram,
-                 std::function<void()> on_drop);
+                 std::function<void()> on_drop, BatchHandler on_batch = {});
 
   void Start() { Arm(); }
   void Close();
@@ -120,6 +122,8 @@ class UdpBatchSocket {
   const size_t max_send_;
   DatagramHandler on_datagram_;
   std::function<void()> on_drop_;
+  BatchHandler on_batch_;
+  std::vector<std::span<const uint8_t>> batch_views_;
   std::vector<uint8_t> rx_buffers_;
   std::vector<sockaddr_storage> rx_addresses_;
   std::vector<iovec> rx_iov_;

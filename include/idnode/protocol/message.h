@@ -252,6 +252,11 @@ struct Message {
 // not checked against the bytes left.
 Decoded<Message> DecodeMessage(std::span<const uint8_t> bytes);
 
+// The handle of a single-datagram, uncompressed, unencrypted OC_RESOLUTION request, read from its
+// fixed offsets without decoding the rest; empty for anything else (the full decode decides
+// what to answer). For prefetching, never for answering: it checks bounds, not validity.
+std::string_view PeekResolutionHandle(std::span<const uint8_t> message);
+
 // Decodes only the envelope (the first 20 bytes).
 Decoded<Envelope> DecodeEnvelope(std::span<const uint8_t> bytes);
 void WriteEnvelope(const Envelope& envelope, std::span<uint8_t, kEnvelopeSize> out);

@@ -93,6 +93,13 @@ class Resolver {
   registry::Registry& registry_;
   std::shared_ptr<cache::AnswerCache> cache_;
   ResolverOptions options_;
+
+ public:
+  // Batch prefetching (see AnswerCache::PrefetchBucket): the cache hash of a resolution of
+  // `handle` (0 without a cache), and the two stages.
+  uint64_t CacheHashFor(std::string_view handle, Scratch& scratch) const;
+  void PrefetchBucket(uint64_t hash) const;
+  void PrefetchEntry(uint64_t hash) const;
 };
 
 // Whether a value with this index, type and permissions is selected by `query`.

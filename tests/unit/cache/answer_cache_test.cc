@@ -93,6 +93,24 @@ TEST(AnswerCacheTest, HitMissAndReplace) {
   EXPECT_EQ(stats.bytes_used, cache.bytes_used());
 }
 
+TEST(AnswerCacheTest, PrefetchingChangesNothingAndAllocatesNothing) {
+  AnswerCache cache(Options(1 << 20, 8));
+  ASSERT_TRUE(cache.Insert("88.100.1/A", Bytes("a")));
+  const auto before = cache.stats();
+  size_t allocated = allocations;
+  for (std::string_view key : {"88.100.1/A", "88.100.1/ABSENT", ""}) {
+    uint64_t h = AnswerCache::HashOf(key);
+    cache.PrefetchBucket(h);
+    cache.PrefetchEntry(h);
+  }
+  EXPECT_EQ(allocations, allocated);
+  const auto after = cache.stats();
+  EXPECT_EQ(after.hits, before.hits);
+  EXPECT_EQ(after.misses, before.misses);
+  EXPECT_EQ(after.entries, before.entries);
+  EXPECT_EQ(cache.Get("88.100.1/A"), Bytes("a"));
+}
+
 TEST(AnswerCacheTest, EmptyKeyAndEmptyValue) {
   AnswerCache cache(Options(1 << 20, 8));
   EXPECT_TRUE(cache.Insert("", Bytes("x")));

@@ -93,6 +93,31 @@ TEST(Message, ResolutionRequestWithFilters) {
   EXPECT_EQ(Encode(*decoded), wire);
 }
 
+TEST(Message, PeekResolutionHandleReadsOnlyPlainResolutionRequests) {
+  auto request =
+      Encode(Request(OpCode::kResolution, ResolutionRequest{"88.100.1/SN1", {}, {}, {}}));
+  EXPECT_EQ(PeekResolutionHandle(request), "88.100.1/SN1");
+  // Truncated anywhere before the end of the handle: nothing.
+  for (size_t n = 0; n < kEnvelopeSize + kHeaderSize + 4 + 12; ++n) {
+    EXPECT_EQ(PeekResolutionHandle(std::span<const uint8_t>(request).first(n)), "") << n;
+  }
+  // A handle length past the end of the message.
+  auto long_length = request;
+  long_length[kEnvelopeSize + kHeaderSize] = 0x7f;
+  EXPECT_EQ(PeekResolutionHandle(long_length), "");
+  // Multi-packet, encrypted and compressed envelopes, other opcodes and responses: nothing.
+  for (uint8_t flag : {kEnvelopeTruncated, kEnvelopeEncrypted, kEnvelopeCompressed}) {
+    auto flagged = request;
+    flagged[2] |= flag;
+    EXPECT_EQ(PeekResolutionHandle(flagged), "");
+  }
+  EXPECT_EQ(
+      PeekResolutionHandle(Encode(Request(OpCode::kDeleteHandle, HandleBody{"88.100.1/SN1"}))), "");
+  auto response = request;
+  response[kEnvelopeSize + 7] = 1;  // RC 1
+  EXPECT_EQ(PeekResolutionHandle(response), "");
+}
+
 TEST(Message, EveryRequestBodyRoundTrips) {
   std::vector<uint8_t> storage;
   HandleValue url = UrlValue();
