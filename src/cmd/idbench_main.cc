@@ -324,6 +324,11 @@ int RunCommand(int argc, char** argv) {
               result.latency.max() / 1e3);
   std::printf("bytes out %llu  in %llu\n", static_cast<unsigned long long>(result.bytes_out),
               static_cast<unsigned long long>(result.bytes_in));
+  // How busy idbench itself was: below one core, it was not what limited the rate.
+  std::printf("idbench CPU %.2f s (%.0f%% of one core), %.0f answers per idbench CPU second\n",
+              result.client_cpu_seconds,
+              result.seconds > 0 ? 100 * result.client_cpu_seconds / result.seconds : 0,
+              result.client_cpu_seconds > 0 ? result.answered / result.client_cpu_seconds : 0);
   for (const auto& [code, n] : result.codes)
     std::printf("code %u: %llu\n", code, static_cast<unsigned long long>(n));
   if (result.writes_sent > 0) {

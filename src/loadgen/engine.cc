@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,15 +37,11 @@ uint64_t Nanos(Clock::time_point t, Clock::time_point start) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(t - start).count());
 }
 
-void Put32(std::vector<uint8_t>& m, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) m.push_back(static_cast<uint8_t>(v >> s));
-}
-
 uint32_t Get32(const uint8_t* p) {
   return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
 }
 
-std::string PathEscape(const std::string& handle) {
+std::string PathEscape(std::string_view handle) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : handle) {
@@ -126,6 +123,9 @@ class Engine {
         return result_;
       }
       ::fcntl(udp_, F_SETFL, O_NONBLOCK);
+      udp_buffers_.resize(slots_.size() * kUdpRequestBytes);
+      udp_iov_.resize(slots_.size());
+      udp_headers_.resize(slots_.size());
     } else {
       for (uint32_t i = 0; i < std::max(1u, o_.connections); ++i) {
         Connection c;
@@ -202,17 +202,24 @@ class Engine {
       slot.write = true;
       ++result_.writes_sent;
     }
-    static const std::string kNoKey;
-    const std::string& key = slot.write ? kNoKey : keys_.Next();
+    const std::string_view key = slot.write ? std::string_view() : keys_.Next();
     ++result_.sent;
     const uint32_t id = (slot.generation << 12) | s;
     if (o_.protocol == Protocol::kDns) {
       // A 16-bit DNS id: the slot and four bits of its generation.
-      udp_out_.push_back(DnsQuery(key, static_cast<uint16_t>(((slot.generation & 0xf) << 12) | s)));
+      const auto& query = DnsQuery(key);
+      std::span<uint8_t> buffer = UdpBuffer(s);
+      std::memcpy(buffer.data(), query.data(), query.size());
+      knot_wire_set_id(buffer.data(), static_cast<uint16_t>(((slot.generation & 0xf) << 12) | s));
+      QueueUdp(s, query.size());
       return;
     }
     if (o_.protocol == Protocol::kUdp) {
-      udp_out_.push_back(slot.write ? WriteRequest(slot, id) : ResolutionRequest(key, id));
+      if (slot.write) {
+        QueueUdp(s, WriteRequest(slot, id));
+      } else {
+        QueueUdp(s, WriteResolutionRequest(key, id, UdpBuffer(s)));
+      }
       return;
     }
     // TCP and HTTP: the connection with the fewest requests waiting.
@@ -233,25 +240,41 @@ class Engine {
     }
   }
 
-  void FlushUdp() {
-    if (udp_out_.empty()) return;
-    std::vector<mmsghdr> headers(udp_out_.size());
-    std::vector<iovec> iov(udp_out_.size());
-    for (size_t i = 0; i < udp_out_.size(); ++i) {
-      iov[i] = {udp_out_[i].data(), udp_out_[i].size()};
-      headers[i] = {};
-      headers[i].msg_hdr.msg_iov = &iov[i];
-      headers[i].msg_hdr.msg_iovlen = 1;
-      result_.bytes_out += udp_out_[i].size();
+  // UDP requests are built in place, one preallocated buffer per slot (a slot has at most one
+  // datagram waiting to go out), and sent in one sendmmsg.
+  std::span<uint8_t> UdpBuffer(uint32_t s) {
+    return {udp_buffers_.data() + size_t{s} * kUdpRequestBytes, kUdpRequestBytes};
+  }
+  void QueueUdp(uint32_t s, std::span<const uint8_t> bytes) {
+    if (bytes.empty() || bytes.size() > kUdpRequestBytes) {
+      ++result_.errors;  // too large for one datagram: left to time out
+      return;
     }
+    std::memcpy(UdpBuffer(s).data(), bytes.data(), bytes.size());
+    QueueUdp(s, bytes.size());
+  }
+  void QueueUdp(uint32_t s, size_t size) {
+    if (size == 0) {
+      ++result_.errors;
+      return;
+    }
+    udp_iov_[udp_queued_] = {UdpBuffer(s).data(), size};
+    udp_headers_[udp_queued_] = {};
+    udp_headers_[udp_queued_].msg_hdr.msg_iov = &udp_iov_[udp_queued_];
+    udp_headers_[udp_queued_].msg_hdr.msg_iovlen = 1;
+    result_.bytes_out += size;
+    ++udp_queued_;
+  }
+
+  void FlushUdp() {
     size_t done = 0;
-    while (done < headers.size()) {
-      int n =
-          ::sendmmsg(udp_, headers.data() + done, static_cast<unsigned>(headers.size() - done), 0);
+    while (done < udp_queued_) {
+      int n = ::sendmmsg(udp_, udp_headers_.data() + done,
+                         static_cast<unsigned>(udp_queued_ - done), 0);
       if (n <= 0) break;  // the rest times out and is counted so
       done += static_cast<size_t>(n);
     }
-    udp_out_.clear();
+    udp_queued_ = 0;
   }
 
   void FlushTcp() {
@@ -298,11 +321,11 @@ class Engine {
     return Encoded(m);
   }
 
-  // A DNS query for `key` (kept per key: building names is slower than sending them).
-  std::vector<uint8_t> DnsQuery(const std::string& key, uint16_t id) {
+  // The DNS query for `key`, id 0 (kept per key: building names is slower than sending them).
+  const std::vector<uint8_t>& DnsQuery(std::string_view key) {
     auto it = dns_queries_.find(key);
     if (it == dns_queries_.end()) {
-      std::string name = key;
+      std::string name(key);
       if (dns::IsCanonicalOid(key)) {
         auto mapped = dns::OidToDnsName(key, o_.dns_apex);
         if (mapped.ok()) name = *mapped;
@@ -320,11 +343,9 @@ class Engine {
       knot_wire_write_u16(q.data() + at, o_.dns_qtype);
       knot_wire_write_u16(q.data() + at + 2, KNOT_CLASS_IN);
       if (dns_queries_.size() >= kMaxDnsQueriesKept) dns_queries_.clear();
-      it = dns_queries_.emplace(key, std::move(q)).first;
+      it = dns_queries_.emplace(std::string(key), std::move(q)).first;
     }
-    std::vector<uint8_t> q = it->second;
-    knot_wire_set_id(q.data(), id);
-    return q;
+    return it->second;
   }
 
   static std::vector<uint8_t> Encoded(const protocol::Message& m) {
@@ -362,7 +383,7 @@ class Engine {
                                        w.identity_index, mac};
     auto bytes = Encoded(m);
     if (o_.protocol == Protocol::kUdp) {
-      udp_out_.push_back(std::move(bytes));
+      QueueUdp(s, bytes);
     } else {
       Connection& c = conns_[static_cast<size_t>(slot.connection)];
       c.out.insert(c.out.end(), bytes.begin(), bytes.end());
@@ -422,6 +443,13 @@ class Engine {
 
   void Receive(uint64_t now, Histogram& second, Second& current) {
     (void)now;
+    if (conns_.empty()) {
+      // UDP alone: read what has arrived; wait (at most 1 ms) only when nothing has.
+      if (ReceiveUdp(second, current) > 0) return;
+      pollfd fd{udp_, POLLIN, 0};
+      if (::poll(&fd, 1, 1) > 0) ReceiveUdp(second, current);
+      return;
+    }
     std::vector<pollfd> fds;
     if (udp_ >= 0) fds.push_back({udp_, POLLIN, 0});
     for (auto& c : conns_)
@@ -435,7 +463,9 @@ class Engine {
     }
   }
 
-  void ReceiveUdp(Histogram& second, Second& current) {
+  // Returns the number of datagrams read.
+  size_t ReceiveUdp(Histogram& second, Second& current) {
+    size_t received = 0;
     constexpr size_t kBatch = 64;
     std::array<std::array<uint8_t, 1536>, kBatch> buffers;
     std::array<iovec, kBatch> iov;
@@ -448,7 +478,8 @@ class Engine {
         headers[i].msg_hdr.msg_iovlen = 1;
       }
       int n = ::recvmmsg(udp_, headers.data(), kBatch, MSG_DONTWAIT, nullptr);
-      if (n <= 0) return;
+      if (n <= 0) return received;
+      received += static_cast<size_t>(n);
       for (int i = 0; i < n; ++i) {
         result_.bytes_in += headers[i].msg_len;
         const uint8_t* b = buffers[i].data();
@@ -470,8 +501,6 @@ class Engine {
         Slot& slot = slots_[s];
         slot.expected = length;
         slot.received += headers[i].msg_len - 20;
-        if (Get32(b + 12) == 0 && headers[i].msg_len >= 28)
-          slot.sent_ns = slot.sent_ns;  // first datagram
         if (slot.received >= slot.expected) {
           // The response code is in the first datagram; keep the code of whichever carried it.
           uint32_t code = Get32(b + 12) == 0 && headers[i].msg_len >= 28 ? Get32(b + 24) : 1;
@@ -482,8 +511,9 @@ class Engine {
           Complete(s, code, second, current);
         }
       }
-      if (static_cast<size_t>(n) < kBatch) return;
+      if (static_cast<size_t>(n) < kBatch) return received;
     }
+    return received;
   }
 
   void ReceiveStream(Connection& c, Histogram& second, Second& current) {
@@ -546,13 +576,22 @@ class Engine {
   double write_credit_ = 0;
   uint64_t write_counter_ = 0;
   std::vector<std::string> created_;  // handles this run created, for modifications
-  std::unordered_map<std::string, std::vector<uint8_t>> dns_queries_;
+  // Heterogeneous lookup: keys arrive as string_views.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::vector<uint8_t>, KeyHash, std::equal_to<>> dns_queries_;
   std::mt19937_64 rng_{std::random_device{}()};
   // Distinguishes this run's handles from an earlier run's under the same prefix.
   uint64_t run_tag_ = static_cast<uint64_t>(time(nullptr));
   std::vector<Slot> slots_;
   std::vector<Connection> conns_;
-  std::vector<std::vector<uint8_t>> udp_out_;
+  static constexpr size_t kUdpRequestBytes = 512;
+  std::vector<uint8_t> udp_buffers_;
+  std::vector<iovec> udp_iov_;
+  std::vector<mmsghdr> udp_headers_;
+  size_t udp_queued_ = 0;
   int udp_ = -1;
   sockaddr_storage addr_{};
   socklen_t addr_len_ = 0;
@@ -568,24 +607,42 @@ std::string Json(double v) {
 
 }  // namespace
 
-std::vector<uint8_t> ResolutionRequest(const std::string& handle, uint32_t request_id) {
-  std::vector<uint8_t> m{2, 11, 2, 11};
-  uint32_t body = 4 + static_cast<uint32_t>(handle.size()) + 4 + 4;
-  Put32(m, 0);
-  Put32(m, request_id);
-  Put32(m, 0);
-  Put32(m, 24 + body + 4);
-  Put32(m, 1);           // OC_RESOLUTION
-  Put32(m, 0);           // a request
-  Put32(m, 0x19000000);  // REC CA PO, as the CNRI client
-  m.insert(m.end(), {0xff, 0xff, 0, 0});
-  Put32(m, static_cast<uint32_t>(time(nullptr) + 43200));
-  Put32(m, body);
-  Put32(m, static_cast<uint32_t>(handle.size()));
-  m.insert(m.end(), handle.begin(), handle.end());
-  Put32(m, 0);
-  Put32(m, 0);
-  Put32(m, 0);  // empty credential section
+size_t WriteResolutionRequest(std::string_view handle, uint32_t request_id,
+                              std::span<uint8_t> out) {
+  const uint32_t body = 4 + static_cast<uint32_t>(handle.size()) + 4 + 4;
+  const size_t size = 20 + 24 + body + 4;
+  if (size > out.size()) return 0;
+  uint8_t* p = out.data();
+  auto put32 = [&p](uint32_t v) {
+    p[0] = static_cast<uint8_t>(v >> 24);
+    p[1] = static_cast<uint8_t>(v >> 16);
+    p[2] = static_cast<uint8_t>(v >> 8);
+    p[3] = static_cast<uint8_t>(v);
+    p += 4;
+  };
+  put32(0x020b020b);  // version 2.11, suggesting 2.11
+  put32(0);           // session
+  put32(request_id);
+  put32(0);  // sequence
+  put32(24 + body + 4);
+  put32(1);           // OC_RESOLUTION
+  put32(0);           // a request
+  put32(0x19000000);  // REC CA PO, as the CNRI client
+  put32(0xffff0000);  // site info serial, recursion count, reserved
+  put32(static_cast<uint32_t>(time(nullptr) + 43200));
+  put32(body);
+  put32(static_cast<uint32_t>(handle.size()));
+  std::memcpy(p, handle.data(), handle.size());
+  p += handle.size();
+  put32(0);  // no indexes
+  put32(0);  // no types
+  put32(0);  // empty credential section
+  return size;
+}
+
+std::vector<uint8_t> ResolutionRequest(std::string_view handle, uint32_t request_id) {
+  std::vector<uint8_t> m(20 + 24 + 4 + handle.size() + 12);
+  m.resize(WriteResolutionRequest(handle, request_id, m));
   return m;
 }
 
@@ -610,8 +667,17 @@ RunResult Run(const RunOptions& options, KeySource& keys,
                   : "writes need a prefix, an identity and its secret";
     return r;
   }
+  auto cpu_seconds = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  };
+  const double cpu_before = cpu_seconds();
   Engine engine(options, keys);
-  return engine.Go(progress);
+  RunResult result = engine.Go(progress);
+  result.client_cpu_seconds = cpu_seconds() - cpu_before;
+  return result;
 }
 
 std::string ToJson(const RunOptions& o, const RunResult& r) {
@@ -626,6 +692,9 @@ std::string ToJson(const RunOptions& o, const RunResult& r) {
       ",\"bytes_out\":" + std::to_string(r.bytes_out) +
       ",\"bytes_in\":" + std::to_string(r.bytes_in) +
       ",\"requests_per_second\":" + Json(r.seconds > 0 ? r.answered / r.seconds : 0) +
+      ",\"client_cpu_seconds\":" + Json(r.client_cpu_seconds) +
+      ",\"requests_per_client_cpu_second\":" +
+      Json(r.client_cpu_seconds > 0 ? r.answered / r.client_cpu_seconds : 0) +
       ",\"write_share\":" + Json(o.writes.share) +
       ",\"writes_sent\":" + std::to_string(r.writes_sent) +
       ",\"writes_answered\":" + std::to_string(r.writes_answered) +

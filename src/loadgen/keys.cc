@@ -1,6 +1,7 @@
 #include "idnode/loadgen/keys.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 
@@ -20,10 +21,17 @@ std::optional<KeySource> KeySource::Make(const KeyOptions& options, std::string*
       *error = "cannot read " + options.file;
       return std::nullopt;
     }
+    k.offsets_.push_back(0);
     for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) k.keys_.push_back(line);
+      if (line.empty()) continue;
+      if (k.blob_.size() + line.size() > UINT32_MAX) {
+        *error = options.file + ": more than 4 GiB of keys";
+        return std::nullopt;
+      }
+      k.blob_ += line;
+      k.offsets_.push_back(static_cast<uint32_t>(k.blob_.size()));
     }
-    k.count_ = k.keys_.size();
+    k.count_ = k.offsets_.size() - 1;
   } else {
     size_t open = options.pattern.find('{'), dots = options.pattern.find("..", open),
            close = options.pattern.find('}', open);
@@ -58,6 +66,7 @@ std::optional<KeySource> KeySource::Make(const KeyOptions& options, std::string*
     }
     for (auto& c : k.zipf_cdf_) c /= sum;
   }
+  for (auto& index : k.ahead_) index = k.NextIndex();
   return k;
 }
 
@@ -79,16 +88,33 @@ uint64_t KeySource::NextIndex() {
   }
 }
 
-std::string KeySource::KeyAt(uint64_t i) {
-  if (!keys_.empty()) return keys_[i];
-  return head_ + std::to_string(first_ + i) + tail_;
+std::string_view KeySource::KeyAt(uint64_t i) {
+  if (!offsets_.empty()) {
+    return std::string_view(blob_).substr(offsets_[i], offsets_[i + 1] - offsets_[i]);
+  }
+  char digits[24];
+  auto end = std::to_chars(digits, digits + sizeof digits, first_ + i).ptr;
+  current_.assign(head_);
+  current_.append(digits, end);
+  current_.append(tail_);
+  return current_;
 }
 
-const std::string& KeySource::Next() {
+std::string_view KeySource::Next() {
   last_missing_ =
       options_.missing > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < options_.missing;
-  current_ = KeyAt(NextIndex());
-  if (last_missing_) current_ += "-missing-" + std::to_string(rng_() % 1000000);
+  const uint64_t index = ahead_[ahead_at_];
+  ahead_[ahead_at_] = NextIndex();
+  if (!offsets_.empty()) {
+    // Two stages: the offset of the key drawn now, the bytes of the one drawn half a ring ago.
+    __builtin_prefetch(&offsets_[ahead_[ahead_at_]]);
+    __builtin_prefetch(blob_.data() + offsets_[ahead_[(ahead_at_ + kAhead / 2) % kAhead]]);
+  }
+  ahead_at_ = (ahead_at_ + 1) % kAhead;
+  std::string_view key = KeyAt(index);
+  if (!last_missing_) return key;
+  if (key.data() != current_.data()) current_.assign(key);
+  current_ += "-missing-" + std::to_string(rng_() % 1000000);
   return current_;
 }
 

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "idnode/loadgen/histogram.h"
@@ -74,6 +76,9 @@ struct RunResult {
   std::map<uint32_t, uint64_t> write_codes;
   Histogram write_latency;
   std::vector<Second> timeline;
+  // idbench's own CPU time (user + system) during the run: requests per CPU second is its
+  // capacity, whatever the server on the other side could take.
+  double client_cpu_seconds = 0;
   std::string error;  // set when the run could not start
 };
 
@@ -81,8 +86,10 @@ struct RunResult {
 RunResult Run(const RunOptions& options, KeySource& keys,
               const std::function<void(const Second&)>& progress);
 
-// A Handle resolution request for `handle` with `request_id`.
-std::vector<uint8_t> ResolutionRequest(const std::string& handle, uint32_t request_id);
+// A Handle resolution request for `handle` with `request_id`, written into `out`: its size, or 0
+// if it does not fit. ResolutionRequest returns it as a vector.
+size_t WriteResolutionRequest(std::string_view handle, uint32_t request_id, std::span<uint8_t> out);
+std::vector<uint8_t> ResolutionRequest(std::string_view handle, uint32_t request_id);
 
 // Reports: one JSON document, and a self-contained HTML page (inline SVG, no network).
 std::string ToJson(const RunOptions& options, const RunResult& result);

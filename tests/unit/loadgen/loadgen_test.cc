@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <random>
 
@@ -58,6 +60,27 @@ TEST(Histogram, PercentilesMatchSortedData) {
   EXPECT_EQ(h.Percentile(0.5), 0u);
 }
 
+TEST(Keys, FileKeysInOrderAndAfterAMove) {
+  std::string path = ::testing::TempDir() + "/idbench_keys.txt";
+  {
+    std::ofstream out(path);
+    out << "a\n\nbb\nccc\n";  // the empty line is skipped
+  }
+  std::string error;
+  KeyOptions o;
+  o.file = path;
+  o.order = Order::kSequential;
+  auto made = KeySource::Make(o, &error);
+  ASSERT_TRUE(made) << error;
+  KeySource keys = std::move(*made);  // small keys live inside the string: offsets survive moves
+  EXPECT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys.Next(), "a");
+  EXPECT_EQ(keys.Next(), "bb");
+  EXPECT_EQ(keys.Next(), "ccc");
+  EXPECT_EQ(keys.Next(), "a");  // wraps
+  std::remove(path.c_str());
+}
+
 TEST(Keys, PatternOrdersAndMissingShare) {
   std::string error;
   KeyOptions o;
@@ -77,7 +100,7 @@ TEST(Keys, PatternOrdersAndMissingShare) {
   auto zipf = KeySource::Make(o, &error);
   ASSERT_TRUE(zipf);
   std::map<std::string, int> counts;
-  for (int i = 0; i < 20000; ++i) ++counts[zipf->Next()];
+  for (int i = 0; i < 20000; ++i) ++counts[std::string(zipf->Next())];
   int top = 0;
   for (const auto& [k, n] : counts) top = std::max(top, n);
   EXPECT_GT(top, 20000 / 20);  // skewed: the hottest key takes far more than a uniform share
