@@ -319,7 +319,8 @@ Result<Unit, std::string> DnsServer::Bind() {
       auto address = asio::ip::make_address(bind, ec);
       if (ec) return Failure{"dns.bind: \"" + bind + "\" is not an IP address"};
       for (auto& worker : workers_) {
-        auto socket = net::OpenUdpSocket(worker->io, address, port_, "DNS UDP");
+        auto socket = net::OpenUdpSocket(worker->io, address, port_, "DNS UDP",
+                                         config_.udp_receive_buffer_bytes);
         if (!socket.ok()) return Failure{socket.error()};
         if (port_ == 0) port_ = socket->local_endpoint().port();
         worker->udp.push_back(std::make_unique<DnsUdpListener>(

@@ -161,7 +161,14 @@ class Engine {
       }
       FlushUdp();
       FlushTcp();
-      Receive(now, second_histogram, current);
+      // Open loop: never wait past the next request's intended send time (a late send would be
+      // charged to the server as latency). Closed loop: up to 1 ms for an answer.
+      uint64_t wait_ns = 1000000;
+      if (interval_ns > 0) {
+        double until = next_intended - static_cast<double>(Nanos(Clock::now(), start_));
+        wait_ns = until <= 0 ? 0 : std::min<uint64_t>(wait_ns, static_cast<uint64_t>(until));
+      }
+      Receive(wait_ns, second_histogram, current);
       if (now - last_timeout_scan > 100000000ull) {
         last_timeout_scan = now;
         for (uint32_t s = 0; s < slots_.size(); ++s) {
@@ -441,20 +448,21 @@ class Engine {
     if (c.fd < 0) ++result_.errors;
   }
 
-  void Receive(uint64_t now, Histogram& second, Second& current) {
-    (void)now;
+  void Receive(uint64_t wait_ns, Histogram& second, Second& current) {
+    const timespec wait{static_cast<time_t>(wait_ns / 1000000000),
+                        static_cast<long>(wait_ns % 1000000000)};
     if (conns_.empty()) {
-      // UDP alone: read what has arrived; wait (at most 1 ms) only when nothing has.
-      if (ReceiveUdp(second, current) > 0) return;
+      // UDP alone: read what has arrived; wait (at most `wait_ns`) only when nothing has.
+      if (ReceiveUdp(second, current) > 0 || wait_ns == 0) return;
       pollfd fd{udp_, POLLIN, 0};
-      if (::poll(&fd, 1, 1) > 0) ReceiveUdp(second, current);
+      if (::ppoll(&fd, 1, &wait, nullptr) > 0) ReceiveUdp(second, current);
       return;
     }
     std::vector<pollfd> fds;
     if (udp_ >= 0) fds.push_back({udp_, POLLIN, 0});
     for (auto& c : conns_)
       fds.push_back({c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
-    if (::poll(fds.data(), fds.size(), 1) <= 0) return;
+    if (::ppoll(fds.data(), fds.size(), &wait, nullptr) <= 0) return;
     if (udp_ >= 0 && (fds[0].revents & POLLIN)) ReceiveUdp(second, current);
     size_t base = udp_ >= 0 ? 1 : 0;
     for (size_t i = 0; i < conns_.size(); ++i) {

@@ -360,7 +360,8 @@ Result<Unit, std::string> HandleServer::Bind() {
           worker->acceptors.push_back(std::move(*acceptor));
         }
         if (config_.udp) {
-          auto socket = OpenUdpSocket(worker->io, address, port_, "Handle UDP");
+          auto socket = OpenUdpSocket(worker->io, address, port_, "Handle UDP",
+                                      config_.udp_receive_buffer_bytes);
           if (!socket.ok()) return Failure{socket.error()};
           if (port_ == 0) port_ = socket->local_endpoint().port();
           worker->udp.push_back(std::make_unique<UdpListener>(

@@ -1,5 +1,6 @@
 #include "idnode/net/listeners.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace idnode::net {
@@ -29,13 +30,15 @@ uint64_t MicrosSince(Clock::time_point start) {
 
 Result<udp::socket, std::string> OpenUdpSocket(asio::io_context& io,
                                                const asio::ip::address& address, uint16_t port,
-                                               std::string_view what) {
+                                               std::string_view what, uint64_t receive_buffer) {
   udp::socket socket(io);
   udp::endpoint endpoint(address, port);
   boost::system::error_code ec;
   socket.open(endpoint.protocol(), ec);
   if (!ec) {
     SetReusePort(socket.native_handle());
+    int bytes = static_cast<int>(std::min<uint64_t>(receive_buffer, INT32_MAX / 2));
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
     socket.bind(endpoint, ec);
   }
   if (ec) return Failure{Where(what, address, port) + ec.message()};

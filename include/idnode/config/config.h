@@ -29,6 +29,8 @@ struct HandleConfig {
   bool tcp = true;
   uint32_t workers = 0;  // 0: one per core
   uint32_t udp_batch = 64;
+  // SO_RCVBUF of each UDP socket: room for bursts (the kernel caps it at net.core.rmem_max).
+  uint64_t udp_receive_buffer_bytes = 4ull << 20;
   uint32_t tcp_max_connections = 1024;
   uint32_t tcp_max_connections_per_source = 64;
   std::chrono::milliseconds tcp_idle_timeout{10000};
@@ -87,6 +89,8 @@ struct DnsConfig {
   std::chrono::milliseconds tcp_io_timeout{2000};
   uint32_t workers = 0;  // 0: one per core
   uint32_t udp_batch = 64;
+  // SO_RCVBUF of each UDP socket: room for bursts (the kernel caps it at net.core.rmem_max).
+  uint64_t udp_receive_buffer_bytes = 4ull << 20;
   std::string apex = "oid-res.org.";      // the ORS zone served
   std::string oid_prefix = "OID";         // OID x.y.z is the handle OID/x.y.z
   std::string naptr_service = "RINF";     // NAPTR service of URL values

@@ -32,9 +32,10 @@ uint64_t MicrosSince(Clock::time_point start);
 
 // Opens and binds a UDP socket / a listening TCP acceptor with SO_REUSEPORT (each worker gets its
 // own and the kernel spreads traffic over them). `what` names the listener in errors ("DNS UDP").
+// `receive_buffer` is the UDP socket's SO_RCVBUF (the kernel caps it at net.core.rmem_max).
 Result<boost::asio::ip::udp::socket, std::string> OpenUdpSocket(
     boost::asio::io_context& io, const boost::asio::ip::address& address, uint16_t port,
-    std::string_view what);
+    std::string_view what, uint64_t receive_buffer);
 Result<std::unique_ptr<boost::asio::ip::tcp::acceptor>, std::string> OpenTcpAcceptor(
     boost::asio::io_context& io, const boost::asio::ip::address& address, uint16_t port,
     std::string_view what);

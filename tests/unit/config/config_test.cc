@@ -34,6 +34,7 @@ TEST(Config, TheDocumentedFileIsExactlyTheDefaults) {
   EXPECT_EQ(documented.handle.port, defaults.handle.port);
   EXPECT_EQ(documented.handle.workers, defaults.handle.workers);
   EXPECT_EQ(documented.handle.udp_batch, defaults.handle.udp_batch);
+  EXPECT_EQ(documented.handle.udp_receive_buffer_bytes, defaults.handle.udp_receive_buffer_bytes);
   EXPECT_EQ(documented.handle.tcp_max_connections, defaults.handle.tcp_max_connections);
   EXPECT_EQ(documented.handle.tcp_max_connections_per_source,
             defaults.handle.tcp_max_connections_per_source);
@@ -66,6 +67,7 @@ TEST(Config, TheDocumentedFileIsExactlyTheDefaults) {
   EXPECT_EQ(documented.dns.tcp_io_timeout, defaults.dns.tcp_io_timeout);
   EXPECT_EQ(documented.dns.workers, defaults.dns.workers);
   EXPECT_EQ(documented.dns.udp_batch, defaults.dns.udp_batch);
+  EXPECT_EQ(documented.dns.udp_receive_buffer_bytes, defaults.dns.udp_receive_buffer_bytes);
   EXPECT_EQ(documented.dns.apex, defaults.dns.apex);
   EXPECT_EQ(documented.dns.oid_prefix, defaults.dns.oid_prefix);
   EXPECT_EQ(documented.dns.naptr_service, defaults.dns.naptr_service);
