@@ -339,7 +339,9 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
     }
     if (!params.noredirect) {
       for (const auto& v : values) {
-        if (registry::TypeMatches("URL", v.type())) {
+        // A value with a line break or NUL can be no Location (it would split the response).
+        if (registry::TypeMatches("URL", v.type()) &&
+            v.data().find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos) {
           HttpResponse r;
           r.status = 302;
           r.content_type = "text/html;charset=utf-8";
@@ -412,11 +414,44 @@ struct HttpServer::State {
 
 namespace {
 
+// The response as Beast would write it (status line, Content-Type, the handler's headers,
+// Connection: close when closing, Content-Length, body), formatted into one buffer that the
+// session reuses: one write, and none of the serializer's buffer-sequence walking per request.
+void SerializeResponse(const HttpResponse& response, bool close, std::string& out) {
+  const auto status = static_cast<bhttp::status>(response.status);
+  std::string_view reason = bhttp::obsolete_reason(status);
+  out.clear();
+  out.append("HTTP/1.1 ");
+  out.append(std::to_string(response.status));
+  out.push_back(' ');
+  out.append(reason.data(), reason.size());
+  out.append("\r\nContent-Type: ");
+  out.append(response.content_type);
+  out.append("\r\n");
+  for (const auto& [name, value] : response.headers) {
+    // Never a header that would split the response (the handlers do not make such values).
+    if (name.find_first_of("\r\n") != std::string::npos ||
+        value.find_first_of("\r\n") != std::string::npos) {
+      continue;
+    }
+    out.append(name);
+    out.append(": ");
+    out.append(value);
+    out.append("\r\n");
+  }
+  if (close) out.append("Connection: close\r\n");
+  out.append("Content-Length: ");
+  out.append(std::to_string(response.body.size()));
+  out.append("\r\n\r\n");
+  out.append(response.body);
+}
+
 asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
                               metrics::RequestCounters& counters,
                               std::atomic<size_t>& connections) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(config.max_header_bytes);
+  std::string out;  // the serialized response, reused
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(config.max_header_bytes);
@@ -513,15 +548,10 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
         if (req.method() == bhttp::verb::head) response.body.clear();
       }
     }
-    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(response.status), 11};
-    res.set(bhttp::field::content_type, response.content_type);
-    for (const auto& [name, value] : response.headers) res.set(name, value);
-    res.body() = std::move(response.body);
-    res.keep_alive(!close);
-    res.prepare_payload();
     // The deadline set before the read covers the write too: one timer update per request.
+    SerializeResponse(response, close, out);
     auto [write_ec, written] =
-        co_await bhttp::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+        co_await asio::async_write(stream, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
     counters.Count(metrics::Protocol::kHttp, 0, response.status,
                    static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                              std::chrono::steady_clock::now() - start)

@@ -121,12 +121,7 @@ def setUpModule():
         [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--dns-port", "0", "--no-demo",
          "--workers", "2"],
         stdout=subprocess.PIPE, stderr=open(os.path.join(work, "idnode.log"), "w"), text=True)
-    deadline = time.time() + 20
-    line = ""
-    while time.time() < deadline:
-        line = NODE["proc"].stdout.readline()
-        if line.startswith("idnode ready:") or NODE["proc"].poll() is not None:
-            break
+    line = st.wait_ready(NODE["proc"])
     m = re.search(r"handle=127\.0\.0\.1:(\d+)", line)
     if not m:
         tearDownModule()

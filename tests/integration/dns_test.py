@@ -21,6 +21,8 @@ import tempfile
 import time
 import unittest
 
+from server_test import read_exact, wait_ready  # shared with the Handle tests
+
 IDNODE = IDCTL = IDBENCH = None
 NODE = {}
 DEMO_OID_NAME = "1.3001.156.2.1.oid-res.org."
@@ -105,16 +107,6 @@ def exchange(payload, timeout=1.0):
         s.close()
 
 
-def read_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 def tcp_exchange(payloads, timeout=2.0):
     """Sends the queries on one connection (all first: pipelined); returns the answers."""
     s = socket.create_connection(("127.0.0.1", NODE["dns"]), timeout=timeout)
@@ -172,12 +164,7 @@ def setUpModule():
     NODE["proc"] = subprocess.Popen(
         [IDNODE, "--config", config, "--data-dir", data, "--handle-port", "0", "--http-port", "0",
          "--dns-port", "0", "--workers", "2"], stdout=subprocess.PIPE, stderr=NODE["log"], text=True)
-    deadline = time.time() + 20
-    line = ""
-    while time.time() < deadline:
-        line = NODE["proc"].stdout.readline()
-        if line.startswith("idnode ready:") or NODE["proc"].poll() is not None:
-            break
+    line = wait_ready(NODE["proc"])
     m = re.search(r"http=127\.0\.0\.1:(\d+) dns=127\.0\.0\.1:(\d+)", line)
     if not m:
         tearDownModule()

@@ -156,6 +156,18 @@ def http(method, path, headers=None, body=b"", raw=None, timeout=3.0):
     return status, hdrs, payload
 
 
+def wait_ready(proc, timeout=20):
+    """The "idnode ready:" line of a starting node ("" if it exits or stays silent too long)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("idnode ready:"):
+            return line
+        if proc.poll() is not None:
+            return ""
+    return ""
+
+
 def setUpModule():
     work = tempfile.mkdtemp(prefix="idnode-it-")
     NODE["work"] = work
@@ -178,14 +190,7 @@ def setUpModule():
         [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--dns-port", "0",
          "--home", "20.500.12345",
          "--workers", "2"], stdout=subprocess.PIPE, stderr=open(os.path.join(work, "idnode.log"), "w"), text=True)
-    deadline = time.time() + 20
-    line = ""
-    while time.time() < deadline:
-        line = NODE["proc"].stdout.readline()
-        if line.startswith("idnode ready:"):
-            break
-        if NODE["proc"].poll() is not None:
-            break
+    line = wait_ready(NODE["proc"])
     m = re.search(r"handle=127\.0\.0\.1:(\d+) http=127\.0\.0\.1:(\d+)", line)
     if not m:
         tearDownModule()

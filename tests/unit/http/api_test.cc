@@ -123,5 +123,18 @@ TEST_F(ApiTest, StatusCodesAndFormats) {
             std::string::npos);
 }
 
+TEST_F(ApiTest, AUrlWithALineBreakIsNeverALocation) {
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "88.100.1/SPLIT", {MakeValue(1, "URL", "https://a.example/\r\nSet-Cookie: x=1"),
+                                       MakeValue(2, "URL", "https://b.example/")}))
+                .code,
+            protocol::ResponseCode::kSuccess);
+  auto redirect = api_->Handle("GET", "/88.100.1/SPLIT", false);
+  EXPECT_EQ(redirect.status, 302u);
+  ASSERT_FALSE(redirect.headers.empty());
+  EXPECT_EQ(redirect.headers[0].second, "https://b.example/");
+}
+
 }  // namespace
 }  // namespace idnode::http
