@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "admin_client.h"
 #include "idnode/common/hex.h"
 #include "idnode/protocol/describe.h"
 #include "idnode/protocol/message.h"
@@ -37,6 +38,11 @@ commands:
                  resolve an identifier with the Handle protocol (default server udp://127.0.0.1:2641;
                  over UDP it retries after 500, 1000 and 1500 ms, then uses TCP, as real clients do;
                  --type and --index repeat and combine with OR); exit status 0 when it resolved
+  admin create|add|modify|remove|delete HANDLE --identity INDEX:HANDLE --secret-file FILE
+        [--value INDEX:TYPE:DATA ...] [--index I ...] [--overwrite] [--server tcp://H:P]
+                 administer a running node over the Handle protocol (TCP), answering its challenge
+                 with the identity's HS_SECKEY (the first line of FILE); HS_ADMIN data is
+                 INDEX:HANDLE; exit status 0 on RC_SUCCESS
   decode FILE    decode Handle messages written as hex, one datagram or TCP message per line
                  ("-" reads standard input); prints each message field by field
   import --data-dir DIR [--shards N] FILE
@@ -381,6 +387,51 @@ int main(int argc, char** argv) {
       return 1;
     }
     return Decode(file);
+  }
+  if (command == "admin") {
+    idnode::cmd::AdminOptions options;
+    for (int i = 2; i < argc; ++i) {
+      std::string_view a = argv[i];
+      auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+      const char* v = nullptr;
+      if (a == "--value" && (v = next())) {
+        options.values.emplace_back(v);
+      } else if (a == "--index" && (v = next())) {
+        options.indexes.push_back(static_cast<int32_t>(std::strtol(v, nullptr, 10)));
+      } else if (a == "--overwrite") {
+        options.overwrite = true;
+      } else if (a == "--identity" && (v = next())) {
+        std::string_view text = v;
+        size_t colon = text.find(':');
+        if (colon == std::string_view::npos) return 2;
+        options.identity_index = static_cast<int32_t>(
+            std::strtol(std::string(text.substr(0, colon)).c_str(), nullptr, 10));
+        options.identity_handle = std::string(text.substr(colon + 1));
+      } else if (a == "--secret-file" && (v = next())) {
+        // From a file, so that the secret does not show in the process list.
+        std::ifstream in(v, std::ios::binary);
+        std::getline(in, options.secret);
+      } else if (a == "--server" && (v = next())) {
+        std::string_view s = v;
+        if (s.substr(0, 6) == "tcp://") s.remove_prefix(6);
+        size_t colon = s.rfind(':');
+        if (colon == std::string_view::npos) {
+          std::cerr << "idctl: --server needs tcp://HOST:PORT\n";
+          return 2;
+        }
+        options.host = std::string(s.substr(0, colon));
+        options.port = static_cast<uint16_t>(
+            std::strtoul(std::string(s.substr(colon + 1)).c_str(), nullptr, 10));
+      } else if (options.operation.empty() && !a.empty() && a[0] != '-') {
+        options.operation = std::string(a);
+      } else if (options.handle.empty() && !a.empty() && a[0] != '-') {
+        options.handle = std::string(a);
+      } else {
+        std::cerr << "idctl admin: unexpected argument " << a << "\n";
+        return 2;
+      }
+    }
+    return idnode::cmd::Administer(options);
   }
   if (command == "resolve") {
     idnode::cmd::ResolveOptions options;

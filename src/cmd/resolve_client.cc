@@ -114,21 +114,42 @@ std::vector<uint8_t> TryUdp(const sockaddr_storage& to, socklen_t to_len,
   }
 }
 
-std::vector<uint8_t> TryTcp(const sockaddr_storage& to, socklen_t to_len,
+std::vector<uint8_t> TryTcp(const std::string& host, uint16_t port,
                             const std::vector<uint8_t>& request, int timeout_ms) {
-  Fd fd(::socket(to.ss_family, SOCK_STREAM, 0));
-  if (fd.get() < 0) return {};
+  HandleTcpConnection connection;
+  if (!connection.Connect(host, port, timeout_ms) || !connection.Send(request)) return {};
+  return connection.Receive();
+}
+
+}  // namespace
+
+HandleTcpConnection::~HandleTcpConnection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool HandleTcpConnection::Connect(const std::string& host, uint16_t port, int timeout_ms) {
+  sockaddr_storage to{};
+  socklen_t to_len = 0;
+  if (!Address(host, port, &to, &to_len)) return false;
+  fd_ = ::socket(to.ss_family, SOCK_STREAM, 0);
+  if (fd_ < 0) return false;
   timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&to), to_len) != 0) return {};
-  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size()))
-    return {};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return ::connect(fd_, reinterpret_cast<const sockaddr*>(&to), to_len) == 0;
+}
+
+bool HandleTcpConnection::Send(const std::vector<uint8_t>& message) {
+  return fd_ >= 0 && ::send(fd_, message.data(), message.size(), MSG_NOSIGNAL) ==
+                         static_cast<ssize_t>(message.size());
+}
+
+std::vector<uint8_t> HandleTcpConnection::Receive() {
+  if (fd_ < 0) return {};
   std::vector<uint8_t> message(kEnvelopeSize);
-  auto read_exact = [&](uint8_t* p, size_t n) {
+  auto read_exact = [this](uint8_t* p, size_t n) {
     while (n > 0) {
-      ssize_t r = ::recv(fd.get(), p, n, 0);
+      ssize_t r = ::recv(fd_, p, n, 0);
       if (r <= 0) return false;
       p += r;
       n -= static_cast<size_t>(r);
@@ -143,8 +164,6 @@ std::vector<uint8_t> TryTcp(const sockaddr_storage& to, socklen_t to_len,
   if (!read_exact(message.data() + kEnvelopeSize, *remainder)) return {};
   return message;
 }
-
-}  // namespace
 
 int Resolve(const ResolveOptions& o) {
   sockaddr_storage to{};
@@ -168,7 +187,7 @@ int Resolve(const ResolveOptions& o) {
     }
   }
   if (response.empty() && !o.udp_only) {
-    response = TryTcp(to, to_len, request, 5000);
+    response = TryTcp(o.host, o.port, request, 5000);
     via = "tcp";
   }
   if (response.empty()) {

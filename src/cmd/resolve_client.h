@@ -22,4 +22,23 @@ struct ResolveOptions {
 // Prints the answer; returns the process exit status (0 when the handle resolved).
 int Resolve(const ResolveOptions& options);
 
+// One TCP connection to a Handle server, every send and receive bounded by `timeout_ms`. Used by
+// `idctl resolve` and `idctl admin`; one thread.
+class HandleTcpConnection {
+ public:
+  HandleTcpConnection() = default;
+  ~HandleTcpConnection();
+  HandleTcpConnection(const HandleTcpConnection&) = delete;
+  HandleTcpConnection& operator=(const HandleTcpConnection&) = delete;
+
+  bool Connect(const std::string& host, uint16_t port, int timeout_ms);
+  bool Send(const std::vector<uint8_t>& message);
+  // The next whole message (envelope + MessageLength bytes, capped as the server caps them);
+  // empty on a timeout, a closed connection or a bad length.
+  std::vector<uint8_t> Receive();
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace idnode::cmd

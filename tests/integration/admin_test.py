@@ -168,6 +168,36 @@ class Administration(unittest.TestCase):
         reply = st.tcp_exchange([message(100, values_body("OTHER.1/x", [url_value(1, "https://o")]), 41)])[0]
         self.assertEqual(st.header(reply)["rc"], 301)
 
+    def test_idctl_admin(self):
+        secret_file = os.path.join(NODE["work"], "admin-secret")
+        with open(secret_file, "wb") as f:
+            f.write(SECRET + b"\n")
+        server = "tcp://127.0.0.1:%d" % NODE["handle"]
+
+        def idctl(*args):
+            return subprocess.run([IDCTL, "admin", *args, "--identity", "300:0.NA/ADM.1", "--secret-file",
+                                   secret_file, "--server", server], capture_output=True, text=True, timeout=30)
+
+        out = idctl("create", "ADM.1/tool", "--value", "1:URL:https://t.example",
+                    "--value", "100:HS_ADMIN:300:0.NA/ADM.1")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("RC_SUCCESS ADM.1/tool", out.stdout)
+        self.assertEqual(resolved_url("ADM.1/tool")[0], 1)
+        out = idctl("create", "ADM.1/tool", "--value", "1:URL:https://t.example")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("RC_HANDLE_ALREADY_EXISTS", out.stdout)
+        self.assertEqual(idctl("add", "ADM.1/tool", "--value", "2:EMAIL:ops@t.example").returncode, 0)
+        self.assertEqual(idctl("modify", "ADM.1/tool", "--value", "2:EMAIL:noc@t.example").returncode, 0)
+        self.assertIn(b"noc@t.example", resolved_url("ADM.1/tool")[1])
+        self.assertEqual(idctl("remove", "ADM.1/tool", "--index", "2").returncode, 0)
+        self.assertNotIn(b"noc@t.example", resolved_url("ADM.1/tool")[1])
+        self.assertEqual(idctl("delete", "ADM.1/tool").returncode, 0)
+        self.assertEqual(resolved_url("ADM.1/tool")[0], 100)
+        bad = subprocess.run([IDCTL, "admin", "create", "ADM.1/x", "--value", "nonsense", "--identity",
+                              "300:0.NA/ADM.1", "--secret-file", secret_file, "--server", server],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+
     def test_idbench_write_mix(self):
         secret_file = os.path.join(NODE["work"], "secret")
         with open(secret_file, "wb") as f:
