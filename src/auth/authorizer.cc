@@ -11,15 +11,8 @@ using protocol::ResponseCode;
 
 namespace {
 
-bool SameHandle(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i] >= 'a' && a[i] <= 'z' ? static_cast<char>(a[i] - 32) : a[i];
-    char y = b[i] >= 'a' && b[i] <= 'z' ? static_cast<char>(b[i] - 32) : b[i];
-    if (x != y) return false;
-  }
-  return true;
-}
+using identifier::SameIgnoringAsciiCase;
+using registry::TypeMatches;
 
 std::span<const uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -44,7 +37,7 @@ KeyLookup Authorizer::FindKey(const Identity& identity, std::string_view auth_ty
   auto got = registry_.Get(identity.handle, filter);
   for (const auto& v : got.record.values()) {
     if (got.code == ResponseCode::kSuccess && v.index() == identity.index &&
-        SameHandle(v.type(), auth_type)) {
+        SameIgnoringAsciiCase(v.type(), auth_type)) {
       out.data = v.data();
       return out;
     }
@@ -57,14 +50,15 @@ KeyLookup Authorizer::FindKey(const Identity& identity, std::string_view auth_ty
 bool Authorizer::IsAuthorized(const Identity& identity, std::string_view handle,
                               const proto::Record* record, uint16_t permission) const {
   for (const auto& admin : options_.server_admins) {
-    if (admin.index == identity.index && SameHandle(admin.handle, identity.handle)) return true;
+    if (admin.index == identity.index && SameIgnoringAsciiCase(admin.handle, identity.handle))
+      return true;
   }
   int lookups = 0;
   if (record != nullptr && AdminValuesGrant(identity, *record, permission, &lookups)) return true;
   if (!options_.allow_prefix_admins && record != nullptr) return false;
   // Creation is always authorized by the prefix; other operations by it when allowed.
   std::string prefix_handle = identifier::PrefixHandleFor(identifier::PrefixOf(handle));
-  if (SameHandle(prefix_handle, handle)) return false;
+  if (SameIgnoringAsciiCase(prefix_handle, handle)) return false;
   auto prefix = registry_.Get(prefix_handle);
   return prefix.code == ResponseCode::kSuccess &&
          AdminValuesGrant(identity, prefix.record, permission, &lookups);
@@ -73,7 +67,7 @@ bool Authorizer::IsAuthorized(const Identity& identity, std::string_view handle,
 bool Authorizer::AdminValuesGrant(const Identity& identity, const proto::Record& record,
                                   uint16_t permission, int* lookups) const {
   for (const auto& v : record.values()) {
-    if (!SameHandle(v.type(), protocol::kTypeAdmin)) continue;
+    if (!TypeMatches(protocol::kTypeAdmin, v.type())) continue;
     auto admin = protocol::DecodeAdminRecord(Bytes(v.data()));
     if (!admin.ok() || (admin->permissions & permission) != permission) continue;
     if (IsMember(identity, admin->admin_handle, admin->admin_index, kMaxGroupDepth, lookups)) {
@@ -87,12 +81,13 @@ bool Authorizer::AdminValuesGrant(const Identity& identity, const proto::Record&
 // index), or an HS_VLIST value there that lists it, directly or through nested lists.
 bool Authorizer::IsMember(const Identity& identity, std::string_view handle, int32_t index,
                           int depth, int* lookups) const {
-  if (SameHandle(handle, identity.handle) && (index == 0 || index == identity.index)) return true;
+  if (SameIgnoringAsciiCase(handle, identity.handle) && (index == 0 || index == identity.index))
+    return true;
   if (depth == 0 || ++*lookups > kMaxGroupLookups) return false;
   auto got = registry_.Get(handle);
   if (got.code != ResponseCode::kSuccess) return false;
   for (const auto& v : got.record.values()) {
-    if ((index != 0 && v.index() != index) || !SameHandle(v.type(), protocol::kTypeValueList)) {
+    if ((index != 0 && v.index() != index) || !TypeMatches(protocol::kTypeValueList, v.type())) {
       continue;
     }
     auto members = protocol::DecodeValueList(Bytes(v.data()));

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "admin_client.h"
+#include "idnode/auth/credentials.h"
 #include "idnode/common/hex.h"
 #include "idnode/protocol/describe.h"
 #include "idnode/protocol/message.h"
@@ -362,6 +363,26 @@ int PrintDigest(const DataArgs& args) {
   return 0;
 }
 
+// "[udp://|tcp://]HOST:PORT" (HOST may be a bracketed IPv6 address); tcp:// sets *tcp_only.
+bool ParseServer(std::string_view text, std::string* host, uint16_t* port, bool* tcp_only) {
+  if (text.substr(0, 6) == "tcp://") {
+    *tcp_only = true;
+    text.remove_prefix(6);
+  } else if (text.substr(0, 6) == "udp://") {
+    text.remove_prefix(6);
+  }
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string digits(text.substr(colon + 1));
+  char* end = nullptr;
+  unsigned long value = std::strtoul(digits.c_str(), &end, 10);
+  if (digits.empty() || *end != '\0' || value == 0 || value > 65535) return false;
+  *host = std::string(text.substr(0, colon));
+  if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
+  *port = static_cast<uint16_t>(value);
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -401,27 +422,27 @@ int main(int argc, char** argv) {
       } else if (a == "--overwrite") {
         options.overwrite = true;
       } else if (a == "--identity" && (v = next())) {
-        std::string_view text = v;
-        size_t colon = text.find(':');
-        if (colon == std::string_view::npos) return 2;
-        options.identity_index = static_cast<int32_t>(
-            std::strtol(std::string(text.substr(0, colon)).c_str(), nullptr, 10));
-        options.identity_handle = std::string(text.substr(colon + 1));
+        auto identity = idnode::auth::Identity::Parse(v);
+        if (!identity) {
+          std::cerr << "idctl admin: --identity is INDEX:HANDLE, e.g. 300:0.NA/88.100.1\n";
+          return 2;
+        }
+        options.identity_handle = identity->handle;
+        options.identity_index = identity->index;
       } else if (a == "--secret-file" && (v = next())) {
         // From a file, so that the secret does not show in the process list.
         std::ifstream in(v, std::ios::binary);
-        std::getline(in, options.secret);
-      } else if (a == "--server" && (v = next())) {
-        std::string_view s = v;
-        if (s.substr(0, 6) == "tcp://") s.remove_prefix(6);
-        size_t colon = s.rfind(':');
-        if (colon == std::string_view::npos) {
-          std::cerr << "idctl: --server needs tcp://HOST:PORT\n";
+        if (!in || !std::getline(in, options.secret) || options.secret.empty()) {
+          std::cerr << "idctl admin: cannot read a secret from " << v << "\n";
           return 2;
         }
-        options.host = std::string(s.substr(0, colon));
-        options.port = static_cast<uint16_t>(
-            std::strtoul(std::string(s.substr(colon + 1)).c_str(), nullptr, 10));
+      } else if (a == "--server" && (v = next())) {
+        bool tcp_only = false;
+        if (std::string_view(v).substr(0, 6) == "udp://" ||
+            !ParseServer(v, &options.host, &options.port, &tcp_only)) {
+          std::cerr << "idctl admin: --server needs tcp://HOST:PORT\n";
+          return 2;
+        }
       } else if (options.operation.empty() && !a.empty() && a[0] != '-') {
         options.operation = std::string(a);
       } else if (options.handle.empty() && !a.empty() && a[0] != '-') {
@@ -448,24 +469,10 @@ int main(int argc, char** argv) {
         options.indexes.push_back(static_cast<int32_t>(std::strtol(v, nullptr, 10)));
       } else if (a == "--server") {
         const char* v = next();
-        if (!v) return 2;
-        std::string_view s = v;
-        if (s.substr(0, 6) == "tcp://") {
-          options.tcp_only = true;
-          s.remove_prefix(6);
-        } else if (s.substr(0, 6) == "udp://") {
-          s.remove_prefix(6);
-        }
-        size_t colon = s.rfind(':');
-        if (colon == std::string_view::npos) {
+        if (!v || !ParseServer(v, &options.host, &options.port, &options.tcp_only)) {
           std::cerr << "idctl: --server needs udp://HOST:PORT or tcp://HOST:PORT\n";
           return 2;
         }
-        options.host = std::string(s.substr(0, colon));
-        if (options.host.size() > 2 && options.host.front() == '[')
-          options.host = options.host.substr(1, options.host.size() - 2);
-        options.port = static_cast<uint16_t>(
-            std::strtoul(std::string(s.substr(colon + 1)).c_str(), nullptr, 10));
       } else if (a == "--json") {
         options.json = true;
       } else if (options.handle.empty() && !a.empty() && a[0] != '-') {

@@ -33,6 +33,14 @@ void NormalizeInPlace(std::string& handle) {
   for (char& c : handle) c = Upper(c);
 }
 
+bool SameIgnoringAsciiCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (Upper(a[i]) != Upper(b[i])) return false;
+  }
+  return true;
+}
+
 bool IsPrefixHandle(std::string_view handle) {
   if (handle.size() < kPrefixHandlePrefix.size()) return false;
   for (size_t i = 0; i < kPrefixHandlePrefix.size(); ++i) {

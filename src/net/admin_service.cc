@@ -55,8 +55,7 @@ std::string_view TargetHandle(const Message& m) {
 }
 
 bool IsAdminType(std::string_view type) {
-  return type.size() == protocol::kTypeAdmin.size() &&
-         identifier::Normalize(type) == protocol::kTypeAdmin;
+  return registry::TypeMatches(protocol::kTypeAdmin, type);
 }
 
 // A version-4 UUID, as CNRI's MINT appends to the prefix.

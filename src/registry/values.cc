@@ -1,5 +1,7 @@
 #include "idnode/registry/values.h"
 
+#include "idnode/identifier/identifier.h"
+
 #include <algorithm>
 
 #include "idnode/protocol/wire.h"
@@ -8,17 +10,7 @@ namespace idnode::registry {
 
 namespace {
 
-char Upper(char c) {
-  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (Upper(a[i]) != Upper(b[i])) return false;
-  }
-  return true;
-}
+using identifier::SameIgnoringAsciiCase;
 
 }  // namespace
 
@@ -69,9 +61,9 @@ std::vector<uint8_t> EncodeWireValues(const proto::Record& record) {
 bool TypeMatches(std::string_view requested, std::string_view type) {
   if (!requested.empty() && requested.back() == '.') {
     return type.size() >= requested.size() &&
-           EqualsIgnoreCase(type.substr(0, requested.size()), requested);
+           SameIgnoringAsciiCase(type.substr(0, requested.size()), requested);
   }
-  return EqualsIgnoreCase(requested, type);
+  return SameIgnoringAsciiCase(requested, type);
 }
 
 bool Filter::Matches(int32_t index, std::string_view type, uint8_t permissions) const {

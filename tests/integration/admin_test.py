@@ -197,6 +197,17 @@ class Administration(unittest.TestCase):
                               "300:0.NA/ADM.1", "--secret-file", secret_file, "--server", server],
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(bad.returncode, 2)
+        self.assertIn("INDEX:TYPE:DATA", bad.stderr)
+        bad = subprocess.run([IDCTL, "admin", "delete", "ADM.1/x", "--identity", "0.NA/ADM.1",
+                              "--secret-file", secret_file, "--server", server],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--identity is INDEX:HANDLE", bad.stderr)
+        bad = subprocess.run([IDCTL, "admin", "delete", "ADM.1/x", "--identity", "300:0.NA/ADM.1",
+                              "--secret-file", os.path.join(NODE["work"], "absent"), "--server", server],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("cannot read a secret", bad.stderr)
 
     def test_idbench_write_mix(self):
         secret_file = os.path.join(NODE["work"], "secret")

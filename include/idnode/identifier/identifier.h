@@ -24,6 +24,9 @@ HandleParts Split(std::string_view handle);
 // record keeps the original spelling.
 std::string Normalize(std::string_view handle);
 void NormalizeInPlace(std::string& handle);
+// Whether a and b are equal once normalised (ASCII case ignored), without allocating: how
+// handles, and value types (CNRI's hasType), compare.
+bool SameIgnoringAsciiCase(std::string_view a, std::string_view b);
 
 // "0.NA/x" (any case) names the prefix x.
 bool IsPrefixHandle(std::string_view handle);

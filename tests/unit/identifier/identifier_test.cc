@@ -8,6 +8,16 @@
 namespace idnode::identifier {
 namespace {
 
+TEST(Identifier, SameIgnoringAsciiCaseIsEqualityAfterNormalize) {
+  EXPECT_TRUE(SameIgnoringAsciiCase("0.na/20.500.12345", "0.NA/20.500.12345"));
+  EXPECT_TRUE(SameIgnoringAsciiCase("", ""));
+  EXPECT_FALSE(SameIgnoringAsciiCase("0.NA/A", "0.NA/AB"));
+  EXPECT_FALSE(
+      SameIgnoringAsciiCase("a/\xc3\xa9", "A/\xc3\x89"));  // only ASCII folds, as Normalize
+  EXPECT_EQ(SameIgnoringAsciiCase("a/\xc3\xa9", "A/\xc3\x89"),
+            Normalize("a/\xc3\xa9") == Normalize("A/\xc3\x89"));
+}
+
 TEST(Identifier, SplitNormaliseAndPrefixHandles) {
   auto parts = Split("88.100.1/SN0001/x");
   EXPECT_EQ(parts.prefix, "88.100.1");

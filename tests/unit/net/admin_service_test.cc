@@ -3,6 +3,8 @@
 // authorization by HS_ADMIN, HS_VLIST groups, prefix admins and server admins.
 #include "idnode/net/admin_service.h"
 
+#include "idnode/net/listeners.h"
+
 #include <gtest/gtest.h>
 
 #include "../protocol/test_util.h"
@@ -367,6 +369,25 @@ TEST_F(AdminServiceTest, VerifyChallengeAnswersForIdentitiesHeldHere) {
     EXPECT_EQ(std::get<protocol::VerifyChallengeResult>(reply->body).valid,
               signed_response == &good);
   }
+}
+
+TEST(Listeners, UdpSocketsGetTheirReceiveBufferAndBindErrorsNameTheAddress) {
+  boost::asio::io_context io;
+  auto loopback = boost::asio::ip::make_address("127.0.0.1");
+  auto socket = OpenUdpSocket(io, loopback, 0, "Handle UDP", 1 << 20);
+  ASSERT_TRUE(socket.ok()) << socket.error();
+  int size = 0;
+  socklen_t length = sizeof size;
+  ASSERT_EQ(getsockopt(socket->native_handle(), SOL_SOCKET, SO_RCVBUF, &size, &length), 0);
+  // Linux doubles the request (bookkeeping) and caps it at net.core.rmem_max; the default is
+  // 208 KiB, so anything larger shows the setting took.
+  EXPECT_GT(size, 212992);
+  // An address this machine does not have (TEST-NET-1).
+  auto elsewhere =
+      OpenUdpSocket(io, boost::asio::ip::make_address("192.0.2.1"), 0, "DNS UDP", 65536);
+  ASSERT_FALSE(elsewhere.ok());
+  EXPECT_NE(elsewhere.error().find("cannot bind DNS UDP 192.0.2.1:0"), std::string::npos)
+      << elsewhere.error();
 }
 
 }  // namespace
