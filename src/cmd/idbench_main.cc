@@ -322,6 +322,12 @@ int RunCommand(int argc, char** argv) {
               result.latency.Percentile(0.5) / 1e3, result.latency.Percentile(0.9) / 1e3,
               result.latency.Percentile(0.99) / 1e3, result.latency.Percentile(0.999) / 1e3,
               result.latency.max() / 1e3);
+  if (run.rate > 0) {
+    // Behind schedule: idbench (or its core) stalled; that time is in the latencies above too.
+    std::printf("send lag us  p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+                result.send_lag.Percentile(0.5) / 1e3, result.send_lag.Percentile(0.99) / 1e3,
+                result.send_lag.Percentile(0.999) / 1e3, result.send_lag.max() / 1e3);
+  }
   std::printf("bytes out %llu  in %llu\n", static_cast<unsigned long long>(result.bytes_out),
               static_cast<unsigned long long>(result.bytes_in));
   // How busy idbench itself was: below one core, it was not what limited the rate.

@@ -201,6 +201,7 @@ class Engine {
     slot.generation = (slot.generation + 1) & 0x7ffff;
     slot.intended_ns = intended;
     slot.sent_ns = now;
+    if (o_.rate > 0) result_.send_lag.Record(now > intended ? now - intended : 0);
     slot.expected = slot.received = 0;
     slot.write = slot.answering = false;
     write_credit_ += o_.writes.share;
@@ -706,6 +707,10 @@ std::string ToJson(const RunOptions& o, const RunResult& r) {
       ",\"write_share\":" + Json(o.writes.share) +
       ",\"writes_sent\":" + std::to_string(r.writes_sent) +
       ",\"writes_answered\":" + std::to_string(r.writes_answered) +
+      ",\"send_lag_us\":{\"p50\":" + Json(r.send_lag.Percentile(0.5) / 1e3) +
+      ",\"p99\":" + Json(r.send_lag.Percentile(0.99) / 1e3) +
+      ",\"p999\":" + Json(r.send_lag.Percentile(0.999) / 1e3) +
+      ",\"max\":" + Json(r.send_lag.max() / 1e3) + "}" +
       ",\"write_latency_us\":{\"p50\":" + Json(r.write_latency.Percentile(0.5) / 1e3) +
       ",\"p99\":" + Json(r.write_latency.Percentile(0.99) / 1e3) +
       ",\"max\":" + Json(r.write_latency.max() / 1e3) + "},\"write_codes\":{";

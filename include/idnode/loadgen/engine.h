@@ -75,6 +75,9 @@ struct RunResult {
   uint64_t writes_answered = 0;
   std::map<uint32_t, uint64_t> write_codes;
   Histogram write_latency;
+  // Open loop: how late idbench itself sent each request, from its intended send time. A long
+  // tail here is the generator's (or its core's) stall, not the server's.
+  Histogram send_lag;
   std::vector<Second> timeline;
   // idbench's own CPU time (user + system) during the run: requests per CPU second is its
   // capacity, whatever the server on the other side could take.

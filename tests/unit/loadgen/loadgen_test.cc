@@ -154,6 +154,24 @@ TEST(Reports, JsonAndHtmlCarryTheFigures) {
   EXPECT_NE(html.find("code 100"), std::string::npos);
 }
 
+TEST(Reports, OpenLoopSendLagIsReported) {
+  RunOptions o;
+  o.rate = 1000;
+  RunResult r;
+  r.seconds = 1;
+  for (int i = 1; i <= 1000; ++i) r.send_lag.Record(i == 1000 ? 5000000 : 2000);
+  std::string json = ToJson(o, r);
+  EXPECT_NE(json.find("\"mode\":\"open\""), std::string::npos) << json;
+  const std::string lag = "\"send_lag_us\":{\"p50\":";
+  size_t at = json.find(lag);
+  ASSERT_NE(at, std::string::npos) << json;
+  EXPECT_NEAR(std::atof(json.c_str() + at + lag.size()), 2.0, 0.05);
+  const std::string lag_max = "\"max\":";
+  size_t max_at = json.find(lag_max, at);
+  ASSERT_NE(max_at, std::string::npos);
+  EXPECT_NEAR(std::atof(json.c_str() + max_at + lag_max.size()), 5000.0, 50.0);
+}
+
 TEST(Reports, WritesAreReportedApart) {
   RunOptions o;
   o.writes.share = 0.1;
