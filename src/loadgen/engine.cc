@@ -106,7 +106,10 @@ int Connect(const sockaddr_storage& addr, socklen_t len) {
 
 class Engine {
  public:
-  Engine(const RunOptions& o, KeySource& keys) : o_(o), keys_(keys), slots_(o.concurrency) {}
+  Engine(const RunOptions& o, KeySource& keys) : o_(o), keys_(keys), slots_(o.concurrency) {
+    free_slots_.reserve(slots_.size());
+    for (uint32_t s = static_cast<uint32_t>(slots_.size()); s-- > 0;) free_slots_.push_back(s);
+  }
 
   RunResult Go(const std::function<void(const Second&)>& progress) {
     if (!ResolveAddress(o_.host, o_.port, &addr_, &addr_len_)) {
@@ -149,14 +152,17 @@ class Engine {
       uint64_t now = Nanos(Clock::now(), start_);
       if (now >= duration_ns) break;
       // Send: all free slots (closed loop), or what is due (open loop).
-      for (uint32_t s = 0; s < slots_.size(); ++s) {
-        if (slots_[s].busy) continue;
+      // Free slots come off a stack: finding one must not cost a scan of the busy ones, or a
+      // backlog would slow the sender just when it is behind.
+      while (!free_slots_.empty()) {
         uint64_t intended = now;
         if (interval_ns > 0) {
           if (next_intended > static_cast<double>(now)) break;
           intended = static_cast<uint64_t>(next_intended);
           next_intended += interval_ns;
         }
+        const uint32_t s = free_slots_.back();
+        free_slots_.pop_back();
         Send(s, intended, now);
       }
       FlushUdp();
@@ -403,7 +409,7 @@ class Engine {
   void Complete(uint32_t s, uint32_t code, Histogram& second, Second& current) {
     Slot& slot = slots_[s];
     uint64_t latency = Nanos(Clock::now(), start_) - slot.intended_ns;
-    slot.busy = false;
+    Release(s);
     if (slot.write) {
       result_.write_latency.Record(latency);
       ++result_.writes_answered;
@@ -419,8 +425,13 @@ class Engine {
     ++result_.codes[code];
   }
 
-  void TimeOut(uint32_t s, Second& current) {
+  void Release(uint32_t s) {
     slots_[s].busy = false;
+    free_slots_.push_back(s);
+  }
+
+  void TimeOut(uint32_t s, Second& current) {
+    Release(s);
     ++result_.timeouts;
     ++current.timeouts;
     if (slots_[s].connection >= 0) {
@@ -435,7 +446,7 @@ class Engine {
   void Reconnect(Connection& c, uint64_t& total, uint64_t& this_second) {
     for (uint32_t s : c.pending) {
       if (slots_[s].busy) {
-        slots_[s].busy = false;
+        Release(s);
         ++total;
         ++this_second;
       }
@@ -595,6 +606,7 @@ class Engine {
   // Distinguishes this run's handles from an earlier run's under the same prefix.
   uint64_t run_tag_ = static_cast<uint64_t>(time(nullptr));
   std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;  // the slots not busy, a stack
   std::vector<Connection> conns_;
   static constexpr size_t kUdpRequestBytes = 512;
   std::vector<uint8_t> udp_buffers_;
