@@ -172,7 +172,9 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   auth::ChallengeTable challenges(config.auth.max_pending_challenges,
                                   config.auth.max_pending_challenge_bytes,
                                   config.auth.challenge_timeout);
-  net::AdminService admin(*registry, authorizer, challenges, config.node.site_serial);
+  auth::FailureThrottle failed_proofs(config.auth.failed_proofs_per_minute);
+  net::AdminService admin(*registry, authorizer, challenges, failed_proofs,
+                          config.node.site_serial);
   net::HandleService service(resolver, {}, config.node.site_serial, &admin);
   net::HandleServer handle_server(config.handle, service, metrics);
   std::atomic<bool> ready{false};

@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
+
 #include "idnode/identifier/identifier.h"
 #include "idnode/protocol/value_types.h"
 
@@ -102,7 +104,10 @@ bool Authorizer::IsMember(const Identity& identity, std::string_view handle, int
 // ---- challenges ----
 
 ChallengeTable::ChallengeTable(size_t max_entries, size_t max_bytes, std::chrono::milliseconds ttl)
-    : max_entries_(max_entries), max_bytes_(max_bytes), ttl_(ttl) {}
+    : max_entries_(std::max<size_t>(1, max_entries)),
+      max_bytes_(max_bytes),
+      max_per_source_(std::max<size_t>(kMaxPerSession, max_entries / 16)),
+      ttl_(ttl) {}
 
 uint32_t ChallengeTable::NewSessionId() {
   uint32_t id = 0;
@@ -124,54 +129,168 @@ std::array<uint8_t, 16> ChallengeTable::NewNonce() {
 bool ChallengeTable::Add(PendingChallenge challenge, std::chrono::steady_clock::time_point now) {
   std::lock_guard lock(mutex_);
   const size_t size = challenge.request.size();
-  if (entries_ >= max_entries_ || bytes_ + size > max_bytes_) DropExpired(now);
-  if (entries_ >= max_entries_ || bytes_ + size > max_bytes_) return false;
-  challenge.expires = now + ttl_;
-  auto& queue = by_session_[challenge.session_id];
-  if (queue.size() >= kMaxPerSession) {
-    bytes_ -= queue.front().request.size();
-    --entries_;
-    queue.pop_front();
+  const bool datagram = challenge.origin.datagram;
+  const size_t entry_share = datagram ? std::max<size_t>(1, max_entries_ / 2) : max_entries_;
+  const size_t byte_share = datagram ? max_bytes_ / 2 : max_bytes_;
+  if (size > byte_share) return false;
+  DropExpired(now);
+  if (auto it = by_session_.find(challenge.session_id);
+      it != by_session_.end() && it->second.size() >= kMaxPerSession) {
+    DropOldestOf(it->second);
   }
-  queue.push_back(std::move(challenge));
-  ++entries_;
+  if (auto it = by_source_.find(challenge.origin.address);
+      it != by_source_.end() && it->second.size() >= max_per_source_) {
+    DropOldestOf(it->second);
+  }
+  if (datagram) {
+    while ((datagram_seqs_.size() >= entry_share || datagram_bytes_ + size > byte_share) &&
+           DropOldestOf(datagram_seqs_)) {
+    }
+  }
+  while (by_seq_.size() >= max_entries_ || bytes_ + size > max_bytes_) {
+    // Full: UDP challenges give way first; only a TCP challenge may push out a TCP one.
+    if (DropOldestOf(datagram_seqs_)) continue;
+    if (datagram || by_seq_.empty()) return false;
+    Extract(by_seq_.begin()->first);
+  }
+  const uint64_t seq = next_seq_++;
+  challenge.expires = now + ttl_;
+  by_session_[challenge.session_id].push_back(seq);
+  by_source_[challenge.origin.address].push_back(seq);
+  if (datagram) {
+    datagram_seqs_.push_back(seq);
+    datagram_bytes_ += size;
+  }
   bytes_ += size;
+  by_seq_.emplace(seq, std::move(challenge));
   return true;
 }
 
-std::optional<PendingChallenge> ChallengeTable::Take(uint32_t session_id,
+std::optional<PendingChallenge> ChallengeTable::Take(uint32_t session_id, const Origin& from,
                                                      std::chrono::steady_clock::time_point now) {
   std::lock_guard lock(mutex_);
+  DropExpired(now);
   auto it = by_session_.find(session_id);
   if (it == by_session_.end()) return std::nullopt;
-  std::optional<PendingChallenge> out;
-  auto& queue = it->second;
-  while (!queue.empty() && !out) {
-    PendingChallenge front = std::move(queue.front());
-    queue.pop_front();
-    --entries_;
-    bytes_ -= front.request.size();
-    if (front.expires > now) out = std::move(front);
+  for (uint64_t seq : it->second) {
+    auto entry = by_seq_.find(seq);
+    if (entry != by_seq_.end() && entry->second.origin.address == from.address) {
+      return Extract(seq);  // returns at once: the loop does not go on over the changed deque
+    }
   }
-  if (queue.empty()) by_session_.erase(it);
-  return out;
+  return std::nullopt;
 }
 
 size_t ChallengeTable::size() const {
   std::lock_guard lock(mutex_);
-  return entries_;
+  return by_seq_.size();
+}
+
+namespace {
+
+void EraseSeq(std::deque<uint64_t>& seqs, uint64_t seq) {
+  if (!seqs.empty() && seqs.front() == seq) {
+    seqs.pop_front();  // the common case: the oldest goes
+    return;
+  }
+  auto it = std::find(seqs.begin(), seqs.end(), seq);
+  if (it != seqs.end()) seqs.erase(it);
+}
+
+}  // namespace
+
+std::optional<PendingChallenge> ChallengeTable::Extract(uint64_t seq) {
+  auto it = by_seq_.find(seq);
+  if (it == by_seq_.end()) return std::nullopt;
+  PendingChallenge challenge = std::move(it->second);
+  by_seq_.erase(it);
+  if (auto s = by_session_.find(challenge.session_id); s != by_session_.end()) {
+    EraseSeq(s->second, seq);
+    if (s->second.empty()) by_session_.erase(s);
+  }
+  if (auto s = by_source_.find(challenge.origin.address); s != by_source_.end()) {
+    EraseSeq(s->second, seq);
+    if (s->second.empty()) by_source_.erase(s);
+  }
+  bytes_ -= challenge.request.size();
+  if (challenge.origin.datagram) {
+    EraseSeq(datagram_seqs_, seq);
+    datagram_bytes_ -= challenge.request.size();
+  }
+  return challenge;
+}
+
+bool ChallengeTable::DropOldestOf(const std::deque<uint64_t>& seqs) {
+  if (seqs.empty()) return false;
+  const uint64_t oldest = seqs.front();  // copied: Extract may free `seqs`
+  Extract(oldest);
+  return true;
 }
 
 void ChallengeTable::DropExpired(std::chrono::steady_clock::time_point now) {
-  for (auto it = by_session_.begin(); it != by_session_.end();) {
-    auto& queue = it->second;
-    while (!queue.empty() && queue.front().expires <= now) {
-      bytes_ -= queue.front().request.size();
-      --entries_;
-      queue.pop_front();
-    }
-    it = queue.empty() ? by_session_.erase(it) : std::next(it);
+  // One ttl for all: issue order is expiry order.
+  while (!by_seq_.empty() && by_seq_.begin()->second.expires <= now) {
+    Extract(by_seq_.begin()->first);
   }
+}
+
+FailureThrottle::FailureThrottle(uint32_t limit, size_t max_tracked, std::chrono::seconds window)
+    : limit_(limit), max_tracked_(std::max<size_t>(1, max_tracked)), window_(window) {}
+
+std::string FailureThrottle::KeyOf(const Identity& identity) {
+  // Handles compare without ASCII case: 300:0.NA/X and 300:0.na/x are one key.
+  std::string key = std::to_string(identity.index) + ":";
+  for (char c : identity.handle) key += (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  return key;
+}
+
+namespace {
+
+std::string SourceKey(const Origin& from) {
+  return std::string(reinterpret_cast<const char*>(from.address.data()), from.address.size());
+}
+
+}  // namespace
+
+bool FailureThrottle::Under(const Counters& counters, const std::string& key,
+                            std::chrono::steady_clock::time_point now) const {
+  auto it = counters.find(key);
+  return it == counters.end() || now - it->second.start >= window_ || it->second.failures < limit_;
+}
+
+bool FailureThrottle::Allowed(const Identity& identity, const Origin& from,
+                              std::chrono::steady_clock::time_point now) const {
+  if (limit_ == 0) return true;
+  std::lock_guard lock(mutex_);
+  return Under(by_key_, KeyOf(identity), now) && Under(by_source_, SourceKey(from), now);
+}
+
+void FailureThrottle::Count(Counters& counters, std::string key,
+                            std::chrono::steady_clock::time_point now) {
+  auto it = counters.find(key);
+  if (it == counters.end()) {
+    if (counters.size() >= max_tracked_) {
+      // Finished windows go first (a full sweep at most every quarter window, so that a flood of
+      // new sources costs O(1) each); then an arbitrary counter.
+      if (now - last_sweep_ >= window_ / 4) {
+        last_sweep_ = now;
+        std::erase_if(counters, [&](const auto& kv) { return now - kv.second.start >= window_; });
+      }
+      if (counters.size() >= max_tracked_) counters.erase(counters.begin());
+    }
+    it = counters.emplace(std::move(key), Window{now, 0}).first;
+  } else if (now - it->second.start >= window_) {
+    it->second = Window{now, 0};
+  }
+  ++it->second.failures;
+}
+
+void FailureThrottle::Failed(const Identity& identity, const Origin& from,
+                             std::chrono::steady_clock::time_point now) {
+  if (limit_ == 0) return;
+  std::lock_guard lock(mutex_);
+  Count(by_key_, KeyOf(identity), now);
+  Count(by_source_, SourceKey(from), now);
 }
 
 }  // namespace idnode::auth

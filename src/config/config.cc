@@ -291,7 +291,9 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"max_pending_challenges",
                     r.Unsigned(&c.auth.max_pending_challenges, 1, 10000000)},
                    {"max_pending_challenge_bytes",
-                    r.Bytes(&c.auth.max_pending_challenge_bytes, 1 << 20)}});
+                    r.Bytes(&c.auth.max_pending_challenge_bytes, 1 << 20)},
+                   {"failed_proofs_per_minute",
+                    r.Unsigned(&c.auth.failed_proofs_per_minute, 0, 1000000)}});
           }},
          {"storage",
           [&](const YAML::Node& n, const std::string& path) {

@@ -14,6 +14,9 @@ namespace idnode::net {
 
 namespace {
 
+constexpr std::string_view kTooManyFailures =
+    "too many failed proofs for this key or from this address; try again in a minute";
+
 using protocol::Message;
 using protocol::OpCode;
 using protocol::ResponseCode;
@@ -100,10 +103,12 @@ ResponseCode ForClient(auth::Verdict verdict) {
 }  // namespace
 
 AdminService::AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
-                           auth::ChallengeTable& challenges, uint16_t site_serial)
+                           auth::ChallengeTable& challenges, auth::FailureThrottle& failures,
+                           uint16_t site_serial)
     : registry_(registry),
       authorizer_(authorizer),
       challenges_(challenges),
+      failures_(failures),
       site_serial_(site_serial) {}
 
 bool AdminService::Handles(uint32_t opcode) {
@@ -122,19 +127,19 @@ bool AdminService::Handles(uint32_t opcode) {
 }
 
 Handled AdminService::Handle(const Message& request, std::span<const uint8_t> request_bytes,
-                             std::span<uint8_t> out) const {
+                             std::span<uint8_t> out, const auth::Origin& origin) const {
   switch (static_cast<OpCode>(request.header.opcode)) {
     case OpCode::kResponseToChallenge:
-      return Answer(request, out);
+      return Answer(request, out, origin);
     case OpCode::kVerifyChallenge:
-      return Verify(request, request_bytes, out);
+      return Verify(request, request_bytes, out, origin);
     default:
-      return Challenge(request, request_bytes, out);
+      return Challenge(request, request_bytes, out, origin);
   }
 }
 
 Handled AdminService::Challenge(const Message& request, std::span<const uint8_t> request_bytes,
-                                std::span<uint8_t> out) const {
+                                std::span<uint8_t> out, const auth::Origin& origin) const {
   std::string_view handle = TargetHandle(request);
   // What the reference server checks before it asks who the client is.
   if (!identifier::IsValidHandle(handle) && !(request.header.has(protocol::opflag::kMintSuffix) &&
@@ -157,6 +162,7 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
   pending.version = protocol::ResponseEnvelopeFor(request.envelope).version();
   pending.digest = protocol::RequestDigest(request_bytes, pending.version);
   pending.request.assign(request_bytes.begin(), request_bytes.end());
+  pending.origin = origin;
   const uint32_t session_id = pending.session_id;
   const std::array<uint8_t, 16> nonce = pending.nonce;
   if (!challenges_.Add(std::move(pending), std::chrono::steady_clock::now())) {
@@ -168,9 +174,11 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                  protocol::ChallengeBody{nonce}, request_bytes, site_serial_, out, session_id);
 }
 
-Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out) const {
+Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
+                             const auth::Origin& origin) const {
   const auto& body = std::get<protocol::ChallengeAnswer>(answer.body);
-  auto pending = challenges_.Take(answer.envelope.session_id, std::chrono::steady_clock::now());
+  const auto now = std::chrono::steady_clock::now();
+  auto pending = challenges_.Take(answer.envelope.session_id, origin, now);
   if (!pending) {
     return Respond(answer.envelope, answer.header, ResponseCode::kAuthenticationTimeout,
                    protocol::ErrorBody{"no challenge is waiting in this session (expired?)"}, {},
@@ -185,11 +193,18 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out) cons
   auth::Identity identity{std::string(body.user_id_handle), body.user_id_index};
   auto key = authorizer_.FindKey(identity, body.auth_type);
   if (key.code != ResponseCode::kSuccess) return fail(key.code, key.message);
+  if (!failures_.Allowed(identity, origin, now)) {
+    // Not checked at all: a locked key cannot be guessed, even right.
+    return fail(ResponseCode::kServerTooBusy, kTooManyFailures);
+  }
   auth::Verdict verdict = auth::VerifyChallengeAnswer(
       body.auth_type, {reinterpret_cast<const uint8_t*>(key.data.data()), key.data.size()},
       pending->nonce, pending->digest.view(), body.signed_response,
       !protocol::AtLeast(pending->version, 2, 1));
-  if (verdict != auth::Verdict::kValid) return fail(ForClient(verdict), auth::VerdictName(verdict));
+  if (verdict != auth::Verdict::kValid) {
+    if (verdict != auth::Verdict::kUnsupported) failures_.Failed(identity, origin, now);
+    return fail(ForClient(verdict), auth::VerdictName(verdict));
+  }
   return Execute(*original, pending->request, identity, answer.envelope, out);
 }
 
@@ -281,12 +296,18 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
 }
 
 Handled AdminService::Verify(const Message& request, std::span<const uint8_t> request_bytes,
-                             std::span<uint8_t> out) const {
+                             std::span<uint8_t> out, const auth::Origin& origin) const {
   const auto& body = std::get<protocol::VerifyChallengeRequest>(request.body);
   auth::Identity identity{std::string(body.handle), body.index};
   auto key = authorizer_.FindKey(identity, auth::kAuthTypeSecretKey);
   if (key.code != ResponseCode::kSuccess) {
     return Error(request, key.code, key.message, request_bytes, site_serial_, out);
+  }
+  // OC 201 is a password-guessing oracle for anyone who can send it: throttled like answers.
+  const auto now = std::chrono::steady_clock::now();
+  if (!failures_.Allowed(identity, origin, now)) {
+    return Error(request, ResponseCode::kServerTooBusy, kTooManyFailures, request_bytes,
+                 site_serial_, out);
   }
   auth::Verdict verdict = auth::VerifyChallengeAnswer(
       auth::kAuthTypeSecretKey,
@@ -296,6 +317,7 @@ Handled AdminService::Verify(const Message& request, std::span<const uint8_t> re
     return Error(request, ResponseCode::kAuthenticationError, auth::VerdictName(verdict),
                  request_bytes, site_serial_, out);
   }
+  if (verdict != auth::Verdict::kValid) failures_.Failed(identity, origin, now);
   return Respond(request.envelope, request.header, ResponseCode::kSuccess,
                  protocol::VerifyChallengeResult{verdict == auth::Verdict::kValid}, request_bytes,
                  site_serial_, out, request.envelope.session_id);

@@ -33,6 +33,22 @@ protocol::UdpSource SourceOf(const sockaddr_storage& addr) {
   return s;
 }
 
+// The source of a request for the admin path: its IP (IPv4 as ::ffff:a.b.c.d, as a dual-stack
+// socket reports it) and whether it came over UDP.
+auth::Origin OriginOf(const sockaddr_storage& addr, bool datagram) {
+  auth::Origin origin;
+  origin.datagram = datagram;
+  if (addr.ss_family == AF_INET) {
+    origin.address[10] = origin.address[11] = 0xff;
+    std::memcpy(origin.address.data() + 12, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr,
+                4);
+  } else if (addr.ss_family == AF_INET6) {
+    std::memcpy(origin.address.data(), &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr,
+                16);
+  }
+  return origin;
+}
+
 // Buffers a storage thread reuses across requests.
 struct StorageThreadState {
   ServiceScratch scratch;
@@ -170,7 +186,8 @@ class UdpListener {
     asio::post(
         storage_.pool, [this, request = std::move(request), from, from_len, start]() mutable {
           StorageThreadState& state = ThisStorageThread();
-          Handled h = service_.HandleFromStorage(request, state.out, state.scratch);
+          Handled h =
+              service_.HandleFromStorage(request, state.out, state.scratch, OriginOf(from, true));
           storage_.Release();
           if (h.disposition != Disposition::kAnswered) return;
           std::vector<uint8_t> response(
@@ -198,6 +215,14 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
                                  const HandleService& service, StoragePool& storage,
                                  tcp::socket socket, std::function<void()> on_close) {
   auto executor = co_await asio::this_coro::executor;
+  auth::Origin origin;
+  {
+    boost::system::error_code ec;
+    tcp::endpoint peer = socket.remote_endpoint(ec);
+    sockaddr_storage addr{};
+    if (!ec && peer.size() <= sizeof(addr)) std::memcpy(&addr, peer.data(), peer.size());
+    origin = OriginOf(addr, /*datagram=*/false);
+  }
   auto watch = std::make_shared<Deadline>(executor);
   auto set_deadline = [&watch](Clock::time_point at) { watch->Set(at); };
   watch->at = Clock::now() + config.tcp_idle_timeout;
@@ -253,7 +278,7 @@ asio::awaitable<void> TcpSession(HandleServer::Worker& worker, const config::Han
       } else {
         co_await asio::post(storage.pool, asio::use_awaitable);
         StorageThreadState& state = ThisStorageThread();
-        h = service.HandleFromStorage(request, state.out, state.scratch);
+        h = service.HandleFromStorage(request, state.out, state.scratch, origin);
         response.assign(state.out.begin(),
                         state.out.begin() + static_cast<ptrdiff_t>(h.response_size));
         storage.Release();

@@ -46,12 +46,13 @@ HandleService::HandleService(const resolver::Resolver& resolver, std::vector<uin
 
 Handled HandleService::Handle(std::span<const uint8_t> request, std::span<uint8_t> out,
                               ServiceScratch& scratch, bool limit_to_request_size) const {
-  return Process(request, out, scratch, limit_to_request_size, false);
+  return Process(request, out, scratch, limit_to_request_size, false, auth::Origin{});
 }
 
 Handled HandleService::HandleFromStorage(std::span<const uint8_t> request, std::span<uint8_t> out,
-                                         ServiceScratch& scratch) const {
-  return Process(request, out, scratch, false, true);
+                                         ServiceScratch& scratch,
+                                         const auth::Origin& origin) const {
+  return Process(request, out, scratch, false, true, origin);
 }
 
 Handled HandleService::Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const {
@@ -63,7 +64,7 @@ Handled HandleService::Busy(std::span<const uint8_t> request, std::span<uint8_t>
 
 Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8_t> out,
                                ServiceScratch& scratch, bool limit_to_request_size,
-                               bool from_storage) const {
+                               bool from_storage, const auth::Origin& origin) const {
   const size_t size_limit = limit_to_request_size ? request.size() : out.size();
   auto envelope = protocol::DecodeEnvelope(request);
   if (!envelope.ok()) {
@@ -169,7 +170,7 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
       if (admin_ != nullptr && AdminService::Handles(req.header.opcode)) {
         // Admin requests write (and verify signatures): never on a worker thread.
         if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
-        return admin_->Handle(req, request, out);
+        return admin_->Handle(req, request, out, origin);
       }
       response.header = protocol::ResponseHeaderFor(
           req.header, ResponseCode::kOperationNotSupported, site_serial_, version);

@@ -1,18 +1,21 @@
 // auth/: who may change what (HANDLE.md §1.10, "Admin authorization"), and the challenges this
 // node has issued and not yet seen answered.
 //
-// Authorizer: stateless over the registry; shared by all threads (it only reads). ChallengeTable:
-// owned by the Handle admin service, shared by the storage threads that run admin requests; one
-// mutex, because admin traffic is rare next to resolutions and never on the resolution path.
+// Authorizer: stateless over the registry; shared by all threads (it only reads). ChallengeTable
+// and FailureThrottle: owned by the application, shared by the storage threads that run admin
+// requests; one mutex each, because admin traffic is rare next to resolutions and never on the
+// resolution path.
 #pragma once
 
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -71,6 +74,13 @@ class Authorizer {
   AuthOptions options_;
 };
 
+// Where an admin request or a challenge answer came from.
+struct Origin {
+  bool datagram = false;              // UDP: the source address may be forged
+  std::array<uint8_t, 16> address{};  // the source IP; IPv4 as ::ffff:a.b.c.d
+  bool operator==(const Origin&) const = default;
+};
+
 // A 402 challenge waiting for its OC 200 answer.
 struct PendingChallenge {
   uint32_t session_id = 0;
@@ -78,6 +88,7 @@ struct PendingChallenge {
   protocol::DigestValue digest;              // of the original request, as the 402 carried it
   protocol::ProtocolVersion version{2, 11};  // of the 402 (below 2.1: legacy secret-key answers)
   std::vector<uint8_t> request;              // the original request message, run once answered
+  Origin origin;                             // where the request came from
   std::chrono::steady_clock::time_point expires;
 };
 
@@ -90,29 +101,87 @@ class ChallengeTable {
   // A fresh random nonce.
   static std::array<uint8_t, 16> NewNonce();
 
-  // Remembers a challenge until now + ttl. False when the table is full even after dropping
-  // expired entries (the caller answers RC_SERVER_TOO_BUSY); at most kMaxPerSession wait per
-  // session id, the oldest giving way.
+  // Remembers a challenge until now + ttl; a full table makes room by dropping the oldest
+  // challenge that may give way (HARDENING.md #27: an unauthenticated flood costs bounded memory
+  // and never refuses service for longer than it takes a client to answer):
+  //  - a session keeps at most kMaxPerSession, a source address max_per_source(): past that the
+  //    oldest of the same session or source gives way, so one client cannot push out the others;
+  //  - challenges issued over UDP, whose sources can be forged, hold at most half of the entries
+  //    and bytes and only ever push out other UDP challenges: a spoofed flood cannot touch the
+  //    challenges of TCP clients.
+  // False only when the challenge alone is larger than the table's share for it.
   [[nodiscard]] bool Add(PendingChallenge challenge, std::chrono::steady_clock::time_point now);
-  // Removes and returns the oldest unexpired challenge of `session_id`: clients answer the
-  // challenges of one session in the order they were issued.
-  std::optional<PendingChallenge> Take(uint32_t session_id,
+  // Removes and returns the oldest unexpired challenge of `session_id` issued to the address
+  // `from` answers from (any port, either transport): clients answer the challenges of one
+  // session in the order they were issued, and an answer from elsewhere leaves them waiting.
+  std::optional<PendingChallenge> Take(uint32_t session_id, const Origin& from,
                                        std::chrono::steady_clock::time_point now);
   size_t size() const;
   std::chrono::milliseconds ttl() const { return ttl_; }
+  size_t max_per_source() const { return max_per_source_; }
 
   static constexpr size_t kMaxPerSession = 16;
 
  private:
+  using Address = std::array<uint8_t, 16>;
+  // Removes one challenge from the table and every index.
+  std::optional<PendingChallenge> Extract(uint64_t seq);
   void DropExpired(std::chrono::steady_clock::time_point now);
+  // Drops the oldest entry among `seqs` (oldest first), if any.
+  bool DropOldestOf(const std::deque<uint64_t>& seqs);
 
   const size_t max_entries_;
   const size_t max_bytes_;
+  const size_t max_per_source_;
   const std::chrono::milliseconds ttl_;
   mutable std::mutex mutex_;
-  std::unordered_map<uint32_t, std::deque<PendingChallenge>> by_session_;
-  size_t entries_ = 0;
+  uint64_t next_seq_ = 0;
+  // Every challenge by issue order (also expiry order: one ttl), and indexes of their sequence
+  // numbers, oldest first, by session, by source address and for those issued over UDP.
+  std::map<uint64_t, PendingChallenge> by_seq_;
+  std::unordered_map<uint32_t, std::deque<uint64_t>> by_session_;
+  std::map<Address, std::deque<uint64_t>> by_source_;
+  std::deque<uint64_t> datagram_seqs_;
   size_t bytes_ = 0;
+  size_t datagram_bytes_ = 0;
+};
+
+// Failed proofs of identity (wrong MACs or signatures, in OC 200 answers and OC 201 requests),
+// counted per key (index:handle) and per source address over one-minute windows. Past `limit` in
+// a window, further proofs for that key or from that source are refused unchecked until the window
+// ends (HARDENING.md #28 and row M): nobody can guess a secret through this node faster than
+// `limit` tries a minute, at the price that an attacked key is locked for the rest of the minute.
+// The counters are bounded (max_tracked per kind; when full, finished windows are dropped, then
+// arbitrary ones).
+class FailureThrottle {
+ public:
+  FailureThrottle(uint32_t limit, size_t max_tracked = 65536,
+                  std::chrono::seconds window = std::chrono::seconds(60));
+
+  // Whether a proof for `identity` from `from` may be checked now (limit 0: always).
+  bool Allowed(const Identity& identity, const Origin& from,
+               std::chrono::steady_clock::time_point now) const;
+  void Failed(const Identity& identity, const Origin& from,
+              std::chrono::steady_clock::time_point now);
+
+ private:
+  struct Window {
+    std::chrono::steady_clock::time_point start;
+    uint32_t failures = 0;
+  };
+  using Counters = std::unordered_map<std::string, Window>;
+  static std::string KeyOf(const Identity& identity);
+  bool Under(const Counters& counters, const std::string& key,
+             std::chrono::steady_clock::time_point now) const;
+  void Count(Counters& counters, std::string key, std::chrono::steady_clock::time_point now);
+
+  const uint32_t limit_;
+  const size_t max_tracked_;
+  const std::chrono::seconds window_;
+  mutable std::mutex mutex_;
+  std::chrono::steady_clock::time_point last_sweep_{};
+  Counters by_key_;
+  Counters by_source_;
 };
 
 }  // namespace idnode::auth

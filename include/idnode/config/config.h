@@ -61,6 +61,9 @@ struct AuthConfig {
   std::chrono::milliseconds challenge_timeout{60000};
   uint32_t max_pending_challenges = 4096;
   uint64_t max_pending_challenge_bytes = 16ull << 20;  // the requests they hold
+  // Failed proofs (wrong MACs or signatures) a key, or a source address, may make in a minute
+  // before further proofs are refused unchecked for the rest of it; 0: no limit.
+  uint32_t failed_proofs_per_minute = 10;
 };
 
 struct StorageConfig {

@@ -25,21 +25,24 @@ namespace idnode::net {
 class AdminService {
  public:
   AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
-               auth::ChallengeTable& challenges, uint16_t site_serial);
+               auth::ChallengeTable& challenges, auth::FailureThrottle& failures,
+               uint16_t site_serial);
 
   // The opcodes this service answers.
   static bool Handles(uint32_t opcode);
 
-  // `request` is the decoded `request_bytes`; `out` holds at least kMaxMessageLength bytes.
+  // `request` is the decoded `request_bytes`, from `origin` (challenges are bound to its address,
+  // failed proofs counted against it); `out` holds at least kMaxMessageLength bytes.
   Handled Handle(const protocol::Message& request, std::span<const uint8_t> request_bytes,
-                 std::span<uint8_t> out) const;
+                 std::span<uint8_t> out, const auth::Origin& origin) const;
 
  private:
   Handled Challenge(const protocol::Message& request, std::span<const uint8_t> request_bytes,
-                    std::span<uint8_t> out) const;
-  Handled Answer(const protocol::Message& answer, std::span<uint8_t> out) const;
+                    std::span<uint8_t> out, const auth::Origin& origin) const;
+  Handled Answer(const protocol::Message& answer, std::span<uint8_t> out,
+                 const auth::Origin& origin) const;
   Handled Verify(const protocol::Message& request, std::span<const uint8_t> request_bytes,
-                 std::span<uint8_t> out) const;
+                 std::span<uint8_t> out, const auth::Origin& origin) const;
   // Authorizes and applies `original` for `identity`; the answer goes to `answer_envelope`.
   Handled Execute(const protocol::Message& original, std::span<const uint8_t> original_bytes,
                   const auth::Identity& identity, const protocol::Envelope& answer_envelope,
@@ -48,6 +51,7 @@ class AdminService {
   registry::Registry& registry_;
   const auth::Authorizer& authorizer_;
   auth::ChallengeTable& challenges_;
+  auth::FailureThrottle& failures_;
   uint16_t site_serial_;
 };
 

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "idnode/auth/authorizer.h"
 #include "idnode/protocol/message.h"
 #include "idnode/resolver/resolver.h"
 
@@ -50,8 +51,9 @@ class HandleService {
   // larger than the request (UDP: no amplification by malformed traffic).
   Handled Handle(std::span<const uint8_t> request, std::span<uint8_t> out, ServiceScratch& scratch,
                  bool limit_to_request_size) const;
+  // `origin`: where the request came from (admin requests and challenge answers need it).
   Handled HandleFromStorage(std::span<const uint8_t> request, std::span<uint8_t> out,
-                            ServiceScratch& scratch) const;
+                            ServiceScratch& scratch, const auth::Origin& origin = {}) const;
   // RC_SERVER_TOO_BUSY for a request the storage pool has no room for.
   Handled Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const;
 
@@ -63,7 +65,7 @@ class HandleService {
 
  private:
   Handled Process(std::span<const uint8_t> request, std::span<uint8_t> out, ServiceScratch& scratch,
-                  bool limit_to_request_size, bool from_storage) const;
+                  bool limit_to_request_size, bool from_storage, const auth::Origin& origin) const;
 
   const resolver::Resolver& resolver_;
   std::vector<uint8_t> site_info_;

@@ -52,6 +52,7 @@ TEST(Config, TheDocumentedFileIsExactlyTheDefaults) {
   EXPECT_EQ(documented.auth.challenge_timeout, defaults.auth.challenge_timeout);
   EXPECT_EQ(documented.auth.max_pending_challenges, defaults.auth.max_pending_challenges);
   EXPECT_EQ(documented.auth.max_pending_challenge_bytes, defaults.auth.max_pending_challenge_bytes);
+  EXPECT_EQ(documented.auth.failed_proofs_per_minute, defaults.auth.failed_proofs_per_minute);
   EXPECT_EQ(documented.storage.block_cache_bytes, defaults.storage.block_cache_bytes);
   EXPECT_EQ(documented.storage.sync_writes, defaults.storage.sync_writes);
   EXPECT_EQ(documented.cache.capacity_bytes, defaults.cache.capacity_bytes);

@@ -74,9 +74,22 @@ class AdminServiceTest : public ::testing::Test {
   void FinishOpen(auth::AuthOptions options) {
     resolver_ = std::make_unique<resolver::Resolver>(*registry_, cache_);
     authorizer_ = std::make_unique<auth::Authorizer>(*registry_, std::move(options));
-    challenges_ = std::make_unique<auth::ChallengeTable>(64, 1 << 20, std::chrono::seconds(60));
-    admin_ = std::make_unique<AdminService>(*registry_, *authorizer_, *challenges_, 1);
+    MakeAdmin(64);
+  }
+  void MakeAdmin(size_t max_challenges) {
+    challenges_ =
+        std::make_unique<auth::ChallengeTable>(max_challenges, 1 << 20, std::chrono::seconds(60));
+    failures_ = std::make_unique<auth::FailureThrottle>(10);
+    admin_ = std::make_unique<AdminService>(*registry_, *authorizer_, *challenges_, *failures_, 1);
     service_ = std::make_unique<HandleService>(*resolver_, std::vector<uint8_t>{}, 1, admin_.get());
+  }
+  static auth::Origin From(uint8_t last_byte, bool datagram) {
+    auth::Origin o;
+    o.datagram = datagram;
+    o.address[10] = o.address[11] = 0xff;
+    o.address[12] = 127;
+    o.address[15] = last_byte;
+    return o;
   }
 
   // What a worker then a storage thread would answer.
@@ -84,7 +97,7 @@ class AdminServiceTest : public ::testing::Test {
     std::vector<uint8_t> out(protocol::kMaxMessageLength);
     Handled h = service_->Handle(request, out, scratch_, false);
     if (h.disposition == Disposition::kNeedsStorage) {
-      h = service_->HandleFromStorage(request, out, scratch_);
+      h = service_->HandleFromStorage(request, out, scratch_, origin_);
     }
     EXPECT_EQ(h.disposition, Disposition::kAnswered);
     out.resize(h.response_size);
@@ -148,6 +161,8 @@ class AdminServiceTest : public ::testing::Test {
   std::unique_ptr<resolver::Resolver> resolver_;
   std::unique_ptr<auth::Authorizer> authorizer_;
   std::unique_ptr<auth::ChallengeTable> challenges_;
+  std::unique_ptr<auth::FailureThrottle> failures_;
+  auth::Origin origin_ = From(1, /*datagram=*/false);  // where Run's requests come from
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<HandleService> service_;
   ServiceScratch scratch_;
@@ -346,14 +361,61 @@ TEST_F(AdminServiceTest, MintAppendsAUuidAndAnswersWithTheNewHandle) {
   EXPECT_EQ(Resolve(handle), ResponseCode::kSuccess);
 }
 
-TEST_F(AdminServiceTest, TooManyPendingChallengesAreRefusedAsBusy) {
-  challenges_ = std::make_unique<auth::ChallengeTable>(1, 1 << 20, std::chrono::seconds(60));
-  admin_ = std::make_unique<AdminService>(*registry_, *authorizer_, *challenges_, 1);
-  service_ = std::make_unique<HandleService>(*resolver_, std::vector<uint8_t>{}, 1, admin_.get());
-  auto request = Request(OpCode::kCreateHandle,
-                         protocol::HandleValuesBody{"20.500.12345/g", {Url(1, "x")}}, 1);
-  EXPECT_EQ(protocol::DecodeMessage(Run(Encode(request)))->header.response_code, 402u);
-  EXPECT_EQ(protocol::DecodeMessage(Run(Encode(request)))->header.response_code, 3u);
+TEST_F(AdminServiceTest, AFullChallengeTableDropsTheOldestChallenge) {
+  MakeAdmin(1);
+  auto first = Run(Encode(Request(OpCode::kCreateHandle,
+                                  protocol::HandleValuesBody{"20.500.12345/g", {Url(1, "x")}}, 1)));
+  auto second = Run(Encode(Request(
+      OpCode::kCreateHandle, protocol::HandleValuesBody{"20.500.12345/h", {Url(1, "x")}}, 2)));
+  EXPECT_EQ(protocol::DecodeMessage(second)->header.response_code, 402u);
+  auto late = Run(AnswerChallenge(first, kIdentityHandle, 300, kSecret));
+  EXPECT_EQ(protocol::DecodeMessage(late)->header.response_code, 405u);
+  auto answered = Run(AnswerChallenge(second, kIdentityHandle, 300, kSecret));
+  EXPECT_EQ(protocol::DecodeMessage(answered)->header.response_code, 1u);
+  EXPECT_EQ(registry_->Get("20.500.12345/g").code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(registry_->Get("20.500.12345/h").code, ResponseCode::kSuccess);
+}
+
+TEST_F(AdminServiceTest, UdpRequestsCannotPushOutTheChallengesOfTcpClients) {
+  MakeAdmin(2);
+  auto request = Encode(Request(OpCode::kCreateHandle,
+                                protocol::HandleValuesBody{"20.500.12345/g", {Url(1, "x")}}, 1));
+  origin_ = From(1, /*datagram=*/false);
+  auto tcp_first = Run(request);
+  origin_ = From(2, /*datagram=*/false);
+  EXPECT_EQ(protocol::DecodeMessage(Run(request))->header.response_code, 402u);
+  origin_ = From(3, /*datagram=*/true);
+  EXPECT_EQ(protocol::DecodeMessage(Run(request))->header.response_code, 3u);  // no room for UDP
+  origin_ = From(1, /*datagram=*/false);
+  auto answered = Run(AnswerChallenge(tcp_first, kIdentityHandle, 300, kSecret));
+  EXPECT_EQ(protocol::DecodeMessage(answered)->header.response_code, 1u);
+}
+
+TEST_F(AdminServiceTest, AnAnswerMustComeFromTheAddressTheChallengeWentTo) {
+  origin_ = From(1, /*datagram=*/true);
+  auto challenge = Run(Encode(Request(
+      OpCode::kCreateHandle, protocol::HandleValuesBody{"20.500.12345/i", {Url(1, "x")}}, 1)));
+  origin_ = From(9, /*datagram=*/true);
+  auto elsewhere = Run(AnswerChallenge(challenge, kIdentityHandle, 300, kSecret));
+  EXPECT_EQ(protocol::DecodeMessage(elsewhere)->header.response_code, 405u);
+  origin_ = From(1, /*datagram=*/false);  // the same address, over TCP
+  auto answered = Run(AnswerChallenge(challenge, kIdentityHandle, 300, kSecret));
+  EXPECT_EQ(protocol::DecodeMessage(answered)->header.response_code, 1u);
+}
+
+TEST_F(AdminServiceTest, TenWrongAnswersLockTheKeyForTheMinute) {
+  for (int i = 0; i < 10; ++i) {
+    origin_ = From(static_cast<uint8_t>(10 + i), /*datagram=*/false);  // from ten addresses
+    auto wrong = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                    protocol::HandleValuesBody{"20.500.12345/j", {Url(1, "x")}}, 1),
+                            kIdentityHandle, 300, "guess");
+    EXPECT_EQ(wrong.header.response_code, 403u);
+  }
+  origin_ = From(99, /*datagram=*/false);
+  auto right = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                  protocol::HandleValuesBody{"20.500.12345/j", {Url(1, "x")}}, 1));
+  EXPECT_EQ(right.header.response_code, 3u);  // refused unchecked, even with the right secret
+  EXPECT_EQ(registry_->Get("20.500.12345/j").code, ResponseCode::kHandleNotFound);
 }
 
 TEST_F(AdminServiceTest, VerifyChallengeAnswersForIdentitiesHeldHere) {
@@ -369,6 +431,22 @@ TEST_F(AdminServiceTest, VerifyChallengeAnswersForIdentitiesHeldHere) {
     EXPECT_EQ(std::get<protocol::VerifyChallengeResult>(reply->body).valid,
               signed_response == &good);
   }
+}
+
+TEST_F(AdminServiceTest, VerifyChallengeIsNoPasswordGuessingOracle) {
+  std::vector<uint8_t> nonce(16, 7), digest(32, 9);
+  auto verify = [&](std::string_view secret) {
+    auto answer = auth::SecretKeyAnswer(auth::mac_code::kHmacSha1, Bytes(secret), nonce, digest);
+    return *protocol::DecodeMessage(Run(Encode(Request(
+        OpCode::kVerifyChallenge,
+        protocol::VerifyChallengeRequest{kIdentityHandle, 300, nonce, digest, answer}, 1))));
+  };
+  for (int i = 0; i < 10; ++i) {
+    auto reply = verify("guess" + std::to_string(i));
+    ASSERT_EQ(reply.header.response_code, 1u);
+    EXPECT_FALSE(std::get<protocol::VerifyChallengeResult>(reply.body).valid);
+  }
+  EXPECT_EQ(verify(kSecret).header.response_code, 3u);
 }
 
 TEST(Listeners, UdpSocketsGetTheirReceiveBufferAndBindErrorsNameTheAddress) {
