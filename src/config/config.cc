@@ -1,8 +1,10 @@
 #include "idnode/config/config.h"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -211,9 +213,51 @@ void ValidateDns(const Config& c, Errors& errors) {
     errors.Add(none, "dns.port and http.port must differ");
 }
 
+}  // namespace
+
+bool ParseNetwork(std::string_view text, std::array<uint8_t, 16>* address, int* prefix_bits) {
+  std::string host(text.substr(0, text.find('/')));
+  *address = {};
+  bool v4 = false;
+  if (in_addr a4{}; inet_pton(AF_INET, host.c_str(), &a4) == 1) {
+    (*address)[10] = (*address)[11] = 0xff;
+    std::memcpy(address->data() + 12, &a4, 4);
+    v4 = true;
+  } else if (in6_addr a6{}; inet_pton(AF_INET6, host.c_str(), &a6) == 1) {
+    std::memcpy(address->data(), &a6, 16);
+  } else {
+    return false;
+  }
+  const int max_bits = v4 ? 32 : 128;
+  int bits = max_bits;
+  if (size_t slash = text.find('/'); slash != std::string_view::npos) {
+    std::string_view length = text.substr(slash + 1);
+    auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), bits);
+    if (ec != std::errc() || end != length.data() + length.size() || length.empty() || bits < 0 ||
+        bits > max_bits) {
+      return false;
+    }
+  }
+  *prefix_bits = v4 ? 96 + bits : bits;
+  return true;
+}
+
+namespace {
+
 void Validate(const Config& c, Errors& errors) {
   YAML::Mark none = YAML::Mark::null_mark();
   ValidateDns(c, errors);
+  for (const auto& [section, limit] :
+       {std::pair{"handle", &c.handle.rate_limit}, std::pair{"dns", &c.dns.rate_limit}}) {
+    for (const auto& network : limit->exempt) {
+      std::array<uint8_t, 16> address{};
+      int bits = 0;
+      if (!ParseNetwork(network, &address, &bits)) {
+        errors.Add(none, std::string(section) + ".rate_limit.exempt: \"" + network +
+                             "\" is not a network (192.0.2.0/24, 2001:db8::/32)");
+      }
+    }
+  }
   if (c.cache.shards == 0 || (c.cache.shards & (c.cache.shards - 1)) != 0) {
     errors.Add(none, "cache.shards must be a power of two");
   }
@@ -240,6 +284,16 @@ void Validate(const Config& c, Errors& errors) {
 
 void Read(const YAML::Node& root, Config& c, Errors& errors) {
   Reader r(errors);
+  // handle.rate_limit and dns.rate_limit.
+  auto rate_limit = [&r](RateLimitConfig* rl) -> Field {
+    return [&r, rl](const YAML::Node& m, const std::string& p) {
+      r.Map(m, p,
+            {{"datagrams_per_second", r.Unsigned(&rl->datagrams_per_second, 0, 100000000)},
+             {"burst", r.Unsigned(&rl->burst, 0, 100000000)},
+             {"slip", r.Unsigned(&rl->slip, 0, 100)},
+             {"exempt", r.Strings(&rl->exempt, true)}});
+    };
+  };
   r.Map(root, "",
         {{"node",
           [&](const YAML::Node& n, const std::string& path) {
@@ -268,7 +322,8 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"tcp_io_timeout_ms", r.Millis(&c.handle.tcp_io_timeout, 50, 600000)},
                    {"max_message_bytes", r.Unsigned(&c.handle.max_message_bytes, 1024, 262144)},
                    {"storage_threads", r.Unsigned(&c.handle.storage_threads, 1, 256)},
-                   {"storage_queue", r.Unsigned(&c.handle.storage_queue, 1, 1000000)}});
+                   {"storage_queue", r.Unsigned(&c.handle.storage_queue, 1, 1000000)},
+                   {"rate_limit", rate_limit(&c.handle.rate_limit)}});
           }},
          {"http",
           [&](const YAML::Node& n, const std::string& path) {
@@ -329,7 +384,8 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"default_ttl", r.Unsigned(&c.dns.default_ttl, 0, 2147483647)},
                    {"negative_ttl", r.Unsigned(&c.dns.negative_ttl, 0, 2147483647)},
                    {"storage_threads", r.Unsigned(&c.dns.storage_threads, 1, 256)},
-                   {"storage_queue", r.Unsigned(&c.dns.storage_queue, 1, 1000000)}});
+                   {"storage_queue", r.Unsigned(&c.dns.storage_queue, 1, 1000000)},
+                   {"rate_limit", rate_limit(&c.dns.rate_limit)}});
           }},
          {"log", [&](const YAML::Node& n, const std::string& path) {
             r.Map(n, path,

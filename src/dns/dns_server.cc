@@ -11,6 +11,10 @@
 #include <functional>
 #include <thread>
 
+extern "C" {
+#include <libknot/libknot.h>
+}
+
 namespace idnode::dns {
 
 namespace asio = boost::asio;
@@ -31,6 +35,26 @@ constexpr size_t kMaxQueryDatagram = 4096;
 constexpr size_t kMaxAnswerDatagram = 4096;
 // The largest DNS message: the TCP length field is 16 bits.
 constexpr size_t kMaxTcpMessage = 65535;
+
+// A rate-limited answer's slip (as Knot's RRL): its header and question alone, with TC set, so
+// that a real client asks again over TCP. Never larger than the query (which held the same
+// question). Written into `out`; its size, or 0 when `answer` has no readable question.
+size_t TruncatedAnswer(std::span<const uint8_t> answer, std::span<uint8_t> out) {
+  if (answer.size() < KNOT_WIRE_HEADER_SIZE || out.size() < answer.size()) return 0;
+  size_t size = KNOT_WIRE_HEADER_SIZE;
+  if (knot_wire_get_qdcount(answer.data()) == 1) {
+    int name = knot_dname_wire_check(answer.data() + size, answer.data() + answer.size(), nullptr);
+    if (name <= 0 || size + static_cast<size_t>(name) + 4 > answer.size()) return 0;
+    size += static_cast<size_t>(name) + 4;  // QNAME, QTYPE, QCLASS
+  }
+  std::memcpy(out.data(), answer.data(), size);
+  knot_wire_set_tc(out.data());
+  knot_wire_set_qdcount(out.data(), size > KNOT_WIRE_HEADER_SIZE ? 1 : 0);
+  knot_wire_set_ancount(out.data(), 0);
+  knot_wire_set_nscount(out.data(), 0);
+  knot_wire_set_arcount(out.data(), 0);
+  return size;
+}
 
 }  // namespace
 
@@ -95,6 +119,7 @@ struct DnsServer::Worker {
       : server(owner),
         index(worker_index),
         counters(owner.metrics_.NewCounters()),
+        rate_limiter(owner.rate_limiter_),
         source(owner.resolver_, false),
         out(kMaxTcpMessage) {}
 
@@ -103,6 +128,7 @@ struct DnsServer::Worker {
   asio::io_context io{1};
   std::thread thread;
   metrics::RequestCounters& counters;
+  net::ResponseRateLimiter& rate_limiter;
   ResolverOidSource source;
   // Shared by the worker's UDP listeners and TCP sessions: Respond() runs to completion on this
   // thread and its answer is copied out before any co_await.
@@ -148,8 +174,30 @@ class DnsUdpListener {
       case Response::Disposition::kAnswered:
         break;
     }
-    socket_.Queue(std::span<const uint8_t>(worker_.out.data(), r.size), from, from_len);
+    Send(std::span<const uint8_t>(worker_.out.data(), r.size), from, from_len);
     Counted(r, start);
+  }
+
+  // Every UDP answer goes out here, through the rate limit (when dns.rate_limit is set).
+  void Send(std::span<const uint8_t> answer, const sockaddr_storage& to, socklen_t to_len) {
+    if (worker_.rate_limiter.enabled()) {
+      const uint64_t now_ns = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+              .count());
+      switch (worker_.rate_limiter.Check(to, 1, now_ns)) {
+        case net::ResponseRateLimiter::Verdict::kSend:
+          break;
+        case net::ResponseRateLimiter::Verdict::kDrop:
+          return;
+        case net::ResponseRateLimiter::Verdict::kSlip: {
+          size_t size = TruncatedAnswer(answer, slip_out_);
+          if (size != 0)
+            socket_.Queue(std::span<const uint8_t>(slip_out_.data(), size), to, to_len);
+          return;
+        }
+      }
+    }
+    socket_.Queue(answer, to, to_len);
   }
 
   void Counted(const Response& r, Clock::time_point start) {
@@ -176,7 +224,7 @@ class DnsUdpListener {
           std::vector<uint8_t> answer(state.out.begin(),
                                       state.out.begin() + static_cast<ptrdiff_t>(r.size));
           asio::post(worker_.io, [this, answer = std::move(answer), from, from_len, start, r] {
-            socket_.Queue(answer, from, from_len);
+            Send(answer, from, from_len);
             socket_.Flush();
             Counted(r, start);
           });
@@ -187,6 +235,7 @@ class DnsUdpListener {
   const Responder& responder_;
   StoragePool& storage_;
   const resolver::Resolver& resolver_;
+  std::array<uint8_t, kMaxAnswerDatagram> slip_out_{};  // a rate-limited answer's TC reply
   net::UdpBatchSocket socket_;
 };
 
@@ -301,7 +350,11 @@ asio::awaitable<void> Accept(DnsServer::Worker& worker, tcp::acceptor& acceptor,
 
 DnsServer::DnsServer(const config::DnsConfig& config, const resolver::Resolver& resolver,
                      ResponderOptions options, metrics::MetricsHub& metrics)
-    : config_(config), resolver_(resolver), responder_(std::move(options)), metrics_(metrics) {}
+    : config_(config),
+      resolver_(resolver),
+      responder_(std::move(options)),
+      metrics_(metrics),
+      rate_limiter_(config.rate_limit) {}
 
 DnsServer::~DnsServer() {
   Stop();
@@ -359,6 +412,12 @@ void DnsServer::Stop() {
 }
 
 void DnsServer::CollectMetrics(std::string& out) const {
+  metrics::AppendHelp(out, "idnode_dns_rate_limited_total", "counter",
+                      "DNS UDP answers not sent by the rate limit (dns.rate_limit).");
+  metrics::AppendSample(out, "idnode_dns_rate_limited_total", "action=\"dropped\"",
+                        static_cast<double>(rate_limiter_.dropped()));
+  metrics::AppendSample(out, "idnode_dns_rate_limited_total", "action=\"slipped\"",
+                        static_cast<double>(rate_limiter_.slipped()));
   uint64_t truncated = 0;
   for (const auto& w : workers_) truncated += w->truncated.load(std::memory_order_relaxed);
   metrics::AppendHelp(out, "idnode_dns_truncated_total", "counter",

@@ -67,6 +67,7 @@ struct HandleServer::Worker {
       : server(owner),
         index(worker_index),
         counters(owner.metrics_.NewCounters()),
+        rate_limiter(owner.rate_limiter_),
         out(protocol::kMaxMessageLength),
         reassembler(protocol::ReassemblyLimits{}) {}
 
@@ -75,6 +76,7 @@ struct HandleServer::Worker {
   asio::io_context io{1};
   std::thread thread;
   metrics::RequestCounters& counters;
+  ResponseRateLimiter& rate_limiter;
   ServiceScratch scratch;
   std::vector<uint8_t> out;  // a response being built on this thread (never held across a co_await)
   protocol::UdpReassembler reassembler;
@@ -106,15 +108,37 @@ class UdpListener {
   void Close() { socket_.Close(); }
 
   // Sends a response computed elsewhere (a storage thread) to `to`, from this worker's thread.
-  void SendLater(const sockaddr_storage& to, socklen_t to_len, std::vector<uint8_t> response) {
-    Send(response, to, to_len);
+  void SendLater(const sockaddr_storage& to, socklen_t to_len, std::vector<uint8_t> response,
+                 size_t request_size) {
+    Send(response, to, to_len, request_size);
     socket_.Flush();
   }
 
  private:
-  void Send(std::span<const uint8_t> response, const sockaddr_storage& to, socklen_t to_len) {
+  // Every UDP answer goes out here, through the rate limit (when handle.rate_limit is set).
+  void Send(std::span<const uint8_t> response, const sockaddr_storage& to, socklen_t to_len,
+            size_t request_size) {
     uint32_t count = protocol::UdpDatagramCount(
         static_cast<uint32_t>(response.size() - protocol::kEnvelopeSize));
+    if (worker_.rate_limiter.enabled()) {
+      const uint64_t now_ns = static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+              .count());
+      switch (worker_.rate_limiter.Check(to, count, now_ns)) {
+        case ResponseRateLimiter::Verdict::kSend:
+          break;
+        case ResponseRateLimiter::Verdict::kDrop:
+          return;
+        case ResponseRateLimiter::Verdict::kSlip: {
+          Handled slip = service_.RateLimited(response, slip_out_, request_size);
+          if (slip.disposition == Disposition::kAnswered) {
+            socket_.Queue(std::span<const uint8_t>(slip_out_.data(), slip.response_size), to,
+                          to_len);
+          }
+          return;
+        }
+      }
+    }
     for (uint32_t i = 0; i < count; ++i) {
       auto buffer = socket_.NextSendBuffer();
       socket_.CommitSend(protocol::WriteUdpDatagram(response, i, buffer), to, to_len);
@@ -166,7 +190,8 @@ class UdpListener {
       case Disposition::kAnswered:
         break;
     }
-    Send(std::span<const uint8_t>(worker_.out.data(), h.response_size), from, from_len);
+    Send(std::span<const uint8_t>(worker_.out.data(), h.response_size), from, from_len,
+         message.size());
     worker_.counters.Count(metrics::Protocol::kHandleUdp, h.opcode, h.response_code,
                            MicrosSince(start));
   }
@@ -175,36 +200,38 @@ class UdpListener {
                  Clock::time_point start) {
     if (!storage_.TryAcquire()) {
       Handled busy = service_.Busy(message, worker_.out);
-      if (busy.disposition == Disposition::kAnswered && busy.response_size <= message.size() + 64) {
-        socket_.Queue(std::span<const uint8_t>(worker_.out.data(), busy.response_size), from,
-                      from_len);
+      if (busy.disposition == Disposition::kAnswered && busy.response_size <= message.size()) {
+        Send(std::span<const uint8_t>(worker_.out.data(), busy.response_size), from, from_len,
+             message.size());
       }
       worker_.counters.Dropped(metrics::Protocol::kHandleUdp);
       return;
     }
     std::vector<uint8_t> request(message.begin(), message.end());
-    asio::post(
-        storage_.pool, [this, request = std::move(request), from, from_len, start]() mutable {
-          StorageThreadState& state = ThisStorageThread();
-          Handled h =
-              service_.HandleFromStorage(request, state.out, state.scratch, OriginOf(from, true));
-          storage_.Release();
-          if (h.disposition != Disposition::kAnswered) return;
-          std::vector<uint8_t> response(
-              state.out.begin(), state.out.begin() + static_cast<ptrdiff_t>(h.response_size));
-          asio::post(worker_.io,
-                     [this, response = std::move(response), from, from_len, start, h]() mutable {
-                       SendLater(from, from_len, std::move(response));
-                       worker_.counters.Count(metrics::Protocol::kHandleUdp, h.opcode,
-                                              h.response_code, MicrosSince(start));
-                     });
-        });
+    const size_t request_size = message.size();
+    asio::post(storage_.pool, [this, request = std::move(request), request_size, from, from_len,
+                               start]() mutable {
+      StorageThreadState& state = ThisStorageThread();
+      Handled h =
+          service_.HandleFromStorage(request, state.out, state.scratch, OriginOf(from, true));
+      storage_.Release();
+      if (h.disposition != Disposition::kAnswered) return;
+      std::vector<uint8_t> response(state.out.begin(),
+                                    state.out.begin() + static_cast<ptrdiff_t>(h.response_size));
+      asio::post(worker_.io, [this, response = std::move(response), request_size, from, from_len,
+                              start, h]() mutable {
+        SendLater(from, from_len, std::move(response), request_size);
+        worker_.counters.Count(metrics::Protocol::kHandleUdp, h.opcode, h.response_code,
+                               MicrosSince(start));
+      });
+    });
   }
 
   HandleServer::Worker& worker_;
   const HandleService& service_;
   StoragePool& storage_;
   std::vector<uint64_t> prefetch_hashes_;
+  std::array<uint8_t, protocol::kMaxUdpDatagramSize> slip_out_{};  // a rate-limited answer's error
   resolver::Scratch prefetch_;
   UdpBatchSocket socket_;
 };
@@ -337,7 +364,7 @@ asio::awaitable<void> Accept(HandleServer::Worker& worker, tcp::acceptor& accept
 
 HandleServer::HandleServer(const config::HandleConfig& config, const HandleService& service,
                            metrics::MetricsHub& metrics)
-    : config_(config), service_(service), metrics_(metrics) {}
+    : config_(config), service_(service), metrics_(metrics), rate_limiter_(config.rate_limit) {}
 
 HandleServer::~HandleServer() {
   Stop();
@@ -430,6 +457,14 @@ void HandleServer::CollectMetrics(std::string& out) const {
                       "Connections closed at accept by the caps.");
   metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"handle_tcp\"",
                         static_cast<double>(connections_refused_.load()));
+  metrics::AppendHelp(out, "idnode_udp_rate_limited_total", "counter",
+                      "Handle UDP answers not sent by the rate limit (handle.rate_limit).");
+  metrics::AppendSample(out, "idnode_udp_rate_limited_total", "action=\"dropped\"",
+                        static_cast<double>(rate_limiter_.dropped()));
+  metrics::AppendSample(out, "idnode_udp_rate_limited_total", "action=\"slipped\"",
+                        static_cast<double>(rate_limiter_.slipped()));
+  metrics::AppendSample(out, "idnode_udp_rate_limited_total", "action=\"too_large\"",
+                        static_cast<double>(rate_limiter_.too_large()));
   metrics::AppendHelp(out, "idnode_storage_queue", "gauge",
                       "Requests waiting for or in the storage pool.");
   metrics::AppendSample(out, "idnode_storage_queue", "", storage_ ? storage_->in_flight.load() : 0);

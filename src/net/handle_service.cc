@@ -62,6 +62,26 @@ Handled HandleService::Busy(std::span<const uint8_t> request, std::span<uint8_t>
                      site_serial_, out, out.size());
 }
 
+Handled HandleService::RateLimited(std::span<const uint8_t> response, std::span<uint8_t> out,
+                                   size_t size_limit) const {
+  auto envelope = protocol::DecodeEnvelope(response);
+  if (!envelope.ok() || response.size() < protocol::kEnvelopeSize + protocol::kHeaderSize)
+    return {};
+  // Only the fields an error answer repeats: the opcode, flags and the expiration time.
+  const uint8_t* h = response.data() + protocol::kEnvelopeSize;
+  auto u32 = [h](size_t at) {
+    return uint32_t{h[at]} << 24 | uint32_t{h[at + 1]} << 16 | uint32_t{h[at + 2]} << 8 | h[at + 3];
+  };
+  protocol::Header header;
+  header.opcode = u32(0);
+  header.op_flags = u32(8);
+  header.expiration_time = u32(16);
+  protocol::Envelope answered_in = *envelope;
+  answered_in.suggested_major = 0;  // answer in the version of the response it replaces
+  return EncodeError(answered_in, &header, ResponseCode::kServerTooBusy, "rate limited; use TCP",
+                     site_serial_, out, size_limit);
+}
+
 Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8_t> out,
                                ServiceScratch& scratch, bool limit_to_request_size,
                                bool from_storage, const auth::Origin& origin) const {

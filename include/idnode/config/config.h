@@ -5,10 +5,12 @@
 // startup (and on SIGHUP for the runtime settings); exceptions stop at main.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace idnode::config {
@@ -21,6 +23,21 @@ struct NodeConfig {
   uint16_t site_serial = 1;
   std::string site_description = "idnode";
 };
+
+// Response rate limiting of UDP answers per source prefix (/24 IPv4, /56 IPv6), in datagrams,
+// after Knot's RRL. Answers beyond it are dropped, or every `slip`-th one replaced by a short
+// RC_SERVER_TOO_BUSY no larger than the request; CNRI clients retry over UDP, then use TCP, which
+// is never limited. An answer of more datagrams than `burst` is never sent over UDP.
+struct RateLimitConfig {
+  uint32_t datagrams_per_second = 0;  // 0: off
+  uint32_t burst = 0;                 // 0: 2.5 x datagrams_per_second (Knot: 50/s, instant 125)
+  uint32_t slip = 0;                  // 0: drop every limited answer
+  std::vector<std::string> exempt;    // networks never limited, "192.0.2.0/24", "2001:db8::/32"
+};
+
+// A network "ADDRESS/LENGTH" (or one address): its bytes (IPv4 as ::ffff:a.b.c.d) and prefix
+// length counted on those 16 bytes. False when it is not one.
+bool ParseNetwork(std::string_view text, std::array<uint8_t, 16>* address, int* prefix_bits);
 
 struct HandleConfig {
   std::vector<std::string> bind{"127.0.0.1"};
@@ -38,6 +55,7 @@ struct HandleConfig {
   uint32_t max_message_bytes = 262144;
   uint32_t storage_threads = 2;
   uint32_t storage_queue = 4096;
+  RateLimitConfig rate_limit;
 };
 
 struct HttpConfig {
@@ -103,6 +121,9 @@ struct DnsConfig {
   uint32_t negative_ttl = 300;            // SOA MINIMUM: caching of NXDOMAIN/NODATA
   uint32_t storage_threads = 2;
   uint32_t storage_queue = 4096;
+  // As handle.rate_limit, one datagram per answer; a slipped answer is the question with TC set,
+  // so that the client asks again over TCP.
+  RateLimitConfig rate_limit;
 };
 
 struct Config {

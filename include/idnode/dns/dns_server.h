@@ -24,6 +24,7 @@
 #include "idnode/dns/responder.h"
 #include "idnode/metrics/metrics.h"
 #include "idnode/net/listeners.h"
+#include "idnode/net/rate_limit.h"
 #include "idnode/resolver/resolver.h"
 
 namespace idnode::dns {
@@ -70,6 +71,7 @@ class DnsServer {
   const resolver::Resolver& resolver_;
   Responder responder_;
   metrics::MetricsHub& metrics_;
+  net::ResponseRateLimiter rate_limiter_;  // shared by the UDP workers
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<net::StoragePool> storage_;
   std::atomic<uint32_t> connections_{0};  // open TCP connections, all workers

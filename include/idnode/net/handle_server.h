@@ -26,6 +26,7 @@
 #include "idnode/metrics/metrics.h"
 #include "idnode/net/handle_service.h"
 #include "idnode/net/listeners.h"
+#include "idnode/net/rate_limit.h"
 
 namespace idnode::net {
 
@@ -58,6 +59,7 @@ class HandleServer {
   config::HandleConfig config_;
   const HandleService& service_;
   metrics::MetricsHub& metrics_;
+  ResponseRateLimiter rate_limiter_;  // shared by the UDP workers
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<StoragePool> storage_;
   uint16_t port_ = 0;

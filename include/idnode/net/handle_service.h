@@ -56,6 +56,10 @@ class HandleService {
                             ServiceScratch& scratch, const auth::Origin& origin = {}) const;
   // RC_SERVER_TOO_BUSY for a request the storage pool has no room for.
   Handled Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const;
+  // The short RC_SERVER_TOO_BUSY that replaces the rate-limited `response` (our own encoding),
+  // no larger than `size_limit` (the request's size), or nothing.
+  Handled RateLimited(std::span<const uint8_t> response, std::span<uint8_t> out,
+                      size_t size_limit) const;
 
   const std::vector<uint8_t>& site_info() const { return site_info_; }
   const resolver::Resolver& resolver() const { return resolver_; }
