@@ -1,10 +1,12 @@
 #include "idnode/http/http_server.h"
 
+#include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <ctime>
+#include <tuple>
 
 #include "idnode/protocol/utf8.h"
 #include "idnode/protocol/wire.h"
@@ -446,6 +448,9 @@ void SerializeResponse(const HttpResponse& response, bool close, std::string& ou
   out.append(response.body);
 }
 
+// How much of a refused request's body is read and thrown away before the connection closes.
+constexpr size_t kMaxLingerBytes = 64 * 1024;
+
 asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
                               metrics::RequestCounters& counters,
                               std::atomic<size_t>& connections) {
@@ -491,11 +496,24 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
       counters.Count(metrics::Protocol::kHttp, 0, 400, 0);
       break;
     }
-    auto [ec, n] =
-        co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser,
+                                                     asio::as_tuple(asio::use_awaitable));
+    // This API takes no request bodies (it refuses writes): a request with one is answered from
+    // its head and the connection closed, rather than reading up to max_body_bytes only to throw
+    // them away (a thousand connections would hold a GiB). A GET or HEAD with a body is read whole.
+    bool body_left_unread = false;
+    if (!ec && !parser.is_done()) {
+      const bhttp::verb method = parser.get().method();
+      if (method == bhttp::verb::get || method == bhttp::verb::head) {
+        std::tie(ec, n) =
+            co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      } else {
+        body_left_unread = true;
+      }
+    }
     const auto start = std::chrono::steady_clock::now();
     HttpResponse response;
-    bool close = false;
+    bool close = body_left_unread;
     if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
         ec == beast::error::timeout || ec == asio::error::operation_aborted) {
       break;
@@ -544,7 +562,7 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
             api.Handle(std::string_view(req.method_string().data(), req.method_string().size()),
                        std::string_view(req.target().data(), req.target().size()),
                        req.find(bhttp::field::authorization) != req.end());
-        close = !req.keep_alive();
+        close = close || !req.keep_alive();
         if (req.method() == bhttp::verb::head) response.body.clear();
       }
     }
@@ -556,7 +574,24 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
                    static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                              std::chrono::steady_clock::now() - start)
                                              .count()));
-    if (write_ec || close) break;
+    if (write_ec || close) {
+      if (!write_ec && body_left_unread) {
+        // Lingering close (as nginx's): closing on unread bytes sends a reset, which may reach
+        // the client before it reads our answer. Send FIN, then drain what is in flight, bounded
+        // in bytes and time.
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream.expires_after(std::chrono::seconds(1));
+        std::array<char, 4096> sink;
+        for (size_t drained = 0; drained < kMaxLingerBytes;) {
+          auto [read_ec, read_n] = co_await stream.async_read_some(
+              asio::buffer(sink), asio::as_tuple(asio::use_awaitable));
+          if (read_ec) break;
+          drained += read_n;
+        }
+      }
+      break;
+    }
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);

@@ -511,6 +511,21 @@ class JsonApi(unittest.TestCase):
         self.assertEqual(put[0], 401)
         self.assertEqual(json.loads(put[2])["responseCode"], 402)
 
+    def test_a_write_is_refused_from_its_head_without_reading_the_body(self):
+        # A 1 MiB body announced and never sent: the refusal comes at once, and the connection
+        # closes (the unread body would otherwise be taken for the next request).
+        raw = (b"PUT /api/handles/20.500.12345/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n"
+               b"Content-Type: application/json\r\n\r\n[")
+        started = time.time()
+        got = http(None, None, raw=raw, timeout=5)
+        self.assertIsNotNone(got)
+        self.assertLess(time.time() - started, 3)  # not the request timeout: nothing waited
+        self.assertEqual(got[0], 401)
+        self.assertEqual(got[1].get("connection"), "close")
+        # A GET with a (small) body is still read whole and answered.
+        get = http("GET", "/api/handles/20.500.12345/test1", headers={"Content-Length": "2"}, body=b"{}")
+        self.assertEqual(get[0], 200)
+
     def test_bad_requests_get_4xx_and_never_reach_a_handler(self):
         cases = {
             "31 CL + TE": b"POST /api/handles/a/b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
