@@ -333,6 +333,8 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"port", r.Unsigned(&c.http.port, 0, 65535)},
                    {"threads", r.Unsigned(&c.http.threads, 1, 64)},
                    {"max_connections", r.Unsigned(&c.http.max_connections, 1, 1000000)},
+                   {"max_connections_per_source",
+                    r.Unsigned(&c.http.max_connections_per_source, 1, 1000000)},
                    {"max_header_bytes", r.Unsigned(&c.http.max_header_bytes, 1024, 1048576)},
                    {"max_body_bytes", r.Unsigned(&c.http.max_body_bytes, 0, 67108864)},
                    {"request_timeout_ms", r.Millis(&c.http.request_timeout, 100, 3600000)}});
@@ -371,6 +373,8 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"port", r.Unsigned(&c.dns.port, 0, 65535)},
                    {"tcp", r.Bool(&c.dns.tcp)},
                    {"tcp_max_connections", r.Unsigned(&c.dns.tcp_max_connections, 1, 1000000)},
+                   {"tcp_max_connections_per_source",
+                    r.Unsigned(&c.dns.tcp_max_connections_per_source, 1, 1000000)},
                    {"tcp_idle_timeout_ms", r.Millis(&c.dns.tcp_idle_timeout, 100, 3600000)},
                    {"tcp_io_timeout_ms", r.Millis(&c.dns.tcp_io_timeout, 50, 600000)},
                    {"workers", r.Unsigned(&c.dns.workers, 0, 256)},

@@ -316,32 +316,24 @@ asio::awaitable<void> TcpSession(DnsServer::Worker& worker, const config::DnsCon
 asio::awaitable<void> Accept(DnsServer::Worker& worker, tcp::acceptor& acceptor,
                              const config::DnsConfig& config, const Responder& responder,
                              StoragePool& storage, const resolver::Resolver& resolver,
-                             std::atomic<uint32_t>& connections, std::atomic<uint64_t>& refused) {
+                             ConnectionCaps& connections) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       continue;  // e.g. EMFILE: keep accepting once descriptors free up
     }
-    uint32_t open = connections.load();
-    bool admitted = false;
-    while (open < config.tcp_max_connections) {
-      if (connections.compare_exchange_weak(open, open + 1)) {
-        admitted = true;
-        break;
-      }
-    }
-    if (!admitted) {
+    boost::system::error_code addr_ec;
+    std::string source = socket.remote_endpoint(addr_ec).address().to_string();
+    if (addr_ec || !connections.Admit(source)) {
       boost::system::error_code ignored;
       socket.close(ignored);
-      refused.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    boost::system::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
+    socket.set_option(tcp::no_delay(true), addr_ec);
     asio::co_spawn(worker.io,
                    TcpSession(worker, config, responder, storage, resolver, std::move(socket),
-                              [&connections] { connections.fetch_sub(1); }),
+                              [&connections, source] { connections.Release(source); }),
                    asio::detached);
   }
 }
@@ -354,7 +346,8 @@ DnsServer::DnsServer(const config::DnsConfig& config, const resolver::Resolver& 
       resolver_(resolver),
       responder_(std::move(options)),
       metrics_(metrics),
-      rate_limiter_(config.rate_limit) {}
+      rate_limiter_(config.rate_limit),
+      connections_(config.tcp_max_connections, config.tcp_max_connections_per_source) {}
 
 DnsServer::~DnsServer() {
   Stop();
@@ -395,10 +388,10 @@ void DnsServer::Run() {
   for (auto& worker : workers_) {
     for (auto& listener : worker->udp) listener->Start();
     for (auto& acceptor : worker->acceptors) {
-      asio::co_spawn(worker->io,
-                     Accept(*worker, *acceptor, config_, responder_, *storage_, resolver_,
-                            connections_, connections_refused_),
-                     asio::detached);
+      asio::co_spawn(
+          worker->io,
+          Accept(*worker, *acceptor, config_, responder_, *storage_, resolver_, connections_),
+          asio::detached);
     }
     RunWorker(*worker);
   }
@@ -424,9 +417,9 @@ void DnsServer::CollectMetrics(std::string& out) const {
                       "DNS answers sent without records and with TC (too large for UDP).");
   metrics::AppendSample(out, "idnode_dns_truncated_total", "", static_cast<double>(truncated));
   metrics::AppendSample(out, "idnode_open_connections", "protocol=\"dns_tcp\"",
-                        static_cast<double>(connections_.load()));
+                        static_cast<double>(connections_.open()));
   metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"dns_tcp\"",
-                        static_cast<double>(connections_refused_.load()));
+                        static_cast<double>(connections_.refused()));
   metrics::AppendHelp(out, "idnode_dns_storage_queue", "gauge",
                       "DNS cache misses waiting for or in the DNS storage pool.");
   metrics::AppendSample(out, "idnode_dns_storage_queue", "",

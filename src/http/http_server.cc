@@ -452,8 +452,8 @@ void SerializeResponse(const HttpResponse& response, bool close, std::string& ou
 constexpr size_t kMaxLingerBytes = 64 * 1024;
 
 asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
-                              metrics::RequestCounters& counters,
-                              std::atomic<size_t>& connections) {
+                              metrics::RequestCounters& counters, ConnectionCaps& connections,
+                              std::string source) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(config.max_header_bytes);
   std::string out;  // the serialized response, reused
@@ -595,27 +595,28 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  connections.fetch_sub(1);
+  connections.Release(source);
 }
 
 asio::awaitable<void> Listen(tcp::acceptor& acceptor, const config::HttpConfig& config,
                              const Api& api, metrics::RequestCounters& counters,
-                             std::atomic<size_t>& connections) {
+                             ConnectionCaps& connections) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec) {
       if (!acceptor.is_open()) co_return;
       continue;
     }
-    if (connections.load() >= config.max_connections) {
+    beast::error_code addr_ec;
+    std::string source = socket.remote_endpoint(addr_ec).address().to_string();
+    if (addr_ec || !connections.Admit(source)) {
       beast::error_code ignored;
       socket.close(ignored);
       counters.Dropped(metrics::Protocol::kHttp);
       continue;
     }
-    connections.fetch_add(1);
     auto executor = socket.get_executor();
-    asio::co_spawn(executor, Session(std::move(socket), config, api, counters, connections),
+    asio::co_spawn(executor, Session(std::move(socket), config, api, counters, connections, source),
                    asio::detached);
   }
 }
@@ -624,7 +625,11 @@ asio::awaitable<void> Listen(tcp::acceptor& acceptor, const config::HttpConfig& 
 
 HttpServer::HttpServer(const config::HttpConfig& config, const Api& api,
                        metrics::MetricsHub& metrics)
-    : config_(config), api_(api), metrics_(metrics), state_(std::make_unique<State>()) {}
+    : config_(config),
+      api_(api),
+      metrics_(metrics),
+      state_(std::make_unique<State>()),
+      connections_(config.max_connections, config.max_connections_per_source) {}
 
 HttpServer::~HttpServer() {
   Stop();

@@ -364,34 +364,14 @@ asio::awaitable<void> Accept(HandleServer::Worker& worker, tcp::acceptor& accept
 
 HandleServer::HandleServer(const config::HandleConfig& config, const HandleService& service,
                            metrics::MetricsHub& metrics)
-    : config_(config), service_(service), metrics_(metrics), rate_limiter_(config.rate_limit) {}
+    : config_(config),
+      service_(service),
+      metrics_(metrics),
+      rate_limiter_(config.rate_limit),
+      connections_(config.tcp_max_connections, config.tcp_max_connections_per_source) {}
 
 HandleServer::~HandleServer() {
   Stop();
-}
-
-bool HandleServer::AdmitConnection(const std::string& source) {
-  if (connections_.load() >= config_.tcp_max_connections) {
-    connections_refused_.fetch_add(1);
-    return false;
-  }
-  std::lock_guard lock(sources_mutex_);
-  uint32_t& count = per_source_[source];
-  if (count >= config_.tcp_max_connections_per_source) {
-    if (count == 0) per_source_.erase(source);
-    connections_refused_.fetch_add(1);
-    return false;
-  }
-  ++count;
-  connections_.fetch_add(1);
-  return true;
-}
-
-void HandleServer::ReleaseConnection(const std::string& source) {
-  std::lock_guard lock(sources_mutex_);
-  auto it = per_source_.find(source);
-  if (it != per_source_.end() && --it->second == 0) per_source_.erase(it);
-  connections_.fetch_sub(1);
 }
 
 Result<Unit, std::string> HandleServer::Bind() {
@@ -434,8 +414,8 @@ void HandleServer::Run() {
       asio::co_spawn(worker->io,
                      Accept(
                          *worker, *acceptor, config_, service_, *storage_,
-                         [this](const std::string& s) { return AdmitConnection(s); },
-                         [this](const std::string& s) { ReleaseConnection(s); }),
+                         [this](const std::string& s) { return connections_.Admit(s); },
+                         [this](const std::string& s) { connections_.Release(s); }),
                      asio::detached);
     }
     RunWorker(*worker);
@@ -452,11 +432,11 @@ void HandleServer::Stop() {
 void HandleServer::CollectMetrics(std::string& out) const {
   metrics::AppendHelp(out, "idnode_open_connections", "gauge", "Open Handle TCP connections.");
   metrics::AppendSample(out, "idnode_open_connections", "protocol=\"handle_tcp\"",
-                        static_cast<double>(connections_.load()));
+                        static_cast<double>(connections_.open()));
   metrics::AppendHelp(out, "idnode_connections_refused_total", "counter",
                       "Connections closed at accept by the caps.");
   metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"handle_tcp\"",
-                        static_cast<double>(connections_refused_.load()));
+                        static_cast<double>(connections_.refused()));
   metrics::AppendHelp(out, "idnode_udp_rate_limited_total", "counter",
                       "Handle UDP answers not sent by the rate limit (handle.rate_limit).");
   metrics::AppendSample(out, "idnode_udp_rate_limited_total", "action=\"dropped\"",

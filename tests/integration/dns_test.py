@@ -159,7 +159,8 @@ def setUpModule():
     # Short TCP deadlines and a small connection cap, so that the limits can be seen quickly.
     config = os.path.join(work, "idnode.yaml")
     with open(config, "w") as f:
-        f.write("dns:\n  tcp_max_connections: 4\n  tcp_idle_timeout_ms: 600\n  tcp_io_timeout_ms: 300\n")
+        f.write("dns:\n  tcp_max_connections: 4\n  tcp_max_connections_per_source: 2\n"
+                "  tcp_idle_timeout_ms: 600\n  tcp_io_timeout_ms: 300\n")
     NODE["log"] = open(os.path.join(work, "idnode.log"), "w")
     NODE["proc"] = subprocess.Popen(
         [IDNODE, "--config", config, "--data-dir", data, "--handle-port", "0", "--http-port", "0",
@@ -327,7 +328,8 @@ class DnsTest(unittest.TestCase):
 
     def test_tcp_limits(self):
         # Idle connections are closed after tcp_idle_timeout_ms (600), a stalled query after
-        # tcp_io_timeout_ms (300); beyond tcp_max_connections (4) connections are closed at accept.
+        # tcp_io_timeout_ms (300); beyond tcp_max_connections (4), or 2 from one address
+        # (tcp_max_connections_per_source), connections are closed at accept.
         idle = socket.create_connection(("127.0.0.1", NODE["dns"]), timeout=2)
         start = time.time()
         self.assertTrue(closed_within(idle, 3))
@@ -339,10 +341,19 @@ class DnsTest(unittest.TestCase):
         self.assertTrue(closed_within(slow, 3))
         self.assertLess(time.time() - start, 1.5)
         slow.close()
-        held = [socket.create_connection(("127.0.0.1", NODE["dns"]), timeout=2) for _ in range(4)]
+        def connect_from(source):
+            return socket.create_connection(("127.0.0.1", NODE["dns"]), timeout=2, source_address=(source, 0))
+
+        held = [connect_from("127.0.0.1"), connect_from("127.0.0.1")]
         try:
             time.sleep(0.1)
-            extra = socket.create_connection(("127.0.0.1", NODE["dns"]), timeout=2)
+            extra = connect_from("127.0.0.1")  # a third from one address
+            self.assertTrue(closed_within(extra, 0.5))
+            extra.close()
+            # Another address still has room (else the fifth below would be let in).
+            held += [connect_from("127.0.0.2"), connect_from("127.0.0.2")]
+            time.sleep(0.05)
+            extra = connect_from("127.0.0.3")  # the fifth in all
             self.assertTrue(closed_within(extra, 0.5))
             extra.close()
         finally:

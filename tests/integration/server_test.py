@@ -406,6 +406,34 @@ class Malformed(unittest.TestCase):
         self.assertTrue(healthy())
         self.assertIsNotNone(tcp_exchange([resolution_request("20.500.12345/test1")])[0])
 
+    def test_http_connections_beyond_the_per_source_cap_are_closed(self):
+        # http.max_connections_per_source is 64 by default; another address still gets in.
+        sockets = []
+        try:
+            for _ in range(70):
+                sockets.append(socket.create_connection(("127.0.0.1", NODE["http"]), timeout=3))
+            time.sleep(0.3)
+            answered = 0
+            for s in sockets:
+                try:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if s.recv(1024).startswith(b"HTTP/1.1 200"):
+                        answered += 1
+                except OSError:
+                    pass
+            self.assertLessEqual(answered, 64)
+            self.assertGreaterEqual(answered, 58)
+            other = socket.create_connection(("127.0.0.1", NODE["http"]), timeout=3,
+                                             source_address=("127.0.0.2", 0))
+            sockets.append(other)
+            other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(other.recv(1024).startswith(b"HTTP/1.1 200"))
+        finally:
+            for s in sockets:
+                s.close()
+        time.sleep(0.3)
+        self.assertEqual(http("GET", "/healthz")[0], 200)
+
     def test_memory_stays_flat_under_malformed_traffic(self):
         # HARDENING.md row D: RSS grows by less than 10 MB over 10,000 malformed messages,
         # including 2,000 first fragments of multi-packet requests that never complete.

@@ -64,6 +64,7 @@ struct HttpConfig {
   uint16_t port = 8000;
   uint32_t threads = 1;
   uint32_t max_connections = 1024;
+  uint32_t max_connections_per_source = 64;
   uint32_t max_header_bytes = 8192;
   uint32_t max_body_bytes = 1048576;
   std::chrono::milliseconds request_timeout{10000};
@@ -106,6 +107,7 @@ struct DnsConfig {
   uint16_t port = 5353;  // UDP and TCP; 0: an ephemeral port (tests)
   bool tcp = true;
   uint32_t tcp_max_connections = 256;
+  uint32_t tcp_max_connections_per_source = 32;
   std::chrono::milliseconds tcp_idle_timeout{10000};
   std::chrono::milliseconds tcp_io_timeout{2000};
   uint32_t workers = 0;  // 0: one per core

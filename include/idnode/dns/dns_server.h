@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "idnode/common/connection_caps.h"
 #include "idnode/common/result.h"
 #include "idnode/config/config.h"
 #include "idnode/dns/responder.h"
@@ -74,8 +75,7 @@ class DnsServer {
   net::ResponseRateLimiter rate_limiter_;  // shared by the UDP workers
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<net::StoragePool> storage_;
-  std::atomic<uint32_t> connections_{0};  // open TCP connections, all workers
-  std::atomic<uint64_t> connections_refused_{0};
+  ConnectionCaps connections_;  // TCP, all workers: in all and per source
   uint16_t port_ = 0;
   bool started_ = false;
 };

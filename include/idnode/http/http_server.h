@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "idnode/common/connection_caps.h"
 #include "idnode/common/result.h"
 #include "idnode/config/config.h"
 #include "idnode/metrics/metrics.h"
@@ -59,7 +60,8 @@ class HttpServer {
   Result<Unit, std::string> Start(unsigned threads);
   void Stop();
   uint16_t port() const { return port_; }
-  size_t open_connections() const { return connections_.load(); }
+  size_t open_connections() const { return connections_.open(); }
+  uint64_t refused_connections() const { return connections_.refused(); }
 
  private:
   struct State;
@@ -69,7 +71,7 @@ class HttpServer {
   std::unique_ptr<State> state_;
   std::vector<std::thread> threads_;
   uint16_t port_ = 0;
-  std::atomic<size_t> connections_{0};
+  ConnectionCaps connections_;  // in all and per source
 };
 
 // Percent-decodes a path segment; false on a malformed escape, %00, or invalid UTF-8.

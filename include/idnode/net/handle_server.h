@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "idnode/common/connection_caps.h"
 #include "idnode/common/result.h"
 #include "idnode/config/config.h"
 #include "idnode/metrics/metrics.h"
@@ -46,15 +47,13 @@ class HandleServer {
   // Stops accepting and receiving, closes connections, joins the threads.
   void Stop();
   uint16_t port() const { return port_; }
-  size_t open_connections() const { return connections_.load(); }
+  size_t open_connections() const { return connections_.open(); }
   void CollectMetrics(std::string& out) const;
 
   struct Worker;
 
  private:
   friend struct Worker;
-  bool AdmitConnection(const std::string& source);
-  void ReleaseConnection(const std::string& source);
 
   config::HandleConfig config_;
   const HandleService& service_;
@@ -63,10 +62,7 @@ class HandleServer {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<StoragePool> storage_;
   uint16_t port_ = 0;
-  std::atomic<size_t> connections_{0};
-  std::atomic<uint64_t> connections_refused_{0};
-  std::mutex sources_mutex_;
-  std::unordered_map<std::string, uint32_t> per_source_;
+  ConnectionCaps connections_;  // TCP, in all and per source
   bool started_ = false;
 };
 
