@@ -68,7 +68,7 @@ TEST(RateLimit, APrefixSharesItsBucketAndOthersHaveTheirOwn) {
   EXPECT_EQ(Sent(limiter, V4("198.51.100.200", 2), 10, now), 2);  // the same /24
   EXPECT_EQ(Sent(limiter, V4("198.51.101.1"), 10, now), 5);       // the next /24
   EXPECT_EQ(Sent(limiter, V6("2001:db8:0:1::1"), 3, now), 3);
-  EXPECT_EQ(Sent(limiter, V6("2001:db8:0:ff::9"), 10, now), 2);  // the same /56
+  EXPECT_EQ(Sent(limiter, V6("2001:db8:0:ff::9"), 10, now), 2);   // the same /56
   EXPECT_EQ(Sent(limiter, V6("2001:db8:0:200::1"), 10, now), 5);  // another /56
 }
 
