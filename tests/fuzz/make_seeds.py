@@ -170,6 +170,12 @@ def challenge_answers():
     stretched = hashlib.pbkdf2_hmac("sha1", key, salt, 10, 20)
     seed(0, bytes([0x22]) + struct.pack(">I", 8) + salt + struct.pack(">II", 10, 160) + struct.pack(">I", 20)
          + hmac.new(stretched, data, hashlib.sha1).digest())
+    # Mutation seeds (selector bit 8): each MAC code (bits 4-6), flips at (position, mask) pairs,
+    # one cut short (a first byte with the top bit set gives the new length).
+    for code in range(5):
+        seed(8 | code << 4, bytes([3, 1, 17, 0x80]))
+    seed(8, bytes([0x80 | 20]))
+    seed(8 | 2 << 4, bytes([0, 0x22 ^ 0x12]))  # PBKDF2 relabelled as HMAC-SHA1
 
 
 if __name__ == "__main__":
