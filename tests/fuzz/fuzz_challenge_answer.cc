@@ -43,6 +43,9 @@ void MutatedAnswersNeverVerify(uint8_t selector, std::span<const uint8_t> other_
                                                 mutated) == Verdict::kValid) {
     std::abort();  // a false accept
   }
+  // HMAC pads its key with zeros to the block size, so "k" and "k\0\0" are one key.
+  while (!other_key.empty() && other_key.back() == 0)
+    other_key = other_key.first(other_key.size() - 1);
   const bool same_key = other_key.size() == sizeof kSecret &&
                         std::equal(other_key.begin(), other_key.end(), std::begin(kSecret));
   if (!same_key && VerifyChallengeAnswer(kAuthTypeSecretKey, other_key, kNonce, kDigest, valid) ==
