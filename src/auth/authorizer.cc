@@ -134,22 +134,26 @@ bool ChallengeTable::Add(PendingChallenge challenge, std::chrono::steady_clock::
   const size_t byte_share = datagram ? max_bytes_ / 2 : max_bytes_;
   if (size > byte_share) return false;
   DropExpired(now);
-  if (auto it = by_session_.find(challenge.session_id);
-      it != by_session_.end() && it->second.size() >= kMaxPerSession) {
-    DropOldestOf(it->second);
+  // A session or a source at its cap makes room from its own challenges; a UDP challenge (its
+  // source and session id may be forged) only from its own UDP ones, or it is refused.
+  if (auto it = by_session_.find(challenge.session_id); it != by_session_.end() &&
+                                                        it->second.size() >= kMaxPerSession &&
+                                                        !DropOldestOf(it->second, datagram)) {
+    return false;
   }
-  if (auto it = by_source_.find(challenge.origin.address);
-      it != by_source_.end() && it->second.size() >= max_per_source_) {
-    DropOldestOf(it->second);
+  if (auto it = by_source_.find(challenge.origin.address); it != by_source_.end() &&
+                                                           it->second.size() >= max_per_source_ &&
+                                                           !DropOldestOf(it->second, datagram)) {
+    return false;
   }
   if (datagram) {
     while ((datagram_seqs_.size() >= entry_share || datagram_bytes_ + size > byte_share) &&
-           DropOldestOf(datagram_seqs_)) {
+           DropOldestOf(datagram_seqs_, false)) {
     }
   }
   while (by_seq_.size() >= max_entries_ || bytes_ + size > max_bytes_) {
     // Full: UDP challenges give way first; only a TCP challenge may push out a TCP one.
-    if (DropOldestOf(datagram_seqs_)) continue;
+    if (DropOldestOf(datagram_seqs_, false)) continue;
     if (datagram || by_seq_.empty()) return false;
     Extract(by_seq_.begin()->first);
   }
@@ -174,7 +178,8 @@ std::optional<PendingChallenge> ChallengeTable::Take(uint32_t session_id, const 
   if (it == by_session_.end()) return std::nullopt;
   for (uint64_t seq : it->second) {
     auto entry = by_seq_.find(seq);
-    if (entry != by_seq_.end() && entry->second.origin.address == from.address) {
+    if (entry != by_seq_.end() && entry->second.expires > now &&
+        entry->second.origin.address == from.address) {
       return Extract(seq);  // returns at once: the loop does not go on over the changed deque
     }
   }
@@ -220,11 +225,14 @@ std::optional<PendingChallenge> ChallengeTable::Extract(uint64_t seq) {
   return challenge;
 }
 
-bool ChallengeTable::DropOldestOf(const std::deque<uint64_t>& seqs) {
-  if (seqs.empty()) return false;
-  const uint64_t oldest = seqs.front();  // copied: Extract may free `seqs`
-  Extract(oldest);
-  return true;
+bool ChallengeTable::DropOldestOf(const std::deque<uint64_t>& seqs, bool datagram_only) {
+  for (uint64_t seq : seqs) {
+    auto it = by_seq_.find(seq);
+    if (it == by_seq_.end() || (datagram_only && !it->second.origin.datagram)) continue;
+    Extract(seq);  // `seqs` may be freed by it: return at once
+    return true;
+  }
+  return false;
 }
 
 void ChallengeTable::DropExpired(std::chrono::steady_clock::time_point now) {
@@ -262,23 +270,25 @@ bool FailureThrottle::Allowed(const Identity& identity, const Origin& from,
                               std::chrono::steady_clock::time_point now) const {
   if (limit_ == 0) return true;
   std::lock_guard lock(mutex_);
+  if (from.datagram) return Under(udp_by_key_, KeyOf(identity), now);
   return Under(by_key_, KeyOf(identity), now) && Under(by_source_, SourceKey(from), now);
 }
 
 void FailureThrottle::Count(Counters& counters, std::string key,
                             std::chrono::steady_clock::time_point now) {
-  auto it = counters.find(key);
-  if (it == counters.end()) {
-    if (counters.size() >= max_tracked_) {
+  auto it = counters.windows.find(key);
+  if (it == counters.windows.end()) {
+    if (counters.windows.size() >= max_tracked_) {
       // Finished windows go first (a full sweep at most every quarter window, so that a flood of
       // new sources costs O(1) each); then an arbitrary counter.
-      if (now - last_sweep_ >= window_ / 4) {
-        last_sweep_ = now;
-        std::erase_if(counters, [&](const auto& kv) { return now - kv.second.start >= window_; });
+      if (now - counters.last_sweep >= window_ / 4) {
+        counters.last_sweep = now;
+        std::erase_if(counters.windows,
+                      [&](const auto& kv) { return now - kv.second.start >= window_; });
       }
-      if (counters.size() >= max_tracked_) counters.erase(counters.begin());
+      if (counters.windows.size() >= max_tracked_) counters.windows.erase(counters.windows.begin());
     }
-    it = counters.emplace(std::move(key), Window{now, 0}).first;
+    it = counters.windows.emplace(std::move(key), Window{now, 0}).first;
   } else if (now - it->second.start >= window_) {
     it->second = Window{now, 0};
   }
@@ -289,6 +299,10 @@ void FailureThrottle::Failed(const Identity& identity, const Origin& from,
                              std::chrono::steady_clock::time_point now) {
   if (limit_ == 0) return;
   std::lock_guard lock(mutex_);
+  if (from.datagram) {
+    Count(udp_by_key_, KeyOf(identity), now);
+    return;
+  }
   Count(by_key_, KeyOf(identity), now);
   Count(by_source_, SourceKey(from), now);
 }

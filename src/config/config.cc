@@ -387,6 +387,7 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"max_udp_payload", r.Unsigned(&c.dns.max_udp_payload, 512, 4096)},
                    {"default_ttl", r.Unsigned(&c.dns.default_ttl, 0, 2147483647)},
                    {"negative_ttl", r.Unsigned(&c.dns.negative_ttl, 0, 2147483647)},
+                   {"empty_non_terminals", r.Bool(&c.dns.empty_non_terminals)},
                    {"storage_threads", r.Unsigned(&c.dns.storage_threads, 1, 256)},
                    {"storage_queue", r.Unsigned(&c.dns.storage_queue, 1, 1000000)},
                    {"rate_limit", rate_limit(&c.dns.rate_limit)}});

@@ -67,6 +67,7 @@ ResponderOptions OptionsFrom(const config::DnsConfig& config) {
   o.max_udp_payload = static_cast<uint16_t>(config.max_udp_payload);
   o.default_ttl = config.default_ttl;
   o.negative_ttl = config.negative_ttl;
+  o.empty_non_terminals = config.empty_non_terminals;
   return o;
 }
 
@@ -92,6 +93,18 @@ LookupStatus ResolverOidSource::Find(std::string_view handle, std::span<const ui
     case resolver::ResponseCode::kServerNotResponsible:
     case resolver::ResponseCode::kServiceReferral:
       return LookupStatus::kNotHere;
+    default:
+      return LookupStatus::kError;
+  }
+}
+
+LookupStatus ResolverOidSource::FindDescendant(std::string_view handle_prefix) {
+  if (!from_storage_) return LookupStatus::kNeedsStorage;  // a seek in RocksDB: not on a worker
+  switch (resolver_.HasHandlesUnder(handle_prefix)) {
+    case resolver::ResponseCode::kSuccess:
+      return LookupStatus::kFound;
+    case resolver::ResponseCode::kHandleNotFound:
+      return LookupStatus::kNotFound;
     default:
       return LookupStatus::kError;
   }
@@ -405,12 +418,8 @@ void DnsServer::Stop() {
 }
 
 void DnsServer::CollectMetrics(std::string& out) const {
-  metrics::AppendHelp(out, "idnode_dns_rate_limited_total", "counter",
-                      "DNS UDP answers not sent by the rate limit (dns.rate_limit).");
-  metrics::AppendSample(out, "idnode_dns_rate_limited_total", "action=\"dropped\"",
-                        static_cast<double>(rate_limiter_.dropped()));
-  metrics::AppendSample(out, "idnode_dns_rate_limited_total", "action=\"slipped\"",
-                        static_cast<double>(rate_limiter_.slipped()));
+  rate_limiter_.AppendMetrics(out, "idnode_dns_rate_limited_total",
+                              "DNS UDP answers not sent by the rate limit (dns.rate_limit).");
   uint64_t truncated = 0;
   for (const auto& w : workers_) truncated += w->truncated.load(std::memory_order_relaxed);
   metrics::AppendHelp(out, "idnode_dns_truncated_total", "counter",

@@ -342,8 +342,24 @@ Response Responder::Respond(std::span<const uint8_t> query, Transport transport,
             return response;
           case LookupStatus::kNotFound:
             d.authoritative = true;
-            d.rcode = KNOT_RCODE_NXDOMAIN;
             d.soa_in_authority = true;
+            s.handle.push_back('.');
+            switch (options_.empty_non_terminals ? source.FindDescendant(s.handle)
+                                                 : LookupStatus::kNotFound) {
+              case LookupStatus::kNeedsStorage:
+                response.disposition = Response::Disposition::kNeedsStorage;
+                return response;
+              case LookupStatus::kFound:
+                break;  // an empty non-terminal: NOERROR without records (NODATA)
+              case LookupStatus::kError:
+                d.authoritative = false;
+                d.soa_in_authority = false;
+                d.rcode = KNOT_RCODE_SERVFAIL;
+                break;
+              default:
+                d.rcode = KNOT_RCODE_NXDOMAIN;
+                break;
+            }
             break;
           case LookupStatus::kNotHere:
             d.rcode = KNOT_RCODE_REFUSED;

@@ -450,6 +450,8 @@ void SerializeResponse(const HttpResponse& response, bool close, std::string& ou
 
 // How much of a refused request's body is read and thrown away before the connection closes.
 constexpr size_t kMaxLingerBytes = 64 * 1024;
+// The body a GET or HEAD may carry (it means nothing to them; larger ones get 413).
+constexpr uint64_t kMaxReadBodyBytes = 4096;
 
 asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
                               metrics::RequestCounters& counters, ConnectionCaps& connections,
@@ -500,11 +502,18 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
                                                      asio::as_tuple(asio::use_awaitable));
     // This API takes no request bodies (it refuses writes): a request with one is answered from
     // its head and the connection closed, rather than reading up to max_body_bytes only to throw
-    // them away (a thousand connections would hold a GiB). A GET or HEAD with a body is read whole.
+    // them away (a thousand connections would hold a GiB). A GET or HEAD body (meaningless) is read
+    // up to kMaxReadBodyBytes.
     bool body_left_unread = false;
     if (!ec && !parser.is_done()) {
       const bhttp::verb method = parser.get().method();
-      if (method == bhttp::verb::get || method == bhttp::verb::head) {
+      const uint64_t limit = std::min<uint64_t>(config.max_body_bytes, kMaxReadBodyBytes);
+      if ((method == bhttp::verb::get || method == bhttp::verb::head) &&
+          parser.content_length().value_or(0) > limit) {
+        ec = bhttp::error::body_limit;  // 413 from the head, without waiting for the body
+        body_left_unread = true;
+      } else if (method == bhttp::verb::get || method == bhttp::verb::head) {
+        parser.body_limit(limit);  // a chunked body stops at the limit
         std::tie(ec, n) =
             co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       } else {

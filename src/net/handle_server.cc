@@ -437,14 +437,8 @@ void HandleServer::CollectMetrics(std::string& out) const {
                       "Connections closed at accept by the caps.");
   metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"handle_tcp\"",
                         static_cast<double>(connections_.refused()));
-  metrics::AppendHelp(out, "idnode_udp_rate_limited_total", "counter",
-                      "Handle UDP answers not sent by the rate limit (handle.rate_limit).");
-  metrics::AppendSample(out, "idnode_udp_rate_limited_total", "action=\"dropped\"",
-                        static_cast<double>(rate_limiter_.dropped()));
-  metrics::AppendSample(out, "idnode_udp_rate_limited_total", "action=\"slipped\"",
-                        static_cast<double>(rate_limiter_.slipped()));
-  metrics::AppendSample(out, "idnode_udp_rate_limited_total", "action=\"too_large\"",
-                        static_cast<double>(rate_limiter_.too_large()));
+  rate_limiter_.AppendMetrics(out, "idnode_udp_rate_limited_total",
+                              "Handle UDP answers not sent by the rate limit (handle.rate_limit).");
   metrics::AppendHelp(out, "idnode_storage_queue", "gauge",
                       "Requests waiting for or in the storage pool.");
   metrics::AppendSample(out, "idnode_storage_queue", "", storage_ ? storage_->in_flight.load() : 0);

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "idnode/metrics/metrics.h"
+
 namespace idnode::net {
 
 namespace {
@@ -112,6 +114,14 @@ ResponseRateLimiter::Verdict ResponseRateLimiter::Check(const sockaddr_storage& 
   }
   dropped_.fetch_add(1, std::memory_order_relaxed);
   return Verdict::kDrop;
+}
+
+void ResponseRateLimiter::AppendMetrics(std::string& out, const std::string& name,
+                                        const std::string& help) const {
+  metrics::AppendHelp(out, name, "counter", help);
+  metrics::AppendSample(out, name, "action=\"dropped\"", static_cast<double>(dropped()));
+  metrics::AppendSample(out, name, "action=\"slipped\"", static_cast<double>(slipped()));
+  metrics::AppendSample(out, name, "action=\"too_large\"", static_cast<double>(too_large()));
 }
 
 }  // namespace idnode::net

@@ -211,6 +211,23 @@ GetResult Registry::Get(std::string_view handle, const Filter& filter) const {
   return result;
 }
 
+ResponseCode Registry::HasHandlesUnder(std::string_view handle_prefix) const {
+  const std::string key = identifier::Normalize(handle_prefix);
+  // Records are sharded by the hash of the whole handle: one seek in every shard, the first key at
+  // or after the prefix deciding in each.
+  for (uint32_t shard = 0; shard < store_->shard_count(); ++shard) {
+    bool found = false;
+    auto scanned = store_->Scan(shard, Column::kRecords, key, {},
+                                [&](std::string_view first, std::string_view) {
+                                  found = first.starts_with(key);
+                                  return false;
+                                });
+    if (!scanned.ok()) return ResponseCode::kError;
+    if (found) return ResponseCode::kSuccess;
+  }
+  return ResponseCode::kHandleNotFound;
+}
+
 bool Registry::GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_values) const {
   std::string key = identifier::Normalize(handle);
   cache::AnswerCache* cache = options_.cache.get();

@@ -114,19 +114,12 @@ def setUpModule():
          "permissions": "1100"}]}
     with open(records, "w") as f:
         f.write(json.dumps(admin) + "\n" + json.dumps(user) + "\n")
-    subprocess.run([IDCTL, "prefix", "home", "--data-dir", data, "ADM.1"], check=True, capture_output=True,
-                   timeout=60)
-    subprocess.run([IDCTL, "import", "--data-dir", data, records], check=True, capture_output=True, timeout=60)
-    NODE["proc"] = subprocess.Popen(
-        [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--dns-port", "0", "--no-demo",
-         "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=open(os.path.join(work, "idnode.log"), "w"), text=True)
-    line = st.wait_ready(NODE["proc"])
-    m = re.search(r"handle=127\.0\.0\.1:(\d+)", line)
-    if not m:
+    try:
+        NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "ADM.1", records, ["--workers", "2"])
+    except (RuntimeError, subprocess.CalledProcessError):
         tearDownModule()
-        raise RuntimeError("idnode did not start: " + line + open(os.path.join(work, "idnode.log")).read())
-    NODE["handle"] = int(m.group(1))
+        raise
+    NODE["handle"] = ports["handle"]
 
 
 def tearDownModule():

@@ -232,6 +232,15 @@ class DnsTest(unittest.TestCase):
         _, b = ask("www.oid-res.org.", NAPTR)
         self.assertEqual(b["rcode"], 3)
 
+    def test_names_above_an_oid_are_empty_non_terminals(self):
+        # What a resolver doing QNAME minimisation asks on its way down to the demo OID: NODATA
+        # (NOERROR, no records, the SOA), never NXDOMAIN; a sibling that leads nowhere is NXDOMAIN.
+        for name in ("1.oid-res.org.", "2.1.oid-res.org.", "156.2.1.oid-res.org.", "3001.156.2.1.oid-res.org."):
+            _, a = ask(name, A)
+            self.assertEqual((a["rcode"], a["aa"], a["counts"][1], a["counts"][2]), (0, True, 0, 1), name)
+        _, b = ask("157.2.1.oid-res.org.", A)
+        self.assertEqual(b["rcode"], 3)
+
     def test_other_types_are_nodata(self):
         _, a = ask(DEMO_OID_NAME, A)
         self.assertEqual((a["rcode"], a["counts"][1], a["counts"][2]), (0, 0, 1))

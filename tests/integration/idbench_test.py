@@ -31,25 +31,18 @@ def idbench(*args, timeout=30):
 def setUpModule():
     work = tempfile.mkdtemp(prefix="idnode-idbench-")
     NODE["work"] = work
-    data, records, keys = (os.path.join(work, n) for n in ("data", "records.jsonl", "keys.txt"))
+    records, keys = (os.path.join(work, n) for n in ("records.jsonl", "keys.txt"))
     gen = idbench("gen", "--count", str(COUNT), "--prefix", "BENCH.1", "--out", records, "--keys", keys)
     if gen.returncode != 0:
         raise RuntimeError("idbench gen failed: " + gen.stderr)
     NODE["keys"] = keys
     NODE["records"] = records
-    subprocess.run([IDCTL, "prefix", "home", "--data-dir", data, "BENCH.1"], check=True, capture_output=True,
-                   timeout=60)
-    subprocess.run([IDCTL, "import", "--data-dir", data, records], check=True, capture_output=True, timeout=60)
-    NODE["proc"] = subprocess.Popen(
-        [IDNODE, "--data-dir", data, "--handle-port", "0", "--http-port", "0", "--dns-port", "0", "--no-demo",
-         "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=open(os.path.join(work, "idnode.log"), "w"), text=True)
-    line = st.wait_ready(NODE["proc"])
-    m = re.search(r"handle=127\.0\.0\.1:(\d+) http=127\.0\.0\.1:(\d+)", line)
-    if not m:
+    try:
+        NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "BENCH.1", records, ["--workers", "1"])
+    except (RuntimeError, subprocess.CalledProcessError):
         st.tearDownModule()
-        raise RuntimeError("idnode did not start: " + line)
-    NODE["handle"], NODE["http"] = int(m.group(1)), int(m.group(2))
+        raise
+    NODE["handle"], NODE["http"] = ports["handle"], ports["http"]
 
 
 def tearDownModule():
@@ -142,7 +135,8 @@ class AgainstIdnode(unittest.TestCase):
         self.assertEqual(result["mode"], "open")
         # 2000/s for 2 s: the schedule, not the server, sets the count.
         self.assertTrue(3600 <= result["sent"] <= 4001, result["sent"])
-        self.assertEqual(result["answered"] + result["timeouts"], result["sent"])
+        # Answers still on their way when the run ends are neither answered nor timed out.
+        self.assertTrue(result["sent"] - 50 <= result["answered"] + result["timeouts"] <= result["sent"], result)
         self.assertTrue(1800 <= result["requests_per_second"] <= 2050, result["requests_per_second"])
         lag = result["send_lag_us"]
         self.assertTrue(0 <= lag["p50"] <= lag["p99"] <= lag["max"], lag)

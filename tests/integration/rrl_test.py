@@ -16,10 +16,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,106 +34,44 @@ QUERIES = 200
 
 
 def start_node(name, rate_limit):
-    """A node homing RRL.1 with the given handle.rate_limit; returns (process, handle port, http port)."""
-    data = os.path.join(WORK, name)
+    """A node homing RRL.1 with the given handle.rate_limit (and dns.rate_limit); returns (process,
+    handle port, http port), and keeps its DNS port in NODE_DNS."""
     config = os.path.join(WORK, name + ".yaml")
     with open(config, "w") as f:
-        f.write("node: {demo: false}\nhandle: {port: 0, workers: 2, rate_limit: %s}\nhttp: {port: 0}\n"
-                "dns: {port: 0, workers: 2, rate_limit: %s}\n" % (json.dumps(rate_limit), json.dumps(rate_limit)))
-    records = os.path.join(WORK, "records.jsonl")
-    subprocess.run([IDCTL, "prefix", "home", "--data-dir", data, "RRL.1"], check=True, capture_output=True,
-                   timeout=60)
-    subprocess.run([IDCTL, "import", "--data-dir", data, records], check=True, capture_output=True, timeout=60)
-    proc = subprocess.Popen([IDNODE, "--config", config, "--data-dir", data], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    line = st.wait_ready(proc)
-    m = re.search(r"handle=127\.0\.0\.1:(\d+) http=127\.0\.0\.1:(\d+) dns=127\.0\.0\.1:(\d+)", line)
-    if not m:
-        stop(proc)
-        raise RuntimeError("idnode did not start: " + line)
-    NODE_DNS[proc.pid] = int(m.group(3))
-    return proc, int(m.group(1)), int(m.group(2))
+        f.write("handle: {workers: 2, rate_limit: %s}\ndns: {workers: 2, rate_limit: %s}\n"
+                % (json.dumps(rate_limit), json.dumps(rate_limit)))
+    proc, ports = st.start_node_homing(IDNODE, IDCTL, WORK, "RRL.1", os.path.join(WORK, "records.jsonl"),
+                                       ["--config", config], name=name)
+    NODE_DNS[proc.pid] = ports["dns"]
+    return proc, ports["handle"], ports["http"]
 
 
 def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    st.stop_process(proc)
     proc.stdout.close()
 
 
-def flood(port, handle, queries=QUERIES, seconds=2.0):
-    """Sends `queries` resolutions of `handle` from one socket over `seconds`; returns what came back:
-    (answers by response code, datagrams received, bytes received, bytes sent)."""
+def paced(port, make, on_reply, queries, seconds):
+    """Sends `queries` datagrams make(i) from one socket to `port`, evenly over `seconds`, and hands
+    every datagram that comes back (until half a second after the last) to on_reply; returns the
+    bytes sent."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
-    codes, datagrams, bytes_in, bytes_out = {}, 0, 0, 0
-    start = time.time()
-    sent = 0
+    start, sent, bytes_out = time.time(), 0, 0
 
     def drain():
-        nonlocal datagrams, bytes_in
         while True:
             try:
-                data = s.recv(2048)
+                on_reply(s.recv(4096))
             except BlockingIOError:
                 return
-            datagrams += 1
-            bytes_in += len(data)
-            if struct.unpack(">I", data[12:16])[0] == 0:  # the first datagram carries the code
-                rc = struct.unpack(">I", data[24:28])[0]
-                codes[rc] = codes.get(rc, 0) + 1
-
-    try:
-        while sent < queries:
-            due = start + seconds * sent / queries
-            if time.time() >= due:
-                request = st.resolution_request(handle, request_id=1000 + sent)
-                s.sendto(request, ("127.0.0.1", port))
-                bytes_out += len(request)
-                sent += 1
-            drain()
-            time.sleep(0.001)
-        end = time.time() + 0.5
-        while time.time() < end:
-            drain()
-            time.sleep(0.01)
-    finally:
-        s.close()
-    return codes, datagrams, bytes_in, bytes_out
-
-
-def dns_flood(port, queries=QUERIES, seconds=2.0):
-    """Sends `queries` SOA queries for the apex over `seconds`; returns (full answers, TC answers)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setblocking(False)
-    question = b"".join(bytes([len(l)]) + l for l in (b"oid-res", b"org")) + b"\0" + struct.pack(">HH", 6, 1)
-    full = truncated = 0
-    start = time.time()
-    sent = 0
-
-    def drain():
-        nonlocal full, truncated
-        while True:
-            try:
-                data = s.recv(4096)
-            except BlockingIOError:
-                return
-            flags = struct.unpack(">H", data[2:4])[0]
-            if flags & 0x0200:
-                truncated += 1
-                assert struct.unpack(">HHH", data[6:12]) == (0, 0, 0), "a slip carries no records"
-            else:
-                full += 1
 
     try:
         while sent < queries:
             if time.time() >= start + seconds * sent / queries:
-                s.sendto(struct.pack(">HHHHHH", sent & 0xFFFF, 0, 1, 0, 0, 0) + question, ("127.0.0.1", port))
+                datagram = make(sent)
+                s.sendto(datagram, ("127.0.0.1", port))
+                bytes_out += len(datagram)
                 sent += 1
             drain()
             time.sleep(0.001)
@@ -145,7 +81,41 @@ def dns_flood(port, queries=QUERIES, seconds=2.0):
             time.sleep(0.01)
     finally:
         s.close()
-    return full, truncated
+    return bytes_out
+
+
+def flood(port, handle, queries=QUERIES, seconds=2.0):
+    """Resolutions of `handle` at a steady pace; returns what came back: (answers by response code,
+    datagrams received, bytes received, bytes sent)."""
+    codes, received = {}, [0, 0]
+
+    def on_reply(data):
+        received[0] += 1
+        received[1] += len(data)
+        if struct.unpack(">I", data[12:16])[0] == 0:  # the first datagram carries the code
+            rc = struct.unpack(">I", data[24:28])[0]
+            codes[rc] = codes.get(rc, 0) + 1
+
+    bytes_out = paced(port, lambda i: st.resolution_request(handle, request_id=1000 + i), on_reply, queries,
+                      seconds)
+    return codes, received[0], received[1], bytes_out
+
+
+def dns_flood(port, queries=QUERIES, seconds=2.0):
+    """SOA queries for the apex at a steady pace; returns (full answers, TC answers)."""
+    question = b"".join(bytes([len(l)]) + l for l in (b"oid-res", b"org")) + b"\0" + struct.pack(">HH", 6, 1)
+    counts = {"full": 0, "truncated": 0}
+
+    def on_reply(data):
+        if struct.unpack(">H", data[2:4])[0] & 0x0200:
+            counts["truncated"] += 1
+            assert struct.unpack(">HHH", data[6:12]) == (0, 0, 0), "a slip carries no records"
+        else:
+            counts["full"] += 1
+
+    paced(port, lambda i: struct.pack(">HHHHHH", i & 0xFFFF, 0, 1, 0, 0, 0) + question, on_reply, queries,
+          seconds)
+    return counts["full"], counts["truncated"]
 
 
 def limited(http_port, metric="idnode_udp_rate_limited_total"):

@@ -106,10 +106,11 @@ class ChallengeTable {
   // and never refuses service for longer than it takes a client to answer):
   //  - a session keeps at most kMaxPerSession, a source address max_per_source(): past that the
   //    oldest of the same session or source gives way, so one client cannot push out the others;
-  //  - challenges issued over UDP, whose sources can be forged, hold at most half of the entries
-  //    and bytes and only ever push out other UDP challenges: a spoofed flood cannot touch the
-  //    challenges of TCP clients.
-  // False only when the challenge alone is larger than the table's share for it.
+  //  - challenges issued over UDP, whose sources and session ids can be forged, hold at most half
+  //    of the entries and bytes and only ever push out other UDP challenges: a spoofed flood
+  //    cannot touch the challenges of TCP clients.
+  // False when no challenge may give way (a UDP challenge where only TCP ones could), or the
+  // challenge alone is larger than the table's share for it.
   [[nodiscard]] bool Add(PendingChallenge challenge, std::chrono::steady_clock::time_point now);
   // Removes and returns the oldest unexpired challenge of `session_id` issued to the address
   // `from` answers from (any port, either transport): clients answer the challenges of one
@@ -127,8 +128,9 @@ class ChallengeTable {
   // Removes one challenge from the table and every index.
   std::optional<PendingChallenge> Extract(uint64_t seq);
   void DropExpired(std::chrono::steady_clock::time_point now);
-  // Drops the oldest entry among `seqs` (oldest first), if any.
-  bool DropOldestOf(const std::deque<uint64_t>& seqs);
+  // Drops the oldest entry among `seqs` (oldest first; only a UDP one if `datagram_only`), if
+  // there is one.
+  bool DropOldestOf(const std::deque<uint64_t>& seqs, bool datagram_only);
 
   const size_t max_entries_;
   const size_t max_bytes_;
@@ -147,10 +149,12 @@ class ChallengeTable {
 };
 
 // Failed proofs of identity (wrong MACs or signatures, in OC 200 answers and OC 201 requests),
-// counted per key (index:handle) and per source address over one-minute windows. Past `limit` in
-// a window, further proofs for that key or from that source are refused unchecked until the window
-// ends (HARDENING.md #28 and row M): nobody can guess a secret through this node faster than
-// `limit` tries a minute, at the price that an attacked key is locked for the rest of the minute.
+// counted over one-minute windows per key (index:handle) and, over TCP, per source address. Past
+// `limit` in a window, further proofs for that key or from that source are refused unchecked
+// until the window ends (HARDENING.md #28 and row M): nobody can guess a secret through this node
+// faster than `limit` tries a minute, at the price that an attacked key is locked for the rest of
+// the minute. Proofs sent over UDP, whose source may be forged, are counted per key apart: a
+// spoofed flood can lock a key's UDP proofs, never a TCP client nor the key over TCP.
 // The counters are bounded (max_tracked per kind; when full, finished windows are dropped, then
 // arbitrary ones).
 class FailureThrottle {
@@ -169,7 +173,12 @@ class FailureThrottle {
     std::chrono::steady_clock::time_point start;
     uint32_t failures = 0;
   };
-  using Counters = std::unordered_map<std::string, Window>;
+  struct Counters {
+    std::unordered_map<std::string, Window> windows;
+    std::chrono::steady_clock::time_point last_sweep{};
+    auto find(const std::string& key) const { return windows.find(key); }
+    auto end() const { return windows.end(); }
+  };
   static std::string KeyOf(const Identity& identity);
   bool Under(const Counters& counters, const std::string& key,
              std::chrono::steady_clock::time_point now) const;
@@ -179,9 +188,9 @@ class FailureThrottle {
   const size_t max_tracked_;
   const std::chrono::seconds window_;
   mutable std::mutex mutex_;
-  std::chrono::steady_clock::time_point last_sweep_{};
-  Counters by_key_;
-  Counters by_source_;
+  Counters by_key_;      // TCP proofs
+  Counters by_source_;   // TCP proofs
+  Counters udp_by_key_;  // UDP proofs
 };
 
 }  // namespace idnode::auth

@@ -121,6 +121,9 @@ struct DnsConfig {
   uint32_t max_udp_payload = 1232;        // cap on the client's EDNS payload size
   uint32_t default_ttl = 3600;            // for values with an absolute TTL, and SOA/NS
   uint32_t negative_ttl = 300;            // SOA MINIMUM: caching of NXDOMAIN/NODATA
+  // A name above an OID that exists gets NODATA (an empty non-terminal), not NXDOMAIN; the check
+  // is a seek per storage shard on a storage thread, made for every name that is not found.
+  bool empty_non_terminals = true;
   uint32_t storage_threads = 2;
   uint32_t storage_queue = 4096;
   // As handle.rate_limit, one datagram per answer; a slipped answer is the question with TC set,

@@ -41,6 +41,7 @@ class ResolverOidSource : public OidSource {
   ResolverOidSource(const resolver::Resolver& resolver, bool from_storage)
       : resolver_(resolver), from_storage_(from_storage) {}
   LookupStatus Find(std::string_view handle, std::span<const uint8_t>* values) override;
+  LookupStatus FindDescendant(std::string_view handle_prefix) override;
 
  private:
   const resolver::Resolver& resolver_;

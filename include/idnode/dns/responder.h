@@ -43,6 +43,13 @@ class OidSource {
  public:
   virtual ~OidSource() = default;
   virtual LookupStatus Find(std::string_view handle, std::span<const uint8_t>* values) = 0;
+  // Whether some handle begins with `handle_prefix` ("OID/1.2." when OID 1.2 has none of its
+  // own): kFound makes the name an empty non-terminal (NODATA, not NXDOMAIN, which resolvers
+  // doing QNAME minimisation would take as "nothing below", RFC 8020). kNeedsStorage as in Find.
+  virtual LookupStatus FindDescendant(std::string_view handle_prefix) {
+    (void)handle_prefix;
+    return LookupStatus::kNotFound;
+  }
 };
 
 struct ResponderOptions {
@@ -53,8 +60,9 @@ struct ResponderOptions {
   // The NS record of the apex and the SOA MNAME.
   std::string nameserver = "localhost.";
   uint16_t max_udp_payload = 1232;
-  uint32_t default_ttl = 3600;  // for values whose TTL is absolute
-  uint32_t negative_ttl = 300;  // SOA MINIMUM: how long NXDOMAIN/NODATA may be cached
+  uint32_t default_ttl = 3600;      // for values whose TTL is absolute
+  uint32_t negative_ttl = 300;      // SOA MINIMUM: how long NXDOMAIN/NODATA may be cached
+  bool empty_non_terminals = true;  // ask OidSource::FindDescendant before saying NXDOMAIN
   uint32_t soa_serial = 1;
 };
 

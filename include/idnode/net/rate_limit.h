@@ -45,6 +45,8 @@ class ResponseRateLimiter {
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   uint64_t slipped() const { return slipped_.load(std::memory_order_relaxed); }
   uint64_t too_large() const { return too_large_.load(std::memory_order_relaxed); }
+  // The counters as `name`{action="dropped|slipped|too_large"} (Prometheus text).
+  void AppendMetrics(std::string& out, const std::string& name, const std::string& help) const;
 
  private:
   struct Network {

@@ -126,6 +126,10 @@ class Registry {
   // All values of `handle` encoded as a resolution answer (count + values), from the cache when it
   // holds them (filling it otherwise). False if the handle does not exist.
   bool GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_values) const;
+  // Whether some handle begins with `handle_prefix` (compared normalized, as handles are): one
+  // seek in each shard. kSuccess, kHandleNotFound, or kError when storage fails. Blocks: storage
+  // threads only.
+  ResponseCode HasHandlesUnder(std::string_view handle_prefix) const;
 
   // ---- writes ----
   OpResult Apply(const Operation& op);

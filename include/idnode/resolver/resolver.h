@@ -75,6 +75,10 @@ class Resolver {
   Answer ResolveFromStorage(const Query& query, Scratch& scratch) const;
   // Either, for callers that may block (the JSON API, tools).
   Answer Resolve(const Query& query, Scratch& scratch) const;
+  // Whether some handle begins with `handle_prefix` (see Registry::HasHandlesUnder); blocks.
+  ResponseCode HasHandlesUnder(std::string_view handle_prefix) const {
+    return registry_.HasHandlesUnder(handle_prefix);
+  }
   // Moves whenever the prefix table changes (a cache of rendered answers must be dropped then).
   uint64_t prefix_generation() const { return registry_.prefix_generation(); }
 

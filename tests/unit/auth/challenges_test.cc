@@ -135,6 +135,28 @@ TEST(ChallengeTable, ASpoofedUdpFloodCannotTouchTcpChallenges) {
   EXPECT_EQ(table.size(), 64u);
 }
 
+TEST(ChallengeTable, UdpChallengesAtASessionOrSourceCapPushOutOnlyUdpOnes) {
+  ChallengeTable table(64, 1 << 20, std::chrono::seconds(60));
+  auto now = Clock::now();
+  // A TCP client's session full of its challenges: forged datagrams naming that session (or its
+  // address) are refused rather than push them out.
+  for (size_t i = 0; i < ChallengeTable::kMaxPerSession; ++i) {
+    ASSERT_TRUE(table.Add(Pending(5, 10, 't', From(1)), now));
+  }
+  EXPECT_FALSE(table.Add(Pending(5, 10, 'u', From(1, /*datagram=*/true)), now));
+  EXPECT_FALSE(table.Add(Pending(5, 10, 'u', From(9, /*datagram=*/true)), now));
+  EXPECT_EQ(table.size(), ChallengeTable::kMaxPerSession);
+  // At the source cap, a UDP challenge pushes out the oldest UDP one of that source.
+  ChallengeTable by_source(64, 1 << 20, std::chrono::seconds(60));
+  ASSERT_TRUE(by_source.Add(Pending(100, 10, 't', From(2)), now));
+  for (uint32_t i = 1; i < by_source.max_per_source(); ++i) {
+    ASSERT_TRUE(by_source.Add(Pending(100 + i, 10, 'u', From(2, /*datagram=*/true)), now));
+  }
+  ASSERT_TRUE(by_source.Add(Pending(999, 10, 'u', From(2, /*datagram=*/true)), now));
+  EXPECT_TRUE(by_source.Take(100, From(2), now).has_value());   // the TCP one stayed
+  EXPECT_FALSE(by_source.Take(101, From(2), now).has_value());  // the oldest UDP one went
+}
+
 TEST(FailureThrottle, LocksAKeyAndASourceForTheRestOfTheWindow) {
   FailureThrottle throttle(3);
   auto now = Clock::now();
@@ -151,6 +173,16 @@ TEST(FailureThrottle, LocksAKeyAndASourceForTheRestOfTheWindow) {
   EXPECT_TRUE(throttle.Allowed(key, From(1), next_minute));
   throttle.Failed(key, From(1), next_minute);  // a fresh window counts from one
   EXPECT_TRUE(throttle.Allowed(key, From(1), next_minute));
+}
+
+TEST(FailureThrottle, ForgedUdpFailuresLockNoTcpClientAndNotTheKeyOverTcp) {
+  FailureThrottle throttle(3);
+  auto now = Clock::now();
+  Identity key{"0.NA/ADM.1", 300};
+  for (int i = 0; i < 10; ++i) throttle.Failed(key, From(1, /*datagram=*/true), now);
+  EXPECT_FALSE(throttle.Allowed(key, From(7, /*datagram=*/true), now));  // UDP proofs of the key
+  EXPECT_TRUE(throttle.Allowed(key, From(1), now));  // the same address, and the key, over TCP
+  EXPECT_TRUE(throttle.Allowed({"0.NA/ADM.1", 301}, From(1, /*datagram=*/true), now));
 }
 
 TEST(FailureThrottle, ZeroMeansNoLimitAndCountersStayBounded) {

@@ -43,6 +43,7 @@ TEST(Config, TheDocumentedFileIsExactlyTheDefaults) {
   EXPECT_EQ(documented.dns.rate_limit.datagrams_per_second,
             defaults.dns.rate_limit.datagrams_per_second);
   EXPECT_EQ(documented.dns.rate_limit.slip, defaults.dns.rate_limit.slip);
+  EXPECT_EQ(documented.dns.empty_non_terminals, defaults.dns.empty_non_terminals);
   EXPECT_EQ(documented.dns.tcp_max_connections_per_source,
             defaults.dns.tcp_max_connections_per_source);
   EXPECT_EQ(documented.http.max_connections_per_source, defaults.http.max_connections_per_source);

@@ -154,8 +154,17 @@ class FakeSource : public OidSource {
     *values = it->second;
     return LookupStatus::kFound;
   }
+  LookupStatus FindDescendant(std::string_view handle_prefix) override {
+    ++descendant_calls;
+    if (forced_descendant) return *forced_descendant;
+    auto it = records.lower_bound(std::string(handle_prefix));
+    return it != records.end() && it->first.starts_with(handle_prefix) ? LookupStatus::kFound
+                                                                       : LookupStatus::kNotFound;
+  }
   std::map<std::string, std::vector<uint8_t>> records;
   std::optional<LookupStatus> forced;
+  std::optional<LookupStatus> forced_descendant;
+  int descendant_calls = 0;
   std::string last_handle;
   int calls = 0;
 };

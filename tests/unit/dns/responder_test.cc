@@ -172,6 +172,30 @@ TEST_F(ResponderTest, NxdomainWithSoaForUnknownOids) {
   ExpectSoaAuthority(p);
 }
 
+TEST_F(ResponderTest, EmptyNonTerminalsAreNodataNotNxdomain) {
+  // OID 1.2.156.3001.1 exists: the names above it exist too, without records of their own, as
+  // resolvers doing QNAME minimisation walk them (RFC 8020: NXDOMAIN would cut off the subtree).
+  for (std::string name : {"1.oid-res.org.", "2.1.oid-res.org.", "3001.156.2.1.oid-res.org."}) {
+    QuerySpec q;
+    q.name = name;
+    EXPECT_EQ(Ask(q).rcode, KNOT_RCODE_NOERROR) << name;
+    Parsed p(answer_);
+    ASSERT_TRUE(p.ok());
+    EXPECT_TRUE(knot_wire_get_aa(p.wire()));
+    EXPECT_TRUE(p.Section(KNOT_ANSWER).empty()) << name;
+    ExpectSoaAuthority(p);
+  }
+  QuerySpec sibling;
+  sibling.name = "157.2.1.oid-res.org.";
+  EXPECT_EQ(Ask(sibling).rcode, KNOT_RCODE_NXDOMAIN);
+  EXPECT_EQ(source_.last_handle, "OID/1.2.157");
+  // The descendant check may need storage, or fail.
+  source_.forced_descendant = LookupStatus::kNeedsStorage;
+  EXPECT_EQ(Ask(sibling).disposition, Response::Disposition::kNeedsStorage);
+  source_.forced_descendant = LookupStatus::kError;
+  EXPECT_EQ(Ask(sibling).rcode, KNOT_RCODE_SERVFAIL);
+}
+
 TEST_F(ResponderTest, NxdomainWithoutALookupForNamesThatAreNoOid) {
   for (std::string name :
        {"www.oid-res.org.", "01.2.1.oid-res.org.", "1.5.oid-res.org.", "1.40.1.oid-res.org."}) {

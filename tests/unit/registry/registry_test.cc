@@ -132,6 +132,20 @@ TEST_F(RegistryTest, AddRemoveModifyValues) {
   EXPECT_EQ(registry_->Get(kHandle).record.version(), 5u);  // create, add, add, modify, remove
 }
 
+TEST_F(RegistryTest, HasHandlesUnderAPrefixOfTheirNames) {
+  ASSERT_EQ(registry_->Apply(Create("88.100.1/OID.1.2.3", ThreeValues())).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->HasHandlesUnder("88.100.1/OID.1.2."), ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->HasHandlesUnder("88.100.1/oid.1."), ResponseCode::kSuccess);  // normalized
+  EXPECT_EQ(registry_->HasHandlesUnder("88.100.1/OID.1.2.3"), ResponseCode::kSuccess);  // itself
+  EXPECT_EQ(registry_->HasHandlesUnder("88.100.1/OID.1.2.4"), ResponseCode::kHandleNotFound);
+  EXPECT_EQ(registry_->HasHandlesUnder("88.100.1/OID.1.20."), ResponseCode::kHandleNotFound);
+  EXPECT_EQ(registry_->HasHandlesUnder("88.100.1/P"), ResponseCode::kHandleNotFound);  // after all
+  ASSERT_EQ(registry_->Apply(registry::testing::Delete("88.100.1/OID.1.2.3")).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->HasHandlesUnder("88.100.1/OID."), ResponseCode::kHandleNotFound);
+}
+
 TEST_F(RegistryTest, RefusesWhatItMustNotStore) {
   uint64_t before = TotalSequence();
   EXPECT_EQ(registry_->Apply(Create("77.1/SN1", ThreeValues())).code,
