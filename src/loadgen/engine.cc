@@ -838,6 +838,11 @@ std::string ToHtml(const RunOptions& o, const RunResult& r, const std::string& t
     row(std::string("latency ") + name, Json(r.latency.Percentile(q) / 1e3) + " us");
   }
   row("latency max", Json(r.latency.max() / 1e3) + " us");
+  if (o.rate > 0) {
+    // How far behind its schedule idbench itself sent: a tail here is the generator's.
+    row("send lag p99 / max",
+        Json(r.send_lag.Percentile(0.99) / 1e3) + " / " + Json(r.send_lag.max() / 1e3) + " us");
+  }
   for (const auto& [code, n] : r.codes) row("code " + std::to_string(code), std::to_string(n));
   html += "</table>";
   html += Chart("Throughput over time", t, {{"answered/s", rps}}, "req/s");

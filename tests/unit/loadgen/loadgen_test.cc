@@ -170,6 +170,8 @@ TEST(Reports, OpenLoopSendLagIsReported) {
   size_t max_at = json.find(lag_max, at);
   ASSERT_NE(max_at, std::string::npos);
   EXPECT_NEAR(std::atof(json.c_str() + max_at + lag_max.size()), 5000.0, 50.0);
+  EXPECT_NE(ToHtml(o, r, "open").find("send lag p99 / max"), std::string::npos);
+  EXPECT_EQ(ToHtml(RunOptions{}, r, "closed").find("send lag"), std::string::npos);
 }
 
 TEST(Reports, WritesAreReportedApart) {
