@@ -156,8 +156,12 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                  site_serial_, out);
   }
   auth::PendingChallenge pending;
-  pending.session_id =
-      request.envelope.session_id != 0 ? request.envelope.session_id : challenges_.NewSessionId();
+  // Over UDP the session is always a new random one (as the reference server's 402 carries): a
+  // datagram's source may be forged, and a session id the client chose would let a spoofer answer
+  // the challenge from that address without ever receiving it.
+  pending.session_id = request.envelope.session_id != 0 && !origin.datagram
+                           ? request.envelope.session_id
+                           : challenges_.NewSessionId();
   pending.nonce = auth::ChallengeTable::NewNonce();
   pending.version = protocol::ResponseEnvelopeFor(request.envelope).version();
   pending.digest = protocol::RequestDigest(request_bytes, pending.version);
@@ -193,7 +197,11 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
   auth::Identity identity{std::string(body.user_id_handle), body.user_id_index};
   auto key = authorizer_.FindKey(identity, body.auth_type);
   if (key.code != ResponseCode::kSuccess) return fail(key.code, key.message);
-  if (!failures_.Allowed(identity, origin, now)) {
+  // An answer comes from the address its challenge went to, in a session only that address was
+  // told (see Challenge): its source is proven, even over UDP, and counts as such.
+  auth::Origin proven = origin;
+  proven.datagram = false;
+  if (!failures_.Allowed(identity, proven, now)) {
     // Not checked at all: a locked key cannot be guessed, even right.
     return fail(ResponseCode::kServerTooBusy, kTooManyFailures);
   }
@@ -202,7 +210,7 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
       pending->nonce, pending->digest.view(), body.signed_response,
       !protocol::AtLeast(pending->version, 2, 1));
   if (verdict != auth::Verdict::kValid) {
-    if (verdict != auth::Verdict::kUnsupported) failures_.Failed(identity, origin, now);
+    if (verdict != auth::Verdict::kUnsupported) failures_.Failed(identity, proven, now);
     return fail(ForClient(verdict), auth::VerdictName(verdict));
   }
   return Execute(*original, pending->request, identity, answer.envelope, out);

@@ -403,6 +403,19 @@ TEST_F(AdminServiceTest, AnAnswerMustComeFromTheAddressTheChallengeWentTo) {
   EXPECT_EQ(protocol::DecodeMessage(answered)->header.response_code, 1u);
 }
 
+TEST_F(AdminServiceTest, UdpChallengesGetASessionTheClientDidNotChoose) {
+  auto request =
+      Request(OpCode::kCreateHandle, protocol::HandleValuesBody{"20.500.12345/k", {Url(1, "x")}}, 1,
+              /*session_id=*/77);
+  origin_ = From(1, /*datagram=*/true);
+  auto challenge = protocol::DecodeMessage(Run(Encode(request)));
+  ASSERT_EQ(challenge->header.response_code, 402u);
+  EXPECT_NE(challenge->envelope.session_id, 77u);  // a spoofer cannot know it
+  EXPECT_NE(challenge->envelope.session_id, 0u);
+  origin_ = From(1, /*datagram=*/false);  // over TCP the client's session is kept
+  EXPECT_EQ(protocol::DecodeMessage(Run(Encode(request)))->envelope.session_id, 77u);
+}
+
 TEST_F(AdminServiceTest, TenWrongAnswersLockTheKeyForTheMinute) {
   for (int i = 0; i < 10; ++i) {
     origin_ = From(static_cast<uint8_t>(10 + i), /*datagram=*/false);  // from ten addresses
