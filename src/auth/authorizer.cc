@@ -247,9 +247,7 @@ FailureThrottle::FailureThrottle(uint32_t limit, size_t max_tracked, std::chrono
 
 std::string FailureThrottle::KeyOf(const Identity& identity) {
   // Handles compare without ASCII case: 300:0.NA/X and 300:0.na/x are one key.
-  std::string key = std::to_string(identity.index) + ":";
-  for (char c : identity.handle) key += (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-  return key;
+  return std::to_string(identity.index) + ":" + identifier::Normalize(identity.handle);
 }
 
 namespace {

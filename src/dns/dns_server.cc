@@ -194,10 +194,7 @@ class DnsUdpListener {
   // Every UDP answer goes out here, through the rate limit (when dns.rate_limit is set).
   void Send(std::span<const uint8_t> answer, const sockaddr_storage& to, socklen_t to_len) {
     if (worker_.rate_limiter.enabled()) {
-      const uint64_t now_ns = static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-              .count());
-      switch (worker_.rate_limiter.Check(to, 1, now_ns)) {
+      switch (worker_.rate_limiter.Check(to, 1)) {
         case net::ResponseRateLimiter::Verdict::kSend:
           break;
         case net::ResponseRateLimiter::Verdict::kDrop:

@@ -21,32 +21,18 @@ namespace {
 
 protocol::UdpSource SourceOf(const sockaddr_storage& addr) {
   protocol::UdpSource s;
+  s.address = AddressOf(addr);
   if (addr.ss_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
-    std::memcpy(s.address.data() + 12, &in->sin_addr, 4);
-    s.port = ntohs(in->sin_port);
+    s.port = ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
   } else if (addr.ss_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-    std::memcpy(s.address.data(), &in6->sin6_addr, 16);
-    s.port = ntohs(in6->sin6_port);
+    s.port = ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
   }
   return s;
 }
 
-// The source of a request for the admin path: its IP (IPv4 as ::ffff:a.b.c.d, as a dual-stack
-// socket reports it) and whether it came over UDP.
+// The source of a request for the admin path: its IP and whether it came over UDP.
 auth::Origin OriginOf(const sockaddr_storage& addr, bool datagram) {
-  auth::Origin origin;
-  origin.datagram = datagram;
-  if (addr.ss_family == AF_INET) {
-    origin.address[10] = origin.address[11] = 0xff;
-    std::memcpy(origin.address.data() + 12, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr,
-                4);
-  } else if (addr.ss_family == AF_INET6) {
-    std::memcpy(origin.address.data(), &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr,
-                16);
-  }
-  return origin;
+  return auth::Origin{datagram, AddressOf(addr)};
 }
 
 // Buffers a storage thread reuses across requests.
@@ -121,10 +107,7 @@ class UdpListener {
     uint32_t count = protocol::UdpDatagramCount(
         static_cast<uint32_t>(response.size() - protocol::kEnvelopeSize));
     if (worker_.rate_limiter.enabled()) {
-      const uint64_t now_ns = static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-              .count());
-      switch (worker_.rate_limiter.Check(to, count, now_ns)) {
+      switch (worker_.rate_limiter.Check(to, count)) {
         case ResponseRateLimiter::Verdict::kSend:
           break;
         case ResponseRateLimiter::Verdict::kDrop:

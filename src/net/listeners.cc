@@ -5,6 +5,17 @@
 
 namespace idnode::net {
 
+std::array<uint8_t, 16> AddressOf(const sockaddr_storage& addr) {
+  std::array<uint8_t, 16> out{};
+  if (addr.ss_family == AF_INET) {
+    out[10] = out[11] = 0xff;
+    std::memcpy(out.data() + 12, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, 4);
+  } else if (addr.ss_family == AF_INET6) {
+    std::memcpy(out.data(), &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, 16);
+  }
+  return out;
+}
+
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using asio::ip::udp;

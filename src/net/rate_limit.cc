@@ -4,25 +4,16 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
 #include "idnode/metrics/metrics.h"
+#include "idnode/net/listeners.h"
 
 namespace idnode::net {
 
 namespace {
-
-std::array<uint8_t, 16> AddressOf(const sockaddr_storage& addr) {
-  std::array<uint8_t, 16> out{};
-  if (addr.ss_family == AF_INET) {
-    out[10] = out[11] = 0xff;
-    std::memcpy(out.data() + 12, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, 4);
-  } else if (addr.ss_family == AF_INET6) {
-    std::memcpy(out.data(), &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, 16);
-  }
-  return out;
-}
 
 bool IsV4(const std::array<uint8_t, 16>& a) {
   static constexpr std::array<uint8_t, 12> kMapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -114,6 +105,15 @@ ResponseRateLimiter::Verdict ResponseRateLimiter::Check(const sockaddr_storage& 
   }
   dropped_.fetch_add(1, std::memory_order_relaxed);
   return Verdict::kDrop;
+}
+
+ResponseRateLimiter::Verdict ResponseRateLimiter::Check(const sockaddr_storage& to,
+                                                        uint32_t datagrams) {
+  if (!enabled()) return Verdict::kSend;
+  return Check(to, datagrams,
+               static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now().time_since_epoch())
+                                         .count()));
 }
 
 void ResponseRateLimiter::AppendMetrics(std::string& out, const std::string& name,

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
@@ -25,6 +26,10 @@
 #include "idnode/common/result.h"
 
 namespace idnode::net {
+
+// The IP of `addr` as 16 bytes, IPv4 as ::ffff:a.b.c.d (as a dual-stack socket reports it); all
+// zeros for another family.
+std::array<uint8_t, 16> AddressOf(const sockaddr_storage& addr);
 
 using Clock = std::chrono::steady_clock;
 

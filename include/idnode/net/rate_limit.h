@@ -41,6 +41,8 @@ class ResponseRateLimiter {
   bool enabled() const { return interval_ns_ != 0; }
   // What to do with an answer of `datagrams` datagrams to `to`, at `now_ns` (a monotonic clock).
   Verdict Check(const sockaddr_storage& to, uint32_t datagrams, uint64_t now_ns);
+  // The same, now (the steady clock).
+  Verdict Check(const sockaddr_storage& to, uint32_t datagrams);
 
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   uint64_t slipped() const { return slipped_.load(std::memory_order_relaxed); }

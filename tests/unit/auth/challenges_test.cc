@@ -14,7 +14,7 @@ Origin From(uint8_t last_byte, bool datagram = false) {
   Origin o;
   o.datagram = datagram;
   o.address[10] = o.address[11] = 0xff;
-  o.address[12] = 192;
+  o.address[12] = 127;
   o.address[15] = last_byte;
   return o;
 }

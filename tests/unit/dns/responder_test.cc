@@ -196,6 +196,18 @@ TEST_F(ResponderTest, EmptyNonTerminalsAreNodataNotNxdomain) {
   EXPECT_EQ(Ask(sibling).rcode, KNOT_RCODE_SERVFAIL);
 }
 
+TEST_F(ResponderTest, WithoutEmptyNonTerminalsANameAboveAnOidIsNxdomainUnasked) {
+  ResponderOptions o = Options();
+  o.empty_non_terminals = false;
+  Responder responder(o);
+  QuerySpec q;
+  q.name = "2.1.oid-res.org.";
+  out_.assign(65535, 0);
+  EXPECT_EQ(responder.Respond(MakeQuery(q), Transport::kUdp, source_, out_, scratch_).rcode,
+            KNOT_RCODE_NXDOMAIN);
+  EXPECT_EQ(source_.descendant_calls, 0);
+}
+
 TEST_F(ResponderTest, NxdomainWithoutALookupForNamesThatAreNoOid) {
   for (std::string name :
        {"www.oid-res.org.", "01.2.1.oid-res.org.", "1.5.oid-res.org.", "1.40.1.oid-res.org."}) {
