@@ -92,6 +92,7 @@ LookupStatus ResolverOidSource::Find(std::string_view handle, std::span<const ui
       return LookupStatus::kNotFound;
     case resolver::ResponseCode::kServerNotResponsible:
     case resolver::ResponseCode::kServiceReferral:
+    case resolver::ResponseCode::kPrefixReferral:
       return LookupStatus::kNotHere;
     default:
       return LookupStatus::kError;

@@ -168,7 +168,7 @@ unsigned StatusFor(ResponseCode rc) {
       return 400;
     case ResponseCode::kServiceReferral:
     case ResponseCode::kPrefixReferral:
-      return 200;
+      return 300;  // the handle.net server's SC_MULTIPLE_CHOICES
     case ResponseCode::kServerTooBusy:
       return 503;
     default:
@@ -218,8 +218,8 @@ Api::Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics,
       ready_(std::move(ready)),
       json_cache_(std::move(json_cache)) {}
 
-HttpResponse Api::Handle(std::string_view method, std::string_view target,
-                         bool has_authorization) const {
+HttpResponse Api::Handle(std::string_view method, std::string_view target, bool has_authorization,
+                         Stage stage, bool* needs_storage) const {
   size_t question = target.find('?');
   std::string_view path = target.substr(0, question);
   std::string_view query =
@@ -272,10 +272,11 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target,
     r.content_type = "text/html;charset=utf-8";
     return r;
   }
-  return Resolve(handle, query, !api);
+  return Resolve(handle, query, !api, stage, needs_storage);
 }
 
-HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, bool proxy) const {
+HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, bool proxy,
+                          Stage stage, bool* needs_storage) const {
   QueryParams params = ParseQuery(query_text);
   if (params.bad) {
     return JsonResponse(400, R"({"responseCode":4,"message":)" + JsonString(params.why) + "}");
@@ -291,15 +292,15 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
   // The common case (the whole record, as JSON) is served from rendered answers: rendering JSON
   // costs more than the lookup. A fill ticket taken before the lookup keeps a write that races
   // with the rendering from leaving the old answer behind.
-  const bool whole_record = !proxy && params.indexes.empty() && params.types.empty();
+  thread_local resolver::Scratch scratch;
+  const bool whole_record = !proxy && params.indexes.empty() && params.types.empty() &&
+                            json_cache_ && resolver_.AnswersFoundRecord(handle, scratch);
   std::string key;
   uint64_t ticket = 0;
-  if (whole_record && json_cache_) {
-    uint64_t generation = resolver_.prefix_generation();
-    if (json_generation_.exchange(generation) != generation)
-      json_cache_->Clear();  // prefixes moved
-    key.assign(handle);
-    for (char& c : key) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+  if (whole_record) {
+    // The rendered values of a record found here; its route was checked just above, so a prefix
+    // table change never leaves a wrong answer here (the registry invalidates records' entries).
+    key = scratch.key;
     std::string body;
     auto found = json_cache_->Lookup(key, [&body, &h](std::span<const uint8_t> bytes) {
       body.reserve(40 + h.size() + bytes.size());
@@ -315,15 +316,27 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
       }
       return r;
     }
-    ticket = json_cache_->FillTicket(key);
+    ticket = json_cache_->FillTicket(key);  // before this pass's lookup
   }
 
-  thread_local resolver::Scratch scratch;
-  resolver::Answer answer = resolver_.Resolve(q, scratch);
+  resolver::Answer answer;
+  if (stage == Stage::kMemory) {
+    bool storage = false;
+    answer = resolver_.ResolveFromCache(q, scratch, &storage);
+    if (storage) {
+      // RocksDB can stall: the caller runs this request again on a storage thread.
+      if (needs_storage != nullptr) *needs_storage = true;
+      return {};
+    }
+  } else {
+    answer = resolver_.Resolve(q, scratch);
+  }
 
   // Values as stored records for rendering.
   google::protobuf::RepeatedPtrField<proto::Value> values;
-  if (answer.code == ResponseCode::kSuccess || answer.code == ResponseCode::kServiceReferral) {
+  const bool referral =
+      answer.code == ResponseCode::kServiceReferral || answer.code == ResponseCode::kPrefixReferral;
+  if (answer.code == ResponseCode::kSuccess || referral) {
     protocol::WireReader r(answer.values);
     auto wire = protocol::ReadHandleValues(r);
     for (const auto& v : wire) *values.Add() = registry::ToStored(v);
@@ -371,20 +384,29 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
 
   std::string body;
   switch (answer.code) {
-    case ResponseCode::kSuccess:
-    case ResponseCode::kServiceReferral: {
+    case ResponseCode::kSuccess: {
       std::string rendered = registry::ValuesToJson(values, /*api_formats=*/true);
-      if (whole_record && json_cache_ && answer.code == ResponseCode::kSuccess) {
+      if (whole_record) {
         json_cache_->InsertIfFresh(
             key,
             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(rendered.data()),
                                      rendered.size()),
             ticket);
       }
-      body = R"({"responseCode":)" + std::to_string(static_cast<int>(answer.code)) +
-             R"(,"handle":)" + h + R"(,"values":)" + rendered + "}";
+      body = R"({"responseCode":1,"handle":)" + h + R"(,"values":)" + rendered + "}";
       break;
     }
+    case ResponseCode::kServiceReferral:
+    case ResponseCode::kPrefixReferral:
+      // As the handle.net server renders a ServiceReferralResponse: the handle to look up, if
+      // any, and the values to follow, if any (GsonUtility).
+      body = R"({"responseCode":)" + std::to_string(static_cast<int>(answer.code));
+      if (!answer.referral_handle.empty())
+        body += R"(,"referralHandle":)" + JsonString(answer.referral_handle);
+      if (values.size() > 0)
+        body += R"(,"values":)" + registry::ValuesToJson(values, /*api_formats=*/true);
+      body += "}";
+      break;
     case ResponseCode::kValuesNotFound:  // the reference server's field order (transcript)
       body = R"({"responseCode":200,"values":[],"handle":)" + h + "}";
       break;

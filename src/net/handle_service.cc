@@ -162,13 +162,26 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
         answer = resolver_.ResolveFromCache(query, scratch.resolver, &needs_storage);
         if (needs_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
       }
+      if (answer.code == ResponseCode::kPrefixReferral && !protocol::AtLeast(version, 2, 5)) {
+        // Below 2.5, 303 meant RC_SERVER_BACKUP (HANDLE.md §1.4): such a client is told the
+        // prefix is not here rather than misled.
+        answer.code = ResponseCode::kServerNotResponsible;
+        answer.message = "That prefix doesn't live here";
+      }
       response.header = protocol::ResponseHeaderFor(req.header, answer.code, site_serial_, version);
       with_digest(response);
-      if (answer.code == ResponseCode::kSuccess || answer.code == ResponseCode::kServiceReferral) {
-        // Body: the handle as the client spelled it, then the selected values.
-        scratch.body.resize(4 + body.handle.size() + answer.values.size());
+      if (answer.code == ResponseCode::kSuccess || answer.code == ResponseCode::kServiceReferral ||
+          answer.code == ResponseCode::kPrefixReferral) {
+        // Body: a handle, then the values (HANDLE.md §1.5). A resolution names the handle as the
+        // client spelled it; a service referral the prefix handle to look up; a prefix referral
+        // none, as the reference server's.
+        std::string_view named = answer.code == ResponseCode::kSuccess ? body.handle
+                                 : answer.code == ResponseCode::kServiceReferral
+                                     ? answer.referral_handle
+                                     : std::string_view{};
+        scratch.body.resize(4 + named.size() + answer.values.size());
         protocol::WireWriter w(scratch.body);
-        w.Text(body.handle);
+        w.Text(named);
         w.Bytes(answer.values);
         response.body =
             protocol::OpaqueBody{std::span<const uint8_t>(scratch.body.data(), w.size())};

@@ -64,6 +64,36 @@ void Stamp(proto::Value& v, uint32_t now_s) {
   if (v.timestamp() == 0) v.set_timestamp(now_s);
 }
 
+PrefixEntry EntryOf(const proto::PrefixState& state) {
+  PrefixEntry entry;
+  switch (state.role()) {
+    case proto::PrefixState::HOMED:
+      entry.role = PrefixRole::kHomed;
+      break;
+    case proto::PrefixState::DELEGATED:
+      entry.role = PrefixRole::kDelegated;
+      break;
+    case proto::PrefixState::MIRRORED:
+      entry.role = PrefixRole::kMirrored;
+      break;
+    default:
+      break;
+  }
+  entry.flags = static_cast<uint8_t>(state.flags());
+  return entry;
+}
+
+// The location flags a prefix handle's record gives its prefix (prefix_flag).
+uint32_t LocationFlags(const proto::Record* record) {
+  uint32_t flags = 0;
+  if (record == nullptr) return flags;
+  for (const auto& v : record->values()) {
+    if (IsServiceLocationType(v.type())) flags |= prefix_flag::kHasSite;
+    if (IsPrefixLocationType(v.type())) flags |= prefix_flag::kHasPrefixSite;
+  }
+  return flags;
+}
+
 int FindIndex(const proto::Record& record, int32_t index) {
   for (int i = 0; i < record.values_size(); ++i) {
     if (record.values(i).index() == index) return i;
@@ -98,15 +128,7 @@ std::string Digest::hex() const {
 
 // ---- open --------------------------------------------------------------------------------------
 
-namespace {
-// Each registry's prefix generations start in their own range, so a reader's copy of one
-// registry's table is never mistaken for another's (one opened later at the same address).
-std::atomic<uint64_t> next_generation_base{1};
-}  // namespace
-
-Registry::Registry(RegistryOptions options) : options_(std::move(options)) {
-  prefix_generation_.store(next_generation_base.fetch_add(uint64_t{1} << 32));
-}
+Registry::Registry(RegistryOptions options) : options_(std::move(options)) {}
 Registry::~Registry() = default;
 
 Result<std::unique_ptr<Registry>, std::string> Registry::Open(RegistryOptions options) {
@@ -154,22 +176,40 @@ Result<Unit, std::string> Registry::LoadShardState(uint32_t shard) {
 Result<Unit, std::string> Registry::LoadPrefixes() {
   std::string end(kMetaPrefixPrefix);
   end.back() = static_cast<char>(end.back() + 1);
+  std::vector<std::pair<std::string, PrefixEntry>> entries;
   for (uint32_t shard = 0; shard < store_->shard_count(); ++shard) {
     bool bad = false;
-    auto scanned = store_->Scan(shard, Column::kMeta, kMetaPrefixPrefix, end,
-                                [&](std::string_view, std::string_view v) {
-                                  proto::PrefixState state;
-                                  if (!state.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-                                    bad = true;
-                                    return false;
-                                  }
-                                  prefixes_[state.prefix()] = state;
-                                  return true;
-                                });
+    std::vector<proto::PrefixState> unflagged;  // delegations written before flags existed
+    auto scanned = store_->Scan(
+        shard, Column::kMeta, kMetaPrefixPrefix, end, [&](std::string_view, std::string_view v) {
+          proto::PrefixState state;
+          if (!state.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+            bad = true;
+            return false;
+          }
+          if (state.role() == proto::PrefixState::DELEGATED && state.flags() == 0) {
+            unflagged.push_back(std::move(state));
+          } else {
+            entries.emplace_back(state.prefix(), EntryOf(state));
+          }
+          return true;
+        });
     if (!scanned.ok()) return Failure{scanned.error().message};
     if (bad)
       return Failure{std::string("corrupt prefix table entry in shard ") + std::to_string(shard)};
+    for (auto& state : unflagged) {
+      std::string serialized;
+      if (GetSerialized(identifier::PrefixHandleFor(state.prefix()), &serialized) ==
+          ReadOutcome::kError) {
+        return Failure{"cannot read the prefix handle of " + state.prefix()};
+      }
+      proto::Record record;
+      bool exists = !serialized.empty() && record.ParseFromString(serialized);
+      auto derived = DerivePrefixState(state.prefix(), std::nullopt, exists ? &record : nullptr);
+      if (derived) entries.emplace_back(state.prefix(), EntryOf(*derived));
+    }
   }
+  prefix_table_.Load(std::move(entries));
   return Unit{};
 }
 
@@ -190,12 +230,14 @@ GetResult Registry::Get(std::string_view handle, const Filter& filter) const {
   std::string value;
   auto got = store_->Get(ShardOf(key), Column::kRecords, key, &value);
   if (!got.ok()) {
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
     result.code = ResponseCode::kError;
     return result;
   }
   if (!*got) return result;  // kHandleNotFound
   proto::Record record;
   if (!record.ParseFromString(value)) {
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
     result.code = ResponseCode::kError;
     return result;
   }
@@ -228,7 +270,7 @@ ResponseCode Registry::HasHandlesUnder(std::string_view handle_prefix) const {
   return ResponseCode::kHandleNotFound;
 }
 
-bool Registry::GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_values) const {
+ReadOutcome Registry::GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_values) const {
   std::string key = identifier::Normalize(handle);
   cache::AnswerCache* cache = options_.cache.get();
   uint64_t ticket = 0;
@@ -236,42 +278,61 @@ bool Registry::GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_va
     auto outcome = cache->Lookup(key, [wire_values](std::span<const uint8_t> bytes) {
       wire_values->assign(bytes.begin(), bytes.end());
     });
-    if (outcome == cache::LookupResult::kHit) return true;
-    if (outcome == cache::LookupResult::kNegativeHit) return false;
+    if (outcome == cache::LookupResult::kHit) return ReadOutcome::kFound;
+    if (outcome == cache::LookupResult::kNegativeHit) return ReadOutcome::kNotFound;
     ticket = cache->FillTicket(key);  // before the storage read: a write after it voids the fill
   }
   std::string value;
   auto got = store_->Get(ShardOf(key), Column::kRecords, key, &value);
-  if (!got.ok()) return false;
+  if (!got.ok()) {
+    // Never "not found" (which clients and resolvers cache): an error, counted, not cached.
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
+    return ReadOutcome::kError;
+  }
   if (!*got) {
     if (cache != nullptr) cache->InsertNegativeIfFresh(key, ticket);
-    return false;
+    return ReadOutcome::kNotFound;
   }
   proto::Record record;
-  if (!record.ParseFromString(value)) return false;
+  if (!record.ParseFromString(value)) {
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
+    return ReadOutcome::kError;
+  }
   *wire_values = EncodeWireValues(record);
   if (cache != nullptr) cache->InsertIfFresh(key, *wire_values, ticket);
-  return true;
+  return ReadOutcome::kFound;
+}
+
+ReadOutcome Registry::GetSerialized(std::string_view handle, std::string* serialized) const {
+  std::string key = identifier::Normalize(handle);
+  serialized->clear();
+  auto got = store_->Get(ShardOf(key), Column::kRecords, key, serialized);
+  if (!got.ok()) {
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
+    return ReadOutcome::kError;
+  }
+  if (!*got) {
+    serialized->clear();
+    return ReadOutcome::kNotFound;
+  }
+  return ReadOutcome::kFound;
 }
 
 // ---- writes ------------------------------------------------------------------------------------
 
 bool Registry::IsWritable(std::string_view handle) const {
   std::string key = identifier::Normalize(handle);
-  std::string_view prefix;
-  if (identifier::IsPrefixHandle(key)) {
-    prefix = std::string_view(key).substr(identifier::kPrefixHandlePrefix.size());
-  } else {
-    prefix = identifier::PrefixOf(key);
-  }
-  std::shared_lock lock(prefixes_mutex_);
-  auto homed = [this](std::string_view p) {
-    auto it = prefixes_.find(p);
-    return it != prefixes_.end() && it->second.role() == proto::PrefixState::HOMED;
-  };
-  if (homed(prefix)) return true;
+  const PrefixTable::View& table = ThreadView(prefix_table_);
+  const bool prefix_handle = identifier::IsPrefixHandle(key);
+  std::string_view prefix =
+      prefix_handle ? std::string_view(key).substr(identifier::kPrefixHandlePrefix.size())
+                    : identifier::PrefixOf(key);
+  auto nearest = table.Nearest(prefix);
+  if (nearest && nearest->entry.role == PrefixRole::kHomed) return true;
+  if (!prefix_handle) return false;
   // The node that homes 0.NA (a top-level node) administers every prefix handle.
-  return identifier::IsPrefixHandle(key) && homed("0.NA");
+  const PrefixEntry* root = table.Find("0.NA");
+  return root != nullptr && root->role == PrefixRole::kHomed;
 }
 
 OpResult Registry::Apply(const Operation& op) {
@@ -319,6 +380,8 @@ std::vector<OpResult> Registry::ApplyOnShard(
       overlay;  // records changed in this batch
   std::vector<std::string> touched;
   std::vector<bool> replayed(ops.size(), false);
+  // Prefix states changed by prefix handles written in this batch (nullopt: leaves the table).
+  std::map<std::string, std::optional<proto::PrefixState>, std::less<>> prefix_states;
 
   for (size_t j = 0; j < ops.size(); ++j) {
     const Operation& op = *ops[j].second;
@@ -341,24 +404,33 @@ std::vector<OpResult> Registry::ApplyOnShard(
 
     // The current record: as changed earlier in this batch, or as stored.
     std::optional<proto::Record> current;
+    std::string current_bytes;  // as stored (serialised), for compare-and-apply
     bool read_error = false;
     if (auto it = overlay.find(key); it != overlay.end()) {
       current = it->second;
+      if (current && op.expected_record) current_bytes = current->SerializeAsString();
     } else {
-      std::string value;
-      auto got = store_->Get(shard, Column::kRecords, key, &value);
+      auto got = store_->Get(shard, Column::kRecords, key, &current_bytes);
       if (!got.ok()) {
         read_error = true;
       } else if (*got) {
         current.emplace();
-        if (!current->ParseFromString(value)) read_error = true;
+        if (!current->ParseFromString(current_bytes)) read_error = true;
+      } else {
+        current_bytes.clear();
       }
     }
 
     std::optional<proto::Record> next;  // the record after the operation (nullopt: deleted)
     ResponseCode code = ResponseCode::kSuccess;
     if (read_error) {
+      read_errors_.fetch_add(1, std::memory_order_relaxed);
       code = ResponseCode::kError;
+    } else if (op.expected_record && *op.expected_record != current_bytes) {
+      // The record changed since the caller authorised this change: nothing is written, and the
+      // caller decides again on the record as it is now.
+      code = ResponseCode::kError;
+      result.conflict = true;
     } else if (!identifier::IsValidHandle(op.handle)) {
       code = ResponseCode::kInvalidHandle;
     } else if (!IsWritable(key)) {
@@ -460,6 +532,22 @@ std::vector<OpResult> Registry::ApplyOnShard(
       }
       batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence),
                 entry.SerializeAsString());
+      if (identifier::IsPrefixHandle(key)) {
+        // The prefix's place in the table follows its prefix handle, in this same batch.
+        std::string prefix = key.substr(identifier::kPrefixHandlePrefix.size());
+        auto staged = prefix_states.find(prefix);
+        if (staged == prefix_states.end()) {
+          auto stored = ReadPrefixState(shard, prefix);
+          if (!stored.ok()) {
+            read_errors_.fetch_add(1, std::memory_order_relaxed);
+            for (auto& r : results) r.code = ResponseCode::kError;
+            return results;  // nothing of this batch was written
+          }
+          staged = prefix_states.emplace(prefix, *stored).first;
+        }
+        staged->second = DerivePrefixState(prefix, staged->second, next ? &*next : nullptr);
+        StagePrefixState(batch, prefix, staged->second);
+      }
       overlay[key] = next;
       touched.push_back(key);
       result.sequence = sequence;
@@ -490,69 +578,159 @@ std::vector<OpResult> Registry::ApplyOnShard(
     return results;
   }
   state.last_sequence.store(sequence);
+  for (const auto& [prefix, next] : prefix_states) PublishPrefixState(prefix, next);
   for (const auto& key : touched) InvalidateCache(key);  // before anyone is told "done"
   return results;
 }
 
 // ---- prefix table ------------------------------------------------------------------------------
 
-OpResult Registry::WritePrefixState(const proto::PrefixState& prefix_state,
-                                    const std::vector<proto::Value>* values, bool replace_values) {
-  std::string handle = identifier::Normalize(identifier::PrefixHandleFor(prefix_state.prefix()));
-  uint32_t shard = ShardOf(handle);
+std::optional<proto::PrefixState> Registry::DerivePrefixState(
+    std::string_view prefix, const std::optional<proto::PrefixState>& stored,
+    const proto::Record* record) {
+  const uint32_t location = LocationFlags(record);
+  const bool explicit_role = stored && (stored->role() == proto::PrefixState::HOMED ||
+                                        stored->role() == proto::PrefixState::MIRRORED);
+  proto::PrefixState next;
+  next.set_prefix(std::string(prefix));
+  if (explicit_role) {
+    next.set_role(stored->role());
+    next.set_peer(stored->peer());
+    next.set_flags(location | (stored->flags() & prefix_flag::kMirrorSynced));
+    return next;
+  }
+  if (location == 0) return std::nullopt;  // no role, nothing to refer to: not in the table
+  next.set_role(proto::PrefixState::DELEGATED);
+  next.set_flags(location);
+  return next;
+}
+
+Result<std::optional<proto::PrefixState>, std::string> Registry::ReadPrefixState(
+    uint32_t shard, std::string_view prefix) const {
+  std::string value;
+  auto got = store_->Get(shard, Column::kMeta, std::string(kMetaPrefixPrefix) + std::string(prefix),
+                         &value);
+  if (!got.ok()) return Failure{got.error().message};
+  if (!*got) return std::optional<proto::PrefixState>{};
+  proto::PrefixState state;
+  if (!state.ParseFromString(value))
+    return Failure{"corrupt prefix table entry for " + std::string(prefix)};
+  return std::optional<proto::PrefixState>{std::move(state)};
+}
+
+void Registry::StagePrefixState(storage::Batch& batch, std::string_view prefix,
+                                const std::optional<proto::PrefixState>& next) {
+  std::string meta_key = std::string(kMetaPrefixPrefix) + std::string(prefix);
+  if (next) {
+    batch.Put(Column::kMeta, meta_key, next->SerializeAsString());
+  } else {
+    batch.Delete(Column::kMeta, meta_key);
+  }
+}
+
+void Registry::PublishPrefixState(std::string_view prefix,
+                                  const std::optional<proto::PrefixState>& next) {
+  prefix_table_.Set(prefix, next ? EntryOf(*next) : PrefixEntry{});
+}
+
+namespace {
+
+// `values` with every location value (HS_SITE, HS_SITE.6, HS_SERV) replaced by `replacements`;
+// a replacement whose index a kept value holds moves to the next free index.
+std::vector<proto::Value> ReplaceLocationValues(const proto::Record* record,
+                                                const std::vector<proto::Value>& replacements) {
+  std::vector<proto::Value> out;
+  std::set<int32_t> taken;
+  if (record != nullptr) {
+    for (const auto& v : record->values()) {
+      if (IsServiceLocationType(v.type())) continue;
+      out.push_back(v);
+      taken.insert(v.index());
+    }
+  }
+  for (auto v : replacements) {
+    int32_t index = v.index() > 0 ? v.index() : 1;
+    while (taken.count(index) != 0) ++index;
+    v.set_index(index);
+    taken.insert(index);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+}  // namespace
+
+OpResult Registry::ChangePrefix(
+    std::string_view prefix_text,
+    const std::function<bool(std::optional<proto::PrefixState>& state,
+                             std::optional<proto::Record>& record)>& change) {
+  const std::string prefix = identifier::Normalize(prefix_text);
+  const std::string handle = identifier::Normalize(identifier::PrefixHandleFor(prefix));
+  const uint32_t shard = ShardOf(handle);
   ShardState& state = *shards_[shard];
   OpResult result;
   result.shard = shard;
-  if (values != nullptr && !ValidValues(*values)) {
-    result.code = ResponseCode::kInvalidValue;
-    return result;
-  }
   std::lock_guard lock(state.write_mutex);
   if (write_failed()) {
     result.code = ResponseCode::kError;
     return result;
   }
-  storage::Batch batch;
-  std::string meta_key = std::string(kMetaPrefixPrefix) + prefix_state.prefix();
-  if (prefix_state.role() == proto::PrefixState::ROLE_UNSPECIFIED) {
-    batch.Delete(Column::kMeta, meta_key);
-  } else {
-    batch.Put(Column::kMeta, meta_key, prefix_state.SerializeAsString());
+  auto stored_state = ReadPrefixState(shard, prefix);
+  std::string stored_bytes;
+  auto got = store_->Get(shard, Column::kRecords, handle, &stored_bytes);
+  std::optional<proto::Record> current;
+  if (got.ok() && *got) {
+    current.emplace();
+    if (!current->ParseFromString(stored_bytes)) {
+      got = Failure{
+          storage::StorageError{storage::StorageError::Code::kCorruption, "corrupt record"}};
+    }
   }
+  if (!stored_state.ok() || !got.ok()) {
+    read_errors_.fetch_add(1, std::memory_order_relaxed);
+    result.code = ResponseCode::kError;
+    return result;
+  }
+  std::optional<proto::PrefixState> explicit_state = *stored_state;
+  std::optional<proto::Record> next = current;
+  if (!change(explicit_state, next)) {
+    result.code = ResponseCode::kInvalidValue;
+    return result;
+  }
+  if (next &&
+      !ValidValues(std::vector<proto::Value>(next->values().begin(), next->values().end()))) {
+    result.code = ResponseCode::kInvalidValue;
+    return result;
+  }
+  const bool record_changed = next.has_value() != current.has_value() ||
+                              (next && next->SerializeAsString() != current->SerializeAsString());
+  std::optional<proto::PrefixState> final_state =
+      DerivePrefixState(prefix, explicit_state, next ? &*next : nullptr);
+
+  storage::Batch batch;
+  StagePrefixState(batch, prefix, final_state);
   uint64_t sequence = state.last_sequence.load();
-  bool record_changed = false;
-  if (values != nullptr) {
-    std::string stored;
-    auto got = store_->Get(shard, Column::kRecords, handle, &stored);
-    if (!got.ok()) {
-      result.code = ResponseCode::kError;
-      return result;
-    }
-    proto::Record current;
-    bool exists = *got && current.ParseFromString(stored);
-    if ((!exists && !values->empty()) || (exists && replace_values)) {
-      proto::Record next;
-      next.set_handle(identifier::PrefixHandleFor(prefix_state.prefix()));
-      next.set_version(exists ? current.version() + 1 : 1);
-      uint32_t now_s = static_cast<uint32_t>(NowMs() / 1000);
-      for (auto v : *values) {
-        Stamp(v, now_s);
-        *next.add_values() = std::move(v);
-      }
-      SortByIndex(next);
-      proto::ChangelogEntry entry;
-      entry.set_sequence(++sequence);
+  if (record_changed) {
+    const uint64_t now_ms = NowMs();
+    proto::ChangelogEntry entry;
+    entry.set_sequence(++sequence);
+    entry.set_handle(handle);
+    entry.set_lineage_id(lineage_id_);
+    entry.set_time_ms(now_ms);
+    if (next) {
+      next->set_handle(current ? current->handle() : identifier::PrefixHandleFor(prefix));
+      next->set_version(current ? current->version() + 1 : 1);
+      for (auto& v : *next->mutable_values()) Stamp(v, static_cast<uint32_t>(now_ms / 1000));
+      SortByIndex(*next);
       entry.set_operation(proto::ChangelogEntry::PUT);
-      entry.set_handle(handle);
-      entry.set_lineage_id(lineage_id_);
-      entry.set_time_ms(NowMs());
-      *entry.mutable_record() = next;
-      batch.Put(Column::kRecords, handle, next.SerializeAsString());
-      batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence),
-                entry.SerializeAsString());
-      batch.Put(Column::kMeta, kMetaSequence, storage::EncodeSequenceKey(sequence));
-      record_changed = true;
+      *entry.mutable_record() = *next;
+      batch.Put(Column::kRecords, handle, next->SerializeAsString());
+    } else {
+      entry.set_operation(proto::ChangelogEntry::DELETE);
+      batch.Delete(Column::kRecords, handle);
     }
+    batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence), entry.SerializeAsString());
+    batch.Put(Column::kMeta, kMetaSequence, storage::EncodeSequenceKey(sequence));
   }
   auto written = store_->Write(shard, batch);
   if (!written.ok()) {
@@ -561,15 +739,7 @@ OpResult Registry::WritePrefixState(const proto::PrefixState& prefix_state,
     return result;
   }
   state.last_sequence.store(sequence);
-  {
-    std::unique_lock prefixes_lock(prefixes_mutex_);
-    if (prefix_state.role() == proto::PrefixState::ROLE_UNSPECIFIED) {
-      prefixes_.erase(prefix_state.prefix());
-    } else {
-      prefixes_[prefix_state.prefix()] = prefix_state;
-    }
-    prefix_generation_.fetch_add(1, std::memory_order_release);
-  }
+  PublishPrefixState(prefix, final_state);
   if (record_changed) {
     InvalidateCache(handle);
     result.sequence = sequence;
@@ -579,46 +749,118 @@ OpResult Registry::WritePrefixState(const proto::PrefixState& prefix_state,
 }
 
 OpResult Registry::HomePrefix(std::string_view prefix, const std::vector<proto::Value>& values) {
-  proto::PrefixState state;
-  state.set_prefix(identifier::Normalize(prefix));
-  state.set_role(proto::PrefixState::HOMED);
-  return WritePrefixState(state, &values, false);
+  std::string name = identifier::Normalize(prefix);
+  if (!ValidValues(values)) {
+    OpResult r;
+    r.code = ResponseCode::kInvalidValue;
+    return r;
+  }
+  return ChangePrefix(
+      name, [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>& record) {
+        state.emplace();
+        state->set_prefix(name);
+        state->set_role(proto::PrefixState::HOMED);
+        if (!record && !values.empty()) {
+          record.emplace();
+          for (const auto& v : values) *record->add_values() = v;
+        }
+        return true;
+      });
 }
 
 OpResult Registry::DelegatePrefix(std::string_view prefix,
                                   const std::vector<proto::Value>& site_values) {
-  proto::PrefixState state;
-  state.set_prefix(identifier::Normalize(prefix));
-  state.set_role(proto::PrefixState::DELEGATED);
-  return WritePrefixState(state, &site_values, true);
+  std::string name = identifier::Normalize(prefix);
+  return ChangePrefix(
+      name, [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>& record) {
+        if (site_values.empty()) return false;
+        state.reset();  // delegated: what the record says
+        auto values = ReplaceLocationValues(record ? &*record : nullptr, site_values);
+        if (!record) record.emplace();
+        record->clear_values();
+        for (auto& v : values) *record->add_values() = std::move(v);
+        return true;
+      });
 }
 
-OpResult Registry::MirrorPrefix(std::string_view prefix, std::string_view peer) {
-  proto::PrefixState state;
-  state.set_prefix(identifier::Normalize(prefix));
-  state.set_role(proto::PrefixState::MIRRORED);
-  state.set_peer(std::string(peer));
-  return WritePrefixState(state, nullptr, false);
+OpResult Registry::MirrorPrefix(std::string_view prefix, std::string_view peer,
+                                const std::vector<proto::Value>& owner_site_values) {
+  std::string name = identifier::Normalize(prefix);
+  return ChangePrefix(
+      name, [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>& record) {
+        state.emplace();
+        state->set_prefix(name);
+        state->set_role(proto::PrefixState::MIRRORED);
+        state->set_peer(std::string(peer));
+        if (!owner_site_values.empty()) {
+          auto values = ReplaceLocationValues(record ? &*record : nullptr, owner_site_values);
+          if (!record) record.emplace();
+          record->clear_values();
+          for (auto& v : values) *record->add_values() = std::move(v);
+        }
+        return true;
+      });
 }
 
 OpResult Registry::ForgetPrefix(std::string_view prefix) {
-  proto::PrefixState state;
-  state.set_prefix(identifier::Normalize(prefix));
-  return WritePrefixState(state, nullptr, false);
+  std::string name = identifier::Normalize(prefix);
+  return ChangePrefix(
+      name, [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>& record) {
+        const bool had_role = state && (state->role() == proto::PrefixState::HOMED ||
+                                        state->role() == proto::PrefixState::MIRRORED);
+        state.reset();
+        if (!had_role && record) {
+          // A delegation is what its record says: forgetting it drops the location values.
+          auto values = ReplaceLocationValues(&*record, {});
+          for (auto it = values.begin(); it != values.end();) {
+            it = IsPrefixLocationType(it->type()) ? values.erase(it) : it + 1;
+          }
+          if (values.empty()) {
+            record.reset();
+          } else {
+            record->clear_values();
+            for (auto& v : values) *record->add_values() = std::move(v);
+          }
+        }
+        return true;
+      });
+}
+
+OpResult Registry::SetMirrorSynced(std::string_view prefix, bool synced) {
+  std::string name = identifier::Normalize(prefix);
+  return ChangePrefix(name,
+                      [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>&) {
+                        if (!state || state->role() != proto::PrefixState::MIRRORED) return false;
+                        uint32_t flags = state->flags() & ~uint32_t{prefix_flag::kMirrorSynced};
+                        state->set_flags(flags | (synced ? prefix_flag::kMirrorSynced : 0));
+                        return true;
+                      });
 }
 
 std::optional<proto::PrefixState> Registry::FindPrefix(std::string_view prefix) const {
-  std::string key = identifier::Normalize(prefix);
-  std::shared_lock lock(prefixes_mutex_);
-  auto it = prefixes_.find(key);
-  if (it == prefixes_.end()) return std::nullopt;
-  return it->second;
+  std::string name = identifier::Normalize(prefix);
+  auto stored =
+      ReadPrefixState(ShardOf(identifier::Normalize(identifier::PrefixHandleFor(name))), name);
+  if (!stored.ok()) return std::nullopt;
+  return *stored;
 }
 
 std::vector<proto::PrefixState> Registry::Prefixes() const {
-  std::shared_lock lock(prefixes_mutex_);
+  std::string end(kMetaPrefixPrefix);
+  end.back() = static_cast<char>(end.back() + 1);
   std::vector<proto::PrefixState> out;
-  for (const auto& [name, state] : prefixes_) out.push_back(state);
+  for (uint32_t shard = 0; shard < store_->shard_count(); ++shard) {
+    auto scanned = store_->Scan(shard, Column::kMeta, kMetaPrefixPrefix, end,
+                                [&](std::string_view, std::string_view v) {
+                                  proto::PrefixState state;
+                                  if (state.ParseFromArray(v.data(), static_cast<int>(v.size())))
+                                    out.push_back(std::move(state));
+                                  return true;
+                                });
+    (void)scanned;  // a listing: what could be read
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.prefix() < b.prefix(); });
   return out;
 }
 
@@ -685,8 +927,9 @@ void Registry::SetRetentionPolicy(const RetentionPolicy& policy) {
 
 Result<uint64_t, std::string> Registry::ApplyRetention(std::chrono::system_clock::time_point now) {
   uint64_t deleted = 0;
+  const RetentionPolicy policy = options_.retention;
   const uint64_t max_age_ms = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(options_.retention.max_age).count());
+      std::chrono::duration_cast<std::chrono::milliseconds>(policy.max_age).count());
   const uint64_t oldest_kept_ms = NowMs(now) > max_age_ms ? NowMs(now) - max_age_ms : 0;
   const uint64_t txn_memory_ms = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.transaction_memory).count());
@@ -694,34 +937,27 @@ Result<uint64_t, std::string> Registry::ApplyRetention(std::chrono::system_clock
 
   for (uint32_t shard = 0; shard < store_->shard_count(); ++shard) {
     ShardState& state = *shards_[shard];
-    std::lock_guard lock(state.write_mutex);
-    uint64_t first = state.first_sequence.load();
-    uint64_t last = state.last_sequence.load();
+    // The scans run without the shard's write lock: entries up to `last` never change once
+    // written, and only this function (one caller at a time) deletes them. Writers wait only for
+    // the final batch below.
+    const uint64_t first = state.first_sequence.load();
+    const uint64_t last = state.last_sequence.load();
     uint64_t cutoff = first;  // entries below cutoff go
-    if (last >= first && last - first + 1 > options_.retention.max_entries_per_shard) {
-      cutoff = last - options_.retention.max_entries_per_shard + 1;
+    if (last >= first && last - first + 1 > policy.max_entries_per_shard) {
+      cutoff = last - policy.max_entries_per_shard + 1;
     }
-    auto scanned =
-        store_->Scan(shard, Column::kChangelog, storage::EncodeSequenceKey(cutoff), {},
-                     [&](std::string_view key, std::string_view value) {
-                       proto::ChangelogEntry entry;
-                       if (!entry.ParseFromArray(value.data(), static_cast<int>(value.size())))
-                         return false;
-                       if (entry.time_ms() >= oldest_kept_ms) return false;
-                       cutoff = storage::DecodeSequenceKey(key) + 1;
-                       return true;
-                     });
+    auto scanned = store_->Scan(
+        shard, Column::kChangelog, storage::EncodeSequenceKey(cutoff),
+        storage::EncodeSequenceKey(last + 1), [&](std::string_view key, std::string_view value) {
+          proto::ChangelogEntry entry;
+          if (!entry.ParseFromArray(value.data(), static_cast<int>(value.size()))) return false;
+          if (entry.time_ms() >= oldest_kept_ms) return false;
+          cutoff = storage::DecodeSequenceKey(key) + 1;
+          return true;
+        });
     if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
-    {
-      std::lock_guard pins_lock(state.pins_mutex);
-      if (!state.pins.empty()) cutoff = std::min(cutoff, *state.pins.begin());
-    }
+    if (policy.during_scan_for_test) policy.during_scan_for_test(shard);
     storage::Batch batch;
-    if (cutoff > first) {
-      batch.DeleteRange(Column::kChangelog, storage::EncodeSequenceKey(first),
-                        storage::EncodeSequenceKey(cutoff));
-      batch.Put(Column::kMeta, kMetaFirstSequence, storage::EncodeSequenceKey(cutoff));
-    }
     std::string txn_end(kMetaTransactionPrefix);
     txn_end.back() = static_cast<char>(txn_end.back() + 1);
     auto txns =
@@ -735,6 +971,18 @@ Result<uint64_t, std::string> Registry::ApplyRetention(std::chrono::system_clock
                        return batch.count() < 100000;
                      });
     if (!txns.ok()) return Failure{StorageMessage(txns.error())};
+
+    std::lock_guard lock(state.write_mutex);
+    {
+      // A snapshot taken since the scan pinned its sequence under this lock: honour it.
+      std::lock_guard pins_lock(state.pins_mutex);
+      if (!state.pins.empty()) cutoff = std::min(cutoff, *state.pins.begin());
+    }
+    if (cutoff > first) {
+      batch.DeleteRange(Column::kChangelog, storage::EncodeSequenceKey(first),
+                        storage::EncodeSequenceKey(cutoff));
+      batch.Put(Column::kMeta, kMetaFirstSequence, storage::EncodeSequenceKey(cutoff));
+    }
     if (batch.count() == 0) continue;
     auto written = store_->Write(shard, batch);
     if (!written.ok()) return Failure{StorageMessage(written.error())};
@@ -833,10 +1081,39 @@ Result<Unit, std::string> Registry::IngestSorted(
   std::lock_guard lock(shards_[shard]->write_mutex);
   auto ingested = store_->IngestSorted(shard, Column::kRecords, sorted);
   if (!ingested.ok()) return Failure{StorageMessage(ingested.error())};
+  // Prefix handles among them place their prefixes in the table, as a write would.
+  storage::Batch batch;
+  std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states;
+  for (const auto& [key, value] : sorted) {
+    if (!identifier::IsPrefixHandle(key)) continue;
+    auto staged = StageImportedPrefixHandle(shard, key, value, batch);
+    if (!staged.ok()) return Failure{staged.error()};
+    states.push_back(std::move(*staged));
+  }
+  if (batch.count() != 0) {
+    auto written = store_->Write(shard, batch);
+    if (!written.ok()) return Failure{StorageMessage(written.error())};
+  }
+  for (const auto& [prefix, next] : states) PublishPrefixState(prefix, next);
   if (options_.cache) {
     for (const auto& [key, value] : sorted) InvalidateCache(key);
   }
   return Unit{};
+}
+
+Result<std::pair<std::string, std::optional<proto::PrefixState>>, std::string>
+Registry::StageImportedPrefixHandle(uint32_t shard, std::string_view key,
+                                    std::string_view serialized, storage::Batch& batch) const {
+  std::string prefix(key.substr(identifier::kPrefixHandlePrefix.size()));
+  auto stored = ReadPrefixState(shard, prefix);
+  if (!stored.ok()) return Failure{stored.error()};
+  proto::Record record;
+  if (!record.ParseFromArray(serialized.data(), static_cast<int>(serialized.size())))
+    return Failure{std::string("bad record")};
+  auto next = DerivePrefixState(prefix, *stored, &record);
+  StagePrefixState(batch, prefix, next);
+  return std::pair<std::string, std::optional<proto::PrefixState>>{std::move(prefix),
+                                                                   std::move(next)};
 }
 
 Result<Unit, std::string> Registry::PutRecords(
@@ -850,6 +1127,7 @@ Result<Unit, std::string> Registry::PutRecords(
     size_t end = std::min(records.size(), begin + 1000);
     uint64_t sequence = state.last_sequence.load();
     storage::Batch batch;
+    std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states;
     for (size_t i = begin; i < end; ++i) {
       proto::ChangelogEntry entry;
       entry.set_sequence(++sequence);
@@ -862,6 +1140,11 @@ Result<Unit, std::string> Registry::PutRecords(
       batch.Put(Column::kRecords, records[i].first, records[i].second);
       batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence),
                 entry.SerializeAsString());
+      if (identifier::IsPrefixHandle(records[i].first)) {
+        auto staged = StageImportedPrefixHandle(shard, records[i].first, records[i].second, batch);
+        if (!staged.ok()) return Failure{staged.error()};
+        states.push_back(std::move(*staged));
+      }
     }
     batch.Put(Column::kMeta, kMetaSequence, storage::EncodeSequenceKey(sequence));
     auto written = store_->Write(shard, batch);
@@ -870,6 +1153,7 @@ Result<Unit, std::string> Registry::PutRecords(
       return Failure{StorageMessage(written.error())};
     }
     state.last_sequence.store(sequence);
+    for (const auto& [prefix, next] : states) PublishPrefixState(prefix, next);
     for (size_t i = begin; i < end; ++i) InvalidateCache(records[i].first);
   }
   return Unit{};

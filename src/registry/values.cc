@@ -74,4 +74,19 @@ bool Filter::Matches(int32_t index, std::string_view type, uint8_t permissions) 
                      [type](const std::string& t) { return TypeMatches(t, type); });
 }
 
+bool IsServiceLocationType(std::string_view type) {
+  return SameIgnoringAsciiCase(type, "HS_SITE") || SameIgnoringAsciiCase(type, "HS_SITE.6") ||
+         SameIgnoringAsciiCase(type, "HS_SERV");
+}
+
+bool IsPrefixLocationType(std::string_view type) {
+  return SameIgnoringAsciiCase(type, "HS_SITE.PREFIX") ||
+         SameIgnoringAsciiCase(type, "HS_NA_DELEGATE") ||
+         SameIgnoringAsciiCase(type, "HS_SERV.PREFIX");
+}
+
+bool IsServiceHandleType(std::string_view type) {
+  return SameIgnoringAsciiCase(type, "HS_SERV") || SameIgnoringAsciiCase(type, "HS_SERV.PREFIX");
+}
+
 }  // namespace idnode::registry

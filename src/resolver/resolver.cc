@@ -1,7 +1,6 @@
 #include "idnode/resolver/resolver.h"
 
 #include <cstring>
-#include <map>
 
 #include "idnode/identifier/identifier.h"
 #include "idnode/protocol/wire.h"
@@ -11,14 +10,20 @@ namespace idnode::resolver {
 namespace {
 
 constexpr std::string_view kNotHere = "That prefix doesn't live here";
+constexpr std::string_view kStorageError = "storage error";
 
+using registry::PrefixEntry;
+using registry::PrefixRole;
+using registry::PrefixTable;
 using registry::TypeMatches;
+namespace prefix_flag = registry::prefix_flag;
 
 // The fields a filter needs and the extent of one encoded value, read without allocating.
 struct ValueSummary {
   int32_t index = 0;
   uint8_t permissions = 0;
   std::string_view type;
+  std::string_view data;
   std::span<const uint8_t> bytes;
 };
 
@@ -31,7 +36,8 @@ bool Skim(protocol::WireReader& r, std::span<const uint8_t> all, ValueSummary* v
   v->permissions = r.U8();
   auto type = r.LengthPrefixed();
   v->type = {reinterpret_cast<const char*>(type.data()), type.size()};
-  (void)r.LengthPrefixed();  // data
+  auto data = r.LengthPrefixed();
+  v->data = {reinterpret_cast<const char*>(data.data()), data.size()};
   uint32_t refs = r.U32();
   for (uint32_t i = 0; i < refs && r.ok(); ++i) {
     (void)r.LengthPrefixed();
@@ -42,12 +48,9 @@ bool Skim(protocol::WireReader& r, std::span<const uint8_t> all, ValueSummary* v
   return true;
 }
 
-// The prefix table as this thread last saw it; refreshed when the registry's generation moves.
-struct PrefixSnapshot {
-  const registry::Registry* owner = nullptr;
-  uint64_t generation = 0;
-  std::map<std::string, proto::PrefixState, std::less<>> table;
-};
+bool IsPublic(const ValueSummary& v) {
+  return (v.permissions & protocol::permission::kPublicRead) != 0;
+}
 
 }  // namespace
 
@@ -75,143 +78,314 @@ Resolver::Resolver(registry::Registry& registry, std::shared_ptr<cache::AnswerCa
                    ResolverOptions options)
     : registry_(registry), cache_(std::move(cache)), options_(options) {}
 
-Resolver::Route Resolver::RouteFor(std::string_view key, std::string* prefix_handle) const {
-  thread_local PrefixSnapshot snapshot;
-  uint64_t generation = registry_.prefix_generation();
-  if (snapshot.owner != &registry_ || snapshot.generation != generation) {
-    snapshot.table.clear();
-    for (auto& state : registry_.Prefixes())
-      snapshot.table.emplace(state.prefix(), std::move(state));
-    snapshot.owner = &registry_;
-    snapshot.generation = generation;
-  }
-  if (identifier::IsPrefixHandle(key))
-    return Route::kLocal;  // prefix handles: from the records here
-  std::string_view prefix = identifier::PrefixOf(key);
-  auto it = snapshot.table.find(prefix);
-  if (it == snapshot.table.end()) return Route::kNotHere;
-  switch (it->second.role()) {
-    case proto::PrefixState::HOMED:
-      return Route::kLocal;
-    case proto::PrefixState::MIRRORED:
-      return options_.answer_mirrored ? Route::kLocal : Route::kNotHere;
-    case proto::PrefixState::DELEGATED:
-      prefix_handle->assign(identifier::kPrefixHandlePrefix);
-      prefix_handle->append(prefix);
-      return Route::kReferral;
-    default:
-      return Route::kNotHere;
-  }
-}
+// One resolution in progress, on one thread: from the cache only (a miss anywhere sets
+// `needs_storage` and the whole resolution is run again on a storage thread) or from storage.
+class Resolver::Run {
+ public:
+  Run(const Resolver& resolver, const Query& query, Scratch& scratch, bool from_storage)
+      : r_(resolver), q_(query), s_(scratch), from_storage_(from_storage) {}
 
-Answer Resolver::Select(const Query& query, std::span<const uint8_t> encoded, Scratch& scratch,
-                        ResponseCode ok) const {
-  Answer answer;
-  scratch.values.resize(std::max<size_t>(scratch.values.size(), encoded.size()));
-  protocol::WireReader r(encoded);
-  uint32_t count = r.U32();
-  size_t out = 4;
-  uint32_t selected = 0;
-  for (uint32_t i = 0; i < count && r.ok(); ++i) {
-    ValueSummary v;
-    if (!Skim(r, encoded, &v)) break;
-    bool wanted = ok == ResponseCode::kServiceReferral
-                      ? (TypeMatches("HS_SITE", v.type) || TypeMatches("HS_SITE.6", v.type) ||
-                         TypeMatches("HS_SERV", v.type))
-                      : Selects(query, v.index, v.type, v.permissions);
-    if (!wanted) continue;
-    std::memcpy(scratch.values.data() + out, v.bytes.data(), v.bytes.size());
-    out += v.bytes.size();
-    ++selected;
-  }
-  if (!r.ok()) {
-    answer.code = ResponseCode::kError;
-    return answer;
-  }
-  scratch.values[0] = static_cast<uint8_t>(selected >> 24);
-  scratch.values[1] = static_cast<uint8_t>(selected >> 16);
-  scratch.values[2] = static_cast<uint8_t>(selected >> 8);
-  scratch.values[3] = static_cast<uint8_t>(selected);
-  answer.values = std::span<const uint8_t>(scratch.values.data(), out);
-  answer.value_count = selected;
-  bool filtered = !query.wire_indexes.empty() || !query.wire_types.empty() ||
-                  !query.indexes.empty() || !query.types.empty();
-  answer.code = (ok == ResponseCode::kSuccess && filtered && selected == 0)
-                    ? ResponseCode::kValuesNotFound
-                    : ok;
-  if (ok == ResponseCode::kServiceReferral && selected == 0)
-    answer.code = ResponseCode::kServerNotResponsible;
-  return answer;
-}
+  Answer Go() {
+    s_.key.assign(q_.handle);
+    identifier::NormalizeInPlace(s_.key);
+    if (s_.key.find('/') == std::string::npos) {
+      s_.key.insert(0, identifier::kPrefixHandlePrefix);  // "88.100" is "0.NA/88.100"
+    }
+    const PrefixTable::View& table = registry::ThreadView(r_.registry_.prefix_table());
+    if (identifier::IsPrefixHandle(s_.key)) return PrefixHandle(table);
 
-Answer Resolver::Finish(const Query& query, Route route, const std::string& referral_key,
-                        bool found, std::span<const uint8_t> encoded, Scratch& scratch) const {
-  (void)referral_key;
-  if (!found) {
+    const std::string_view prefix = identifier::PrefixOf(s_.key);
+    auto nearest = table.Nearest(prefix);
+    if (!nearest) return NotHere();
+    switch (nearest->entry.role) {
+      case PrefixRole::kHomed:
+        return Local(nullptr);
+      case PrefixRole::kMirrored:
+        if (!r_.options_.answer_mirrored) return ServiceReferral(nearest->prefix, prefix);
+        // A copy that is not known complete refers what it lacks to the owner.
+        return Local(nearest->entry.has(prefix_flag::kMirrorSynced) ? nullptr : &*nearest);
+      case PrefixRole::kDelegated:
+        return ServiceReferral(nearest->prefix, prefix);
+      default:
+        return NotHere();
+    }
+  }
+
+  bool needs_storage() const { return needs_storage_; }
+
+ private:
+  enum class Fetched : uint8_t { kFound, kNotFound, kError, kNeedsStorage };
+
+  // Looks up the encoded values of `key` (normalised) and hands them to `use`, which must copy
+  // what it keeps: the bytes are the cache's (under its lock) or the scratch record's.
+  template <typename F>
+  Fetched Fetch(std::string_view key, F&& use) {
+    if (!from_storage_) {
+      if (r_.cache_ == nullptr) return Fetched::kNeedsStorage;
+      switch (r_.cache_->Lookup(key, use)) {
+        case cache::LookupResult::kHit:
+          return Fetched::kFound;
+        case cache::LookupResult::kNegativeHit:
+          return Fetched::kNotFound;
+        default:
+          return Fetched::kNeedsStorage;
+      }
+    }
+    switch (r_.registry_.GetEncoded(key, &s_.record)) {
+      case registry::ReadOutcome::kFound:
+        use(std::span<const uint8_t>(s_.record));
+        return Fetched::kFound;
+      case registry::ReadOutcome::kNotFound:
+        return Fetched::kNotFound;
+      default:
+        return Fetched::kError;
+    }
+  }
+
+  Answer Stopped(Fetched f) {
+    if (f == Fetched::kNeedsStorage) {
+      needs_storage_ = true;
+      return {};
+    }
     Answer a;
-    a.code = route == Route::kReferral ? ResponseCode::kServerNotResponsible
-                                       : ResponseCode::kHandleNotFound;
-    if (route == Route::kReferral) a.message = kNotHere;
+    a.code = ResponseCode::kError;
+    a.message = kStorageError;
     return a;
   }
-  return Select(
-      query, encoded, scratch,
-      route == Route::kReferral ? ResponseCode::kServiceReferral : ResponseCode::kSuccess);
-}
 
-bool Resolver::Admit(const Query& query, Scratch& scratch, Route* route, std::string* referral_key,
-                     Answer* refusal) const {
-  scratch.key.assign(query.handle);
-  identifier::NormalizeInPlace(scratch.key);
-  *route = RouteFor(scratch.key, referral_key);
-  if (*route == Route::kNotHere || (*route == Route::kReferral && query.no_referral)) {
-    refusal->code = ResponseCode::kServerNotResponsible;
-    refusal->message = kNotHere;
-    return false;
+  Answer NotHere() {
+    Answer a;
+    a.code = ResponseCode::kServerNotResponsible;
+    a.message = kNotHere;
+    return a;
   }
-  return true;
-}
+
+  // ---- the values section being built in s_.values: count(4) + values ----
+  void BeginValues() {
+    out_ = 4;
+    selected_ = 0;
+    if (s_.values.size() < 4) s_.values.resize(4);
+  }
+  // Appends the values of `encoded` that `wanted` selects; false when `encoded` is malformed.
+  template <typename Pred>
+  bool AppendValues(std::span<const uint8_t> encoded, Pred&& wanted) {
+    if (s_.values.size() < out_ + encoded.size()) s_.values.resize(out_ + encoded.size());
+    protocol::WireReader reader(encoded);
+    uint32_t count = reader.U32();
+    for (uint32_t i = 0; i < count && reader.ok(); ++i) {
+      ValueSummary v;
+      if (!Skim(reader, encoded, &v)) return false;
+      if (!wanted(v)) continue;
+      std::memcpy(s_.values.data() + out_, v.bytes.data(), v.bytes.size());
+      out_ += v.bytes.size();
+      ++selected_;
+    }
+    return reader.ok();
+  }
+  void EndValues(Answer& a) {
+    s_.values[0] = static_cast<uint8_t>(selected_ >> 24);
+    s_.values[1] = static_cast<uint8_t>(selected_ >> 16);
+    s_.values[2] = static_cast<uint8_t>(selected_ >> 8);
+    s_.values[3] = static_cast<uint8_t>(selected_);
+    a.values = std::span<const uint8_t>(s_.values.data(), out_);
+    a.value_count = selected_;
+  }
+
+  bool Filtered() const {
+    return !q_.wire_indexes.empty() || !q_.wire_types.empty() || !q_.indexes.empty() ||
+           !q_.types.empty();
+  }
+
+  // The record of s_.key, filtered by the query. On a miss: 100, or (a mirror not known
+  // complete, `refer_on_miss`) the referral to its owner.
+  Answer Local(const PrefixTable::View::Match* refer_on_miss) {
+    Answer a;
+    bool malformed = false;
+    BeginValues();
+    Fetched f = Fetch(s_.key, [&](std::span<const uint8_t> encoded) {
+      malformed = !AppendValues(encoded, [&](const ValueSummary& v) {
+        return Selects(q_, v.index, v.type, v.permissions);
+      });
+    });
+    switch (f) {
+      case Fetched::kFound:
+        if (malformed) {
+          a.code = ResponseCode::kError;
+          a.message = kStorageError;
+          return a;
+        }
+        EndValues(a);
+        a.code =
+            Filtered() && selected_ == 0 ? ResponseCode::kValuesNotFound : ResponseCode::kSuccess;
+        return a;
+      case Fetched::kNotFound:
+        if (refer_on_miss != nullptr)
+          return ServiceReferral(refer_on_miss->prefix, identifier::PrefixOf(s_.key));
+        a.code = ResponseCode::kHandleNotFound;
+        return a;
+      default:
+        return Stopped(f);
+    }
+  }
+
+  // RC 302 for an identifier of `own_prefix` whose nearest prefix `delegated` is served
+  // elsewhere: the location values of 0.NA/<delegated>, plus the HS_SITE values of the service
+  // handles its HS_SERV values name, when those are stored here.
+  Answer ServiceReferral(std::string_view delegated, std::string_view own_prefix) {
+    if (q_.no_referral) return NotHere();
+    // Both views point into s_.key (the identifier), which nothing below changes.
+    s_.referral.assign(identifier::kPrefixHandlePrefix);
+    s_.referral.append(own_prefix);
+    s_.other_key.assign(identifier::kPrefixHandlePrefix);
+    s_.other_key.append(delegated);
+    Answer a;
+    BeginValues();
+    services_ = 0;
+    bool malformed = false;
+    Fetched f = Fetch(s_.other_key, [&](std::span<const uint8_t> encoded) {
+      malformed = !AppendValues(encoded, [&](const ValueSummary& v) {
+        if (!IsPublic(v) || !registry::IsServiceLocationType(v.type)) return false;
+        if (identifier::SameIgnoringAsciiCase(v.type, "HS_SERV")) NoteService(v.data);
+        return true;
+      });
+    });
+    if (f != Fetched::kFound && f != Fetched::kNotFound) return Stopped(f);
+    if (malformed) return Stopped(Fetched::kError);
+    for (size_t i = 0; i < services_; ++i) {
+      Fetched g = AppendServiceSites(i, /*prefix_sites=*/false);
+      if (g != Fetched::kFound && g != Fetched::kNotFound) return Stopped(g);
+    }
+    EndValues(a);
+    a.code = ResponseCode::kServiceReferral;
+    a.referral_handle = s_.referral;
+    return a;
+  }
+
+  void NoteService(std::string_view handle) {
+    if (services_ >= r_.options_.max_service_handles || handle.empty() ||
+        handle.size() > protocol::kMaxHandleLength)
+      return;
+    for (size_t i = 0; i < services_; ++i) {
+      if (identifier::SameIgnoringAsciiCase(s_.services[i], handle)) return;  // followed once
+    }
+    if (s_.services.size() <= services_) s_.services.resize(services_ + 1);
+    s_.services[services_].assign(handle);
+    identifier::NormalizeInPlace(s_.services[services_]);
+    ++services_;
+  }
+
+  // Appends the sites (HS_SITE/HS_SITE.6, or with `prefix_sites` HS_SITE.PREFIX/HS_NA_DELEGATE)
+  // of the service handle noted at `i`, if it is stored here.
+  Fetched AppendServiceSites(size_t i, bool prefix_sites) {
+    bool malformed = false;
+    Fetched f = Fetch(s_.services[i], [&](std::span<const uint8_t> encoded) {
+      malformed = !AppendValues(encoded, [&](const ValueSummary& v) {
+        if (!IsPublic(v) || registry::IsServiceHandleType(v.type)) return false;  // one hop
+        return prefix_sites ? registry::IsPrefixLocationType(v.type)
+                            : registry::IsServiceLocationType(v.type);
+      });
+    });
+    if (f == Fetched::kFound && malformed) return Fetched::kError;
+    return f;
+  }
+
+  // A prefix handle: its record, or the prefix referral (303) of its nearest delegated ancestor.
+  Answer PrefixHandle(const PrefixTable::View& table) {
+    Answer found = Local(nullptr);
+    if (needs_storage_ || found.code != ResponseCode::kHandleNotFound) return found;
+    const std::string_view prefix =
+        std::string_view(s_.key).substr(identifier::kPrefixHandlePrefix.size());
+    if (!q_.no_referral) {
+      for (std::string_view q = registry::ParentPrefix(prefix); !q.empty();
+           q = registry::ParentPrefix(q)) {
+        const PrefixEntry* e = table.Find(q);
+        if (e == nullptr) continue;
+        if (e->role == PrefixRole::kHomed || e->role == PrefixRole::kMirrored) break;  // ours
+        if (e->role != PrefixRole::kDelegated) continue;
+        if (!e->has(prefix_flag::kHasPrefixSite) && !e->has(prefix_flag::kHasSite)) continue;
+        Answer referral = PrefixReferral(q);
+        if (needs_storage_ || referral.code != ResponseCode::kPrefixReferral ||
+            referral.value_count > 0)
+          return referral;
+      }
+    }
+    const PrefixEntry* root = table.Find("0.NA");
+    auto nearest = table.Nearest(prefix);
+    const bool ours = (root != nullptr && root->role == PrefixRole::kHomed) ||
+                      (nearest && (nearest->entry.role == PrefixRole::kHomed ||
+                                   nearest->entry.role == PrefixRole::kMirrored));
+    return ours ? found : NotHere();
+  }
+
+  // RC 303 with the derived-prefix sites of 0.NA/<ancestor> (none: the walk goes on).
+  Answer PrefixReferral(std::string_view ancestor) {
+    s_.other_key.assign(identifier::kPrefixHandlePrefix);
+    s_.other_key.append(ancestor);
+    Answer a;
+    BeginValues();
+    services_ = 0;
+    bool malformed = false;
+    Fetched f = Fetch(s_.other_key, [&](std::span<const uint8_t> encoded) {
+      malformed = !AppendValues(encoded, [&](const ValueSummary& v) {
+        if (!IsPublic(v)) return false;
+        if (registry::IsServiceHandleType(v.type)) NoteService(v.data);
+        return registry::IsPrefixLocationType(v.type);
+      });
+    });
+    if (f != Fetched::kFound && f != Fetched::kNotFound) return Stopped(f);
+    if (malformed) return Stopped(Fetched::kError);
+    for (size_t i = 0; i < services_; ++i) {
+      Fetched g = AppendServiceSites(i, /*prefix_sites=*/true);
+      if (g != Fetched::kFound && g != Fetched::kNotFound) return Stopped(g);
+    }
+    EndValues(a);
+    a.code = ResponseCode::kPrefixReferral;
+    return a;
+  }
+
+  const Resolver& r_;
+  const Query& q_;
+  Scratch& s_;
+  const bool from_storage_;
+  bool needs_storage_ = false;
+  size_t out_ = 4;
+  uint32_t selected_ = 0;
+  size_t services_ = 0;
+};
 
 Answer Resolver::ResolveFromCache(const Query& query, Scratch& scratch, bool* needs_storage) const {
-  *needs_storage = false;
-  std::string referral_key;
-  Route route;
-  Answer refusal;
-  if (!Admit(query, scratch, &route, &referral_key, &refusal)) return refusal;
-  const std::string& key =
-      route == Route::kReferral ? referral_key : scratch.key;  // both normalised
-  if (cache_ == nullptr) {
-    *needs_storage = true;
-    return {};
-  }
-  Answer answer;
-  auto outcome = cache_->Lookup(key, [&](std::span<const uint8_t> encoded) {
-    answer = Finish(query, route, referral_key, true, encoded, scratch);
-  });
-  switch (outcome) {
-    case cache::LookupResult::kHit:
-      answer.source = Source::kCache;
-      return answer;
-    case cache::LookupResult::kNegativeHit:
-      answer = Finish(query, route, referral_key, false, {}, scratch);
-      answer.source = Source::kCache;
-      return answer;
-    default:
-      *needs_storage = true;
-      return {};
-  }
+  Run run(*this, query, scratch, /*from_storage=*/false);
+  Answer answer = run.Go();
+  *needs_storage = run.needs_storage();
+  if (*needs_storage) return {};
+  answer.source = Source::kCache;
+  return answer;
 }
 
 Answer Resolver::ResolveFromStorage(const Query& query, Scratch& scratch) const {
-  std::string referral_key;
-  Route route;
-  Answer refusal;
-  if (!Admit(query, scratch, &route, &referral_key, &refusal)) return refusal;
-  std::string lookup = route == Route::kReferral ? referral_key : std::string(query.handle);
-  bool found = registry_.GetEncoded(lookup, &scratch.record);
-  Answer answer = Finish(query, route, referral_key, found, scratch.record, scratch);
+  Run run(*this, query, scratch, /*from_storage=*/true);
+  Answer answer = run.Go();
   answer.source = Source::kStorage;
   return answer;
+}
+
+Answer Resolver::Resolve(const Query& query, Scratch& scratch) const {
+  bool needs_storage = false;
+  Answer answer = ResolveFromCache(query, scratch, &needs_storage);
+  if (!needs_storage) return answer;
+  return ResolveFromStorage(query, scratch);
+}
+
+bool Resolver::AnswersFoundRecord(std::string_view handle, Scratch& scratch) const {
+  scratch.key.assign(handle);
+  identifier::NormalizeInPlace(scratch.key);
+  if (scratch.key.find('/') == std::string::npos || identifier::IsPrefixHandle(scratch.key))
+    return true;
+  const PrefixTable::View& table = registry::ThreadView(registry_.prefix_table());
+  auto nearest = table.Nearest(identifier::PrefixOf(scratch.key));
+  if (!nearest) return false;
+  return nearest->entry.role == PrefixRole::kHomed ||
+         (nearest->entry.role == PrefixRole::kMirrored && options_.answer_mirrored);
 }
 
 uint64_t Resolver::CacheHashFor(std::string_view handle, Scratch& scratch) const {
@@ -227,13 +401,6 @@ void Resolver::PrefetchBucket(uint64_t hash) const {
 
 void Resolver::PrefetchEntry(uint64_t hash) const {
   if (cache_ != nullptr) cache_->PrefetchEntry(hash);
-}
-
-Answer Resolver::Resolve(const Query& query, Scratch& scratch) const {
-  bool needs_storage = false;
-  Answer answer = ResolveFromCache(query, scratch, &needs_storage);
-  if (!needs_storage) return answer;
-  return ResolveFromStorage(query, scratch);
 }
 
 }  // namespace idnode::resolver

@@ -34,23 +34,27 @@ struct HttpResponse {
 class Api {
  public:
   // `json_cache` (may be null) holds rendered "values" arrays by normalised handle; the registry
-  // invalidates it with every write, and it is cleared when the prefix table changes.
+  // invalidates it with every write, and it serves only handles whose route is checked first.
   Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics, std::function<bool()> ready,
       std::shared_ptr<cache::AnswerCache> json_cache = nullptr);
+  // Where a request may be answered from: kMemory (an event-loop thread: caches only; when the
+  // answer needs storage, `*needs_storage` is set and the response is empty, and the caller runs
+  // the request again with kStorage on a storage thread) or kStorage (may read RocksDB).
+  enum class Stage : uint8_t { kMemory, kStorage };
   // `target` is the request target ("/api/handles/...?..."), already length-limited by the parser.
-  HttpResponse Handle(std::string_view method, std::string_view target,
-                      bool has_authorization) const;
+  HttpResponse Handle(std::string_view method, std::string_view target, bool has_authorization,
+                      Stage stage = Stage::kStorage, bool* needs_storage = nullptr) const;
   // This node's HS_SITE, for GET /api/site; set once at startup, before requests arrive.
   void SetSiteInfo(std::vector<uint8_t> site) { site_ = std::move(site); }
 
  private:
-  HttpResponse Resolve(std::string_view handle, std::string_view query, bool proxy) const;
+  HttpResponse Resolve(std::string_view handle, std::string_view query, bool proxy, Stage stage,
+                       bool* needs_storage) const;
   const resolver::Resolver& resolver_;
   metrics::MetricsHub& metrics_;
   std::function<bool()> ready_;
   std::vector<uint8_t> site_;
   std::shared_ptr<cache::AnswerCache> json_cache_;
-  mutable std::atomic<uint64_t> json_generation_{0};
 };
 
 class HttpServer {

@@ -28,6 +28,7 @@
 #include "idnode/common/result.h"
 #include "idnode/protocol/constants.h"
 #include "idnode/registry.pb.h"
+#include "idnode/registry/prefix_table.h"
 #include "idnode/registry/values.h"
 #include "idnode/storage/store.h"
 
@@ -44,6 +45,9 @@ inline constexpr size_t kMaxBatchOperations = 2000;
 struct RetentionPolicy {
   uint64_t max_entries_per_shard = 10'000'000;  // keep at most this many changelog entries
   std::chrono::seconds max_age{7 * 24 * 3600};  // and none older than this
+  // Called in ApplyRetention after each shard's changelog scan, before its trim is written (a test
+  // writes from there to show that the scan does not hold the shard's writers).
+  std::function<void(uint32_t shard)> during_scan_for_test;
 };
 
 struct RegistryOptions {
@@ -65,13 +69,21 @@ struct Operation {
   std::vector<proto::Value> values;  // create, add, modify
   std::vector<int32_t> indexes;      // remove
   bool overwrite = false;  // create: replace an existing record; add: replace taken indexes
+  // Compare-and-apply: when set, the operation applies only if the record is still exactly this
+  // one (its serialised bytes as read when the change was authorised; empty: it did not exist).
+  // Otherwise nothing is written and OpResult::conflict is set, so that the caller decides again.
+  std::optional<std::string> expected_record;
 };
 
 struct OpResult {
   ResponseCode code = ResponseCode::kError;
   uint64_t sequence = 0;  // the changelog sequence of the change, 0 if nothing changed
   uint32_t shard = 0;
+  bool conflict = false;  // expected_record no longer matched (code is kError then)
 };
+
+// The outcome of a read: a storage failure or a corrupt record is never "not found".
+enum class ReadOutcome : uint8_t { kFound, kNotFound, kError };
 
 struct GetResult {
   ResponseCode code = ResponseCode::kHandleNotFound;
@@ -124,8 +136,13 @@ class Registry {
   // 200 if a filter selects nothing.
   GetResult Get(std::string_view handle, const Filter& filter = {}) const;
   // All values of `handle` encoded as a resolution answer (count + values), from the cache when it
-  // holds them (filling it otherwise). False if the handle does not exist.
-  bool GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_values) const;
+  // holds them (filling it otherwise). kError (counted in read_errors(), never cached) when
+  // storage fails or the stored record does not parse.
+  ReadOutcome GetEncoded(std::string_view handle, std::vector<uint8_t>* wire_values) const;
+  // The record of `handle` serialised as stored ("" with kNotFound), for compare-and-apply.
+  ReadOutcome GetSerialized(std::string_view handle, std::string* serialized) const;
+  // Reads that failed (storage errors, corrupt records) since the registry was opened.
+  uint64_t read_errors() const { return read_errors_.load(std::memory_order_relaxed); }
   // Whether some handle begins with `handle_prefix` (compared normalized, as handles are): one
   // seek in each shard. kSuccess, kHandleNotFound, or kError when storage fails. Blocks: storage
   // threads only.
@@ -140,21 +157,43 @@ class Registry {
                                    const std::vector<Operation>& ops);
 
   // ---- prefix table (stored with the 0.NA/<prefix> records) ----
+  // A prefix is homed or mirrored here by the operator (these calls, HOME_NA/UNHOME_NA), and
+  // delegated by the content of its prefix handle 0.NA/<prefix> here: whenever that record is
+  // written (by any path, in the same batch) and the prefix is neither homed nor mirrored, it is
+  // delegated if the record carries HS_SITE / HS_SITE.6 / HS_SERV values (a service referral for
+  // its identifiers) or HS_SITE.PREFIX / HS_NA_DELEGATE / HS_SERV.PREFIX values (a prefix referral
+  // for the prefix handles of prefixes derived from it), and not in the table otherwise.
+  //
   // Homes `prefix` here and creates its prefix handle with `values` (HS_SITE, HS_ADMIN, ...) if
   // it does not exist.
   OpResult HomePrefix(std::string_view prefix, const std::vector<proto::Value>& values = {});
-  // Records that `prefix` is delegated to another node; the 0.NA/<prefix> record gets
-  // `site_values` (its HS_SITE values), which referrals carry.
+  // Delegates `prefix` to another node: the location values (HS_SITE, HS_SITE.6, HS_SERV) of its
+  // 0.NA/<prefix> record are replaced by `site_values`; its other values (HS_ADMIN, keys, ...)
+  // are kept (an index a kept value holds is given to the new value's next free index).
   OpResult DelegatePrefix(std::string_view prefix, const std::vector<proto::Value>& site_values);
-  OpResult MirrorPrefix(std::string_view prefix, std::string_view peer);
+  // Mirrors `prefix` from `peer`; with `owner_site_values`, they replace the location values of
+  // its 0.NA/<prefix> record (as DelegatePrefix), so that the mirror can refer to its owner
+  // until its copy is complete.
+  OpResult MirrorPrefix(std::string_view prefix, std::string_view peer,
+                        const std::vector<proto::Value>& owner_site_values = {});
+  // Removes the prefix's role: a homed or mirrored prefix is then whatever its 0.NA/<prefix>
+  // record makes it (delegated if it carries location values); a delegated prefix loses the
+  // location values of that record (its other values are kept), so it leaves the table.
   OpResult ForgetPrefix(std::string_view prefix);
+  // Marks a mirrored prefix's copy complete (a miss there is then "not found", not a referral).
+  OpResult SetMirrorSynced(std::string_view prefix, bool synced);
+  // The stored state of `prefix` (read from storage).
   std::optional<proto::PrefixState> FindPrefix(std::string_view prefix) const;
+  // Every stored prefix state (read from storage: for tools and listings, not per request).
   std::vector<proto::PrefixState> Prefixes() const;
-  // Whether writes to `handle` are accepted here (its prefix is homed here).
+  // The table resolution routes by; readers use a PrefixTable::Reader per thread.
+  const PrefixTable& prefix_table() const { return prefix_table_; }
+  // Whether writes to `handle` are accepted here: the nearest entry of its prefix (walking up the
+  // dots) is homed here. A prefix handle 0.NA/P is writable when P's nearest entry is homed here,
+  // or when this node homes 0.NA (a top-level node administers every prefix handle).
   bool IsWritable(std::string_view handle) const;
-  // Incremented whenever the prefix table changes: readers keep a copy and refresh it when this
-  // moves, so the hot path takes no lock shared by all threads.
-  uint64_t prefix_generation() const { return prefix_generation_.load(std::memory_order_acquire); }
+  // Moves whenever the prefix table changes.
+  uint64_t prefix_generation() const { return prefix_table_.generation(); }
 
   // ---- changelog ----
   uint64_t LastSequence(uint32_t shard) const;
@@ -210,18 +249,37 @@ class Registry {
   explicit Registry(RegistryOptions options);
   Result<Unit, std::string> LoadShardState(uint32_t shard);
   Result<Unit, std::string> LoadPrefixes();
+  // The prefix state that the 0.NA/<prefix> record `record` (nullptr: deleted) gives `prefix`
+  // whose stored state is `stored` (nullopt: none); nullopt when it leaves the table.
+  static std::optional<proto::PrefixState> DerivePrefixState(
+      std::string_view prefix, const std::optional<proto::PrefixState>& stored,
+      const proto::Record* record);
+  Result<std::optional<proto::PrefixState>, std::string> ReadPrefixState(
+      uint32_t shard, std::string_view prefix) const;
+  // Adds the meta write for `next` (nullopt: delete) of `prefix` to `batch`.
+  static void StagePrefixState(storage::Batch& batch, std::string_view prefix,
+                               const std::optional<proto::PrefixState>& next);
+  void PublishPrefixState(std::string_view prefix, const std::optional<proto::PrefixState>& next);
+  // For bulk loads: stages the state an imported prefix handle gives its prefix.
+  Result<std::pair<std::string, std::optional<proto::PrefixState>>, std::string>
+  StageImportedPrefixHandle(uint32_t shard, std::string_view key, std::string_view serialized,
+                            storage::Batch& batch) const;
   std::vector<OpResult> ApplyOnShard(uint32_t shard, std::string_view transaction_id,
                                      const std::vector<std::pair<size_t, const Operation*>>& ops);
-  OpResult WritePrefixState(const proto::PrefixState& state,
-                            const std::vector<proto::Value>* values, bool replace_values);
+  // Reads the stored state and prefix handle record of `prefix` under its shard's write lock,
+  // lets `change` edit both (the state: homed/mirrored/none; false refuses with kInvalidValue),
+  // then writes the record (with its changelog entry) and the derived state in one batch and
+  // publishes the state.
+  OpResult ChangePrefix(std::string_view prefix,
+                        const std::function<bool(std::optional<proto::PrefixState>& state,
+                                                 std::optional<proto::Record>& record)>& change);
   void InvalidateCache(std::string_view normalized) const;
 
   RegistryOptions options_;
   std::unique_ptr<storage::Store> store_;
   std::vector<std::unique_ptr<ShardState>> shards_;
-  mutable std::shared_mutex prefixes_mutex_;
-  std::map<std::string, proto::PrefixState, std::less<>> prefixes_;  // by normalised prefix
-  std::atomic<uint64_t> prefix_generation_{1};
+  PrefixTable prefix_table_;
+  mutable std::atomic<uint64_t> read_errors_{0};
   std::string lineage_id_;
   std::atomic<bool> write_failed_{false};
 };

@@ -37,4 +37,12 @@ struct Filter {
 
 bool TypeMatches(std::string_view requested, std::string_view type);
 
+// Where a prefix's identifiers are served: HS_SITE, HS_SITE.6, HS_SERV (a service referral).
+bool IsServiceLocationType(std::string_view type);
+// Where the prefix handles of derived prefixes are served: HS_SITE.PREFIX, its legacy name
+// HS_NA_DELEGATE, HS_SERV.PREFIX (a prefix referral, HANDLE.md §1.11).
+bool IsPrefixLocationType(std::string_view type);
+// HS_SERV or HS_SERV.PREFIX: the value's data names a service handle holding the sites.
+bool IsServiceHandleType(std::string_view type);
+
 }  // namespace idnode::registry

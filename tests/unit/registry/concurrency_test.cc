@@ -71,7 +71,7 @@ TEST(Concurrency, NoStaleAnswerAfterAnAcknowledgedWrite) {
       int k = t % kKeys;
       while (!done.load(std::memory_order_acquire)) {
         long before = acknowledged[k].load(std::memory_order_acquire);
-        if (registry.GetEncoded("88.100.1/K" + std::to_string(k), &wire)) {
+        if (registry.GetEncoded("88.100.1/K" + std::to_string(k), &wire) == ReadOutcome::kFound) {
           if (VersionIn(wire) < before) stale.fetch_add(1);
           reads.fetch_add(1);
         }
@@ -88,7 +88,7 @@ TEST(Concurrency, NoStaleAnswerAfterAnAcknowledgedWrite) {
   EXPECT_GT(cache->stats().hits, 0u);  // the cache was really in the path
   for (int k = 0; k < kKeys; ++k) {
     std::vector<uint8_t> wire;
-    ASSERT_TRUE(registry.GetEncoded("88.100.1/K" + std::to_string(k), &wire));
+    ASSERT_EQ(registry.GetEncoded("88.100.1/K" + std::to_string(k), &wire), ReadOutcome::kFound);
     EXPECT_EQ(VersionIn(wire), kWritesPerKey);
   }
 }

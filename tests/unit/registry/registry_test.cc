@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include <algorithm>
 #include <random>
 
@@ -421,16 +423,123 @@ TEST_F(RegistryTest, CacheIsInvalidatedBeforeTheWriteIsAcknowledged) {
   auto cache = std::make_shared<cache::AnswerCache>(cache_options);
   Reopen(cache);
   std::vector<uint8_t> wire;
-  EXPECT_FALSE(registry_->GetEncoded(kHandle, &wire));  // negative entry cached
+  EXPECT_EQ(registry_->GetEncoded(kHandle, &wire),
+            ReadOutcome::kNotFound);  // negative entry cached
   ASSERT_EQ(registry_->Apply(Create(kHandle, ThreeValues())).code, ResponseCode::kSuccess);
-  ASSERT_TRUE(registry_->GetEncoded(kHandle, &wire));  // the negative entry is gone
+  ASSERT_EQ(registry_->GetEncoded(kHandle, &wire),
+            ReadOutcome::kFound);  // the negative entry is gone
   EXPECT_EQ(wire, EncodeWireValues(registry_->Get(kHandle).record));
   ASSERT_TRUE(cache->Get(identifier::Normalize(kHandle)).has_value());  // filled
   ASSERT_EQ(registry_->Apply(Remove(kHandle, {2})).code, ResponseCode::kSuccess);
   EXPECT_FALSE(
       cache->Get(identifier::Normalize(kHandle)).has_value());  // invalidated on the write path
-  ASSERT_TRUE(registry_->GetEncoded(kHandle, &wire));
+  ASSERT_EQ(registry_->GetEncoded(kHandle, &wire), ReadOutcome::kFound);
   EXPECT_EQ(wire, EncodeWireValues(registry_->Get(kHandle).record));
+}
+
+TEST_F(RegistryTest, DelegatingKeepsThePrefixHandlesOtherValues) {
+  ASSERT_EQ(registry_->HomePrefix("0.NA").code, ResponseCode::kSuccess);
+  ASSERT_EQ(registry_
+                ->Apply(Create("0.NA/88.200", {MakeValue(1, "HS_SITE", "old-site"),
+                                               MakeValue(100, "HS_ADMIN", "admin"),
+                                               MakeValue(300, "HS_SECKEY", "secret", 0x0c)}))
+                .code,
+            ResponseCode::kSuccess);
+  ASSERT_EQ(registry_
+                ->DelegatePrefix("88.200", {MakeValue(1, "HS_SITE", "new-site"),
+                                            MakeValue(2, "HS_SITE", "second-site")})
+                .code,
+            ResponseCode::kSuccess);
+  auto got = registry_->Get("0.NA/88.200");
+  ASSERT_EQ(got.code, ResponseCode::kSuccess);
+  std::vector<std::string> data;
+  for (const auto& v : got.record.values()) data.push_back(v.type() + "=" + v.data());
+  // Before, delegating replaced the record with one HS_SITE: the admin and its key were lost.
+  EXPECT_EQ(data, (std::vector<std::string>{"HS_SITE=new-site", "HS_SITE=second-site",
+                                            "HS_ADMIN=admin", "HS_SECKEY=secret"}));
+  EXPECT_EQ(registry_->FindPrefix("88.200")->role(), proto::PrefixState::DELEGATED);
+  EXPECT_EQ(registry_->FindPrefix("88.200")->flags(), uint32_t{prefix_flag::kHasSite});
+  // Forgetting a delegation drops its location values and keeps the rest.
+  ASSERT_EQ(registry_->ForgetPrefix("88.200").code, ResponseCode::kSuccess);
+  EXPECT_FALSE(registry_->FindPrefix("88.200").has_value());
+  EXPECT_EQ(Indexes(registry_->Get("0.NA/88.200")), (std::vector<int32_t>{100, 300}));
+}
+
+TEST_F(RegistryTest, ImportedPrefixHandlesPlaceTheirPrefixes) {
+  // The bulk path (PutRecords: shards that already hold data) derives delegations as writes do.
+  Operation op = Create("0.NA/88.400", {MakeValue(1, "HS_SITE.PREFIX", "derived-sites")});
+  proto::Record record;
+  record.set_handle(op.handle);
+  for (const auto& v : op.values) *record.add_values() = v;
+  const std::string key = "0.NA/88.400";
+  ASSERT_TRUE(
+      registry_->PutRecords(registry_->ShardOf(key), {{key, record.SerializeAsString()}}).ok());
+  auto state = registry_->FindPrefix("88.400");
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(state->role(), proto::PrefixState::DELEGATED);
+  EXPECT_EQ(state->flags(), uint32_t{prefix_flag::kHasPrefixSite});
+  const PrefixEntry* entry = registry_->prefix_table().Snapshot()->Find("88.400");
+  ASSERT_NE(entry, nullptr);
+  EXPECT_EQ(entry->role, PrefixRole::kDelegated);
+}
+
+// Defect 4: a change authorised against one version of a record must not apply to another.
+TEST_F(RegistryTest, CompareAndApplyRefusesAChangedRecord) {
+  ASSERT_EQ(registry_->Apply(Create(kHandle, ThreeValues())).code, ResponseCode::kSuccess);
+  std::string authorised;
+  ASSERT_EQ(registry_->GetSerialized(kHandle, &authorised), ReadOutcome::kFound);
+  // Another storage thread changes the record (say, removes the admin value) in between.
+  Operation other = WithValues(OpKind::kModifyValues, kHandle, {MakeValue(2, "EMAIL", "x@y")});
+  ASSERT_EQ(registry_->Apply(other).code, ResponseCode::kSuccess);
+  const uint64_t sequence = TotalSequence();
+  Operation late =
+      WithValues(OpKind::kModifyValues, kHandle, {MakeValue(1, "URL", "https://late")});
+  late.expected_record = authorised;
+  OpResult refused = registry_->Apply(late);
+  EXPECT_TRUE(refused.conflict);
+  EXPECT_NE(refused.code, ResponseCode::kSuccess);
+  EXPECT_EQ(TotalSequence(), sequence);  // nothing written
+  // Decided again on the record as it is now, it applies.
+  ASSERT_EQ(registry_->GetSerialized(kHandle, &late.expected_record.emplace()),
+            ReadOutcome::kFound);
+  EXPECT_EQ(registry_->Apply(late).code, ResponseCode::kSuccess);
+  // An expected absence: the record must still not exist.
+  Operation create = Create("88.100.1/NEW", ThreeValues());
+  create.expected_record = std::string();
+  ASSERT_EQ(registry_->Apply(Create("88.100.1/NEW", ThreeValues())).code, ResponseCode::kSuccess);
+  EXPECT_TRUE(registry_->Apply(create).conflict);
+}
+
+// Defect 7: retention scanned the changelog and the transaction keys holding the shard's write
+// lock, so every write to the shard waited for the scan (every minute).
+TEST_F(RegistryTest, RetentionDoesNotHoldWritersWhileItScans) {
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(registry_->Apply(Create("88.100.1/R" + std::to_string(i), ThreeValues())).code,
+              ResponseCode::kSuccess);
+  }
+  RetentionPolicy policy;
+  policy.max_entries_per_shard = 1;
+  std::vector<bool> wrote_during_scan;
+  policy.during_scan_for_test = [&](uint32_t shard) {
+    // A write to the very shard being trimmed, from another thread, must finish while the scan
+    // is still in progress (before, it waited for the shard's lock: a deadlock here).
+    std::string handle;
+    for (int i = 0; handle.empty() || registry_->ShardOf(handle) != shard; ++i)
+      handle = "88.100.1/W" + std::to_string(shard) + "-" + std::to_string(i);
+    auto write = std::async(std::launch::async,
+                            [&] { return registry_->Apply(Create(handle, ThreeValues())).code; });
+    bool done = write.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    wrote_during_scan.push_back(done && write.get() == ResponseCode::kSuccess);
+  };
+  registry_->SetRetentionPolicy(policy);
+  auto trimmed = registry_->ApplyRetention(std::chrono::system_clock::now());
+  ASSERT_TRUE(trimmed.ok()) << trimmed.error();
+  EXPECT_GT(*trimmed, 0u);
+  EXPECT_EQ(wrote_during_scan, std::vector<bool>(registry_->shard_count(), true));
+  // The writes made during the scan are kept in the changelog (the trim stops below them).
+  for (uint32_t s = 0; s < registry_->shard_count(); ++s) {
+    EXPECT_LE(registry_->FirstRetainedSequence(s), registry_->LastSequence(s));
+  }
 }
 
 }  // namespace

@@ -120,11 +120,201 @@ TEST_F(ResolverTest, PrefixChangesAreSeenWithoutRestart) {
   Query q;
   q.handle = "88.300/SN1";
   EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServerNotResponsible);
+  ASSERT_EQ(registry_->MirrorPrefix("88.300", "peer", {MakeValue(1, "HS_SITE", "owner-site")}).code,
+            ResponseCode::kSuccess);
+  // Defect 8: an empty mirror (replication has not filled it) refers to its owner instead of
+  // answering "not found" for everything.
+  Answer referred = resolver_->Resolve(q, scratch_);
+  EXPECT_EQ(referred.code, ResponseCode::kServiceReferral);
+  EXPECT_EQ(Indexes(referred), (std::vector<int32_t>{1}));
+  EXPECT_EQ(referred.referral_handle, "0.NA/88.300");
+  // What the copy holds is answered from it.
+  registry::Operation copy = Create("88.300/SN2", {MakeValue(1, "URL", "https://copy")});
+  ASSERT_EQ(registry_->store().shard_count(), 2u);
+  ASSERT_EQ(registry_->HomePrefix("88.300").code, ResponseCode::kSuccess);  // writable for the copy
+  ASSERT_EQ(registry_->Apply(copy).code, ResponseCode::kSuccess);
   ASSERT_EQ(registry_->MirrorPrefix("88.300", "peer").code, ResponseCode::kSuccess);
-  EXPECT_EQ(resolver_->Resolve(q, scratch_).code,
-            ResponseCode::kHandleNotFound);  // answered from the mirror
+  Query copied;
+  copied.handle = "88.300/SN2";
+  EXPECT_EQ(resolver_->Resolve(copied, scratch_).code, ResponseCode::kSuccess);
+  // Once complete, a miss is a miss.
+  ASSERT_EQ(registry_->SetMirrorSynced("88.300", true).code, ResponseCode::kSuccess);
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kHandleNotFound);
+  // A node that does not answer its mirrors refers every handle to the owner.
   Resolver strict(*registry_, cache_, ResolverOptions{false});
+  EXPECT_EQ(strict.Resolve(copied, scratch_).code, ResponseCode::kServiceReferral);
+  q.no_referral = true;
   EXPECT_EQ(strict.Resolve(q, scratch_).code, ResponseCode::kServerNotResponsible);
+}
+
+// A top-level node: homes 0.NA and 86; 86.100 is a secondary node's (its prefix handle here has
+// its HS_SITE and HS_SITE.PREFIX values); 86.200 is served through a service handle.
+class HierarchyTest : public ResolverTest {
+ protected:
+  void SetUp() override {
+    ResolverTest::SetUp();
+    ASSERT_EQ(registry_->HomePrefix("0.NA").code, ResponseCode::kSuccess);
+    ASSERT_EQ(registry_->HomePrefix("86").code, ResponseCode::kSuccess);
+    // Registered the way a secondary node does it: an ordinary create of its prefix handle.
+    ASSERT_EQ(
+        registry_
+            ->Apply(Create("0.NA/86.100", {MakeValue(1, "HS_SITE", "secondary-site"),
+                                           MakeValue(2, "HS_SITE.PREFIX", "secondary-prefixes"),
+                                           MakeValue(100, "HS_ADMIN", "admin"),
+                                           MakeValue(300, "HS_SECKEY", "k", 0x0c)}))
+            .code,
+        ResponseCode::kSuccess);
+    ASSERT_EQ(registry_
+                  ->Apply(Create("0.NA/86.200", {MakeValue(1, "HS_SERV", "0.SERV/svc"),
+                                                 MakeValue(2, "HS_SERV.PREFIX", "0.SERV/svc")}))
+                  .code,
+              ResponseCode::kSuccess);
+    ASSERT_EQ(registry_
+                  ->Apply(Create("0.SERV/svc", {MakeValue(1, "HS_SITE", "svc-site"),
+                                                MakeValue(2, "HS_SITE.PREFIX", "svc-prefixes"),
+                                                MakeValue(3, "DESC", "a service")}))
+                  .code,
+              ResponseCode::kServerNotResponsible);  // 0.SERV is not homed here yet
+    ASSERT_EQ(registry_->HomePrefix("0.SERV").code, ResponseCode::kSuccess);
+    ASSERT_EQ(registry_
+                  ->Apply(Create("0.SERV/svc", {MakeValue(1, "HS_SITE", "svc-site"),
+                                                MakeValue(2, "HS_SITE.PREFIX", "svc-prefixes"),
+                                                MakeValue(3, "DESC", "a service")}))
+                  .code,
+              ResponseCode::kSuccess);
+  }
+
+  std::vector<std::string> Data(const Answer& a) {
+    protocol::WireReader r(a.values);
+    std::vector<std::string> out;
+    for (const auto& v : protocol::ReadHandleValues(r))
+      out.emplace_back(reinterpret_cast<const char*>(v.data.data()), v.data.size());
+    return out;
+  }
+
+  Answer Both(std::string_view handle, bool no_referral = false) {
+    Query q;
+    q.handle = handle;
+    q.public_only = true;
+    q.no_referral = no_referral;
+    // From storage first (cold), then from the cache: the same answer.
+    Answer cold = resolver_->ResolveFromStorage(q, scratch_);
+    std::vector<uint8_t> cold_values(cold.values.begin(), cold.values.end());
+    std::string cold_referral(cold.referral_handle);
+    bool needs_storage = false;
+    Answer warm = resolver_->ResolveFromCache(q, scratch_, &needs_storage);
+    EXPECT_FALSE(needs_storage) << handle;
+    EXPECT_EQ(warm.code, cold.code) << handle;
+    EXPECT_EQ(std::vector<uint8_t>(warm.values.begin(), warm.values.end()), cold_values) << handle;
+    EXPECT_EQ(warm.referral_handle, cold_referral) << handle;
+    return warm;
+  }
+};
+
+TEST_F(HierarchyTest, IdentifiersAreReferredByTheLongestDelegatedPrefix) {
+  for (std::string_view handle : {"86.100/x", "86.100.1/SN0001", "86.100.1.7/x"}) {
+    Answer a = Both(handle);
+    EXPECT_EQ(a.code, ResponseCode::kServiceReferral) << handle;
+    EXPECT_EQ(Data(a), (std::vector<std::string>{"secondary-site"})) << handle;
+  }
+  EXPECT_EQ(Both("86.100.1.7/x").referral_handle, "0.NA/86.100.1.7");
+  // The nearest prefix homed here answers (86 covers 86.5).
+  EXPECT_EQ(Both("86.5/x").code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(Both("89/x").code, ResponseCode::kServerNotResponsible);
+  EXPECT_EQ(Both("86.100.1/SN0001", /*no_referral=*/true).code,
+            ResponseCode::kServerNotResponsible);
+  // A sub-prefix delegated further down wins over its parent.
+  ASSERT_EQ(
+      registry_->DelegatePrefix("86.100.1", {MakeValue(1, "HS_SITE", "enterprise-site")}).code,
+      ResponseCode::kSuccess);
+  EXPECT_EQ(Data(Both("86.100.1.7/x")), (std::vector<std::string>{"enterprise-site"}));
+  EXPECT_EQ(Data(Both("86.100.2/x")), (std::vector<std::string>{"secondary-site"}));
+}
+
+TEST_F(HierarchyTest, ServiceHandlesHereAreFollowed) {
+  Answer a = Both("86.200.9/x");
+  EXPECT_EQ(a.code, ResponseCode::kServiceReferral);
+  // The HS_SERV value, then the HS_SITE of the service handle it names.
+  EXPECT_EQ(Data(a), (std::vector<std::string>{"0.SERV/svc", "svc-site"}));
+}
+
+TEST_F(HierarchyTest, PrefixHandlesNotStoredGetThePrefixReferralOfTheirAncestor) {
+  // Stored here: the record.
+  Answer stored = Both("0.NA/86.100");
+  EXPECT_EQ(stored.code, ResponseCode::kSuccess);
+  EXPECT_EQ(Indexes(stored), (std::vector<int32_t>{1, 2, 100}));  // PO: the key is left out
+  // Not stored: 303 with the derived-prefix sites of the nearest ancestor that has them.
+  for (std::string_view handle : {"0.NA/86.100.1", "0.na/86.100.1.7", "86.100.1"}) {
+    Answer a = Both(handle);
+    EXPECT_EQ(a.code, ResponseCode::kPrefixReferral) << handle;
+    EXPECT_EQ(Data(a), (std::vector<std::string>{"secondary-prefixes"})) << handle;
+    EXPECT_TRUE(a.referral_handle.empty());
+  }
+  // Through a service handle stored here (HS_SERV.PREFIX is carried and followed).
+  EXPECT_EQ(Data(Both("0.NA/86.200.5")), (std::vector<std::string>{"0.SERV/svc", "svc-prefixes"}));
+  // Under a prefix homed here, or with no ancestor to refer to: not found (this node homes 0.NA).
+  EXPECT_EQ(Both("0.NA/86.7").code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(Both("0.NA/77").code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(Both("0.NA/86.100.1", /*no_referral=*/true).code, ResponseCode::kHandleNotFound);
+}
+
+TEST_F(HierarchyTest, APrefixHandleWrittenLikeAnyRecordMovesTheTable) {
+  EXPECT_EQ(Both("86.300/x").code, ResponseCode::kHandleNotFound);  // under 86, homed
+  ASSERT_EQ(registry_->Apply(Create("0.NA/86.300", {MakeValue(1, "HS_SITE", "third")})).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(Data(Both("86.300/x")), (std::vector<std::string>{"third"}));
+  registry::Operation modify;
+  modify.kind = registry::OpKind::kModifyValues;
+  modify.handle = "0.NA/86.300";
+  modify.values = {MakeValue(1, "DESC", "no longer a site")};
+  ASSERT_EQ(registry_->Apply(modify).code, ResponseCode::kSuccess);
+  EXPECT_EQ(Both("86.300/x").code, ResponseCode::kHandleNotFound);  // back to 86
+  EXPECT_FALSE(registry_->FindPrefix("86.300").has_value());
+  ASSERT_EQ(registry_->Apply(Create("0.NA/86.300", {MakeValue(1, "HS_SITE", "again")}, true)).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->FindPrefix("86.300")->role(), proto::PrefixState::DELEGATED);
+  registry::Operation remove;
+  remove.kind = registry::OpKind::kDelete;
+  remove.handle = "0.NA/86.300";
+  ASSERT_EQ(registry_->Apply(remove).code, ResponseCode::kSuccess);
+  EXPECT_EQ(Both("86.300/x").code, ResponseCode::kHandleNotFound);
+  EXPECT_FALSE(registry_->FindPrefix("86.300").has_value());
+}
+
+TEST_F(HierarchyTest, TheTableSurvivesARestart) {
+  const std::string path = dir_.sub("data");
+  resolver_.reset();
+  registry_.reset();
+  registry::RegistryOptions options;
+  options.storage.path = path;
+  options.storage.shard_count = 2;
+  options.storage.sync_writes = false;
+  options.cache = cache_;
+  cache_->Clear();
+  registry_ = std::move(*registry::Registry::Open(std::move(options)));
+  resolver_ = std::make_unique<Resolver>(*registry_, cache_);
+  EXPECT_EQ(Data(Both("86.100.1/x")), (std::vector<std::string>{"secondary-site"}));
+  EXPECT_EQ(Data(Both("0.NA/86.100.1")), (std::vector<std::string>{"secondary-prefixes"}));
+}
+
+// Defect 1: a storage error or a corrupt record was answered as "not found" (and cached by
+// clients and DNS resolvers for the negative TTL).
+TEST_F(ResolverTest, ACorruptRecordIsAServerErrorNeverNotFound) {
+  const std::string key = "88.100.1/CORRUPT";
+  storage::Batch batch;
+  batch.Put(storage::Column::kRecords, key, "\xff\xff not a record");
+  ASSERT_TRUE(registry_->store().Write(registry_->ShardOf(key), batch).ok());
+  Query q;
+  q.handle = "88.100.1/corrupt";
+  const uint64_t errors = registry_->read_errors();
+  Answer a = resolver_->Resolve(q, scratch_);
+  EXPECT_EQ(a.code, ResponseCode::kError);
+  EXPECT_EQ(registry_->read_errors(), errors + 1);
+  // Nothing was cached: the next resolution reads storage again.
+  bool needs_storage = false;
+  (void)resolver_->ResolveFromCache(q, scratch_, &needs_storage);
+  EXPECT_TRUE(needs_storage);
+  EXPECT_EQ(resolver_->ResolveFromStorage(q, scratch_).code, ResponseCode::kError);
 }
 
 }  // namespace
