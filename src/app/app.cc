@@ -77,7 +77,7 @@ Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
                                           const std::vector<uint8_t>& site) {
   auto site_value = StringValue(1, "HS_SITE", std::string(site.begin(), site.end()));
   std::vector<std::string> homes = config.node.home;
-  bool demo = config.node.demo && homes.empty() && registry.Prefixes().empty();
+  bool demo = config.node.demo && homes.empty() && registry.prefix_table().Snapshot()->size() == 0;
   if (demo) homes.push_back(kDemoPrefix);
   // The demo OID lives under dns.oid_prefix, which must be homed for DNS to answer it.
   if (demo && config.dns.enabled) homes.push_back(config.dns.oid_prefix);
@@ -161,7 +161,9 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   std::unique_ptr<registry::Registry> registry = std::move(*opened);
 
   metrics::MetricsHub metrics;
-  resolver::Resolver resolver(*registry, cache);
+  resolver::ResolverOptions resolver_options;
+  resolver_options.answer_mirrored = config.node.answer_mirrored;
+  resolver::Resolver resolver(*registry, cache, resolver_options);
   auth::AuthOptions auth_options;
   for (const auto& text : config.auth.server_admins) {
     auto identity = auth::Identity::Parse(text);  // the config room checked the form
@@ -172,7 +174,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   auth::ChallengeTable challenges(config.auth.max_pending_challenges,
                                   config.auth.max_pending_challenge_bytes,
                                   config.auth.challenge_timeout);
-  auth::FailureThrottle failed_proofs(config.auth.failed_proofs_per_minute);
+  auth::FailureThrottle failed_proofs(config.auth.failed_proofs_per_minute,
+                                      config.auth.failed_proofs_per_key_per_minute);
   net::AdminService admin(*registry, authorizer, challenges, failed_proofs,
                           config.node.site_serial);
   net::HandleService service(resolver, {}, config.node.site_serial, &admin);
@@ -240,6 +243,14 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
       metrics::AppendSample(out, "idnode_changelog_last_sequence", label,
                             static_cast<double>(registry->LastSequence(shard)));
     }
+    metrics::AppendHelp(out, "idnode_storage_read_errors_total", "counter",
+                        "Reads that failed (storage errors, corrupt records): answered RC 2 / "
+                        "SERVFAIL / 500, never cached.");
+    metrics::AppendSample(out, "idnode_storage_read_errors_total", "",
+                          static_cast<double>(registry->read_errors()));
+    metrics::AppendHelp(out, "idnode_prefixes", "gauge", "Entries of the prefix table.");
+    metrics::AppendSample(out, "idnode_prefixes", "",
+                          static_cast<double>(registry->prefix_table().Snapshot()->size()));
     handle_server.CollectMetrics(out);
     if (config.dns.enabled) dns_server.CollectMetrics(out);
     metrics::AppendSample(out, "idnode_open_connections", "protocol=\"http\"",
@@ -252,13 +263,22 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   if (config.dns.enabled) dns_server.Run();
   ready = true;
 
+  // The homed and mirrored prefixes (a top-level node may delegate a million: those are counted).
   std::string prefixes;
-  for (const auto& p : registry->Prefixes()) prefixes += (prefixes.empty() ? "" : ",") + p.prefix();
+  size_t delegated = 0;
+  registry->prefix_table().Snapshot()->ForEach(
+      [&](std::string_view name, const registry::PrefixEntry& entry) {
+        if (entry.role == registry::PrefixRole::kDelegated) {
+          ++delegated;
+        } else if (prefixes.size() < 2048) {
+          prefixes += (prefixes.empty() ? "" : ",") + std::string(name);
+        }
+      });
   // One line for people and for tests that start the node on port 0.
-  std::printf("idnode ready: handle=%s:%u http=%s:%u dns=%s:%u data=%s prefixes=%s\n",
+  std::printf("idnode ready: handle=%s:%u http=%s:%u dns=%s:%u data=%s delegated=%zu prefixes=%s\n",
               config.handle.bind.front().c_str(), handle_server.port(),
               config.http.bind.front().c_str(), http_server.port(), config.dns.bind.front().c_str(),
-              dns_server.port(), config.node.data_dir.c_str(), prefixes.c_str());
+              dns_server.port(), config.node.data_dir.c_str(), delegated, prefixes.c_str());
   std::fflush(stdout);
 
   asio::io_context main_io;

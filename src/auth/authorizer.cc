@@ -242,8 +242,13 @@ void ChallengeTable::DropExpired(std::chrono::steady_clock::time_point now) {
   }
 }
 
-FailureThrottle::FailureThrottle(uint32_t limit, size_t max_tracked, std::chrono::seconds window)
-    : limit_(limit), max_tracked_(std::max<size_t>(1, max_tracked)), window_(window) {}
+FailureThrottle::FailureThrottle(uint32_t limit, uint32_t key_limit, size_t max_tracked,
+                                 std::chrono::seconds window, std::chrono::seconds trust_period)
+    : limit_(limit),
+      key_limit_(key_limit != 0 ? key_limit : limit * 20),
+      max_tracked_(std::max<size_t>(1, max_tracked)),
+      window_(window),
+      trust_period_(trust_period) {}
 
 std::string FailureThrottle::KeyOf(const Identity& identity) {
   // Handles compare without ASCII case: 300:0.NA/X and 300:0.na/x are one key.
@@ -258,18 +263,30 @@ std::string SourceKey(const Origin& from) {
 
 }  // namespace
 
-bool FailureThrottle::Under(const Counters& counters, const std::string& key,
+bool FailureThrottle::Under(const Counters& counters, const std::string& key, uint32_t limit,
                             std::chrono::steady_clock::time_point now) const {
   auto it = counters.find(key);
-  return it == counters.end() || now - it->second.start >= window_ || it->second.failures < limit_;
+  return it == counters.end() || now - it->second.start >= window_ || it->second.failures < limit;
+}
+
+bool FailureThrottle::Trusted(const std::string& key_and_source,
+                              std::chrono::steady_clock::time_point now) const {
+  auto it = trusted_.find(key_and_source);
+  return it != trusted_.end() && now - it->second < trust_period_;
 }
 
 bool FailureThrottle::Allowed(const Identity& identity, const Origin& from,
                               std::chrono::steady_clock::time_point now) const {
   if (limit_ == 0) return true;
   std::lock_guard lock(mutex_);
-  if (from.datagram) return Under(udp_by_key_, KeyOf(identity), now);
-  return Under(by_key_, KeyOf(identity), now) && Under(by_source_, SourceKey(from), now);
+  const std::string key = KeyOf(identity);
+  if (from.datagram) return Under(udp_by_key_, key, limit_, now);
+  const std::string source = SourceKey(from);
+  const std::string key_and_source = key + '\0' + source;
+  if (!Under(by_key_source_, key_and_source, limit_, now) ||
+      !Under(by_source_, source, limit_, now))
+    return false;
+  return Under(by_key_, key, key_limit_, now) || Trusted(key_and_source, now);
 }
 
 void FailureThrottle::Count(Counters& counters, std::string key,
@@ -297,12 +314,28 @@ void FailureThrottle::Failed(const Identity& identity, const Origin& from,
                              std::chrono::steady_clock::time_point now) {
   if (limit_ == 0) return;
   std::lock_guard lock(mutex_);
+  const std::string key = KeyOf(identity);
   if (from.datagram) {
-    Count(udp_by_key_, KeyOf(identity), now);
+    Count(udp_by_key_, key, now);
     return;
   }
-  Count(by_key_, KeyOf(identity), now);
-  Count(by_source_, SourceKey(from), now);
+  const std::string source = SourceKey(from);
+  Count(by_key_source_, key + '\0' + source, now);
+  Count(by_source_, source, now);
+  Count(by_key_, key, now);
+}
+
+void FailureThrottle::Succeeded(const Identity& identity, const Origin& from,
+                                std::chrono::steady_clock::time_point now) {
+  if (limit_ == 0 || from.datagram) return;
+  std::lock_guard lock(mutex_);
+  std::string key_and_source = KeyOf(identity) + '\0' + SourceKey(from);
+  auto it = trusted_.find(key_and_source);
+  if (it == trusted_.end() && trusted_.size() >= max_tracked_) {
+    std::erase_if(trusted_, [&](const auto& kv) { return now - kv.second >= trust_period_; });
+    if (trusted_.size() >= max_tracked_) trusted_.erase(trusted_.begin());
+  }
+  trusted_[std::move(key_and_source)] = now;
 }
 
 }  // namespace idnode::auth

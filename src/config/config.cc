@@ -3,11 +3,13 @@
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -36,7 +38,15 @@ class Errors {
   std::vector<std::string> list_;
 };
 
-using Field = std::function<void(const YAML::Node& value, const std::string& key)>;
+// One key of the schema: how to read it, how to print its current value, and (for a section) the
+// keys inside it. Reading and describing a configuration walk the same table, so a key cannot be
+// read without also being described (and compared with config/idnode.yaml by the tests).
+struct Field {
+  std::function<void(const YAML::Node& value, const std::string& key)> parse;
+  std::function<std::string()> print;                   // leaves only
+  std::vector<std::pair<std::string, Field>> children;  // sections only
+};
+using Fields = std::vector<std::pair<std::string, Field>>;
 
 bool ParseUnsigned(const std::string& text, uint64_t* out) {
   if (text.empty() || text[0] == '-' || text[0] == '+') return false;
@@ -66,8 +76,7 @@ class Reader {
   explicit Reader(Errors& errors) : errors_(errors) {}
 
   // Visits a mapping: known keys go to their field, unknown keys are errors.
-  void Map(const YAML::Node& node, const std::string& path,
-           const std::map<std::string, Field>& fields) {
+  void Map(const YAML::Node& node, const std::string& path, const Fields& fields) {
     if (!node.IsMap()) {
       errors_.Add(node.Mark(), (path.empty() ? "the document" : path) + " must be a mapping");
       return;
@@ -75,99 +84,120 @@ class Reader {
     for (const auto& item : node) {
       std::string key = item.first.Scalar();
       std::string full = path.empty() ? key : path + "." + key;
-      auto it = fields.find(key);
+      auto it = std::find_if(fields.begin(), fields.end(),
+                             [&key](const auto& field) { return field.first == key; });
       if (it == fields.end()) {
         errors_.Add(item.first.Mark(), "unknown key \"" + full + "\"");
         continue;
       }
-      it->second(item.second, full);
+      it->second.parse(item.second, full);
     }
   }
 
   template <typename T>
   Field Unsigned(T* out, uint64_t min, uint64_t max) {
-    return [this, out, min, max](const YAML::Node& n, const std::string& key) {
-      uint64_t v = 0;
-      if (!n.IsScalar() || !ParseUnsigned(n.Scalar(), &v) || v < min || v > max) {
-        errors_.Add(n.Mark(), key + " must be a whole number from " + std::to_string(min) + " to " +
-                                  std::to_string(max));
-        return;
-      }
-      *out = static_cast<T>(v);
-    };
+    return Leaf([out] { return std::to_string(*out); },
+                [this, out, min, max](const YAML::Node& n, const std::string& key) {
+                  uint64_t v = 0;
+                  if (!n.IsScalar() || !ParseUnsigned(n.Scalar(), &v) || v < min || v > max) {
+                    errors_.Add(n.Mark(), key + " must be a whole number from " +
+                                              std::to_string(min) + " to " + std::to_string(max));
+                    return;
+                  }
+                  *out = static_cast<T>(v);
+                });
   }
   Field Bytes(uint64_t* out, uint64_t min) {
-    return [this, out, min](const YAML::Node& n, const std::string& key) {
-      uint64_t v = 0;
-      if (!n.IsScalar() || !ParseBytes(n.Scalar(), &v) || v < min) {
-        errors_.Add(n.Mark(), key + " must be a size in bytes of at least " + std::to_string(min) +
-                                  " (a number, optionally with KiB, MiB, GiB or TiB)");
-        return;
-      }
-      *out = v;
-    };
+    return Leaf([out] { return std::to_string(*out); },
+                [this, out, min](const YAML::Node& n, const std::string& key) {
+                  uint64_t v = 0;
+                  if (!n.IsScalar() || !ParseBytes(n.Scalar(), &v) || v < min) {
+                    errors_.Add(n.Mark(), key + " must be a size in bytes of at least " +
+                                              std::to_string(min) +
+                                              " (a number, optionally with KiB, MiB, GiB or TiB)");
+                    return;
+                  }
+                  *out = v;
+                });
   }
   Field Millis(std::chrono::milliseconds* out, uint64_t min, uint64_t max) {
-    return [this, out, min, max](const YAML::Node& n, const std::string& key) {
-      uint64_t v = 0;
-      if (!n.IsScalar() || !ParseUnsigned(n.Scalar(), &v) || v < min || v > max) {
-        errors_.Add(n.Mark(), key + " must be milliseconds from " + std::to_string(min) + " to " +
-                                  std::to_string(max));
-        return;
-      }
-      *out = std::chrono::milliseconds(v);
-    };
+    return Leaf([out] { return std::to_string(out->count()); },
+                [this, out, min, max](const YAML::Node& n, const std::string& key) {
+                  uint64_t v = 0;
+                  if (!n.IsScalar() || !ParseUnsigned(n.Scalar(), &v) || v < min || v > max) {
+                    errors_.Add(n.Mark(), key + " must be milliseconds from " +
+                                              std::to_string(min) + " to " + std::to_string(max));
+                    return;
+                  }
+                  *out = std::chrono::milliseconds(v);
+                });
   }
   Field Bool(bool* out) {
-    return [this, out](const YAML::Node& n, const std::string& key) {
-      if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
-        *out = n.Scalar() == "true";
-      } else {
-        errors_.Add(n.Mark(), key + " must be true or false");
-      }
-    };
+    return Leaf([out] { return std::string(*out ? "true" : "false"); },
+                [this, out](const YAML::Node& n, const std::string& key) {
+                  if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false")) {
+                    *out = n.Scalar() == "true";
+                  } else {
+                    errors_.Add(n.Mark(), key + " must be true or false");
+                  }
+                });
   }
   Field String(std::string* out, bool allow_empty = false) {
-    return [this, out, allow_empty](const YAML::Node& n, const std::string& key) {
-      if (!n.IsScalar() || (!allow_empty && n.Scalar().empty())) {
-        errors_.Add(n.Mark(), key + " must be a non-empty string");
-        return;
-      }
-      *out = n.Scalar();
-    };
+    return Leaf([out] { return *out; },
+                [this, out, allow_empty](const YAML::Node& n, const std::string& key) {
+                  if (!n.IsScalar() || (!allow_empty && n.Scalar().empty())) {
+                    errors_.Add(n.Mark(), key + " must be a non-empty string");
+                    return;
+                  }
+                  *out = n.Scalar();
+                });
   }
   Field OneOf(std::string* out, std::vector<std::string> allowed) {
-    return [this, out, allowed](const YAML::Node& n, const std::string& key) {
-      for (const auto& a : allowed) {
-        if (n.IsScalar() && n.Scalar() == a) {
-          *out = a;
-          return;
-        }
-      }
-      std::string list;
-      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      errors_.Add(n.Mark(), key + " must be one of " + list);
-    };
+    return Leaf([out] { return *out; },
+                [this, out, allowed](const YAML::Node& n, const std::string& key) {
+                  for (const auto& a : allowed) {
+                    if (n.IsScalar() && n.Scalar() == a) {
+                      *out = a;
+                      return;
+                    }
+                  }
+                  std::string list;
+                  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+                  errors_.Add(n.Mark(), key + " must be one of " + list);
+                });
   }
   Field Strings(std::vector<std::string>* out, bool allow_empty_list) {
-    return [this, out, allow_empty_list](const YAML::Node& n, const std::string& key) {
-      if (!n.IsSequence() || (!allow_empty_list && n.size() == 0)) {
-        errors_.Add(n.Mark(), key + " must be a list of strings" +
-                                  (allow_empty_list ? "" : " (at least one)"));
-        return;
-      }
-      out->clear();
-      for (const auto& item : n) {
-        if (!item.IsScalar() || item.Scalar().empty()) {
-          errors_.Add(item.Mark(), key + " entries must be non-empty strings");
-          continue;
-        }
-        out->push_back(item.Scalar());
-      }
-    };
+    return Leaf(
+        [out] {
+          std::string list = "[";
+          for (const auto& item : *out) list += (list.size() > 1 ? ", " : "") + item;
+          return list + "]";
+        },
+        [this, out, allow_empty_list](const YAML::Node& n, const std::string& key) {
+          if (!n.IsSequence() || (!allow_empty_list && n.size() == 0)) {
+            errors_.Add(n.Mark(), key + " must be a list of strings" +
+                                      (allow_empty_list ? "" : " (at least one)"));
+            return;
+          }
+          out->clear();
+          for (const auto& item : n) {
+            if (!item.IsScalar() || item.Scalar().empty()) {
+              errors_.Add(item.Mark(), key + " entries must be non-empty strings");
+              continue;
+            }
+            out->push_back(item.Scalar());
+          }
+        });
   }
 
  private:
+  static Field Leaf(std::function<std::string()> print,
+                    std::function<void(const YAML::Node&, const std::string&)> parse) {
+    Field f;
+    f.parse = std::move(parse);
+    f.print = std::move(print);
+    return f;
+  }
   Errors& errors_;
 };
 
@@ -282,33 +312,35 @@ void Validate(const Config& c, Errors& errors) {
   }
 }
 
-void Read(const YAML::Node& root, Config& c, Errors& errors) {
-  Reader r(errors);
+// A section: its keys are read with Reader::Map (unknown ones are errors).
+Field Section(Reader& r, Fields children) {
+  Field f;
+  f.children = std::move(children);
+  auto shared = std::make_shared<Fields>(f.children);
+  f.parse = [&r, shared](const YAML::Node& n, const std::string& path) { r.Map(n, path, *shared); };
+  return f;
+}
+
+// Every key of the configuration, bound to `c`.
+Fields Schema(Config& c, Reader& r) {
   // handle.rate_limit and dns.rate_limit.
   auto rate_limit = [&r](RateLimitConfig* rl) -> Field {
-    return [&r, rl](const YAML::Node& m, const std::string& p) {
-      r.Map(m, p,
-            {{"datagrams_per_second", r.Unsigned(&rl->datagrams_per_second, 0, 100000000)},
-             {"burst", r.Unsigned(&rl->burst, 0, 100000000)},
-             {"slip", r.Unsigned(&rl->slip, 0, 100)},
-             {"exempt", r.Strings(&rl->exempt, true)}});
-    };
+    return Section(r,
+                   {{"datagrams_per_second", r.Unsigned(&rl->datagrams_per_second, 0, 100000000)},
+                    {"burst", r.Unsigned(&rl->burst, 0, 100000000)},
+                    {"slip", r.Unsigned(&rl->slip, 0, 100)},
+                    {"exempt", r.Strings(&rl->exempt, true)}});
   };
-  r.Map(root, "",
-        {{"node",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"data_dir", r.String(&c.node.data_dir)},
-                   {"shards", r.Unsigned(&c.node.shards, 1, 4096)},
-                   {"home", r.Strings(&c.node.home, true)},
-                   {"demo", r.Bool(&c.node.demo)},
-                   {"site_serial", r.Unsigned(&c.node.site_serial, 0, 65534)},
-                   {"site_description", r.String(&c.node.site_description, true)}});
-          }},
-         {"handle",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"bind", r.Strings(&c.handle.bind, false)},
+  return {
+      {"node", Section(r, {{"data_dir", r.String(&c.node.data_dir)},
+                           {"shards", r.Unsigned(&c.node.shards, 1, 4096)},
+                           {"home", r.Strings(&c.node.home, true)},
+                           {"demo", r.Bool(&c.node.demo)},
+                           {"site_serial", r.Unsigned(&c.node.site_serial, 0, 65534)},
+                           {"site_description", r.String(&c.node.site_description, true)},
+                           {"answer_mirrored", r.Bool(&c.node.answer_mirrored)}})},
+      {"handle",
+       Section(r, {{"bind", r.Strings(&c.handle.bind, false)},
                    {"port", r.Unsigned(&c.handle.port, 0, 65535)},
                    {"udp", r.Bool(&c.handle.udp)},
                    {"tcp", r.Bool(&c.handle.tcp)},
@@ -323,12 +355,9 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"max_message_bytes", r.Unsigned(&c.handle.max_message_bytes, 1024, 262144)},
                    {"storage_threads", r.Unsigned(&c.handle.storage_threads, 1, 256)},
                    {"storage_queue", r.Unsigned(&c.handle.storage_queue, 1, 1000000)},
-                   {"rate_limit", rate_limit(&c.handle.rate_limit)}});
-          }},
-         {"http",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"enabled", r.Bool(&c.http.enabled)},
+                   {"rate_limit", rate_limit(&c.handle.rate_limit)}})},
+      {"http",
+       Section(r, {{"enabled", r.Bool(&c.http.enabled)},
                    {"bind", r.Strings(&c.http.bind, false)},
                    {"port", r.Unsigned(&c.http.port, 0, 65535)},
                    {"threads", r.Unsigned(&c.http.threads, 1, 64)},
@@ -337,38 +366,27 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                     r.Unsigned(&c.http.max_connections_per_source, 1, 1000000)},
                    {"max_header_bytes", r.Unsigned(&c.http.max_header_bytes, 1024, 1048576)},
                    {"max_body_bytes", r.Unsigned(&c.http.max_body_bytes, 0, 67108864)},
-                   {"request_timeout_ms", r.Millis(&c.http.request_timeout, 100, 3600000)}});
-          }},
-         {"auth",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"server_admins", r.Strings(&c.auth.server_admins, true)},
-                   {"allow_prefix_admins", r.Bool(&c.auth.allow_prefix_admins)},
-                   {"challenge_timeout_ms", r.Millis(&c.auth.challenge_timeout, 1000, 3600000)},
-                   {"max_pending_challenges",
-                    r.Unsigned(&c.auth.max_pending_challenges, 1, 10000000)},
-                   {"max_pending_challenge_bytes",
-                    r.Bytes(&c.auth.max_pending_challenge_bytes, 1 << 20)},
-                   {"failed_proofs_per_minute",
-                    r.Unsigned(&c.auth.failed_proofs_per_minute, 0, 1000000)}});
-          }},
-         {"storage",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"block_cache_bytes", r.Bytes(&c.storage.block_cache_bytes, 1 << 20)},
-                   {"sync_writes", r.Bool(&c.storage.sync_writes)}});
-          }},
-         {"cache",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"capacity_bytes", r.Bytes(&c.cache.capacity_bytes, 1 << 16)},
-                   {"shards", r.Unsigned(&c.cache.shards, 1, 65536)},
-                   {"negative_ttl_ms", r.Millis(&c.cache.negative_ttl, 1, 3600000)}});
-          }},
-         {"dns",
-          [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"enabled", r.Bool(&c.dns.enabled)},
+                   {"request_timeout_ms", r.Millis(&c.http.request_timeout, 100, 3600000)},
+                   {"storage_threads", r.Unsigned(&c.http.storage_threads, 1, 256)},
+                   {"storage_queue", r.Unsigned(&c.http.storage_queue, 1, 1000000)}})},
+      {"auth",
+       Section(
+           r,
+           {{"server_admins", r.Strings(&c.auth.server_admins, true)},
+            {"allow_prefix_admins", r.Bool(&c.auth.allow_prefix_admins)},
+            {"challenge_timeout_ms", r.Millis(&c.auth.challenge_timeout, 1000, 3600000)},
+            {"max_pending_challenges", r.Unsigned(&c.auth.max_pending_challenges, 1, 10000000)},
+            {"max_pending_challenge_bytes", r.Bytes(&c.auth.max_pending_challenge_bytes, 1 << 20)},
+            {"failed_proofs_per_minute", r.Unsigned(&c.auth.failed_proofs_per_minute, 0, 1000000)},
+            {"failed_proofs_per_key_per_minute",
+             r.Unsigned(&c.auth.failed_proofs_per_key_per_minute, 1, 100000000)}})},
+      {"storage", Section(r, {{"block_cache_bytes", r.Bytes(&c.storage.block_cache_bytes, 1 << 20)},
+                              {"sync_writes", r.Bool(&c.storage.sync_writes)}})},
+      {"cache", Section(r, {{"capacity_bytes", r.Bytes(&c.cache.capacity_bytes, 1 << 16)},
+                            {"shards", r.Unsigned(&c.cache.shards, 1, 65536)},
+                            {"negative_ttl_ms", r.Millis(&c.cache.negative_ttl, 1, 3600000)}})},
+      {"dns",
+       Section(r, {{"enabled", r.Bool(&c.dns.enabled)},
                    {"bind", r.Strings(&c.dns.bind, false)},
                    {"port", r.Unsigned(&c.dns.port, 0, 65535)},
                    {"tcp", r.Bool(&c.dns.tcp)},
@@ -390,13 +408,26 @@ void Read(const YAML::Node& root, Config& c, Errors& errors) {
                    {"empty_non_terminals", r.Bool(&c.dns.empty_non_terminals)},
                    {"storage_threads", r.Unsigned(&c.dns.storage_threads, 1, 256)},
                    {"storage_queue", r.Unsigned(&c.dns.storage_queue, 1, 1000000)},
-                   {"rate_limit", rate_limit(&c.dns.rate_limit)}});
-          }},
-         {"log", [&](const YAML::Node& n, const std::string& path) {
-            r.Map(n, path,
-                  {{"level",
-                    r.OneOf(&c.log.level, {"trace", "debug", "info", "warn", "error", "off"})}});
-          }}});
+                   {"rate_limit", rate_limit(&c.dns.rate_limit)}})},
+      {"log", Section(r, {{"level", r.OneOf(&c.log.level, {"trace", "debug", "info", "warn",
+                                                           "error", "off"})}})}};
+}
+
+void Read(const YAML::Node& root, Config& c, Errors& errors) {
+  Reader r(errors);
+  r.Map(root, "", Schema(c, r));
+}
+
+void Describe(const Fields& fields, const std::string& path,
+              std::vector<std::pair<std::string, std::string>>& out) {
+  for (const auto& [name, field] : fields) {
+    std::string full = path.empty() ? name : path + "." + name;
+    if (field.print) {
+      out.emplace_back(full, field.print());
+    } else {
+      Describe(field.children, full, out);
+    }
+  }
 }
 
 }  // namespace
@@ -416,6 +447,15 @@ Config Parse(const std::string& yaml, const std::string& name) {
   Validate(c, errors);
   errors.Throw();
   return c;
+}
+
+std::vector<std::pair<std::string, std::string>> Describe(const Config& config) {
+  Config copy = config;  // the schema binds to a mutable config; printing only reads it
+  Errors errors("(describe)");
+  Reader r(errors);
+  std::vector<std::pair<std::string, std::string>> out;
+  Describe(Schema(copy, r), "", out);
+  return out;
 }
 
 Config LoadFile(const std::string& path) {

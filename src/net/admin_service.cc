@@ -95,6 +95,48 @@ std::string_view RefusalMessage(ResponseCode rc) {
   }
 }
 
+// The HS_ADMIN permissions an operation needs on `record` (nullptr: the handle does not exist).
+uint16_t NeededPermissions(OpCode opcode, const registry::Operation& op,
+                           const proto::Record* record, bool overwrite) {
+  auto touches_admin_at = [&](int32_t index) {
+    if (record == nullptr) return false;
+    for (const auto& v : record->values()) {
+      if (v.index() == index && IsAdminType(v.type())) return true;
+    }
+    return false;
+  };
+  uint16_t needed = 0;
+  switch (opcode) {
+    case OpCode::kCreateHandle:
+      needed = perm::kAddHandle;
+      if (record != nullptr && overwrite) needed |= perm::kDeleteHandle;
+      break;
+    case OpCode::kDeleteHandle:
+      needed = perm::kDeleteHandle;
+      break;
+    case OpCode::kAddValue:
+      for (const auto& v : op.values) {
+        needed |= IsAdminType(v.type()) ? perm::kAddAdmin : perm::kAddValue;
+        if (overwrite && touches_admin_at(v.index())) needed |= perm::kModifyAdmin;
+      }
+      break;
+    case OpCode::kModifyValue:
+      for (const auto& v : op.values) {
+        needed |= IsAdminType(v.type()) || touches_admin_at(v.index()) ? perm::kModifyAdmin
+                                                                       : perm::kModifyValue;
+      }
+      break;
+    case OpCode::kRemoveValue:
+      for (int32_t index : op.indexes) {
+        needed |= touches_admin_at(index) ? perm::kRemoveAdmin : perm::kRemoveValue;
+      }
+      break;
+    default:
+      return 0;
+  }
+  return needed == 0 ? perm::kModifyValue : needed;  // an empty value list: rejected later anyway
+}
+
 ResponseCode ForClient(auth::Verdict verdict) {
   return verdict == auth::Verdict::kUnsupported ? ResponseCode::kAuthenticationError
                                                 : ResponseCode::kAuthenticationFailed;
@@ -213,6 +255,7 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
     if (verdict != auth::Verdict::kUnsupported) failures_.Failed(identity, proven, now);
     return fail(ForClient(verdict), auth::VerdictName(verdict));
   }
+  failures_.Succeeded(identity, proven, now);
   return Execute(*original, pending->request, identity, answer.envelope, out);
 }
 
@@ -238,61 +281,68 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
       !op.handle.empty() && op.handle.back() == '/') {
     op.handle += NewUuid();
   }
-
-  auto current = registry_.Get(op.handle);
-  const proto::Record* record = current.code == ResponseCode::kSuccess ? &current.record : nullptr;
-  auto touches_admin_at = [&](int32_t index) {
-    if (record == nullptr) return false;
-    for (const auto& v : record->values()) {
-      if (v.index() == index && IsAdminType(v.type())) return true;
-    }
-    return false;
-  };
-  uint16_t needed = 0;
   switch (opcode) {
     case OpCode::kCreateHandle:
       op.kind = registry::OpKind::kCreate;
       op.overwrite = overwrite;
-      needed = perm::kAddHandle;
-      if (record != nullptr && overwrite) needed |= perm::kDeleteHandle;
       break;
     case OpCode::kDeleteHandle:
       op.kind = registry::OpKind::kDelete;
-      needed = perm::kDeleteHandle;
       break;
     case OpCode::kAddValue:
       op.kind = registry::OpKind::kAddValues;
       op.overwrite = overwrite;
-      for (const auto& v : op.values) {
-        needed |= IsAdminType(v.type()) ? perm::kAddAdmin : perm::kAddValue;
-        if (overwrite && touches_admin_at(v.index())) needed |= perm::kModifyAdmin;
-      }
       break;
     case OpCode::kModifyValue:
       op.kind = registry::OpKind::kModifyValues;
-      for (const auto& v : op.values) {
-        needed |= IsAdminType(v.type()) || touches_admin_at(v.index()) ? perm::kModifyAdmin
-                                                                       : perm::kModifyValue;
-      }
       break;
     case OpCode::kRemoveValue:
       op.kind = registry::OpKind::kRemoveValues;
-      for (int32_t index : op.indexes) {
-        needed |= touches_admin_at(index) ? perm::kRemoveAdmin : perm::kRemoveValue;
-      }
       break;
     default:
       return respond(ResponseCode::kOperationNotSupported, protocol::ErrorBody{"not an admin op"});
   }
-  if (needed == 0) needed = perm::kModifyValue;  // an empty value list: rejected below anyway
-  // Creation asks the prefix's admins (there are no values yet); a record without HS_ADMIN
-  // values falls back to them too.
-  if (!authorizer_.IsAuthorized(identity, op.handle,
-                                opcode == OpCode::kCreateHandle ? nullptr : record, needed)) {
-    // CAP session message #7: an authenticated identity that is not an admin.
-    return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
+  // Decide on the record as read, then apply only if it is still that record (compare-and-apply):
+  // another storage thread may change it in between (e.g. remove this identity's HS_ADMIN value),
+  // and the change must never apply under a permission that no longer holds. On a conflict the
+  // decision is made again on the record as it is now.
+  registry::OpResult result;
+  for (int attempt = 0;; ++attempt) {
+    if (attempt == kMaxDecisions) {
+      return respond(ResponseCode::kServerTooBusy,
+                     protocol::ErrorBody{"the handle kept changing; try again"});
+    }
+    std::string authorised;
+    const registry::ReadOutcome read = registry_.GetSerialized(op.handle, &authorised);
+    if (read == registry::ReadOutcome::kError) {
+      return respond(ResponseCode::kError,
+                     protocol::ErrorBody{RefusalMessage(ResponseCode::kError)});
+    }
+    proto::Record current;
+    const proto::Record* record = nullptr;
+    if (read == registry::ReadOutcome::kFound) {
+      if (!current.ParseFromString(authorised)) {
+        return respond(ResponseCode::kError,
+                       protocol::ErrorBody{RefusalMessage(ResponseCode::kError)});
+      }
+      record = &current;
+    }
+    const uint16_t needed = NeededPermissions(opcode, op, record, overwrite);
+    if (needed == 0) {
+      return respond(ResponseCode::kOperationNotSupported, protocol::ErrorBody{"not an admin op"});
+    }
+    // Creation asks the prefix's admins (there are no values yet); a record without HS_ADMIN
+    // values falls back to them too.
+    if (!authorizer_.IsAuthorized(identity, op.handle,
+                                  opcode == OpCode::kCreateHandle ? nullptr : record, needed)) {
+      // CAP session message #7: an authenticated identity that is not an admin.
+      return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
+    }
+    if (after_decision_for_test_) after_decision_for_test_();
+    op.expected_record = std::move(authorised);
+    result = registry_.Apply(op);
+    if (!result.conflict) break;
   }
-  registry::OpResult result = registry_.Apply(op);
   if (result.code != ResponseCode::kSuccess) {
     return respond(result.code, protocol::ErrorBody{RefusalMessage(result.code)});
   }

@@ -149,24 +149,36 @@ class ChallengeTable {
 };
 
 // Failed proofs of identity (wrong MACs or signatures, in OC 200 answers and OC 201 requests),
-// counted over one-minute windows per key (index:handle) and, over TCP, per source address. Past
-// `limit` in a window, further proofs for that key or from that source are refused unchecked
-// until the window ends (HARDENING.md #28 and row M): nobody can guess a secret through this node
-// faster than `limit` tries a minute, at the price that an attacked key is locked for the rest of
-// the minute. Proofs sent over UDP, whose source may be forged, are counted per key apart: a
-// spoofed flood can lock a key's UDP proofs, never a TCP client nor the key over TCP.
-// The counters are bounded (max_tracked per kind; when full, finished windows are dropped, then
+// counted over one-minute windows (HARDENING.md #28 and row M), so that nobody guesses a secret
+// through this node faster than a few tries a minute, and nobody locks out a real admin cheaply:
+//  - per key (index:handle) and source address: past `limit` failures, that source's proofs for
+//    that key are refused unchecked for the rest of the window;
+//  - per source address over all keys: past `limit`, all its proofs are refused (one address
+//    cannot guess many keys either);
+//  - per key over all sources: past `key_limit` (far above `limit`), the key's proofs are refused
+//    from every source except those that proved the key in the last `trust_period`, so that a
+//    distributed guessing attack is capped without locking out the admins who use the key.
+// So one address gets `limit` guesses a minute at a key; locking a key for others takes
+// key_limit / limit addresses that each fail `limit` times, and never locks out an address that
+// has recently proved the key. Proofs sent over UDP, whose source may be forged, are counted per
+// key apart (limit, not trusted): a spoofed flood can lock a key's UDP proofs, never a TCP client.
+// Every map is bounded (max_tracked per kind; when full, finished windows go first, then
 // arbitrary ones).
 class FailureThrottle {
  public:
-  FailureThrottle(uint32_t limit, size_t max_tracked = 65536,
-                  std::chrono::seconds window = std::chrono::seconds(60));
+  FailureThrottle(uint32_t limit, uint32_t key_limit = 0, size_t max_tracked = 65536,
+                  std::chrono::seconds window = std::chrono::seconds(60),
+                  std::chrono::seconds trust_period = std::chrono::hours(24));
 
   // Whether a proof for `identity` from `from` may be checked now (limit 0: always).
   bool Allowed(const Identity& identity, const Origin& from,
                std::chrono::steady_clock::time_point now) const;
   void Failed(const Identity& identity, const Origin& from,
               std::chrono::steady_clock::time_point now);
+  // A proof for `identity` from `from` was right: that source is trusted for the key.
+  void Succeeded(const Identity& identity, const Origin& from,
+                 std::chrono::steady_clock::time_point now);
+  uint32_t key_limit() const { return key_limit_; }
 
  private:
   struct Window {
@@ -180,17 +192,23 @@ class FailureThrottle {
     auto end() const { return windows.end(); }
   };
   static std::string KeyOf(const Identity& identity);
-  bool Under(const Counters& counters, const std::string& key,
+  bool Under(const Counters& counters, const std::string& key, uint32_t limit,
              std::chrono::steady_clock::time_point now) const;
   void Count(Counters& counters, std::string key, std::chrono::steady_clock::time_point now);
+  bool Trusted(const std::string& key_and_source, std::chrono::steady_clock::time_point now) const;
 
   const uint32_t limit_;
+  const uint32_t key_limit_;
   const size_t max_tracked_;
   const std::chrono::seconds window_;
+  const std::chrono::seconds trust_period_;
   mutable std::mutex mutex_;
-  Counters by_key_;      // TCP proofs
-  Counters by_source_;   // TCP proofs
-  Counters udp_by_key_;  // UDP proofs
+  Counters by_key_source_;  // TCP proofs
+  Counters by_source_;      // TCP proofs
+  Counters by_key_;         // TCP proofs, all sources
+  Counters udp_by_key_;     // UDP proofs
+  // key + source -> when that source last proved the key (bounded by max_tracked).
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> trusted_;
 };
 
 }  // namespace idnode::auth

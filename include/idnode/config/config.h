@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace idnode::config {
@@ -22,6 +23,9 @@ struct NodeConfig {
   bool demo = true;               // home DEMO.1 with a few identifiers when nothing else is homed
   uint16_t site_serial = 1;
   std::string site_description = "idnode";
+  // Answer mirrored prefixes from the local copy (handles the copy lacks are referred to the
+  // owner until replication marks the copy complete); false: refer every request to the owner.
+  bool answer_mirrored = true;
 };
 
 // Response rate limiting of UDP answers per source prefix (/24 IPv4, /56 IPv6), in datagrams,
@@ -68,6 +72,10 @@ struct HttpConfig {
   uint32_t max_header_bytes = 8192;
   uint32_t max_body_bytes = 1048576;
   std::chrono::milliseconds request_timeout{10000};
+  // Threads that read storage for requests the caches cannot answer (never the event loop), and
+  // how many such requests may wait; past that, 503.
+  uint32_t storage_threads = 2;
+  uint32_t storage_queue = 1024;
 };
 
 // Who may administer handles over the Handle protocol (HANDLE.md §1.10).
@@ -83,6 +91,9 @@ struct AuthConfig {
   // Failed proofs (wrong MACs or signatures) a key, or a source address, may make in a minute
   // before further proofs are refused unchecked for the rest of it; 0: no limit.
   uint32_t failed_proofs_per_minute = 10;
+  // Failed proofs for one key from all sources in a minute before the key's proofs are refused
+  // from every source that has not proved it in the last day (a distributed guessing attack).
+  uint32_t failed_proofs_per_key_per_minute = 200;
 };
 
 struct StorageConfig {
@@ -152,6 +163,9 @@ class ConfigError : public std::runtime_error {
 // Parses YAML text (`name` is used in messages). Throws ConfigError.
 Config Parse(const std::string& yaml, const std::string& name);
 Config LoadFile(const std::string& path);
+// Every key of the configuration with its value as text ("handle.port" -> "2641"), in schema
+// order: the same table the parser reads, so every readable key is listed.
+std::vector<std::pair<std::string, std::string>> Describe(const Config& config);
 
 struct CommandLine {
   bool help = false;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "idnode/auth/authorizer.h"
@@ -30,6 +31,14 @@ class AdminService {
 
   // The opcodes this service answers.
   static bool Handles(uint32_t opcode);
+
+  // How often a change is decided again when its record changed between the decision and the
+  // write (compare-and-apply); past that the client is told to retry (RC_SERVER_TOO_BUSY).
+  static constexpr int kMaxDecisions = 8;
+  // Runs between an authorisation decision and its write (tests interleave a change there).
+  void SetAfterDecisionForTest(std::function<void()> hook) {
+    after_decision_for_test_ = std::move(hook);
+  }
 
   // `request` is the decoded `request_bytes`, from `origin` (challenges are bound to its address,
   // failed proofs counted against it); `out` holds at least kMaxMessageLength bytes.
@@ -53,6 +62,7 @@ class AdminService {
   auth::ChallengeTable& challenges_;
   auth::FailureThrottle& failures_;
   uint16_t site_serial_;
+  std::function<void()> after_decision_for_test_;
 };
 
 }  // namespace idnode::net

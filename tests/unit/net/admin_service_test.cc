@@ -416,19 +416,98 @@ TEST_F(AdminServiceTest, UdpChallengesGetASessionTheClientDidNotChoose) {
   EXPECT_EQ(protocol::DecodeMessage(Run(Encode(request)))->envelope.session_id, 77u);
 }
 
-TEST_F(AdminServiceTest, TenWrongAnswersLockTheKeyForTheMinute) {
+// Defect 5: failed proofs were counted per key across all TCP sources, so anyone could lock a
+// real admin's key every minute with ten wrong answers from anywhere.
+TEST_F(AdminServiceTest, WrongAnswersFromOneAddressLockOnlyThatAddress) {
+  origin_ = From(10, /*datagram=*/false);
   for (int i = 0; i < 10; ++i) {
-    origin_ = From(static_cast<uint8_t>(10 + i), /*datagram=*/false);  // from ten addresses
     auto wrong = RunAsAdmin(Request(OpCode::kCreateHandle,
                                     protocol::HandleValuesBody{"20.500.12345/j", {Url(1, "x")}}, 1),
                             kIdentityHandle, 300, "guess");
     EXPECT_EQ(wrong.header.response_code, 403u);
   }
+  // The guessing address is refused unchecked, even with the right secret...
+  auto locked = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                   protocol::HandleValuesBody{"20.500.12345/j", {Url(1, "x")}}, 1));
+  EXPECT_EQ(locked.header.response_code, 3u);
+  EXPECT_EQ(registry_->Get("20.500.12345/j").code, ResponseCode::kHandleNotFound);
+  // ...while the real admin, elsewhere, is not locked out.
   origin_ = From(99, /*datagram=*/false);
   auto right = RunAsAdmin(Request(OpCode::kCreateHandle,
                                   protocol::HandleValuesBody{"20.500.12345/j", {Url(1, "x")}}, 1));
-  EXPECT_EQ(right.header.response_code, 3u);  // refused unchecked, even with the right secret
-  EXPECT_EQ(registry_->Get("20.500.12345/j").code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(right.header.response_code, 1u);
+}
+
+TEST_F(AdminServiceTest, ADistributedGuessingAttackIsCappedButSparesProvenAddresses) {
+  failures_ = std::make_unique<auth::FailureThrottle>(10, /*key_limit=*/30);
+  admin_ = std::make_unique<AdminService>(*registry_, *authorizer_, *challenges_, *failures_, 1);
+  service_ = std::make_unique<HandleService>(*resolver_, std::vector<uint8_t>{}, 1, admin_.get());
+  // The real admin has proved the key from its address.
+  origin_ = From(99, /*datagram=*/false);
+  auto first = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                  protocol::HandleValuesBody{"20.500.12345/k1", {Url(1, "x")}}, 1));
+  ASSERT_EQ(first.header.response_code, 1u);
+  // Three addresses guess ten times each: the key-wide limit (30) is reached.
+  for (int source = 0; source < 3; ++source) {
+    origin_ = From(static_cast<uint8_t>(20 + source), /*datagram=*/false);
+    for (int i = 0; i < 10; ++i) {
+      auto wrong =
+          RunAsAdmin(Request(OpCode::kCreateHandle,
+                             protocol::HandleValuesBody{"20.500.12345/k", {Url(1, "x")}}, 1),
+                     kIdentityHandle, 300, "guess");
+      EXPECT_EQ(wrong.header.response_code, 403u);
+    }
+  }
+  // A fourth, fresh address is refused unchecked: the key is capped for new sources.
+  origin_ = From(40, /*datagram=*/false);
+  auto fresh = RunAsAdmin(Request(OpCode::kCreateHandle,
+                                  protocol::HandleValuesBody{"20.500.12345/k2", {Url(1, "x")}}, 1));
+  EXPECT_EQ(fresh.header.response_code, 3u);
+  // The address that proved the key before still works.
+  origin_ = From(99, /*datagram=*/false);
+  auto proven = RunAsAdmin(Request(
+      OpCode::kCreateHandle, protocol::HandleValuesBody{"20.500.12345/k3", {Url(1, "x")}}, 1));
+  EXPECT_EQ(proven.header.response_code, 1u);
+}
+
+// Defect 4: authorisation read the record, decided, then applied with no version check, so a
+// permission removed by another storage thread in between did not stop the change.
+TEST_F(AdminServiceTest, AChangeIsNotAppliedUnderAPermissionRemovedMeanwhile) {
+  auth::AuthOptions options;
+  options.allow_prefix_admins = false;  // only the record's own HS_ADMIN values count
+  Open(std::move(options));
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/user", {MakeValue(300, "HS_SECKEY", "user-secret", 0x0c)}))
+                .code,
+            ResponseCode::kSuccess);
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/doc",
+                    {MakeValue(1, "URL", "https://before"),
+                     MakeValue(100, "HS_ADMIN",
+                               AdminData("20.500.12345/user", 300,
+                                         protocol::admin_permission::kModifyValue |
+                                             protocol::admin_permission::kRemoveAdmin))}))
+                .code,
+            ResponseCode::kSuccess);
+  int decisions = 0;
+  admin_->SetAfterDecisionForTest([&] {
+    if (++decisions != 1) return;
+    // Another admin revokes the user between the decision and the write.
+    registry::Operation revoke;
+    revoke.kind = registry::OpKind::kRemoveValues;
+    revoke.handle = "20.500.12345/doc";
+    revoke.indexes = {100};
+    ASSERT_EQ(registry_->Apply(revoke).code, ResponseCode::kSuccess);
+  });
+  auto modified = RunAsAdmin(
+      Request(OpCode::kModifyValue,
+              protocol::HandleValuesBody{"20.500.12345/doc", {Url(1, "https://after")}}, 1),
+      "20.500.12345/user", 300, "user-secret");
+  EXPECT_EQ(modified.header.response_code, 400u);  // decided again: no longer an admin
+  EXPECT_EQ(decisions, 1);
+  EXPECT_EQ(registry_->Get("20.500.12345/doc").record.values(0).data(), "https://before");
 }
 
 TEST_F(AdminServiceTest, VerifyChallengeAnswersForIdentitiesHeldHere) {
