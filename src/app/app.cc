@@ -253,10 +253,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
                           static_cast<double>(registry->prefix_table().Snapshot()->size()));
     handle_server.CollectMetrics(out);
     if (config.dns.enabled) dns_server.CollectMetrics(out);
-    metrics::AppendSample(out, "idnode_open_connections", "protocol=\"http\"",
-                          static_cast<double>(http_server.open_connections()));
-    metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"http\"",
-                          static_cast<double>(http_server.refused_connections()));
+    if (config.http.enabled) http_server.CollectMetrics(out);
   });
 
   if (config.handle.udp || config.handle.tcp) handle_server.Run();

@@ -11,6 +11,9 @@
 #include <functional>
 #include <thread>
 
+#include "idnode/net/tcp_session.h"
+#include "idnode/net/udp_service.h"
+
 extern "C" {
 #include <libknot/libknot.h>
 }
@@ -20,11 +23,6 @@ namespace idnode::dns {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using asio::ip::udp;
-using net::Clock;
-using net::Deadline;
-using net::MicrosSince;
-using net::RunWorker;
-using net::StopWorkers;
 using net::StoragePool;
 
 namespace {
@@ -128,228 +126,177 @@ StorageThreadState& ThisStorageThread(const resolver::Resolver& resolver) {
 
 }  // namespace
 
-struct DnsServer::Worker {
-  Worker(DnsServer& owner, size_t worker_index)
-      : server(owner),
-        index(worker_index),
-        counters(owner.metrics_.NewCounters()),
-        rate_limiter(owner.rate_limiter_),
-        source(owner.resolver_, false),
-        out(kMaxTcpMessage) {}
-
-  DnsServer& server;
-  size_t index;
-  asio::io_context io{1};
-  std::thread thread;
+// What DNS keeps per worker (on that worker's thread only).
+struct DnsServer::WorkerState {
+  WorkerState(metrics::RequestCounters& c, const resolver::Resolver& resolver)
+      : counters(c), source(resolver, false), out(kMaxTcpMessage) {}
   metrics::RequestCounters& counters;
-  net::ResponseRateLimiter& rate_limiter;
   ResolverOidSource source;
   // Shared by the worker's UDP listeners and TCP sessions: Respond() runs to completion on this
   // thread and its answer is copied out before any co_await.
   ResponderScratch scratch;
   std::vector<uint8_t> out;
-  std::atomic<uint64_t> truncated{0};  // written by this worker only
-  std::vector<std::unique_ptr<class DnsUdpListener>> udp;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
-};
-
-// DNS on one UDP socket of one worker (a net::UdpBatchSocket): cache hits answered in the batch,
-// misses sent to the storage pool, whose answers come back to this thread.
-class DnsUdpListener {
- public:
-  DnsUdpListener(DnsServer::Worker& worker, udp::socket socket, uint32_t batch,
-                 const Responder& responder, StoragePool& storage,
-                 const resolver::Resolver& resolver)
-      : worker_(worker),
-        responder_(responder),
-        storage_(storage),
-        resolver_(resolver),
-        socket_(
-            std::move(socket), batch, kMaxQueryDatagram, batch, kMaxAnswerDatagram,
-            [this](std::span<const uint8_t> query, const sockaddr_storage& from,
-                   socklen_t from_len) { Process(query, from, from_len); },
-            [this] { worker_.counters.Dropped(metrics::Protocol::kDnsUdp); }) {}
-
-  void Start() { socket_.Start(); }
-  void Close() { socket_.Close(); }
-
- private:
-  void Process(std::span<const uint8_t> query, const sockaddr_storage& from, socklen_t from_len) {
-    const auto start = Clock::now();
-    Response r =
-        responder_.Respond(query, Transport::kUdp, worker_.source, worker_.out, worker_.scratch);
-    switch (r.disposition) {
-      case Response::Disposition::kDrop:
-        worker_.counters.Dropped(metrics::Protocol::kDnsUdp);
-        return;
-      case Response::Disposition::kNeedsStorage:
-        ToStorage(query, from, from_len, start);
-        return;
-      case Response::Disposition::kAnswered:
-        break;
-    }
-    Send(std::span<const uint8_t>(worker_.out.data(), r.size), from, from_len);
-    Counted(r, start);
-  }
-
-  // Every UDP answer goes out here, through the rate limit (when dns.rate_limit is set).
-  void Send(std::span<const uint8_t> answer, const sockaddr_storage& to, socklen_t to_len) {
-    if (worker_.rate_limiter.enabled()) {
-      switch (worker_.rate_limiter.Check(to, 1)) {
-        case net::ResponseRateLimiter::Verdict::kSend:
-          break;
-        case net::ResponseRateLimiter::Verdict::kDrop:
-          return;
-        case net::ResponseRateLimiter::Verdict::kSlip: {
-          size_t size = TruncatedAnswer(answer, slip_out_);
-          if (size != 0)
-            socket_.Queue(std::span<const uint8_t>(slip_out_.data(), size), to, to_len);
-          return;
-        }
-      }
-    }
-    socket_.Queue(answer, to, to_len);
-  }
-
-  void Counted(const Response& r, Clock::time_point start) {
-    if (r.truncated)
-      worker_.truncated.store(worker_.truncated.load(std::memory_order_relaxed) + 1,
-                              std::memory_order_relaxed);
-    worker_.counters.Count(metrics::Protocol::kDnsUdp, r.opcode, r.rcode, MicrosSince(start));
-  }
-
-  void ToStorage(std::span<const uint8_t> query, const sockaddr_storage& from, socklen_t from_len,
-                 Clock::time_point start) {
-    if (!storage_.TryAcquire()) {
-      worker_.counters.Dropped(metrics::Protocol::kDnsUdp);
-      return;
-    }
-    std::vector<uint8_t> request(query.begin(), query.end());
-    asio::post(
-        storage_.pool, [this, request = std::move(request), from, from_len, start]() mutable {
-          StorageThreadState& state = ThisStorageThread(resolver_);
-          Response r =
-              responder_.Respond(request, Transport::kUdp, state.source, state.out, state.scratch);
-          storage_.Release();
-          if (r.disposition != Response::Disposition::kAnswered) return;
-          std::vector<uint8_t> answer(state.out.begin(),
-                                      state.out.begin() + static_cast<ptrdiff_t>(r.size));
-          asio::post(worker_.io, [this, answer = std::move(answer), from, from_len, start, r] {
-            Send(answer, from, from_len);
-            socket_.Flush();
-            Counted(r, start);
-          });
-        });
-  }
-
-  DnsServer::Worker& worker_;
-  const Responder& responder_;
-  StoragePool& storage_;
-  const resolver::Resolver& resolver_;
-  std::array<uint8_t, kMaxAnswerDatagram> slip_out_{};  // a rate-limited answer's TC reply
-  net::UdpBatchSocket socket_;
+  std::array<uint8_t, kMaxAnswerDatagram> slip_out{};  // a rate-limited answer's TC reply
+  std::atomic<uint64_t> truncated{0};                  // written by this worker only
 };
 
 namespace {
 
-// One DNS-over-TCP connection (RFC 7766): 2-byte length, message; several queries per connection,
-// answered in order. An idle deadline between queries, an I/O deadline within one.
-asio::awaitable<void> TcpSession(DnsServer::Worker& worker, const config::DnsConfig& config,
-                                 const Responder& responder, StoragePool& storage,
-                                 const resolver::Resolver& resolver, tcp::socket socket,
-                                 std::function<void()> on_close) {
-  auto executor = co_await asio::this_coro::executor;
-  auto watch = std::make_shared<Deadline>(executor);
-  auto set_deadline = [&watch](Clock::time_point at) { watch->Set(at); };
-  watch->at = Clock::now() + config.tcp_idle_timeout;
-  asio::co_spawn(executor, net::Watchdog(socket, watch), asio::detached);
-  std::vector<uint8_t> query;
-  std::vector<uint8_t> answer;
-  std::array<uint8_t, 2> length{};
-  for (;;) {
-    set_deadline(Clock::now() + config.tcp_idle_timeout);
-    auto [ec, n] =
-        co_await asio::async_read(socket, asio::buffer(length), asio::transfer_at_least(1),
-                                  asio::as_tuple(asio::use_awaitable));
-    if (ec) break;
-    set_deadline(Clock::now() + config.tcp_io_timeout);
-    if (n < length.size()) {
-      auto [rest_ec, rest_n] =
-          co_await asio::async_read(socket, asio::buffer(length.data() + n, length.size() - n),
-                                    asio::as_tuple(asio::use_awaitable));
-      if (rest_ec) break;
-    }
-    // At most 65535 bytes: the length field bounds what is read.
-    const size_t size = size_t{length[0]} << 8 | length[1];
-    query.resize(size);
-    auto [read_ec, read_n] =
-        co_await asio::async_read(socket, asio::buffer(query), asio::as_tuple(asio::use_awaitable));
-    if (read_ec) break;
-    const auto start = Clock::now();
-    Response r =
-        responder.Respond(query, Transport::kTcp, worker.source, worker.out, worker.scratch);
-    if (r.disposition == Response::Disposition::kNeedsStorage) {
-      if (!storage.TryAcquire()) {
-        worker.counters.Dropped(metrics::Protocol::kDnsTcp);
-        break;  // the client retries (elsewhere or later)
-      }
-      co_await asio::post(storage.pool, asio::use_awaitable);
-      StorageThreadState& state = ThisStorageThread(resolver);
-      r = responder.Respond(query, Transport::kTcp, state.source, state.out, state.scratch);
-      answer.resize(2 + r.size);
-      std::memcpy(answer.data() + 2, state.out.data(), r.size);
-      storage.Release();
-      co_await asio::post(worker.io, asio::use_awaitable);
-    } else {
-      answer.resize(2 + r.size);
-      std::memcpy(answer.data() + 2, worker.out.data(), r.size);
-    }
-    if (r.disposition != Response::Disposition::kAnswered) {
-      worker.counters.Dropped(metrics::Protocol::kDnsTcp);
-      if (query.size() < 12) break;  // no header: the stream makes no sense
-      continue;                      // a response sent to us: ignore it
-    }
-    answer[0] = static_cast<uint8_t>(r.size >> 8);
-    answer[1] = static_cast<uint8_t>(r.size);
-    set_deadline(Clock::now() + config.tcp_io_timeout);
-    auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(answer),
-                                                          asio::as_tuple(asio::use_awaitable));
-    if (write_ec) break;
-    worker.counters.Count(metrics::Protocol::kDnsTcp, r.opcode, r.rcode, MicrosSince(start));
+void CountTruncated(DnsServer::WorkerState& state, bool truncated) {
+  if (truncated) {
+    state.truncated.store(state.truncated.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
   }
-  boost::system::error_code ignored;
-  socket.close(ignored);
-  watch->done = true;
-  watch->timer.cancel();  // the watchdog wakes, sees `done`, and ends without touching the socket
-  on_close();
 }
 
-asio::awaitable<void> Accept(DnsServer::Worker& worker, tcp::acceptor& acceptor,
-                             const config::DnsConfig& config, const Responder& responder,
-                             StoragePool& storage, const resolver::Resolver& resolver,
-                             ConnectionCaps& connections) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-      continue;  // e.g. EMFILE: keep accepting once descriptors free up
+// DNS over UDP (net::UdpService's handler): cache hits answered in the batch, misses sent to the
+// storage pool (a full pool drops them: the client retries), every answer through the rate limit.
+class DnsDatagrams {
+ public:
+  static constexpr size_t kMaxReceive = kMaxQueryDatagram;
+  static constexpr size_t kMaxSend = kMaxAnswerDatagram;
+  static constexpr uint32_t kSendSlotsPerRequest = 1;
+  static constexpr bool kPrefetch = false;
+  struct Info {
+    uint8_t opcode = 0;
+    uint16_t rcode = 0;
+    bool truncated = false;
+  };
+
+  DnsDatagrams(DnsServer::WorkerState& state, const Responder& responder,
+               const resolver::Resolver& resolver, net::ResponseRateLimiter& limiter)
+      : state_(&state), responder_(&responder), resolver_(&resolver), limiter_(&limiter) {}
+
+  void Prefetch(std::span<const std::span<const uint8_t>>) {}
+
+  net::DatagramReply<Info> Receive(std::span<const uint8_t> query, const sockaddr_storage&) {
+    using Kind = net::DatagramReply<Info>::Kind;
+    net::DatagramReply<Info> r;
+    r.request = query;
+    Response response =
+        responder_->Respond(query, Transport::kUdp, state_->source, state_->out, state_->scratch);
+    r.info = {response.opcode, response.rcode, response.truncated};
+    switch (response.disposition) {
+      case Response::Disposition::kDrop:
+        r.kind = Kind::kDrop;
+        break;
+      case Response::Disposition::kNeedsStorage:
+        r.kind = Kind::kNeedsStorage;
+        break;
+      case Response::Disposition::kAnswered:
+        r.kind = Kind::kAnswered;
+        r.answer = std::span<const uint8_t>(state_->out.data(), response.size);
+        break;
     }
-    boost::system::error_code addr_ec;
-    std::string source = socket.remote_endpoint(addr_ec).address().to_string();
-    if (addr_ec || !connections.Admit(source)) {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    socket.set_option(tcp::no_delay(true), addr_ec);
-    asio::co_spawn(worker.io,
-                   TcpSession(worker, config, responder, storage, resolver, std::move(socket),
-                              [&connections, source] { connections.Release(source); }),
-                   asio::detached);
+    return r;
   }
-}
+
+  net::StorageReply<Info> AnswerFromStorage(std::span<const uint8_t> query,
+                                            const sockaddr_storage&) const {
+    StorageThreadState& thread = ThisStorageThread(*resolver_);
+    Response response =
+        responder_->Respond(query, Transport::kUdp, thread.source, thread.out, thread.scratch);
+    net::StorageReply<Info> reply;
+    if (response.disposition != Response::Disposition::kAnswered) return reply;
+    reply.answered = true;
+    reply.answer.assign(thread.out.begin(),
+                        thread.out.begin() + static_cast<ptrdiff_t>(response.size));
+    reply.info = {response.opcode, response.rcode, response.truncated};
+    return reply;
+  }
+
+  std::span<const uint8_t> Busy(std::span<const uint8_t>) { return {}; }  // dropped: clients retry
+
+  void Send(net::UdpBatchSocket& socket, std::span<const uint8_t> answer,
+            const sockaddr_storage& to, socklen_t to_len, size_t) {
+    net::SendRateLimited(
+        *limiter_, socket, to, to_len, 1, [&] { socket.Queue(answer, to, to_len); },
+        [&]() -> std::span<const uint8_t> {
+          size_t size = TruncatedAnswer(answer, state_->slip_out);
+          return std::span<const uint8_t>(state_->slip_out.data(), size);
+        });
+  }
+
+  void Count(const Info& info, uint64_t latency_us) {
+    CountTruncated(*state_, info.truncated);
+    state_->counters.Count(metrics::Protocol::kDnsUdp, info.opcode, info.rcode, latency_us);
+  }
+  void Dropped() { state_->counters.Dropped(metrics::Protocol::kDnsUdp); }
+
+ private:
+  DnsServer::WorkerState* state_;
+  const Responder* responder_;
+  const resolver::Resolver* resolver_;
+  net::ResponseRateLimiter* limiter_;
+};
+
+// DNS over TCP (RFC 7766; net::ServeFramed's handler): a 2-byte length, then the message; the
+// answer carries the same framing. A full storage pool closes the connection (the client retries).
+class DnsStream {
+ public:
+  static constexpr size_t kHeadSize = 2;
+
+  DnsStream(DnsServer::WorkerState& state, const Responder& responder,
+            const resolver::Resolver& resolver)
+      : state_(&state), responder_(&responder), resolver_(&resolver) {}
+
+  std::optional<size_t> BodySize(std::span<const uint8_t> head, std::vector<uint8_t>&) {
+    return size_t{head[0]} << 8 | head[1];  // at most 65535: the length field bounds the read
+  }
+
+  net::SessionOutcome Answer(std::span<const uint8_t> message, std::vector<uint8_t>& reply) {
+    last_ = responder_->Respond(message.subspan(kHeadSize), Transport::kTcp, state_->source,
+                                state_->out, state_->scratch);
+    if (last_.disposition == Response::Disposition::kNeedsStorage)
+      return net::SessionOutcome::kNeedsStorage;
+    return Finish(message, state_->out, reply);
+  }
+
+  net::SessionOutcome AnswerFromStorage(std::span<const uint8_t> message,
+                                        std::vector<uint8_t>& reply) {
+    StorageThreadState& thread = ThisStorageThread(*resolver_);
+    last_ = responder_->Respond(message.subspan(kHeadSize), Transport::kTcp, thread.source,
+                                thread.out, thread.scratch);
+    return Finish(message, thread.out, reply);
+  }
+
+  net::SessionOutcome Busy(std::span<const uint8_t>, std::vector<uint8_t>&) {
+    return net::SessionOutcome::kClose;
+  }
+
+  void Answered(net::Clock::time_point start) {
+    CountTruncated(*state_, last_.truncated);
+    state_->counters.Count(metrics::Protocol::kDnsTcp, last_.opcode, last_.rcode,
+                           net::MicrosSince(start));
+  }
+  void Dropped() { state_->counters.Dropped(metrics::Protocol::kDnsTcp); }
+
+ private:
+  net::SessionOutcome Finish(std::span<const uint8_t> message, const std::vector<uint8_t>& out,
+                             std::vector<uint8_t>& reply) {
+    if (last_.disposition != Response::Disposition::kAnswered) {
+      // No header: the stream makes no sense. Otherwise a response sent to us: ignore it.
+      return message.size() < kHeadSize + 12 ? net::SessionOutcome::kClose
+                                             : net::SessionOutcome::kIgnore;
+    }
+    reply.resize(2 + last_.size);
+    reply[0] = static_cast<uint8_t>(last_.size >> 8);
+    reply[1] = static_cast<uint8_t>(last_.size);
+    std::memcpy(reply.data() + 2, out.data(), last_.size);
+    return net::SessionOutcome::kAnswered;
+  }
+
+  DnsServer::WorkerState* state_;
+  const Responder* responder_;
+  const resolver::Resolver* resolver_;
+  Response last_;
+};
 
 }  // namespace
+
+struct DnsServer::UdpListeners {
+  std::vector<std::unique_ptr<net::UdpService<DnsDatagrams>>> services;
+};
 
 DnsServer::DnsServer(const config::DnsConfig& config, const resolver::Resolver& resolver,
                      ResponderOptions options, metrics::MetricsHub& metrics)
@@ -358,7 +305,8 @@ DnsServer::DnsServer(const config::DnsConfig& config, const resolver::Resolver& 
       responder_(std::move(options)),
       metrics_(metrics),
       rate_limiter_(config.rate_limit),
-      connections_(config.tcp_max_connections, config.tcp_max_connections_per_source) {}
+      connections_(config.tcp_max_connections, config.tcp_max_connections_per_source),
+      udp_(std::make_unique<UdpListeners>()) {}
 
 DnsServer::~DnsServer() {
   Stop();
@@ -368,24 +316,36 @@ Result<Unit, std::string> DnsServer::Bind() {
   storage_ = std::make_unique<StoragePool>(config_.storage_threads, config_.storage_queue);
   uint32_t workers =
       config_.workers != 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
-  for (uint32_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  workers_ = std::make_unique<net::WorkerPool>(workers);
+  for (size_t i = 0; i < workers_->size(); ++i)
+    states_.push_back(std::make_unique<WorkerState>(metrics_.NewCounters(), resolver_));
   port_ = config_.port;
   try {
     for (const std::string& bind : config_.bind) {
       boost::system::error_code ec;
       auto address = asio::ip::make_address(bind, ec);
       if (ec) return Failure{"dns.bind: \"" + bind + "\" is not an IP address"};
-      for (auto& worker : workers_) {
-        auto socket = net::OpenUdpSocket(worker->io, address, port_, "DNS UDP",
-                                         config_.udp_receive_buffer_bytes);
+      for (size_t w = 0; w < workers_->size(); ++w) {
+        net::Worker& worker = (*workers_)[w];
+        const bool first = w == 0;  // the first socket of this address checks the port is free
+        auto socket = net::OpenUdpSocket(worker.io, address, port_, "DNS UDP",
+                                         config_.udp_receive_buffer_bytes, first);
         if (!socket.ok()) return Failure{socket.error()};
         if (port_ == 0) port_ = socket->local_endpoint().port();
-        worker->udp.push_back(std::make_unique<DnsUdpListener>(
-            *worker, std::move(*socket), config_.udp_batch, responder_, *storage_, resolver_));
+        udp_->services.push_back(std::make_unique<net::UdpService<DnsDatagrams>>(
+            worker, std::move(*socket), config_.udp_batch, *storage_,
+            DnsDatagrams(*states_[w], responder_, resolver_, rate_limiter_)));
+        auto* listener = udp_->services.back().get();
+        worker.closers.push_back([listener] { listener->Close(); });
         if (config_.tcp) {
-          auto acceptor = net::OpenTcpAcceptor(worker->io, address, port_, "DNS TCP");
+          auto acceptor = net::OpenTcpAcceptor(worker.io, address, port_, "DNS TCP", first);
           if (!acceptor.ok()) return Failure{acceptor.error()};
-          worker->acceptors.push_back(std::move(*acceptor));
+          tcp::acceptor* raw = acceptor->get();
+          worker.closers.push_back([raw] {
+            boost::system::error_code ignored;
+            raw->close(ignored);
+          });
+          acceptors_.push_back({&worker, w, std::move(*acceptor)});
         }
       }
     }
@@ -396,30 +356,38 @@ Result<Unit, std::string> DnsServer::Bind() {
 }
 
 void DnsServer::Run() {
-  for (auto& worker : workers_) {
-    for (auto& listener : worker->udp) listener->Start();
-    for (auto& acceptor : worker->acceptors) {
-      asio::co_spawn(
-          worker->io,
-          Accept(*worker, *acceptor, config_, responder_, *storage_, resolver_, connections_),
-          asio::detached);
-    }
-    RunWorker(*worker);
+  for (auto& service : udp_->services) service->Start();
+  const net::TcpLimits limits{config_.tcp_idle_timeout, config_.tcp_io_timeout};
+  for (auto& a : acceptors_) {
+    WorkerState* state = states_[a.worker_index].get();
+    net::Worker* worker = a.worker;
+    asio::co_spawn(worker->io,
+                   net::AcceptLoop(
+                       *a.acceptor, connections_, accept_counters_,
+                       [this, state, worker, limits](tcp::socket socket, net::ConnectionSlot slot) {
+                         asio::co_spawn(
+                             worker->io,
+                             net::ServeFramed(std::move(socket), std::move(slot), limits, *storage_,
+                                              DnsStream(*state, responder_, resolver_)),
+                             asio::detached);
+                       }),
+                   asio::detached);
   }
+  workers_->Run();
   started_ = true;
 }
 
 void DnsServer::Stop() {
   if (!started_) return;
   started_ = false;
-  StopWorkers(workers_, *storage_);
+  workers_->Stop(storage_.get());
 }
 
 void DnsServer::CollectMetrics(std::string& out) const {
   rate_limiter_.AppendMetrics(out, "idnode_dns_rate_limited_total",
                               "DNS UDP answers not sent by the rate limit (dns.rate_limit).");
   uint64_t truncated = 0;
-  for (const auto& w : workers_) truncated += w->truncated.load(std::memory_order_relaxed);
+  for (const auto& w : states_) truncated += w->truncated.load(std::memory_order_relaxed);
   metrics::AppendHelp(out, "idnode_dns_truncated_total", "counter",
                       "DNS answers sent without records and with TC (too large for UDP).");
   metrics::AppendSample(out, "idnode_dns_truncated_total", "", static_cast<double>(truncated));
@@ -427,6 +395,7 @@ void DnsServer::CollectMetrics(std::string& out) const {
                         static_cast<double>(connections_.open()));
   metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"dns_tcp\"",
                         static_cast<double>(connections_.refused()));
+  net::AppendAcceptMetrics(out, "dns_tcp", accept_counters_, /*help=*/false);
   metrics::AppendHelp(out, "idnode_dns_storage_queue", "gauge",
                       "DNS cache misses waiting for or in the DNS storage pool.");
   metrics::AppendSample(out, "idnode_dns_storage_queue", "",

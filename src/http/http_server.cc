@@ -8,6 +8,7 @@
 #include <ctime>
 #include <tuple>
 
+#include "idnode/net/listeners.h"
 #include "idnode/protocol/utf8.h"
 #include "idnode/protocol/wire.h"
 #include "idnode/registry/json_records.h"
@@ -431,9 +432,14 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
 // ---- the server ---------------------------------------------------------------------------------
 
 struct HttpServer::State {
-  asio::io_context io;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
-  std::vector<metrics::RequestCounters*> counters;
+  std::unique_ptr<net::StoragePool> storage;
+  std::unique_ptr<net::WorkerPool> workers;
+  struct Acceptor {
+    net::Worker* worker;
+    std::unique_ptr<tcp::acceptor> acceptor;
+  };
+  std::vector<Acceptor> acceptors;
+  net::AcceptCounters accept_counters;
 };
 
 namespace {
@@ -476,8 +482,8 @@ constexpr size_t kMaxLingerBytes = 64 * 1024;
 constexpr uint64_t kMaxReadBodyBytes = 4096;
 
 asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
-                              metrics::RequestCounters& counters, ConnectionCaps& connections,
-                              std::string source) {
+                              metrics::RequestCounters& counters, net::ConnectionSlot slot,
+                              net::StoragePool& storage) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(config.max_header_bytes);
   std::string out;  // the serialized response, reused
@@ -589,10 +595,23 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
         response.status = 405;
         response.body = R"({"responseCode":5,"message":"method override is not accepted"})";
       } else {
-        response =
-            api.Handle(std::string_view(req.method_string().data(), req.method_string().size()),
-                       std::string_view(req.target().data(), req.target().size()),
-                       req.find(bhttp::field::authorization) != req.end());
+        const std::string_view method(req.method_string().data(), req.method_string().size());
+        const std::string_view target(req.target().data(), req.target().size());
+        const bool authorization = req.find(bhttp::field::authorization) != req.end();
+        bool needs_storage = false;
+        response = api.Handle(method, target, authorization, Api::Stage::kMemory, &needs_storage);
+        if (needs_storage) {
+          // A cache miss reads RocksDB, which can stall: never on this event loop.
+          if (!storage.TryAcquire()) {
+            response = JsonResponse(503, R"({"responseCode":3,"message":"server too busy"})");
+          } else {
+            auto executor = co_await asio::this_coro::executor;
+            co_await asio::post(storage.pool, asio::use_awaitable);
+            response = api.Handle(method, target, authorization, Api::Stage::kStorage);
+            storage.Release();
+            co_await asio::post(executor, asio::use_awaitable);
+          }
+        }
         close = close || !req.keep_alive();
         if (req.method() == bhttp::verb::head) response.body.clear();
       }
@@ -626,30 +645,7 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  connections.Release(source);
-}
-
-asio::awaitable<void> Listen(tcp::acceptor& acceptor, const config::HttpConfig& config,
-                             const Api& api, metrics::RequestCounters& counters,
-                             ConnectionCaps& connections) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-    if (ec) {
-      if (!acceptor.is_open()) co_return;
-      continue;
-    }
-    beast::error_code addr_ec;
-    std::string source = socket.remote_endpoint(addr_ec).address().to_string();
-    if (addr_ec || !connections.Admit(source)) {
-      beast::error_code ignored;
-      socket.close(ignored);
-      counters.Dropped(metrics::Protocol::kHttp);
-      continue;
-    }
-    auto executor = socket.get_executor();
-    asio::co_spawn(executor, Session(std::move(socket), config, api, counters, connections, source),
-                   asio::detached);
-  }
+  (void)slot;  // released with the connection
 }
 
 }  // namespace
@@ -668,51 +664,65 @@ HttpServer::~HttpServer() {
 
 Result<Unit, std::string> HttpServer::Start(unsigned threads) {
   port_ = config_.port;
+  state_->storage =
+      std::make_unique<net::StoragePool>(config_.storage_threads, config_.storage_queue);
+  state_->workers = std::make_unique<net::WorkerPool>(std::max(1u, threads));
   auto& counters = metrics_.NewCounters();
   try {
     for (const auto& bind : config_.bind) {
       beast::error_code ec;
       auto address = asio::ip::make_address(bind, ec);
       if (ec) return Failure{"http.bind: \"" + bind + "\" is not an IP address"};
-      auto acceptor = std::make_unique<tcp::acceptor>(state_->io);
-      tcp::endpoint endpoint(address, port_);
-      acceptor->open(endpoint.protocol());
-      acceptor->set_option(tcp::acceptor::reuse_address(true));
-      acceptor->bind(endpoint, ec);
-      if (ec)
-        return Failure{"cannot bind HTTP " + bind + ":" + std::to_string(port_) + ": " +
-                       ec.message()};
-      acceptor->listen(asio::socket_base::max_listen_connections);
-      if (port_ == 0) port_ = acceptor->local_endpoint().port();
-      state_->acceptors.push_back(std::move(acceptor));
+      for (size_t w = 0; w < state_->workers->size(); ++w) {
+        net::Worker& worker = (*state_->workers)[w];
+        auto acceptor = net::OpenTcpAcceptor(worker.io, address, port_, "HTTP", w == 0);
+        if (!acceptor.ok()) return Failure{acceptor.error()};
+        if (port_ == 0) port_ = (*acceptor)->local_endpoint().port();
+        tcp::acceptor* raw = acceptor->get();
+        worker.closers.push_back([raw] {
+          beast::error_code ignored;
+          raw->close(ignored);
+        });
+        state_->acceptors.push_back({&worker, std::move(*acceptor)});
+      }
     }
   } catch (const boost::system::system_error& e) {
     return Failure{std::string("cannot open the HTTP listener: ") + e.what()};
   }
-  for (auto& acceptor : state_->acceptors) {
-    asio::co_spawn(state_->io, Listen(*acceptor, config_, api_, counters, connections_),
-                   asio::detached);
+  for (auto& a : state_->acceptors) {
+    net::Worker* worker = a.worker;
+    asio::co_spawn(
+        worker->io,
+        net::AcceptLoop(*a.acceptor, connections_, state_->accept_counters,
+                        [this, &counters, worker](tcp::socket socket, net::ConnectionSlot slot) {
+                          asio::co_spawn(worker->io,
+                                         Session(std::move(socket), config_, api_, counters,
+                                                 std::move(slot), *state_->storage),
+                                         asio::detached);
+                        }),
+        asio::detached);
   }
-  for (unsigned i = 0; i < std::max(1u, threads); ++i) {
-    threads_.emplace_back([this] {
-      auto guard = asio::make_work_guard(state_->io);
-      state_->io.run();
-    });
-  }
+  state_->workers->Run();
+  started_ = true;
   return Unit{};
 }
 
 void HttpServer::Stop() {
-  if (threads_.empty()) return;
-  asio::post(state_->io, [this] {
-    for (auto& acceptor : state_->acceptors) {
-      beast::error_code ignored;
-      acceptor->close(ignored);
-    }
-  });
-  state_->io.stop();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+  if (!started_) return;
+  started_ = false;
+  state_->workers->Stop(state_->storage.get());
+}
+
+void HttpServer::CollectMetrics(std::string& out) const {
+  metrics::AppendSample(out, "idnode_open_connections", "protocol=\"http\"",
+                        static_cast<double>(connections_.open()));
+  metrics::AppendSample(out, "idnode_connections_refused_total", "protocol=\"http\"",
+                        static_cast<double>(connections_.refused()));
+  net::AppendAcceptMetrics(out, "http", state_->accept_counters, /*help=*/false);
+  metrics::AppendHelp(out, "idnode_http_storage_queue", "gauge",
+                      "HTTP requests waiting for or in the HTTP storage pool.");
+  metrics::AppendSample(out, "idnode_http_storage_queue", "",
+                        state_->storage ? state_->storage->in_flight.load() : 0);
 }
 
 }  // namespace idnode::http

@@ -1,6 +1,12 @@
 #include "idnode/net/listeners.h"
 
+#include "idnode/metrics/metrics.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 namespace idnode::net {
@@ -32,6 +38,48 @@ std::string Where(std::string_view what, const asio::ip::address& address, uint1
          std::to_string(port) + ": ";
 }
 
+// Binds `port` once without SO_REUSEPORT: that fails while any other socket holds the port, even
+// one with SO_REUSEPORT of the same user (which a SO_REUSEPORT bind would silently join). TCP
+// sets SO_REUSEADDR so that connections of an earlier run in TIME_WAIT do not count.
+Result<Unit, std::string> CheckPortFree(const asio::ip::address& address, uint16_t port, bool tcp,
+                                        std::string_view what) {
+  if (port == 0) return Unit{};
+  const int family = address.is_v4() ? AF_INET : AF_INET6;
+  int fd = ::socket(family, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+  if (fd < 0) return Failure{Where(what, address, port) + std::strerror(errno)};
+  if (tcp) {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  }
+  sockaddr_storage addr{};
+  socklen_t length = 0;
+  if (address.is_v4()) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    auto bytes = address.to_v4().to_bytes();
+    std::memcpy(&a->sin_addr, bytes.data(), bytes.size());
+    length = sizeof(sockaddr_in);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    auto bytes = address.to_v6().to_bytes();
+    std::memcpy(&a->sin6_addr, bytes.data(), bytes.size());
+    a->sin6_scope_id = address.to_v6().scope_id();
+    length = sizeof(sockaddr_in6);
+  }
+  int bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), length);
+  int error = errno;
+  ::close(fd);
+  if (bound == 0) return Unit{};
+  if (error == EADDRINUSE) {
+    return Failure{Where(what, address, port) +
+                   "the port is in use by another process (is another idnode running?)"};
+  }
+  return Failure{Where(what, address, port) + std::strerror(error)};
+}
+
 }  // namespace
 
 uint64_t MicrosSince(Clock::time_point start) {
@@ -41,7 +89,12 @@ uint64_t MicrosSince(Clock::time_point start) {
 
 Result<udp::socket, std::string> OpenUdpSocket(asio::io_context& io,
                                                const asio::ip::address& address, uint16_t port,
-                                               std::string_view what, uint64_t receive_buffer) {
+                                               std::string_view what, uint64_t receive_buffer,
+                                               bool exclusive) {
+  if (exclusive) {
+    auto free = CheckPortFree(address, port, /*tcp=*/false, what);
+    if (!free.ok()) return Failure{free.error()};
+  }
   udp::socket socket(io);
   udp::endpoint endpoint(address, port);
   boost::system::error_code ec;
@@ -57,7 +110,12 @@ Result<udp::socket, std::string> OpenUdpSocket(asio::io_context& io,
 }
 
 Result<std::unique_ptr<tcp::acceptor>, std::string> OpenTcpAcceptor(
-    asio::io_context& io, const asio::ip::address& address, uint16_t port, std::string_view what) {
+    asio::io_context& io, const asio::ip::address& address, uint16_t port, std::string_view what,
+    bool exclusive) {
+  if (exclusive) {
+    auto free = CheckPortFree(address, port, /*tcp=*/true, what);
+    if (!free.ok()) return Failure{free.error()};
+  }
   auto acceptor = std::make_unique<tcp::acceptor>(io);
   tcp::endpoint endpoint(address, port);
   boost::system::error_code ec;
@@ -72,7 +130,103 @@ Result<std::unique_ptr<tcp::acceptor>, std::string> OpenTcpAcceptor(
   return acceptor;
 }
 
-asio::awaitable<void> Watchdog(tcp::socket& socket, std::shared_ptr<Deadline> deadline) {
+// ---- workers ------------------------------------------------------------------------------------
+
+WorkerPool::WorkerPool(uint32_t count) {
+  for (uint32_t i = 0; i < std::max(1u, count); ++i)
+    workers_.push_back(std::make_unique<Worker>(i));
+}
+
+void WorkerPool::Run() {
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    w->thread = std::thread([w] {
+      auto guard = asio::make_work_guard(w->io);
+      w->io.run();
+    });
+  }
+  running_ = true;
+}
+
+void WorkerPool::Stop(StoragePool* storage) {
+  if (!running_) return;
+  running_ = false;
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    asio::post(w->io, [w] {
+      for (auto& close : w->closers) close();
+    });
+  }
+  if (storage != nullptr) storage->pool.join();
+  for (auto& worker : workers_) worker->io.stop();
+  for (auto& worker : workers_) {
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+}
+
+// ---- TCP
+// ------------------------------------------------------------------------------------------
+
+void AppendAcceptMetrics(std::string& out, std::string_view protocol,
+                         const AcceptCounters& counters, bool help) {
+  const std::string label = "protocol=\"" + std::string(protocol) + "\"";
+  if (help) {
+    metrics::AppendHelp(out, "idnode_accept_errors_total", "counter",
+                        "accept() failures of TCP listeners.");
+    metrics::AppendHelp(out, "idnode_accept_backoffs_total", "counter",
+                        "Waits of an accept loop out of descriptors or memory (EMFILE, ...).");
+  }
+  metrics::AppendSample(out, "idnode_accept_errors_total", label,
+                        static_cast<double>(counters.errors.load(std::memory_order_relaxed)));
+  metrics::AppendSample(out, "idnode_accept_backoffs_total", label,
+                        static_cast<double>(counters.backoffs.load(std::memory_order_relaxed)));
+}
+
+std::string PeerAddress(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return {};
+  return endpoint.address().to_string();
+}
+
+asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, ConnectionCaps& caps,
+                                 AcceptCounters& counters, ConnectionHandler on_connection) {
+  constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
+  constexpr auto kLongestBackoff = std::chrono::seconds(1);
+  std::chrono::milliseconds backoff = kFirstBackoff;
+  asio::steady_timer timer(acceptor.get_executor());
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      counters.errors.fetch_add(1, std::memory_order_relaxed);
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+          ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+        // The connection stays in the listen queue, so the acceptor stays readable: accepting
+        // again at once would spin this worker. Wait, and let the worker serve what it can.
+        counters.backoffs.fetch_add(1, std::memory_order_relaxed);
+        timer.expires_after(backoff);
+        auto [wait_ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (wait_ec || !acceptor.is_open()) co_return;
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, kLongestBackoff);
+      }
+      continue;
+    }
+    backoff = kFirstBackoff;
+    std::string source = PeerAddress(socket);
+    if (source.empty() || !caps.Admit(source)) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    boost::system::error_code option_ec;
+    socket.set_option(tcp::no_delay(true), option_ec);
+    on_connection(std::move(socket), ConnectionSlot(&caps, std::move(source)));
+  }
+}
+
+asio::awaitable<void> Watchdog(tcp::socket::lowest_layer_type& socket,
+                               std::shared_ptr<Deadline> deadline) {
   while (!deadline->done) {
     deadline->timer.expires_at(deadline->at);
     co_await deadline->timer.async_wait(asio::as_tuple(asio::use_awaitable));

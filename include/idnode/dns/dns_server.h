@@ -65,18 +65,27 @@ class DnsServer {
   uint16_t port() const { return port_; }
   void CollectMetrics(std::string& out) const;
 
-  struct Worker;
+  struct WorkerState;  // DNS's per-worker buffers and counters
 
  private:
-  friend struct Worker;
+  struct UdpListeners;
+  struct Acceptor {
+    net::Worker* worker;
+    size_t worker_index;
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+  };
   config::DnsConfig config_;
   const resolver::Resolver& resolver_;
   Responder responder_;
   metrics::MetricsHub& metrics_;
   net::ResponseRateLimiter rate_limiter_;  // shared by the UDP workers
-  std::vector<std::unique_ptr<Worker>> workers_;
+  ConnectionCaps connections_;             // TCP, all workers: in all and per source
+  net::AcceptCounters accept_counters_;
   std::unique_ptr<net::StoragePool> storage_;
-  ConnectionCaps connections_;  // TCP, all workers: in all and per source
+  std::unique_ptr<net::WorkerPool> workers_;
+  std::vector<std::unique_ptr<WorkerState>> states_;  // one per worker
+  std::unique_ptr<UdpListeners> udp_;
+  std::vector<Acceptor> acceptors_;
   uint16_t port_ = 0;
   bool started_ = false;
 };

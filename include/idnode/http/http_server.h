@@ -61,11 +61,14 @@ class HttpServer {
  public:
   HttpServer(const config::HttpConfig& config, const Api& api, metrics::MetricsHub& metrics);
   ~HttpServer();
+  // Binds (refusing a port another process holds) and starts `threads` workers, each with its own
+  // SO_REUSEPORT acceptor per bind address, on net/'s listener layer.
   Result<Unit, std::string> Start(unsigned threads);
   void Stop();
   uint16_t port() const { return port_; }
   size_t open_connections() const { return connections_.open(); }
   uint64_t refused_connections() const { return connections_.refused(); }
+  void CollectMetrics(std::string& out) const;
 
  private:
   struct State;
@@ -73,8 +76,8 @@ class HttpServer {
   const Api& api_;
   metrics::MetricsHub& metrics_;
   std::unique_ptr<State> state_;
-  std::vector<std::thread> threads_;
   uint16_t port_ = 0;
+  bool started_ = false;
   ConnectionCaps connections_;  // in all and per source
 };
 

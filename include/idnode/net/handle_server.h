@@ -17,8 +17,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "idnode/common/connection_caps.h"
@@ -40,7 +38,7 @@ class HandleServer {
   HandleServer& operator=(const HandleServer&) = delete;
 
   // Binds every socket (the port of the first one when the configured port is 0). An error names
-  // the address that could not be bound.
+  // the address that could not be bound, or says that another process holds the port.
   Result<Unit, std::string> Bind();
   // Starts the workers (after Bind).
   void Run();
@@ -50,19 +48,28 @@ class HandleServer {
   size_t open_connections() const { return connections_.open(); }
   void CollectMetrics(std::string& out) const;
 
-  struct Worker;
+  struct WorkerState;  // the protocol's per-worker buffers and counters
 
  private:
-  friend struct Worker;
+  struct UdpListeners;
+  struct Acceptor {
+    Worker* worker;
+    size_t worker_index;
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+  };
 
   config::HandleConfig config_;
   const HandleService& service_;
   metrics::MetricsHub& metrics_;
   ResponseRateLimiter rate_limiter_;  // shared by the UDP workers
-  std::vector<std::unique_ptr<Worker>> workers_;
+  ConnectionCaps connections_;        // TCP, in all and per source
+  AcceptCounters accept_counters_;
   std::unique_ptr<StoragePool> storage_;
+  std::unique_ptr<WorkerPool> workers_;
+  std::vector<std::unique_ptr<WorkerState>> states_;  // one per worker
+  std::unique_ptr<UdpListeners> udp_;
+  std::vector<Acceptor> acceptors_;
   uint16_t port_ = 0;
-  ConnectionCaps connections_;  // TCP, in all and per source
   bool started_ = false;
 };
 

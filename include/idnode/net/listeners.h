@@ -1,10 +1,19 @@
-// net/: the pieces every UDP/TCP front end shares (the Handle listener here, the DNS listener in
-// dns/): opening SO_REUSEPORT sockets, the batched UDP socket (wait for readiness with Asio, drain
-// with recvmmsg, answer with one sendmmsg: ARCHITECTURE.md "The UDP hot path"), the bounded
-// storage pool that cache misses go to, and the deadline watchdog of a TCP connection.
+// net/: the listener layer every front end plugs into (Handle and DNS over UDP and TCP, HTTP, and
+// later replication and HTTPS), as Knot has one layer under its query processing:
+//  - sockets: SO_REUSEPORT sockets per worker, after checking that no other process holds the
+//    port (OpenUdpSocket, OpenTcpAcceptor);
+//  - workers: one thread and io_context each (WorkerPool);
+//  - UDP: the batched socket (wait for readiness with Asio, drain with recvmmsg, answer with one
+//    sendmmsg: ARCHITECTURE.md "The UDP hot path"), and a protocol-independent datagram loop over
+//    it with the storage-pool hop and the response rate limit (udp_service.h);
+//  - TCP: the accept loop with caps in all and per source, and back-off when descriptors or
+//    memory run out (AcceptLoop); a connection's deadline watchdog; the framed request/response
+//    session loop with idle and I/O deadlines and the storage-pool hop (tcp_session.h);
+//  - the bounded storage pool that requests the caches cannot answer go to.
 //
 // A UdpBatchSocket belongs to one worker and runs on that worker's io_context thread only; a
-// StoragePool is shared by a server's workers; a Deadline by one connection's session and watchdog.
+// StoragePool is shared by a server's workers; a Deadline by one connection's session and watchdog;
+// AcceptCounters by a server's acceptors.
 #pragma once
 
 #include <netinet/in.h>
@@ -21,8 +30,10 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "idnode/common/connection_caps.h"
 #include "idnode/common/result.h"
 
 namespace idnode::net {
@@ -38,12 +49,16 @@ uint64_t MicrosSince(Clock::time_point start);
 // Opens and binds a UDP socket / a listening TCP acceptor with SO_REUSEPORT (each worker gets its
 // own and the kernel spreads traffic over them). `what` names the listener in errors ("DNS UDP").
 // `receive_buffer` is the UDP socket's SO_RCVBUF (the kernel caps it at net.core.rmem_max).
+// With `exclusive` (the first socket of a listener on a given port), the port is first bound
+// without SO_REUSEPORT: if another process holds it (a second idnode started by mistake, which
+// SO_REUSEPORT would otherwise let in to take part of the traffic with other data), the error says
+// so and nothing is opened.
 Result<boost::asio::ip::udp::socket, std::string> OpenUdpSocket(
     boost::asio::io_context& io, const boost::asio::ip::address& address, uint16_t port,
-    std::string_view what, uint64_t receive_buffer);
+    std::string_view what, uint64_t receive_buffer, bool exclusive);
 Result<std::unique_ptr<boost::asio::ip::tcp::acceptor>, std::string> OpenTcpAcceptor(
     boost::asio::io_context& io, const boost::asio::ip::address& address, uint16_t port,
-    std::string_view what);
+    std::string_view what, bool exclusive);
 
 // Storage work runs here: RocksDB reads (and admin writes) can stall, so they never run on a
 // network worker. Bounded: past `capacity` jobs in flight, TryAcquire fails and the caller answers
@@ -87,8 +102,93 @@ struct Deadline {
 
 // Closes the socket when the connection's deadline passes (the watchdog of the Asio examples):
 // one timer per connection, re-armed by every read and write.
-boost::asio::awaitable<void> Watchdog(boost::asio::ip::tcp::socket& socket,
+// `socket` is the lowest layer of the connection's stream (the TCP socket under TLS too).
+boost::asio::awaitable<void> Watchdog(boost::asio::ip::tcp::socket::lowest_layer_type& socket,
                                       std::shared_ptr<Deadline> deadline);
+
+// A network worker: one thread running one io_context (ARCHITECTURE.md "Threads"), and the
+// sockets it owns, closed on its own thread when the pool stops.
+struct Worker {
+  explicit Worker(size_t worker_index) : index(worker_index) {}
+  size_t index;
+  boost::asio::io_context io{1};
+  std::thread thread;
+  std::vector<std::function<void()>> closers;  // run on this worker's thread by Stop
+};
+
+// The workers of one server. Owned by the server; Run and Stop from the main thread.
+class WorkerPool {
+ public:
+  explicit WorkerPool(uint32_t count);
+  ~WorkerPool() { Stop(nullptr); }
+  size_t size() const { return workers_.size(); }
+  Worker& operator[](size_t i) { return *workers_[i]; }
+  const Worker& operator[](size_t i) const { return *workers_[i]; }
+  void Run();
+  // Closes every worker's sockets on its own thread, lets what `storage` holds be answered
+  // (answers posted back to a worker still go out), then stops the loops and joins the threads
+  // (open TCP sessions end with them).
+  void Stop(StoragePool* storage);
+
+ private:
+  std::vector<std::unique_ptr<Worker>> workers_;
+  bool running_ = false;
+};
+
+// Accept failures of one server's acceptors (all its workers).
+struct AcceptCounters {
+  std::atomic<uint64_t> errors{0};    // accept() failed
+  std::atomic<uint64_t> backoffs{0};  // ... for lack of descriptors or memory: the loop waited
+};
+
+// A connection counted by a ConnectionCaps; released when the slot is destroyed (the session that
+// owns it ends), whatever way it ends.
+class ConnectionSlot {
+ public:
+  ConnectionSlot() = default;
+  ConnectionSlot(ConnectionCaps* caps, std::string source)
+      : caps_(caps), source_(std::move(source)) {}
+  ConnectionSlot(ConnectionSlot&& other) noexcept
+      : caps_(std::exchange(other.caps_, nullptr)), source_(std::move(other.source_)) {}
+  ConnectionSlot& operator=(ConnectionSlot&& other) noexcept {
+    if (this != &other) {
+      Release();
+      caps_ = std::exchange(other.caps_, nullptr);
+      source_ = std::move(other.source_);
+    }
+    return *this;
+  }
+  ~ConnectionSlot() { Release(); }
+  const std::string& source() const { return source_; }
+
+ private:
+  void Release() {
+    if (caps_ != nullptr) caps_->Release(source_);
+    caps_ = nullptr;
+  }
+  ConnectionCaps* caps_ = nullptr;
+  std::string source_;
+};
+
+using ConnectionHandler =
+    std::function<void(boost::asio::ip::tcp::socket socket, ConnectionSlot slot)>;
+
+// Accepts connections on `acceptor` until it is closed, on the acceptor's executor (a worker's
+// loop, which keeps serving its UDP socket and timers meanwhile). Connections beyond the caps are
+// closed at once and counted. When accept fails for lack of descriptors or memory (EMFILE,
+// ENFILE, ENOBUFS, ENOMEM) the loop waits before trying again, 10 ms doubling to 1 s, instead of
+// spinning on a listen queue that stays readable; other failures (a connection reset before it
+// was accepted) are counted and the loop goes on.
+boost::asio::awaitable<void> AcceptLoop(boost::asio::ip::tcp::acceptor& acceptor,
+                                        ConnectionCaps& caps, AcceptCounters& counters,
+                                        ConnectionHandler on_connection);
+
+// idnode_accept_errors_total / idnode_accept_backoffs_total for `protocol` ("handle_tcp").
+void AppendAcceptMetrics(std::string& out, std::string_view protocol,
+                         const AcceptCounters& counters, bool help);
+
+// The address of a connected socket's peer as text (the key of ConnectionCaps), "" if unknown.
+std::string PeerAddress(const boost::asio::ip::tcp::socket& socket);
 
 // One UDP socket of one worker, read and written in batches. Each received datagram goes to
 // `on_datagram`, which queues answers with Queue() or NextSendBuffer()/CommitSend(); what is
@@ -140,38 +240,5 @@ class UdpBatchSocket {
   std::vector<iovec> tx_iov_;
   std::vector<mmsghdr> tx_headers_;
 };
-
-// The worker threads of a listener. `Worker` has an io_context `io`, a std::thread `thread`,
-// `acceptors` (unique_ptrs to tcp::acceptor) and `udp` (unique_ptrs to something with Close()).
-// RunWorker starts the worker's loop on its thread; StopWorkers closes every worker's sockets on
-// its own thread, lets what the storage pool holds be answered, then stops and joins the loops
-// (open TCP sessions end with them).
-template <typename Worker>
-void RunWorker(Worker& worker) {
-  Worker* w = &worker;
-  worker.thread = std::thread([w] {
-    auto guard = boost::asio::make_work_guard(w->io);
-    w->io.run();
-  });
-}
-
-template <typename Worker>
-void StopWorkers(std::vector<std::unique_ptr<Worker>>& workers, StoragePool& storage) {
-  for (auto& worker : workers) {
-    Worker* w = worker.get();
-    boost::asio::post(w->io, [w] {
-      for (auto& acceptor : w->acceptors) {
-        boost::system::error_code ignored;
-        acceptor->close(ignored);
-      }
-      for (auto& listener : w->udp) listener->Close();
-    });
-  }
-  storage.pool.join();
-  for (auto& worker : workers) worker->io.stop();
-  for (auto& worker : workers) {
-    if (worker->thread.joinable()) worker->thread.join();
-  }
-}
 
 }  // namespace idnode::net

@@ -157,7 +157,7 @@ TEST(ChallengeTable, UdpChallengesAtASessionOrSourceCapPushOutOnlyUdpOnes) {
   EXPECT_FALSE(by_source.Take(101, From(2), now).has_value());  // the oldest UDP one went
 }
 
-TEST(FailureThrottle, LocksAKeyAndASourceForTheRestOfTheWindow) {
+TEST(FailureThrottle, LocksAKeyForASourceAndTheSourceForTheRestOfTheWindow) {
   FailureThrottle throttle(3);
   auto now = Clock::now();
   Identity key{"0.NA/ADM.1", 300}, other{"0.NA/ADM.1", 301};
@@ -165,14 +165,28 @@ TEST(FailureThrottle, LocksAKeyAndASourceForTheRestOfTheWindow) {
     EXPECT_TRUE(throttle.Allowed(key, From(1), now));
     throttle.Failed(key, From(1), now);
   }
-  EXPECT_FALSE(throttle.Allowed(key, From(2), now));                  // the key, from anywhere
-  EXPECT_FALSE(throttle.Allowed({"0.na/adm.1", 300}, From(2), now));  // however it is spelled
+  EXPECT_FALSE(throttle.Allowed(key, From(1), now));                  // the key from there
+  EXPECT_FALSE(throttle.Allowed({"0.na/adm.1", 300}, From(1), now));  // however it is spelled
   EXPECT_FALSE(throttle.Allowed(other, From(1), now));                // anything from that source
+  EXPECT_TRUE(throttle.Allowed(key, From(2), now));  // the key from elsewhere: not locked out
   EXPECT_TRUE(throttle.Allowed(other, From(2), now));
   auto next_minute = now + std::chrono::seconds(61);
   EXPECT_TRUE(throttle.Allowed(key, From(1), next_minute));
   throttle.Failed(key, From(1), next_minute);  // a fresh window counts from one
   EXPECT_TRUE(throttle.Allowed(key, From(1), next_minute));
+}
+
+TEST(FailureThrottle, AKeyWideLimitCapsManySourcesButSparesProvenOnes) {
+  FailureThrottle throttle(3, /*key_limit=*/6);
+  auto now = Clock::now();
+  Identity key{"0.NA/ADM.1", 300};
+  throttle.Succeeded(key, From(9), now);  // the real admin's address
+  for (uint8_t source = 1; source <= 2; ++source) {
+    for (int i = 0; i < 3; ++i) throttle.Failed(key, From(source), now);
+  }
+  EXPECT_FALSE(throttle.Allowed(key, From(3), now));  // a fresh address: the key is capped
+  EXPECT_TRUE(throttle.Allowed(key, From(9), now));   // the proven one is not
+  EXPECT_TRUE(throttle.Allowed(key, From(3), now + std::chrono::seconds(61)));
 }
 
 TEST(FailureThrottle, ForgedUdpFailuresLockNoTcpClientAndNotTheKeyOverTcp) {

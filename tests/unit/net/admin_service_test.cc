@@ -544,7 +544,7 @@ TEST_F(AdminServiceTest, VerifyChallengeIsNoPasswordGuessingOracle) {
 TEST(Listeners, UdpSocketsGetTheirReceiveBufferAndBindErrorsNameTheAddress) {
   boost::asio::io_context io;
   auto loopback = boost::asio::ip::make_address("127.0.0.1");
-  auto socket = OpenUdpSocket(io, loopback, 0, "Handle UDP", 1 << 20);
+  auto socket = OpenUdpSocket(io, loopback, 0, "Handle UDP", 1 << 20, /*exclusive=*/true);
   ASSERT_TRUE(socket.ok()) << socket.error();
   int size = 0;
   socklen_t length = sizeof size;
@@ -554,10 +554,40 @@ TEST(Listeners, UdpSocketsGetTheirReceiveBufferAndBindErrorsNameTheAddress) {
   EXPECT_GT(size, 212992);
   // An address this machine does not have (TEST-NET-1).
   auto elsewhere =
-      OpenUdpSocket(io, boost::asio::ip::make_address("192.0.2.1"), 0, "DNS UDP", 65536);
+      OpenUdpSocket(io, boost::asio::ip::make_address("192.0.2.1"), 0, "DNS UDP", 65536, false);
   ASSERT_FALSE(elsewhere.ok());
   EXPECT_NE(elsewhere.error().find("cannot bind DNS UDP 192.0.2.1:0"), std::string::npos)
       << elsewhere.error();
+}
+
+// Defect 14: every socket was bound with SO_REUSEPORT, so a second node on the same ports (another
+// data directory, same user) bound without error and silently took part of the traffic.
+TEST(Listeners, APortHeldElsewhereIsRefusedWithAClearError) {
+  boost::asio::io_context io;
+  auto loopback = boost::asio::ip::make_address("127.0.0.1");
+  // Another node's sockets (SO_REUSEPORT, as idnode binds them).
+  auto udp = OpenUdpSocket(io, loopback, 0, "Handle UDP", 65536, /*exclusive=*/true);
+  ASSERT_TRUE(udp.ok()) << udp.error();
+  const uint16_t port = udp->local_endpoint().port();
+  auto tcp = OpenTcpAcceptor(io, loopback, port, "Handle TCP", /*exclusive=*/false);
+  ASSERT_TRUE(tcp.ok()) << tcp.error();
+  // This node's first sockets on those ports are refused, naming the cause...
+  auto second_udp = OpenUdpSocket(io, loopback, port, "Handle UDP", 65536, /*exclusive=*/true);
+  ASSERT_FALSE(second_udp.ok());
+  EXPECT_NE(second_udp.error().find("in use by another process"), std::string::npos)
+      << second_udp.error();
+  auto second_tcp = OpenTcpAcceptor(io, loopback, port, "Handle TCP", /*exclusive=*/true);
+  ASSERT_FALSE(second_tcp.ok());
+  EXPECT_NE(second_tcp.error().find("in use by another process"), std::string::npos);
+  // ...while a node's own further sockets (one per worker) join its first.
+  auto worker_udp = OpenUdpSocket(io, loopback, port, "Handle UDP", 65536, /*exclusive=*/false);
+  EXPECT_TRUE(worker_udp.ok());
+  // Once the other node is gone, the port is free again.
+  udp->close();
+  worker_udp->close();
+  (*tcp)->close();
+  EXPECT_TRUE(OpenUdpSocket(io, loopback, port, "Handle UDP", 65536, true).ok());
+  EXPECT_TRUE(OpenTcpAcceptor(io, loopback, port, "Handle TCP", true).ok());
 }
 
 }  // namespace
