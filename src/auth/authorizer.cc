@@ -49,12 +49,17 @@ KeyLookup Authorizer::FindKey(const Identity& identity, std::string_view auth_ty
   return out;
 }
 
-bool Authorizer::IsAuthorized(const Identity& identity, std::string_view handle,
-                              const proto::Record* record, uint16_t permission) const {
+bool Authorizer::IsServerAdmin(const Identity& identity) const {
   for (const auto& admin : options_.server_admins) {
     if (admin.index == identity.index && SameIgnoringAsciiCase(admin.handle, identity.handle))
       return true;
   }
+  return false;
+}
+
+bool Authorizer::IsAuthorized(const Identity& identity, std::string_view handle,
+                              const proto::Record* record, uint16_t permission) const {
+  if (IsServerAdmin(identity)) return true;
   int lookups = 0;
   if (record != nullptr && AdminValuesGrant(identity, *record, permission, &lookups)) return true;
   if (!options_.allow_prefix_admins && record != nullptr) return false;

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -95,6 +96,23 @@ std::string_view RefusalMessage(ResponseCode rc) {
   }
 }
 
+// The prefix a HOME_NA / UNHOME_NA request names: "0.NA/P" or, as the reference accepts, "P";
+// empty when it names none.
+std::string PrefixOfHomingRequest(std::string_view handle) {
+  std::string key = identifier::Normalize(handle);
+  if (key.find('/') == std::string::npos) return key.size() <= protocol::kMaxHandleLength ? key : "";
+  if (!identifier::IsPrefixHandle(key)) return {};
+  key.erase(0, identifier::kPrefixHandlePrefix.size());
+  if (key.empty() || key.find('/') != std::string::npos) return {};
+  for (char c : key) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return {};
+  }
+  return key;
+}
+
+// Homed prefixes listed per message of a streamed LIST_HOMED_NAS answer (the reference's).
+constexpr size_t kPrefixesPerMessage = 50;
+
 // The HS_ADMIN permissions an operation needs on `record` (nullptr: the handle does not exist).
 uint16_t NeededPermissions(OpCode opcode, const registry::Operation& op,
                            const proto::Record* record, bool overwrite) {
@@ -162,6 +180,9 @@ bool AdminService::Handles(uint32_t opcode) {
     case OpCode::kModifyValue:
     case OpCode::kResponseToChallenge:
     case OpCode::kVerifyChallenge:
+    case OpCode::kHomeNa:
+    case OpCode::kUnhomeNa:
+    case OpCode::kListHomedNas:
       return true;
     default:
       return false;
@@ -183,15 +204,30 @@ Handled AdminService::Handle(const Message& request, std::span<const uint8_t> re
 Handled AdminService::Challenge(const Message& request, std::span<const uint8_t> request_bytes,
                                 std::span<uint8_t> out, const auth::Origin& origin) const {
   std::string_view handle = TargetHandle(request);
+  const auto opcode = static_cast<OpCode>(request.header.opcode);
   // What the reference server checks before it asks who the client is.
-  if (!identifier::IsValidHandle(handle) && !(request.header.has(protocol::opflag::kMintSuffix) &&
-                                              !handle.empty() && handle.back() == '/')) {
-    return Error(request, ResponseCode::kInvalidHandle, "invalid handle", request_bytes,
-                 site_serial_, out);
-  }
-  if (!registry_.IsWritable(handle)) {
-    return Error(request, ResponseCode::kServerNotResponsible, "That prefix doesn't live here",
-                 request_bytes, site_serial_, out);
+  if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa) {
+    if (PrefixOfHomingRequest(handle).empty()) {
+      return Error(request, ResponseCode::kInvalidHandle, "Handle is not a prefix handle",
+                   request_bytes, site_serial_, out);
+    }
+  } else if (opcode == OpCode::kListHomedNas) {
+    if (origin.datagram) {
+      // The list may take several messages (CN): a connection's, as the reference client sends it.
+      return Error(request, ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP",
+                   request_bytes, site_serial_, out);
+    }
+  } else {
+    if (!identifier::IsValidHandle(handle) &&
+        !(request.header.has(protocol::opflag::kMintSuffix) && !handle.empty() &&
+          handle.back() == '/')) {
+      return Error(request, ResponseCode::kInvalidHandle, "invalid handle", request_bytes,
+                   site_serial_, out);
+    }
+    if (!registry_.IsWritable(handle)) {
+      return Error(request, ResponseCode::kServerNotResponsible, "That prefix doesn't live here",
+                   request_bytes, site_serial_, out);
+    }
   }
   if (registry_.write_failed()) {
     return Error(request, ResponseCode::kError, "storage failed: writes are refused", request_bytes,
@@ -256,6 +292,10 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
     return fail(ForClient(verdict), auth::VerdictName(verdict));
   }
   failures_.Succeeded(identity, proven, now);
+  if (origin.datagram && original->header.opcode ==
+                             static_cast<uint32_t>(OpCode::kListHomedNas)) {
+    return fail(ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP");
+  }
   return Execute(*original, pending->request, identity, answer.envelope, out);
 }
 
@@ -267,6 +307,14 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
     return Respond(answer_envelope, original.header, rc, std::move(body), original_bytes,
                    site_serial_, out, answer_envelope.session_id);
   };
+  switch (static_cast<OpCode>(original.header.opcode)) {
+    case OpCode::kHomeNa:
+    case OpCode::kUnhomeNa:
+    case OpCode::kListHomedNas:
+      return ExecutePrefixOperation(original, original_bytes, identity, answer_envelope, out);
+    default:
+      break;
+  }
   registry::Operation op;
   op.handle = std::string(TargetHandle(original));
   const bool overwrite = original.header.has(protocol::opflag::kOverwrite);
@@ -351,6 +399,80 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
     return respond(ResponseCode::kSuccess, protocol::HandleBody{op.handle});
   }
   return respond(ResponseCode::kSuccess, protocol::EmptyBody{});
+}
+
+Handled AdminService::ExecutePrefixOperation(const Message& original,
+                                             std::span<const uint8_t> original_bytes,
+                                             const auth::Identity& identity,
+                                             const protocol::Envelope& answer_envelope,
+                                             std::span<uint8_t> out) const {
+  auto respond = [&](ResponseCode rc, protocol::Body body) {
+    return Respond(answer_envelope, original.header, rc, std::move(body), original_bytes,
+                   site_serial_, out, answer_envelope.session_id);
+  };
+  // The prefix table is the server's own: only its server admins change or list it (the
+  // reference's server_admins / home_only_admins).
+  if (!authorizer_.IsServerAdmin(identity)) {
+    return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
+  }
+  const auto opcode = static_cast<OpCode>(original.header.opcode);
+  if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa) {
+    const std::string prefix = PrefixOfHomingRequest(TargetHandle(original));
+    registry::OpResult result;
+    if (opcode == OpCode::kHomeNa) {
+      result = registry_.HomePrefix(prefix);
+    } else {
+      // Only a homed prefix is unhomed (idempotent, as the reference's); a delegation or a mirror
+      // is another operation.
+      auto state = registry_.FindPrefix(prefix);
+      result.code = ResponseCode::kSuccess;
+      if (state && state->role() == proto::PrefixState::HOMED) result = registry_.ForgetPrefix(prefix);
+    }
+    if (result.code != ResponseCode::kSuccess) {
+      return respond(result.code, protocol::ErrorBody{RefusalMessage(result.code)});
+    }
+    return respond(ResponseCode::kSuccess, protocol::EmptyBody{});
+  }
+  // LIST_HOMED_NAS: the homed prefix handles, 50 a message, CN set on all but the last.
+  std::vector<std::string> homed;
+  registry_.prefix_table().Snapshot()->ForEach(
+      [&homed](std::string_view name, const registry::PrefixEntry& entry) {
+        if (entry.role == registry::PrefixRole::kHomed)
+          homed.push_back(identifier::PrefixHandleFor(name));
+      });
+  std::sort(homed.begin(), homed.end());
+  size_t written = 0;
+  size_t next = 0;
+  do {
+    const size_t end = std::min(homed.size(), next + kPrefixesPerMessage);
+    protocol::HandleListBody chunk;
+    for (size_t i = next; i < end; ++i) chunk.handles.push_back(homed[i]);
+    Message response;
+    response.envelope = protocol::ResponseEnvelopeFor(answer_envelope);
+    response.envelope.session_id = answer_envelope.session_id;
+    response.header = protocol::ResponseHeaderFor(original.header, ResponseCode::kSuccess,
+                                                  site_serial_, response.envelope.version());
+    if (end < homed.size()) response.header.op_flags |= protocol::opflag::kContinuous;
+    protocol::DigestValue digest;
+    if (response.header.has(protocol::opflag::kRequestDigest)) {
+      digest = protocol::RequestDigest(original_bytes, response.envelope.version());
+      response.request_digest = protocol::RequestDigestField{digest.algorithm, digest.view()};
+    }
+    response.body = std::move(chunk);
+    auto encoded = protocol::EncodeMessage(response, out.subspan(written));
+    if (!encoded.ok()) {
+      // More homed prefixes than one answer buffer holds (256 KiB, some 10,000): say so rather
+      // than send a partial list as if it were whole.
+      written = 0;
+      return respond(ResponseCode::kError,
+                     protocol::ErrorBody{"too many homed prefixes to list here; use idctl prefix "
+                                         "list on the data directory"});
+    }
+    written += *encoded;
+    next = end;
+  } while (next < homed.size());
+  return {Disposition::kAnswered, written, original.header.opcode,
+          static_cast<uint32_t>(ResponseCode::kSuccess)};
 }
 
 Handled AdminService::Verify(const Message& request, std::span<const uint8_t> request_bytes,

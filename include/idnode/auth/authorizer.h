@@ -62,6 +62,9 @@ class Authorizer {
   bool IsAuthorized(const Identity& identity, std::string_view handle, const proto::Record* record,
                     uint16_t permission) const;
 
+  // Whether `identity` is one of the server admins (auth.server_admins).
+  bool IsServerAdmin(const Identity& identity) const;
+
   const AuthOptions& options() const { return options_; }
 
  private:

@@ -1,5 +1,8 @@
 // net/: the Handle protocol's administration path (HANDLE.md §1.3, §1.10): CREATE_HANDLE,
-// DELETE_HANDLE, ADD_VALUE, REMOVE_VALUE, MODIFY_VALUE, and the challenge–response that
+// DELETE_HANDLE, ADD_VALUE, REMOVE_VALUE, MODIFY_VALUE (of prefix handles 0.NA/P too: that is how
+// a secondary node registers an enterprise prefix at a top-level node), HOME_NA, UNHOME_NA and
+// LIST_HOMED_NAS (server admins only; the list streamed 50 prefixes a message with CN, over TCP
+// only), and the challenge–response that
 // authenticates them (402 → OC 200 RESPONSE_TO_CHALLENGE → the original operation's answer), plus
 // OC 201 VERIFY_CHALLENGE for identities this node holds.
 //
@@ -50,6 +53,12 @@ class AdminService {
                     std::span<uint8_t> out, const auth::Origin& origin) const;
   Handled Answer(const protocol::Message& answer, std::span<uint8_t> out,
                  const auth::Origin& origin) const;
+  // HOME_NA, UNHOME_NA, LIST_HOMED_NAS (server admins only).
+  Handled ExecutePrefixOperation(const protocol::Message& original,
+                                 std::span<const uint8_t> original_bytes,
+                                 const auth::Identity& identity,
+                                 const protocol::Envelope& answer_envelope,
+                                 std::span<uint8_t> out) const;
   Handled Verify(const protocol::Message& request, std::span<const uint8_t> request_bytes,
                  std::span<uint8_t> out, const auth::Origin& origin) const;
   // Authorizes and applies `original` for `identity`; the answer goes to `answer_envelope`.

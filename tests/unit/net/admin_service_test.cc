@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "../protocol/test_util.h"
 #include "idnode/protocol/value_types.h"
 #include "idnode/registry/values.h"
@@ -539,6 +541,69 @@ TEST_F(AdminServiceTest, VerifyChallengeIsNoPasswordGuessingOracle) {
     EXPECT_FALSE(std::get<protocol::VerifyChallengeResult>(reply.body).valid);
   }
   EXPECT_EQ(verify(kSecret).header.response_code, 3u);
+}
+
+// OC 300 HOME_NA, 301 UNHOME_NA and 302 LIST_HOMED_NAS: the prefix table of a running node, for
+// its server admins only.
+TEST_F(AdminServiceTest, ServerAdminsHomeUnhomeAndListPrefixes) {
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::Create(
+                    "20.500.12345/ops", {MakeValue(300, "HS_SECKEY", "ops-secret", 0x0c)}))
+                .code,
+            ResponseCode::kSuccess);
+  auth::AuthOptions options;
+  options.server_admins.push_back({"20.500.12345/ops", 300});
+  Open(std::move(options));
+  // A prefix admin is no server admin.
+  auto refused =
+      RunAsAdmin(Request(OpCode::kHomeNa, protocol::HandleBody{"0.NA/88.100"}, 1));
+  EXPECT_EQ(refused.header.response_code, 400u);
+  EXPECT_FALSE(registry_->FindPrefix("88.100").has_value());
+  // Not a prefix handle: refused before any challenge.
+  auto bad = protocol::DecodeMessage(
+      Run(Encode(Request(OpCode::kHomeNa, protocol::HandleBody{"88.100/x"}, 2))));
+  EXPECT_EQ(bad->header.response_code, 102u);
+
+  auto homed = RunAsAdmin(Request(OpCode::kHomeNa, protocol::HandleBody{"0.NA/88.100"}, 3),
+                          "20.500.12345/ops", 300, "ops-secret");
+  EXPECT_EQ(homed.header.response_code, 1u);
+  EXPECT_EQ(homed.header.opcode, 300u);
+  EXPECT_EQ(registry_->FindPrefix("88.100")->role(), proto::PrefixState::HOMED);
+  auto slashless = RunAsAdmin(Request(OpCode::kHomeNa, protocol::HandleBody{"88.200"}, 4),
+                              "20.500.12345/ops", 300, "ops-secret");
+  EXPECT_EQ(slashless.header.response_code, 1u);
+  EXPECT_TRUE(registry_->IsWritable("88.200/x"));
+
+  // Sixty more, so that the list takes two messages (50 a message, CN on the first).
+  for (int i = 0; i < 60; ++i) ASSERT_EQ(registry_->HomePrefix("77." + std::to_string(i)).code, ResponseCode::kSuccess);
+  last_ = Run(Encode(Request(OpCode::kListHomedNas, protocol::HandleBody{"/"}, 5)));
+  last_ = Run(AnswerChallenge(last_, "20.500.12345/ops", 300, "ops-secret"));
+  std::vector<std::string> listed;
+  std::span<const uint8_t> rest(last_);
+  int messages = 0;
+  while (!rest.empty()) {
+    ASSERT_GE(rest.size(), 20u);
+    size_t length = 20 + (size_t{rest[16]} << 24 | size_t{rest[17]} << 16 | size_t{rest[18]} << 8 |
+                          rest[19]);
+    auto message = protocol::DecodeMessage(rest.first(length));
+    ASSERT_TRUE(message.ok());
+    EXPECT_EQ(message->header.opcode, 302u);
+    EXPECT_EQ(message->header.response_code, 1u);
+    ++messages;
+    const bool more = rest.size() > length;
+    EXPECT_EQ(message->header.has(protocol::opflag::kContinuous), more);
+    for (auto h : std::get<protocol::HandleListBody>(message->body).handles)
+      listed.emplace_back(h);
+    rest = rest.subspan(length);
+  }
+  EXPECT_EQ(messages, 2);
+  EXPECT_EQ(listed.size(), 63u);  // 20.500.12345, 88.100, 88.200 and the sixty
+  EXPECT_NE(std::find(listed.begin(), listed.end(), "0.NA/88.100"), listed.end());
+
+  auto unhomed = RunAsAdmin(Request(OpCode::kUnhomeNa, protocol::HandleBody{"0.NA/88.100"}, 6),
+                            "20.500.12345/ops", 300, "ops-secret");
+  EXPECT_EQ(unhomed.header.response_code, 1u);
+  EXPECT_FALSE(registry_->IsWritable("88.100/x"));
 }
 
 TEST(Listeners, UdpSocketsGetTheirReceiveBufferAndBindErrorsNameTheAddress) {
