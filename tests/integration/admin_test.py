@@ -8,15 +8,14 @@ its HS_ADMIN names, and ADM.1/user holds a second identity that no HS_ADMIN name
 of the challenge-response is written here from HANDLE.md (Python's hmac/hashlib), independently
 of idnode's C++: create, modify, delete over TCP and UDP, HMAC-SHA256 and PBKDF2-HMAC-SHA1
 answers, a wrong secret (403), an identity that is not an admin (400); then idbench's write mix.
-Traffic goes to 127.0.0.1 only; every wait is bounded; the node is stopped at the end.
+Traffic goes to 127.0.0.1 only; every wait is bounded; the node is stopped at the end, and the run
+fails if it did not stop cleanly (exit 0 on SIGTERM, no sanitizer report: harness.py).
 """
 import hashlib
 import hmac
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -25,6 +24,7 @@ import tempfile
 import time
 import unittest
 
+import harness
 import server_test as st
 
 IDNODE = IDCTL = IDBENCH = None
@@ -100,6 +100,10 @@ def resolved_url(handle):
 
 
 def setUpModule():
+    harness.set_up_or_tear_down(start_module_node, tearDownModule)
+
+
+def start_module_node():
     work = tempfile.mkdtemp(prefix="idnode-admin-")
     NODE["work"] = work
     data = os.path.join(work, "data")
@@ -114,11 +118,7 @@ def setUpModule():
          "permissions": "1100"}]}
     with open(records, "w") as f:
         f.write(json.dumps(admin) + "\n" + json.dumps(user) + "\n")
-    try:
-        NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "ADM.1", records, ["--workers", "2"])
-    except (RuntimeError, subprocess.CalledProcessError):
-        tearDownModule()
-        raise
+    NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "ADM.1", records, ["--workers", "2"])
     NODE["handle"] = ports["handle"]
 
 

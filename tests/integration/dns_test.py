@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """Integration tests of idnode's DNS front end (ORS, ITU-T X.672) against a real process.
 
-  dns_test.py IDNODE IDCTL
+  dns_test.py IDNODE IDCTL IDBENCH
 
 The node starts on its demo data (DEMO.1 and the OID prefix homed, OID 1.2.156.3001.1 with a URL
 and a DESC) plus an imported OID with forty URL values, on ephemeral ports. Queries are sent over
-UDP and TCP to 127.0.0.1 only, built by hand here (and with kdig when it is installed); every wait is
-bounded; the node is stopped and its directory removed at the end.
+UDP and TCP to 127.0.0.1 only, built by hand here and with kdig (package knot-dnsutils, which CI
+installs: the test fails without it); every wait is bounded (on a condition: a counter in /metrics);
+the node is stopped and its directory removed at the end, and the run fails if it did not stop
+cleanly (exit 0 on SIGTERM, no sanitizer report: harness.py).
 """
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -21,6 +22,7 @@ import tempfile
 import time
 import unittest
 
+import harness
 from server_test import read_exact, wait_ready  # shared with the Handle tests
 
 IDNODE = IDCTL = IDBENCH = None
@@ -146,6 +148,10 @@ def healthy():
 
 
 def setUpModule():
+    harness.set_up_or_tear_down(start_module_node, tearDownModule)
+
+
+def start_module_node():
     work = tempfile.mkdtemp(prefix="idnode-dns-")
     NODE["work"] = work
     data = os.path.join(work, "data")
@@ -161,41 +167,36 @@ def setUpModule():
     with open(config, "w") as f:
         f.write("dns:\n  tcp_max_connections: 4\n  tcp_max_connections_per_source: 2\n"
                 "  tcp_idle_timeout_ms: 600\n  tcp_io_timeout_ms: 300\n")
-    NODE["log"] = open(os.path.join(work, "idnode.log"), "w")
-    NODE["proc"] = subprocess.Popen(
+    NODE["proc"] = harness.start(
         [IDNODE, "--config", config, "--data-dir", data, "--handle-port", "0", "--http-port", "0",
-         "--dns-port", "0", "--workers", "2"], stdout=subprocess.PIPE, stderr=NODE["log"], text=True)
+         "--dns-port", "0", "--workers", "2"], "idnode", os.path.join(work, "idnode.log"))
     line = wait_ready(NODE["proc"])
     m = re.search(r"http=127\.0\.0\.1:(\d+) dns=127\.0\.0\.1:(\d+)", line)
     if not m:
-        tearDownModule()
-        raise RuntimeError("idnode did not start: " + line)
+        raise RuntimeError("idnode did not start: " + line + harness.log_tail(NODE["proc"]))
     NODE["http"], NODE["dns"] = int(m.group(1)), int(m.group(2))
     NODE["prefixes"] = line.split("prefixes=")[1].strip()
 
 
 def tearDownModule():
-    proc = NODE.get("proc")
-    if proc and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    if proc:
-        proc.stdout.close()
-    if "log" in NODE:
-        NODE["log"].close()
-    log = ""
-    if "work" in NODE and os.path.exists(os.path.join(NODE["work"], "idnode.log")):
-        with open(os.path.join(NODE["work"], "idnode.log")) as f:
-            log = f.read()
-    shutil.rmtree(NODE.get("work", "/nonexistent"), ignore_errors=True)
-    # A sanitizer report or an unclean exit fails the run, even when every test passed.
-    if proc and (proc.returncode not in (0, -signal.SIGTERM) or "Sanitizer" in log or "runtime error" in log):
-        sys.stderr.write(log)
-        raise RuntimeError("idnode exited with status %s" % proc.returncode)
+    # A crash, a non-zero exit, a SIGKILL needed or a sanitizer report fails the run, even when
+    # every test passed (harness.stop_all raises once everything is stopped).
+    try:
+        harness.stop_all()
+    finally:
+        shutil.rmtree(NODE.get("work", "/nonexistent"), ignore_errors=True)
+
+
+OPEN_DNS_TCP = 'idnode_open_connections{protocol="dns_tcp"}'
+REFUSED_DNS_TCP = 'idnode_connections_refused_total{protocol="dns_tcp"}'
+
+
+def wait_for_dns_connections(count, timeout=10):
+    """Waits until the node holds `count` open DNS TCP connections; returns its metrics."""
+    def seen():
+        m = harness.metrics(NODE["http"])
+        return m if m[OPEN_DNS_TCP] == count else None
+    return harness.wait_until(seen, timeout, "%d open DNS TCP connections" % count)
 
 
 class DnsTest(unittest.TestCase):
@@ -353,36 +354,45 @@ class DnsTest(unittest.TestCase):
         def connect_from(source):
             return socket.create_connection(("127.0.0.1", NODE["dns"]), timeout=2, source_address=(source, 0))
 
+        wait_for_dns_connections(0)
+        refused = harness.metrics(NODE["http"])[REFUSED_DNS_TCP]
         held = [connect_from("127.0.0.1"), connect_from("127.0.0.1")]
         try:
-            time.sleep(0.1)
+            wait_for_dns_connections(2)  # both taken in before the third comes
             extra = connect_from("127.0.0.1")  # a third from one address
             self.assertTrue(closed_within(extra, 0.5))
             extra.close()
+            self.assertEqual(harness.metrics(NODE["http"])[REFUSED_DNS_TCP], refused + 1)  # at accept
             # Another address still has room (else the fifth below would be let in).
             held += [connect_from("127.0.0.2"), connect_from("127.0.0.2")]
-            time.sleep(0.05)
+            wait_for_dns_connections(4)
             extra = connect_from("127.0.0.3")  # the fifth in all
             self.assertTrue(closed_within(extra, 0.5))
             extra.close()
+            self.assertEqual(harness.metrics(NODE["http"])[REFUSED_DNS_TCP], refused + 2)
         finally:
             for s in held:
                 s.close()
-        time.sleep(0.2)
+        wait_for_dns_connections(0)  # the slots come back as the server sees the connections close
         self.assertIsNotNone(tcp_exchange([query(DEMO_OID_NAME, NAPTR)])[0])
         self.assertTrue(healthy())
 
-    def test_kdig_if_installed(self):
+    def test_kdig(self):
+        # CI installs kdig (knot-dnsutils, docker/install-deps.sh): its absence is a failure, not a skip.
         kdig = shutil.which("kdig")
-        if kdig is None:
-            self.skipTest("kdig not installed")
-        out = subprocess.run([kdig, "@127.0.0.1", "-p", str(NODE["dns"]), "+norec", "+timeout=2", "+retry=0",
-                              DEMO_OID_NAME, "NAPTR"], capture_output=True, text=True, timeout=10).stdout
+        self.assertIsNotNone(kdig, "kdig is not installed (apt-get install knot-dnsutils): the DNS front end "
+                                   "is not checked against a real DNS client")
+
+        def dig(name):
+            out = subprocess.run([kdig, "@127.0.0.1", "-p", str(NODE["dns"]), "+norec", "+timeout=2", "+retry=0",
+                                  name, "NAPTR"], capture_output=True, text=True, timeout=10)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            return out.stdout
+
+        out = dig(DEMO_OID_NAME)
         self.assertIn("status: NOERROR", out)
         self.assertIn('"U" "RINF" "!^.*$!https://example.org/oid/1.2.156.3001.1!"', out)
-        out = subprocess.run([kdig, "@127.0.0.1", "-p", str(NODE["dns"]), "+norec", "+timeout=2", "+retry=0",
-                              "7.3001.156.2.1.oid-res.org.", "NAPTR"], capture_output=True, text=True,
-                             timeout=10).stdout
+        out = dig("7.3001.156.2.1.oid-res.org.")
         self.assertIn("ANSWER: 40", out)  # truncated over UDP, kdig retries over TCP
 
     def test_metrics_count_dns(self):

@@ -7,7 +7,8 @@
 UDP, Handle TCP and the JSON API, in a closed and an open loop, with a share of missing keys, and
 writes its JSON and HTML reports. The figures checked are the ones an operator reads: answers per
 response code, the open loop's rate and its send lag, the per-second timeline. Traffic goes to
-127.0.0.1 only; every run is bounded in time; the node and the responder are stopped at the end.
+127.0.0.1 only; every run is bounded in time; the node and the responder are stopped at the end,
+and one that does not end cleanly (exit 0, no sanitizer report: harness.py) fails the test.
 """
 import json
 import os
@@ -17,10 +18,12 @@ import sys
 import tempfile
 import unittest
 
+import harness
 import server_test as st
 
 IDNODE = IDCTL = IDBENCH = None
-NODE = st.NODE  # tearDownModule of server_test.py stops NODE["proc"] and removes NODE["work"]
+NODE = st.NODE  # tearDownModule of server_test.py stops (and checks) every process started, and
+# removes NODE["work"]
 COUNT = 300
 
 
@@ -29,6 +32,10 @@ def idbench(*args, timeout=30):
 
 
 def setUpModule():
+    harness.set_up_or_tear_down(start_module_node, tearDownModule)
+
+
+def start_module_node():
     work = tempfile.mkdtemp(prefix="idnode-idbench-")
     NODE["work"] = work
     records, keys = (os.path.join(work, n) for n in ("records.jsonl", "keys.txt"))
@@ -37,11 +44,7 @@ def setUpModule():
         raise RuntimeError("idbench gen failed: " + gen.stderr)
     NODE["keys"] = keys
     NODE["records"] = records
-    try:
-        NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "BENCH.1", records, ["--workers", "1"])
-    except (RuntimeError, subprocess.CalledProcessError):
-        st.tearDownModule()
-        raise
+    NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "BENCH.1", records, ["--workers", "1"])
     NODE["handle"], NODE["http"] = ports["handle"], ports["http"]
 
 
@@ -149,10 +152,12 @@ class AgainstIdnode(unittest.TestCase):
 
 class AgainstResponder(unittest.TestCase):
     def test_responder_answers_every_request(self):
-        responder = subprocess.Popen([IDBENCH, "responder", "--port", "0", "--seconds", "20"], stdout=subprocess.PIPE,
-                                     text=True)
+        # The responder has no SIGTERM handler: it is given a lifetime that covers the run, and
+        # must then exit by itself with status 0.
+        responder = harness.start([IDBENCH, "responder", "--port", "0", "--seconds", "5"], "idbench responder",
+                                  os.path.join(NODE["work"], "responder.log"), expect_exit=True)
         try:
-            line = responder.stdout.readline()
+            line = harness.ready_line(responder, "responder ready:", timeout=10)
             m = re.search(r"127\.0\.0\.1:(\d+)", line)
             self.assertTrue(m, line)
             out = idbench("run", "--protocol", "udp", "--server", "127.0.0.1:" + m.group(1), "--pattern",
@@ -162,10 +167,7 @@ class AgainstResponder(unittest.TestCase):
             self.assertEqual(set(answered), {1}, out.stdout)
             self.assertGreater(answered[1], 1000)
         finally:
-            responder.kill()
-            responder.wait(timeout=10)
-            responder.stdout.close()
-
+            harness.wait_exit(responder, timeout=20)
 
 if __name__ == "__main__":
     IDNODE, IDCTL, IDBENCH = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -10,7 +10,8 @@ network is never limited; TCP is never limited; the counters in /metrics match w
 saw. Then the amplification bound: a flood at 20 times the limit asking for a multi-datagram
 record gets back fewer bytes and fewer datagrams than it sent, and a record larger than the burst
 never goes over UDP. The DNS front end's answers are limited the same way, slipping with TC.
-Traffic goes to 127.0.0.1 only; every node started is stopped.
+Traffic goes to 127.0.0.1 only; every node started is stopped, and a node that does not stop
+cleanly (exit 0 on SIGTERM, no sanitizer report: harness.py) fails the test.
 """
 import json
 import os
@@ -24,6 +25,7 @@ import time
 import unittest
 import urllib.request
 
+import harness
 import server_test as st
 
 IDNODE = IDCTL = None
@@ -47,8 +49,9 @@ def start_node(name, rate_limit):
 
 
 def stop(proc):
+    """Stops a node; fails the test (once it is gone) if it crashed, exited non-zero, needed
+    SIGKILL or left a sanitizer report."""
     st.stop_process(proc)
-    proc.stdout.close()
 
 
 def paced(port, make, on_reply, queries, seconds):
@@ -139,7 +142,11 @@ def setUpModule():
 
 
 def tearDownModule():
-    shutil.rmtree(WORK, ignore_errors=True)
+    # Any node a test left running (a failure between start and stop) is stopped and checked too.
+    try:
+        harness.stop_all()
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 class RateLimit(unittest.TestCase):
