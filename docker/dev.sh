@@ -22,11 +22,39 @@ log() { printf '\n== %s\n' "$*"; }
 
 deps() { bash docker/install-deps.sh; }
 
+# IDNODE_DRY_RUN=1 prints the configure and build commands instead of running them (a test checks
+# what `start` builds).
+run() {
+  if [[ -n ${IDNODE_DRY_RUN:-} ]]; then
+    echo "+ $*"
+  else
+    "$@"
+  fi
+}
+
+# configure_and_build DIR [CMAKE ARGS...] [-- TARGET...]: everything, or only the targets named.
 configure_and_build() {
   local dir=$1
   shift
-  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
-  cmake --build "$dir" -j "$jobs"
+  local args=() targets=()
+  while (($# > 0)) && [[ $1 != -- ]]; do
+    args+=("$1")
+    shift
+  done
+  if (($# > 0)); then
+    shift
+    targets=("$@")
+  fi
+  if [[ -n ${IDNODE_DRY_RUN:-} ]]; then
+    run cmake -S . -B "$dir" -G Ninja "${args[@]}"
+  else
+    cmake -S . -B "$dir" -G Ninja "${args[@]}" >/dev/null
+  fi
+  if ((${#targets[@]} > 0)); then
+    run cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
+  else
+    run cmake --build "$dir" -j "$jobs"
+  fi
 }
 
 # Runs ctest in a build directory and adds its counts to the totals.
@@ -56,8 +84,8 @@ format_check() {
 }
 
 release_build() {
-  log "release build (-Werror) and tests"
-  configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDNODE_WERROR=ON
+  log "release build (-O3, -Werror) and tests"
+  configure_and_build build/release -DCMAKE_BUILD_TYPE=Release -DIDNODE_WERROR=ON
 }
 
 sanitizer_build() {
@@ -113,12 +141,13 @@ fuzz() {
 command=${1:-}
 case "$command" in
   start)
-    deps
-    configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    [[ -n ${IDNODE_DRY_RUN:-} ]] || deps
+    # Only what `start` runs and suggests: no tests, no benchmarks.
+    configure_and_build build/release -DCMAKE_BUILD_TYPE=Release -- idnode idctl
     log "starting idnode on its embedded defaults (Handle on 127.0.0.1:2641 UDP+TCP, HTTP on 127.0.0.1:8000)"
     echo "try:  build/release/src/cmd/idctl resolve DEMO.1/hello"
     echo "      curl http://127.0.0.1:8000/api/handles/DEMO.1/hello"
-    exec build/release/src/cmd/idnode "${@:2}"
+    run exec build/release/src/cmd/idnode "${@:2}"
     ;;
   test)
     deps
@@ -145,7 +174,7 @@ case "$command" in
     ;;
   bench)
     deps
-    configure_and_build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    configure_and_build build/release -DCMAKE_BUILD_TYPE=Release
     build/release/benchmarks/protocol_bench
     ;;
   *)

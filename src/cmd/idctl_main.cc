@@ -35,10 +35,14 @@ namespace {
 constexpr const char* kUsage = R"(usage: idctl <command> [arguments]
 
 commands:
-  resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] [--json]
+  resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] [--json] [--walk]
                  resolve an identifier with the Handle protocol (default server udp://127.0.0.1:2641;
                  over UDP it retries after 500, 1000 and 1500 ms, then uses TCP, as real clients do;
-                 --type and --index repeat and combine with OR); exit status 0 when it resolved
+                 --type and --index repeat and combine with OR); exit status 0 when it resolved.
+                 --walk starts at the server and follows the answers as a Handle client does:
+                 the prefix handle 0.NA/P first (prefix referrals, RC 303, lead to the service of
+                 a derived prefix), then the identifier at the site its HS_SITE values name
+                 (service referrals, RC 302, are followed); each hop is printed
   admin create|add|modify|remove|delete HANDLE --identity INDEX:HANDLE --secret-file FILE
         [--value INDEX:TYPE:DATA ...] [--index I ...] [--overwrite] [--server tcp://H:P]
                  administer a running node over the Handle protocol (TCP), answering its challenge
@@ -54,8 +58,12 @@ commands:
                  write every record (or those under prefix P) as JSON Lines to standard output
   prefix home|delegate|mirror|forget --data-dir DIR [--shards N] PREFIX [HOST:PORT | PEER]
                  change the prefix table of a stopped node: home PREFIX here; delegate it to the
-                 secondary node at HOST:PORT (its 0.NA/PREFIX record gets an HS_SITE pointing there,
-                 which referrals carry); mirror it from PEER (read-only here); forget it
+                 secondary node at HOST:PORT (the HS_SITE values of its 0.NA/PREFIX record become
+                 one pointing there, which referrals carry; its other values are kept); mirror it
+                 from PEER (read-only here; a PEER of the form HOST:PORT also becomes that HS_SITE,
+                 the owner an incomplete mirror refers to); forget it (a delegation loses its
+                 HS_SITE/HS_SERV values). A prefix handle written with HS_SITE, HS_SERV or
+                 HS_SITE.PREFIX values (admin or import) delegates its prefix the same way
   prefix list --data-dir DIR [--shards N]
   digest --data-dir DIR [--shards N] [--prefix P]
                  print the order-independent digest of the records (equal on nodes holding the
@@ -274,6 +282,45 @@ int Export(const DataArgs& args) {
   return 0;
 }
 
+// An HS_SITE value for one server at "HOST:PORT" (the Handle port; TCP for admin and query, UDP for
+// query), or nullopt with `why`.
+std::optional<idnode::proto::Value> SiteValueFor(const std::string& target, std::string* why) {
+  size_t colon = target.rfind(':');
+  in6_addr v6{};
+  in_addr v4{};
+  std::string host = colon == std::string::npos ? target : target.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  unsigned long port =
+      colon == std::string::npos ? 2641 : std::strtoul(target.c_str() + colon + 1, nullptr, 10);
+  idnode::protocol::SiteInfo site;
+  idnode::protocol::SiteServer server;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
+    std::memcpy(server.address.data() + 12, &v4, 4);
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    std::memcpy(server.address.data(), &v6, 16);
+  } else {
+    *why = host + " is not an IP address";
+    return std::nullopt;
+  }
+  if (port == 0 || port > 65535) {
+    *why = "bad port in " + target;
+    return std::nullopt;
+  }
+  server.interfaces = {{idnode::protocol::interface_type::kBoth,
+                        idnode::protocol::interface_protocol::kTcp, static_cast<uint32_t>(port)},
+                       {idnode::protocol::interface_type::kQuery,
+                        idnode::protocol::interface_protocol::kUdp, static_cast<uint32_t>(port)}};
+  site.servers.push_back(server);
+  auto bytes = idnode::protocol::EncodeSiteInfo(site);
+  idnode::proto::Value v;
+  v.set_index(1);
+  v.set_type("HS_SITE");
+  v.set_data(std::string(bytes.begin(), bytes.end()));
+  v.set_ttl(86400);
+  v.set_permissions(idnode::protocol::permission::kCnriDefault);
+  return v;
+}
+
 int Prefix(const DataArgs& args) {
   if (args.positional.empty()) {
     std::cerr << "usage: idctl prefix home|delegate|mirror|forget|list --data-dir DIR PREFIX "
@@ -301,43 +348,22 @@ int Prefix(const DataArgs& args) {
   } else if (action == "forget") {
     result = registry->ForgetPrefix(prefix);
   } else if (action == "mirror" && args.positional.size() == 3) {
-    result = registry->MirrorPrefix(prefix, args.positional[2]);
+    // A PEER given as HOST:PORT also becomes the prefix handle's HS_SITE here, so that the mirror
+    // refers to its owner until replication has filled it.
+    std::string why;
+    auto site = SiteValueFor(args.positional[2], &why);
+    result = registry->MirrorPrefix(
+        prefix, args.positional[2],
+        site ? std::vector<idnode::proto::Value>{*site} : std::vector<idnode::proto::Value>{});
   } else if (action == "delegate" && args.positional.size() == 3) {
-    const std::string& target = args.positional[2];
-    size_t colon = target.rfind(':');
-    in6_addr v6{};
-    in_addr v4{};
-    std::string host = colon == std::string::npos ? target : target.substr(0, colon);
-    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    unsigned long port =
-        colon == std::string::npos ? 2641 : std::strtoul(target.c_str() + colon + 1, nullptr, 10);
-    idnode::protocol::SiteInfo site;
-    idnode::protocol::SiteServer server;
-    if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
-      std::memcpy(server.address.data() + 12, &v4, 4);
-    } else if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-      std::memcpy(server.address.data(), &v6, 16);
-    } else {
-      std::cerr << "idctl: " << host << " is not an IP address\n";
+    std::string why;
+    auto site = SiteValueFor(args.positional[2], &why);
+    if (!site) {
+      std::cerr << "idctl: " << why << "\n";
       return 2;
     }
-    if (port == 0 || port > 65535) {
-      std::cerr << "idctl: bad port in " << target << "\n";
-      return 2;
-    }
-    server.interfaces = {{idnode::protocol::interface_type::kBoth,
-                          idnode::protocol::interface_protocol::kTcp, static_cast<uint32_t>(port)},
-                         {idnode::protocol::interface_type::kQuery,
-                          idnode::protocol::interface_protocol::kUdp, static_cast<uint32_t>(port)}};
-    site.servers.push_back(server);
-    auto bytes = idnode::protocol::EncodeSiteInfo(site);
-    idnode::proto::Value v;
-    v.set_index(1);
-    v.set_type("HS_SITE");
-    v.set_data(std::string(bytes.begin(), bytes.end()));
-    v.set_ttl(86400);
-    v.set_permissions(idnode::protocol::permission::kCnriDefault);
-    result = registry->DelegatePrefix(prefix, {v});
+    // The prefix handle's other values (HS_ADMIN, keys, HS_SITE.PREFIX, ...) are kept.
+    result = registry->DelegatePrefix(prefix, {*site});
   } else {
     std::cerr << "idctl: unknown prefix action " << action << " (or missing HOST:PORT / PEER)\n";
     return 2;
@@ -475,6 +501,8 @@ int main(int argc, char** argv) {
         }
       } else if (a == "--json") {
         options.json = true;
+      } else if (a == "--walk") {
+        options.walk = true;
       } else if (options.handle.empty() && !a.empty() && a[0] != '-') {
         options.handle = std::string(a);
       } else {
@@ -484,7 +512,7 @@ int main(int argc, char** argv) {
     }
     if (options.handle.empty()) {
       std::cerr << "usage: idctl resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] "
-                   "[--json]\n";
+                   "[--json] [--walk]\n";
       return 2;
     }
     return idnode::cmd::Resolve(options);

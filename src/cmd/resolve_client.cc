@@ -6,10 +6,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <random>
 
 #include "idnode/protocol/message.h"
@@ -165,42 +167,67 @@ std::vector<uint8_t> HandleTcpConnection::Receive() {
   return message;
 }
 
-int Resolve(const ResolveOptions& o) {
+namespace {
+
+struct Exchanged {
+  std::vector<uint8_t> response;
+  std::string via;
+  std::string error;
+};
+
+// One resolution at one server: over UDP with the CNRI client's retry schedule, then TCP.
+Exchanged Exchange(const ResolveOptions& o) {
+  Exchanged out;
   sockaddr_storage to{};
   socklen_t to_len = 0;
   if (!Address(o.host, o.port, &to, &to_len)) {
-    std::cerr << "idctl: cannot resolve host " << o.host << "\n";
-    return 2;
+    out.error = "cannot resolve host " + o.host;
+    return out;
   }
   std::mt19937 rng(std::random_device{}());
   uint32_t request_id = rng() & 0x7fffffff;
   std::vector<uint8_t> request = BuildRequest(o, request_id);
-  std::vector<uint8_t> response;
-  std::string via;
   if (!o.tcp_only) {
     for (int timeout : {500, 1000, 1500}) {  // the CNRI client's udpRetryScheme
-      response = TryUdp(to, to_len, request, request_id, timeout);
-      if (!response.empty()) {
-        via = "udp";
-        break;
+      out.response = TryUdp(to, to_len, request, request_id, timeout);
+      if (!out.response.empty()) {
+        out.via = "udp";
+        return out;
       }
     }
   }
-  if (response.empty() && !o.udp_only) {
-    response = TryTcp(o.host, o.port, request, 5000);
-    via = "tcp";
+  if (!o.udp_only) {
+    out.response = TryTcp(o.host, o.port, request, 5000);
+    out.via = "tcp";
   }
-  if (response.empty()) {
-    std::cerr << "idctl: no answer from " << o.host << ":" << o.port << "\n";
-    return 1;
+  if (out.response.empty()) out.error = "no answer from " + o.host + ":" + std::to_string(o.port);
+  return out;
+}
+
+std::string DataText(const HandleValue& v) {
+  if (v.type == kTypeAdmin) {
+    auto admin = DecodeAdminRecord(v.data);
+    if (admin.ok()) {
+      return std::to_string(admin->admin_index) + ":" + std::string(admin->admin_handle) + " " +
+             AdminPermissionString(admin->permissions);
+    }
   }
-  auto decoded = DecodeMessage(response);
-  if (!decoded.ok()) {
-    std::cerr << "idctl: undecodable answer: " << ErrorCodeName(decoded.error().code) << "\n";
-    return 1;
+  bool text = IsValidUtf8(v.data_as_text());
+  for (unsigned char c : v.data_as_text()) text = text && c >= 0x20;
+  return text ? std::string(v.data_as_text()) : "(" + std::to_string(v.data.size()) + " bytes)";
+}
+
+void PrintValues(const std::vector<HandleValue>& values) {
+  std::printf("%7s  %-12s %-20s %6s  %s\n", "index", "type", "timestamp", "ttl", "data");
+  for (const auto& v : values) {
+    std::printf("%7d  %-12s %-20s %6d  %s\n", v.index, std::string(v.type).c_str(),
+                registry::FormatIsoTime(v.timestamp).c_str(), v.ttl, DataText(v).c_str());
   }
-  uint32_t rc = decoded->header.response_code;
-  const auto* values = std::get_if<HandleValuesBody>(&decoded->body);
+}
+
+int Print(const ResolveOptions& o, const Message& decoded, const std::string& via) {
+  uint32_t rc = decoded.header.response_code;
+  const auto* values = std::get_if<HandleValuesBody>(&decoded.body);
   if (o.json) {
     google::protobuf::RepeatedPtrField<proto::Value> stored;
     if (values) {
@@ -208,40 +235,200 @@ int Resolve(const ResolveOptions& o) {
     }
     std::cout << R"({"responseCode":)" << rc << R"(,"handle":")" << o.handle << "\"";
     if (values) std::cout << R"(,"values":)" << registry::ValuesToJson(stored);
-    if (const auto* e = std::get_if<ErrorBody>(&decoded->body); e && !e->message.empty()) {
+    if (const auto* e = std::get_if<ErrorBody>(&decoded.body); e && !e->message.empty()) {
       std::cout << R"(,"message":")" << e->message << "\"";
     }
     std::cout << "}\n";
   } else {
     std::cout << o.handle << ": " << ResponseCodeName(rc) << " (" << rc << ") via " << via << "\n";
     if (values) {
-      std::printf("%7s  %-12s %-20s %6s  %s\n", "index", "type", "timestamp", "ttl", "data");
-      for (const auto& v : values->values) {
-        std::string data;
-        proto::Value stored = registry::ToStored(v);
-        if (v.type == kTypeAdmin) {
-          auto admin = DecodeAdminRecord(v.data);
-          if (admin.ok()) {
-            data = std::to_string(admin->admin_index) + ":" + std::string(admin->admin_handle) +
-                   " " + AdminPermissionString(admin->permissions);
-          }
-        }
-        if (data.empty()) {
-          bool text = IsValidUtf8(v.data_as_text());
-          for (unsigned char c : v.data_as_text()) text = text && c >= 0x20;
-          data = text ? std::string(v.data_as_text())
-                      : "(" + std::to_string(v.data.size()) + " bytes)";
-        }
-        std::printf("%7d  %-12s %-20s %6d  %s\n", v.index, std::string(v.type).c_str(),
-                    registry::FormatIsoTime(v.timestamp).c_str(), v.ttl, data.c_str());
-      }
-    } else if (const auto* e = std::get_if<ErrorBody>(&decoded->body); e && !e->message.empty()) {
+      PrintValues(values->values);
+    } else if (const auto* e = std::get_if<ErrorBody>(&decoded.body); e && !e->message.empty()) {
       std::cout << "  " << e->message << "\n";
-    } else if (const auto* r = std::get_if<ReferralBody>(&decoded->body)) {
+    } else if (const auto* r = std::get_if<ReferralBody>(&decoded.body)) {
       std::cout << "  referral with " << r->values.size() << " values\n";
     }
   }
   return rc == static_cast<uint32_t>(ResponseCode::kSuccess) ? 0 : 3;
+}
+
+// ---- the walk ----
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+  bool tcp = false;
+  std::string Text() const {
+    bool v6 = host.find(':') != std::string::npos;
+    return std::string(tcp ? "tcp://" : "udp://") + (v6 ? "[" + host + "]" : host) + ":" +
+           std::to_string(port);
+  }
+};
+
+std::string AddressText(const std::array<uint8_t, 16>& a) {
+  bool v4 = std::all_of(a.begin(), a.begin() + 10, [](uint8_t b) { return b == 0; }) &&
+            ((a[10] == 0 && a[11] == 0) || (a[10] == 0xff && a[11] == 0xff));
+  char text[INET6_ADDRSTRLEN] = {};
+  if (v4) {
+    inet_ntop(AF_INET, a.data() + 12, text, sizeof text);
+  } else {
+    inet_ntop(AF_INET6, a.data(), text, sizeof text);
+  }
+  return text;
+}
+
+// The server a client asks for `handle` among the sites in `values` of the given types: a
+// primary site first, the server by the site's hash, its UDP query interface (TCP with tcp_only,
+// or when the site has no UDP).
+std::optional<Endpoint> PickServer(const std::vector<HandleValue>& values,
+                                   const std::vector<std::string_view>& site_types,
+                                   std::string_view handle, bool tcp_only) {
+  std::vector<SiteInfo> sites;
+  for (const auto& v : values) {
+    bool wanted = false;
+    for (auto t : site_types) wanted = wanted || registry::TypeMatches(t, v.type);
+    if (!wanted) continue;
+    auto site = DecodeSiteInfo(v.data);
+    if (site.ok() && !site->servers.empty()) sites.push_back(*site);
+  }
+  std::stable_sort(sites.begin(), sites.end(), [](const SiteInfo& a, const SiteInfo& b) {
+    return a.is_primary() > b.is_primary();
+  });
+  for (const auto& site : sites) {
+    int32_t index = SiteServerIndex(handle, static_cast<HashOption>(site.hash_option),
+                                    static_cast<uint32_t>(site.servers.size()));
+    if (index < 0) index = -index;  // the INT_MIN quirk, folded into range
+    const SiteServer& server = site.servers[static_cast<size_t>(index) % site.servers.size()];
+    std::optional<Endpoint> udp, tcp;
+    for (const auto& i : server.interfaces) {
+      if (i.type != interface_type::kQuery && i.type != interface_type::kBoth) continue;
+      if (i.protocol == interface_protocol::kUdp && !udp)
+        udp = Endpoint{AddressText(server.address), static_cast<uint16_t>(i.port), false};
+      if (i.protocol == interface_protocol::kTcp && !tcp)
+        tcp = Endpoint{AddressText(server.address), static_cast<uint16_t>(i.port), true};
+    }
+    if (!tcp_only && udp) return udp;
+    if (tcp) return tcp;
+  }
+  return std::nullopt;
+}
+
+std::vector<HandleValue> ValuesOf(const Message& m) {
+  if (const auto* v = std::get_if<HandleValuesBody>(&m.body)) return v->values;
+  if (const auto* r = std::get_if<ReferralBody>(&m.body)) return r->values;
+  return {};
+}
+
+int Walk(const ResolveOptions& o) {
+  std::string handle = o.handle;
+  const bool prefix_handle_only =
+      handle.find('/') == std::string::npos ||
+      (handle.size() > 5 && registry::TypeMatches("0.NA/", handle.substr(0, 5)));
+  std::string prefix_handle = handle.find('/') == std::string::npos ? "0.NA/" + handle
+                              : prefix_handle_only                  ? handle
+                                                   : "0.NA/" + handle.substr(0, handle.find('/'));
+  Endpoint at{o.host, o.port, o.tcp_only};
+  int hop = 0;
+  auto ask = [&](const std::string& name, const std::vector<std::string>& types,
+                 Message* decoded) -> bool {
+    ResolveOptions one = o;
+    one.handle = name;
+    one.host = at.host;
+    one.port = at.port;
+    one.tcp_only = at.tcp;
+    one.types = types;
+    if (!types.empty()) one.indexes.clear();
+    Exchanged e = Exchange(one);
+    ++hop;
+    if (!e.error.empty()) {
+      std::cout << "hop " << hop << ": " << name << " at " << at.Text() << ": " << e.error << "\n";
+      return false;
+    }
+    auto message = DecodeMessage(e.response);
+    if (!message.ok()) {
+      std::cout << "hop " << hop << ": " << name << " at " << at.Text() << ": undecodable answer\n";
+      return false;
+    }
+    *decoded = *message;
+    uint32_t rc = message->header.response_code;
+    std::cout << "hop " << hop << ": " << name << " at " << at.Text() << " (" << e.via << ") -> "
+              << ResponseCodeName(rc) << " (" << rc << ")";
+    if (const auto* r = std::get_if<ReferralBody>(&message->body); r && !r->handle.empty())
+      std::cout << " referral handle " << r->handle;
+    auto values = ValuesOf(*message);
+    if (!values.empty()) std::cout << ", " << values.size() << " value(s)";
+    std::cout << "\n";
+    return true;
+  };
+
+  // 1. The prefix handle, following prefix referrals to the service of a derived prefix.
+  static const std::vector<std::string> kLocation = {
+      "HS_SITE", "HS_SITE.6", "HS_SERV", "HS_SITE.PREFIX", "HS_SERV.PREFIX", "HS_NA_DELEGATE"};
+  Message answer;
+  std::vector<HandleValue> sites;
+  for (;;) {
+    if (hop >= o.max_hops) {
+      std::cout << "too many hops\n";
+      return 3;
+    }
+    if (!ask(prefix_handle, prefix_handle_only ? o.types : kLocation, &answer)) return 1;
+    const auto rc = static_cast<ResponseCode>(answer.header.response_code);
+    if (rc == ResponseCode::kPrefixReferral || rc == ResponseCode::kServiceReferral) {
+      auto next = PickServer(ValuesOf(answer),
+                             rc == ResponseCode::kPrefixReferral
+                                 ? std::vector<std::string_view>{"HS_SITE.PREFIX", "HS_NA_DELEGATE"}
+                                 : std::vector<std::string_view>{"HS_SITE", "HS_SITE.6"},
+                             prefix_handle, o.tcp_only);
+      if (!next) {
+        std::cout << "  no site to follow in the referral\n";
+        return 3;
+      }
+      at = *next;
+      continue;
+    }
+    if (rc != ResponseCode::kSuccess) return Print(o, answer, at.Text());
+    if (prefix_handle_only) {
+      ResolveOptions shown = o;
+      shown.handle = prefix_handle;
+      return Print(shown, answer, at.Text());
+    }
+    sites = ValuesOf(answer);
+    break;
+  }
+  // 2. The identifier, at the site of its prefix, following service referrals.
+  for (;;) {
+    auto next = PickServer(sites, {"HS_SITE", "HS_SITE.6"}, handle, o.tcp_only);
+    if (!next) {
+      std::cout << "  " << prefix_handle << " names no site to ask\n";
+      return 3;
+    }
+    at = *next;
+    if (hop >= o.max_hops) {
+      std::cout << "too many hops\n";
+      return 3;
+    }
+    if (!ask(handle, {}, &answer)) return 1;
+    if (answer.header.response_code != static_cast<uint32_t>(ResponseCode::kServiceReferral))
+      return Print(o, answer, at.Text());
+    sites = ValuesOf(answer);
+  }
+}
+
+}  // namespace
+
+int Resolve(const ResolveOptions& o) {
+  if (o.walk) return Walk(o);
+  Exchanged e = Exchange(o);
+  if (!e.error.empty()) {
+    std::cerr << "idctl: " << e.error << "\n";
+    return 1;
+  }
+  auto decoded = DecodeMessage(e.response);
+  if (!decoded.ok()) {
+    std::cerr << "idctl: undecodable answer: " << ErrorCodeName(decoded.error().code) << "\n";
+    return 1;
+  }
+  return Print(o, *decoded, e.via);
 }
 
 }  // namespace idnode::cmd

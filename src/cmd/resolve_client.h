@@ -17,6 +17,12 @@ struct ResolveOptions {
   bool tcp_only = false;
   bool udp_only = false;
   bool json = false;
+  // Start at the server and follow the answers (HANDLE.md §1.11), printing each hop: resolve
+  // the prefix handle 0.NA/P, following prefix referrals (303) to the service of a derived
+  // prefix, then resolve the identifier at the site its HS_SITE (or HS_SERV) values name,
+  // following service referrals (302).
+  bool walk = false;
+  int max_hops = 10;
 };
 
 // Prints the answer; returns the process exit status (0 when the handle resolved).

@@ -22,7 +22,7 @@ class Errors {
   explicit Errors(std::string file) : file_(std::move(file)) {}
   void Add(const YAML::Mark& mark, const std::string& message) {
     std::string where = file_;
-    if (!mark.is_null()) where += ":" + std::to_string(mark.line + 1);
+    if (!mark.is_null()) where.append(":").append(std::to_string(mark.line + 1));
     list_.push_back(where + ": " + message);
   }
   void Throw() const {
@@ -221,6 +221,54 @@ bool IsDomainName(const std::string& name) {
   return label > 0;
 }
 
+}  // namespace
+
+bool ParseDnsDelegation(std::string_view text, DnsDelegation* out, std::string* why) {
+  DnsDelegation parsed;
+  std::istringstream in{std::string(text)};
+  std::string word;
+  bool first = true;
+  while (in >> word) {
+    if (first) {
+      parsed.oid = word;
+      bool ok = !word.empty() && word.size() <= 100 && word.front() != '.' && word.back() != '.';
+      for (char ch : word) ok = ok && ((ch >= '0' && ch <= '9') || ch == '.');
+      if (!ok) {
+        *why = "\"" + word + "\" is not an OID (1.2.156.3001)";
+        return false;
+      }
+      first = false;
+      continue;
+    }
+    size_t eq = word.find('=');
+    std::string name = word.substr(0, eq);
+    if (!IsDomainName(name)) {
+      *why = "\"" + name + "\" is not a name server name";
+      return false;
+    }
+    if (!name.empty() && name.back() != '.') name.push_back('.');
+    parsed.nameservers.push_back(name);
+    if (eq != std::string::npos) {
+      std::string address = word.substr(eq + 1);
+      std::array<uint8_t, 16> bytes{};
+      int bits = 0;
+      if (address.find('/') != std::string::npos || !ParseNetwork(address, &bytes, &bits)) {
+        *why = "\"" + address + "\" is not an IP address";
+        return false;
+      }
+      parsed.addresses.emplace_back(name, address);
+    }
+  }
+  if (first || parsed.nameservers.empty()) {
+    *why = "needs an OID and at least one name server: \"1.2.156.3001 ns1.example.cn.=192.0.2.53\"";
+    return false;
+  }
+  if (out != nullptr) *out = std::move(parsed);
+  return true;
+}
+
+namespace {
+
 void ValidateDns(const Config& c, Errors& errors) {
   YAML::Mark none = YAML::Mark::null_mark();
   const DnsConfig& d = c.dns;
@@ -237,6 +285,11 @@ void ValidateDns(const Config& c, Errors& errors) {
   }
   if (!service_ok)
     errors.Add(none, "dns.naptr_service must be 1-32 letters, digits, '+', ':' or '-' (RINF)");
+  for (const auto& text : d.delegations) {
+    std::string why;
+    if (!ParseDnsDelegation(text, nullptr, &why))
+      errors.Add(none, "dns.delegations: \"" + text + "\": " + why);
+  }
   if (d.enabled && (c.handle.udp || c.handle.tcp) && d.port != 0 && d.port == c.handle.port)
     errors.Add(none, "dns.port and handle.port must differ");
   if (d.enabled && d.tcp && c.http.enabled && d.port != 0 && d.port == c.http.port)
@@ -408,7 +461,8 @@ Fields Schema(Config& c, Reader& r) {
                    {"empty_non_terminals", r.Bool(&c.dns.empty_non_terminals)},
                    {"storage_threads", r.Unsigned(&c.dns.storage_threads, 1, 256)},
                    {"storage_queue", r.Unsigned(&c.dns.storage_queue, 1, 1000000)},
-                   {"rate_limit", rate_limit(&c.dns.rate_limit)}})},
+                   {"rate_limit", rate_limit(&c.dns.rate_limit)},
+                   {"delegations", r.Strings(&c.dns.delegations, true)}})},
       {"log", Section(r, {{"level", r.OneOf(&c.log.level, {"trace", "debug", "info", "warn",
                                                            "error", "off"})}})}};
 }

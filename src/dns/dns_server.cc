@@ -66,6 +66,12 @@ ResponderOptions OptionsFrom(const config::DnsConfig& config) {
   o.default_ttl = config.default_ttl;
   o.negative_ttl = config.negative_ttl;
   o.empty_non_terminals = config.empty_non_terminals;
+  for (const auto& text : config.delegations) {
+    config::DnsDelegation parsed;
+    std::string why;
+    if (!config::ParseDnsDelegation(text, &parsed, &why)) continue;  // the config room refused it
+    o.delegations.push_back({parsed.oid, parsed.nameservers, parsed.addresses});
+  }
   return o;
 }
 

@@ -1,5 +1,7 @@
 #include "idnode/dns/responder.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -125,11 +127,25 @@ struct ResponderScratch::Impl {
 ResponderScratch::ResponderScratch() : impl_(std::make_unique<Impl>()) {}
 ResponderScratch::~ResponderScratch() = default;
 
+// A delegated arc, ready to be sent: its name, NS rrset and glue (built once; only read after).
+struct Cut {
+  std::vector<uint8_t> owner;  // lower-case wire form, under the apex
+  knot_rrset_t* ns = nullptr;
+  std::vector<knot_rrset_t*> glue;
+};
+
 struct Responder::Zone {
   std::array<uint8_t, KNOT_DNAME_MAXLEN> apex{};  // lower-case wire form
   std::vector<uint8_t> soa_rdata;
   std::vector<uint8_t> ns_rdata;
   std::vector<uint8_t> naptr_service;  // as a character-string
+  std::vector<Cut> cuts;
+  ~Zone() {
+    for (auto& cut : cuts) {
+      knot_rrset_free(cut.ns, nullptr);
+      for (auto* g : cut.glue) knot_rrset_free(g, nullptr);
+    }
+  }
 };
 
 namespace {
@@ -172,9 +188,53 @@ Responder::Responder(ResponderOptions options)
                               options_.naptr_service.end());
   if (options_.oid_prefix.size() + 1 + kMaxOidLength > kMaxHandleBytes)
     throw std::invalid_argument("dns: oid_prefix is too long");
+  for (const auto& delegation : options_.delegations) {
+    auto name = OidToDnsName(delegation.oid, apex_text);
+    if (!name.ok() || delegation.nameservers.empty())
+      throw std::invalid_argument("dns: delegation of \"" + delegation.oid +
+                                  "\" needs a canonical "
+                                  "OID and at least one name server");
+    Cut cut;
+    cut.owner = NameWire(*name, "delegation");
+    cut.ns = knot_rrset_new(cut.owner.data(), KNOT_RRTYPE_NS, KNOT_CLASS_IN, options_.default_ttl,
+                            nullptr);
+    for (const auto& ns : delegation.nameservers) {
+      auto ns_wire = NameWire(ns, "delegation name server");
+      knot_rrset_add_rdata(cut.ns, ns_wire.data(), static_cast<uint16_t>(ns_wire.size()), nullptr);
+    }
+    for (const auto& [ns, address] : delegation.addresses) {
+      auto ns_wire = NameWire(ns, "glue name");
+      uint8_t bytes[16];
+      uint16_t type = 0, length = 0;
+      if (inet_pton(AF_INET, address.c_str(), bytes) == 1) {
+        type = KNOT_RRTYPE_A;
+        length = 4;
+      } else if (inet_pton(AF_INET6, address.c_str(), bytes) == 1) {
+        type = KNOT_RRTYPE_AAAA;
+        length = 16;
+      } else {
+        throw std::invalid_argument("dns: glue address \"" + address + "\" is not an IP address");
+      }
+      knot_rrset_t* glue =
+          knot_rrset_new(ns_wire.data(), type, KNOT_CLASS_IN, options_.default_ttl, nullptr);
+      knot_rrset_add_rdata(glue, bytes, length, nullptr);
+      cut.glue.push_back(glue);
+    }
+    zone_->cuts.push_back(std::move(cut));
+  }
 }
 
 Responder::~Responder() = default;
+
+const Cut* Responder::CutAbove(const uint8_t* qname) const {
+  const Cut* best = nullptr;
+  for (const auto& cut : zone_->cuts) {
+    if (knot_dname_in_bailiwick(qname, cut.owner.data()) >= 0 &&
+        (best == nullptr || cut.owner.size() > best->owner.size()))
+      best = &cut;  // the deepest cut above the name
+  }
+  return best;
+}
 
 namespace {
 
@@ -184,6 +244,7 @@ struct Decision {
   bool authoritative = false;
   bool soa_in_authority = false;  // NXDOMAIN, NODATA
   knot_rrset_t answer{};          // empty: no answer section
+  const Cut* referral = nullptr;  // a delegated arc: its NS in authority, glue in additional
 };
 
 // Builds an rdataset in the scratch buffer, entry after entry.
@@ -324,6 +385,13 @@ Response Responder::Respond(std::span<const uint8_t> query, Transport transport,
         knot_rrset_init(&d.answer, nullptr, qtype, KNOT_CLASS_IN, options_.default_ttl);
       } else {
         d.soa_in_authority = true;  // NODATA
+      }
+    } else if (const Cut* cut = CutAbove(qname); cut != nullptr) {
+      if (qtype == KNOT_RRTYPE_DS && knot_dname_is_equal(qname, cut->owner.data())) {
+        d.authoritative = true;  // DS belongs to the parent side of a cut: none (unsigned)
+        d.soa_in_authority = true;
+      } else {
+        d.referral = cut;  // NOERROR, not authoritative: the arc's servers answer
       }
     } else {
       std::array<char, kMaxOidLength> oid{};
@@ -501,8 +569,18 @@ Response Responder::Respond(std::span<const uint8_t> query, Transport transport,
         ret = knot_pkt_put(resp, KNOT_COMPR_HINT_NONE, &soa, KNOT_PF_NOTRUNC);
         if (ret != KNOT_EOK) return ret;
       }
+      if (d.referral != nullptr) {
+        ret = knot_pkt_put(resp, KNOT_COMPR_HINT_NONE, d.referral->ns, KNOT_PF_NOTRUNC);
+        if (ret != KNOT_EOK) return ret;
+      }
     }
     knot_pkt_begin(resp, KNOT_ADDITIONAL);
+    if (with_records && d.referral != nullptr) {
+      for (const knot_rrset_t* glue : d.referral->glue) {
+        ret = knot_pkt_put(resp, KNOT_COMPR_HINT_NONE, glue, KNOT_PF_NOTRUNC);
+        if (ret != KNOT_EOK) return ret;
+      }
+    }
     if (has_opt) {
       if (knot_pkt_reclaim(resp, opt_size) != KNOT_EOK) return KNOT_ERANGE;
       ret = knot_pkt_put(resp, KNOT_COMPR_HINT_NONE, &opt, KNOT_PF_NOTRUNC);

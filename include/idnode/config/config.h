@@ -43,6 +43,15 @@ struct RateLimitConfig {
 // length counted on those 16 bytes. False when it is not one.
 bool ParseNetwork(std::string_view text, std::array<uint8_t, 16>* address, int* prefix_bits);
 
+// One entry of dns.delegations, parsed.
+struct DnsDelegation {
+  std::string oid;
+  std::vector<std::string> nameservers;                        // absolute names
+  std::vector<std::pair<std::string, std::string>> addresses;  // (name server, address)
+};
+// Parses "OID NAME[=ADDRESS] ..."; false with `why` when it is not one. `out` may be null.
+bool ParseDnsDelegation(std::string_view text, DnsDelegation* out, std::string* why);
+
 struct HandleConfig {
   std::vector<std::string> bind{"127.0.0.1"};
   uint16_t port = 2641;  // 0: an ephemeral port (tests)
@@ -140,6 +149,9 @@ struct DnsConfig {
   // As handle.rate_limit, one datagram per answer; a slipped answer is the question with TC set,
   // so that the client asks again over TCP.
   RateLimitConfig rate_limit;
+  // OID arcs served by other DNS servers, each "OID NAME[=ADDRESS] [NAME[=ADDRESS] ...]": queries
+  // at or below the arc get a referral to those servers (NS, with the addresses as glue).
+  std::vector<std::string> delegations;
 };
 
 struct Config {

@@ -7,6 +7,10 @@
 //    other public text value) from the OID's record; NODATA (NOERROR + SOA) for other types or a
 //    record without such values; NXDOMAIN + SOA when there is no record or the name is no OID;
 //  - the apex: SOA and NS; NODATA otherwise;
+//  - names at or below an OID arc delegated to other DNS servers (ResponderOptions::delegations):
+//    a referral, NOERROR without AA, the arc's NS records in the authority section and their
+//    glue in the additional section (RFC 1034 §4.3.2); DS at the cut is NODATA (answers are
+//    unsigned);
 //  - REFUSED: names outside the apex, classes other than IN, zone transfers, OIDs whose prefix is
 //    not answered here; NOTIMP: opcodes other than QUERY; FORMERR: what libknot cannot parse,
 //    QDCOUNT other than 1, meta QTYPEs; BADVERS: EDNS versions above 0. Responses (QR set) and
@@ -24,6 +28,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace idnode::dns {
 
@@ -52,6 +58,16 @@ class OidSource {
   }
 };
 
+// An OID arc served by other DNS servers (X.672 delegation): queries at or below its name get a
+// referral to them instead of an answer or REFUSED.
+struct OidDelegation {
+  std::string oid;                       // canonical, e.g. "1.2.156.3001"
+  std::vector<std::string> nameservers;  // their names ("ns1.oid.example.cn.")
+  // Addresses of nameservers, sent as glue (A/AAAA in the additional section): required for a
+  // name inside the delegated zone, optional otherwise.
+  std::vector<std::pair<std::string, std::string>> addresses;  // (name, IPv4 or IPv6)
+};
+
 struct ResponderOptions {
   std::string apex = "oid-res.org.";
   std::string oid_prefix = "OID";
@@ -64,6 +80,7 @@ struct ResponderOptions {
   uint32_t negative_ttl = 300;      // SOA MINIMUM: how long NXDOMAIN/NODATA may be cached
   bool empty_non_terminals = true;  // ask OidSource::FindDescendant before saying NXDOMAIN
   uint32_t soa_serial = 1;
+  std::vector<OidDelegation> delegations;
 };
 
 enum class Transport : uint8_t { kUdp, kTcp };
@@ -109,6 +126,8 @@ class Responder {
 
  private:
   struct Zone;
+  // The deepest delegated arc at or above `qname` (lower-case wire form), or null.
+  const struct Cut* CutAbove(const uint8_t* qname) const;
   ResponderOptions options_;
   std::unique_ptr<Zone> zone_;  // precomputed wire forms: apex, SOA and NS rdata
 };

@@ -170,5 +170,26 @@ TEST(Config, CommandLineOverridesTheFile) {
   EXPECT_THROW(ParseCommandLine(2, unknown), ConfigError);
 }
 
+TEST(Config, DnsDelegationsAreCheckedWhole) {
+  Config c =
+      Parse("dns:\n  delegations: [\"1.2.156.3001 ns1.example.cn.=192.0.2.53 ns2.example.net\"]\n",
+            "t.yaml");
+  ASSERT_EQ(c.dns.delegations.size(), 1u);
+  DnsDelegation d;
+  std::string why;
+  ASSERT_TRUE(ParseDnsDelegation(c.dns.delegations[0], &d, &why)) << why;
+  EXPECT_EQ(d.oid, "1.2.156.3001");
+  EXPECT_EQ(d.nameservers, (std::vector<std::string>{"ns1.example.cn.", "ns2.example.net."}));
+  ASSERT_EQ(d.addresses.size(), 1u);
+  EXPECT_EQ(d.addresses[0].second, "192.0.2.53");
+  EXPECT_NE(ErrorOf("dns:\n  delegations: [\"1.2.x ns1.example.cn.\"]\n").find("not an OID"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("dns:\n  delegations: [\"1.2.156\"]\n").find("at least one name server"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("dns:\n  delegations: [\"1.2 ns1.example.cn.=300.1.1.1\"]\n")
+                .find("not an IP address"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace idnode::config

@@ -565,5 +565,63 @@ TEST_F(ResponderTest, RandomBytesNeverBreakTheLimits) {
   }
 }
 
+// A delegated OID arc gets a referral to its servers, on every name at or below it, even where this
+// node holds a record; DS at the cut is the parent's (NODATA).
+TEST(ResponderDelegation, NamesUnderADelegatedArcAreReferred) {
+  ResponderOptions o;
+  o.soa_serial = 2024;
+  o.delegations.push_back({"1.2.156.3001",
+                           {"ns1.3001.156.2.1.oid-res.org.", "ns2.example.net."},
+                           {{"ns1.3001.156.2.1.oid-res.org.", "192.0.2.53"},
+                            {"ns1.3001.156.2.1.oid-res.org.", "2001:db8::53"}}});
+  Responder responder(o);
+  FakeSource source;
+  source.records["OID/1.2.156.3001.1"] = Encode({Value(1, "URL", "https://here")});
+  source.records["OID/1.2.156.3002"] = Encode({Value(1, "URL", "https://here/3002")});
+  ResponderScratch scratch;
+  std::vector<uint8_t> out(65535);
+  auto ask = [&](const std::string& name, uint16_t qtype) {
+    QuerySpec q;
+    q.name = name;
+    q.qtype = qtype;
+    Response r = responder.Respond(MakeQuery(q), Transport::kUdp, source, out, scratch);
+    EXPECT_EQ(r.disposition, Response::Disposition::kAnswered);
+    return std::vector<uint8_t>(out.begin(), out.begin() + static_cast<ptrdiff_t>(r.size));
+  };
+  for (const std::string name : {"1.3001.156.2.1.oid-res.org.", "3001.156.2.1.oid-res.org.",
+                                 "7.5.3001.156.2.1.oid-res.org."}) {
+    source.last_handle.clear();
+    Parsed p(ask(name, KNOT_RRTYPE_NAPTR));
+    ASSERT_TRUE(p.ok()) << name;
+    EXPECT_EQ(p.rcode(), KNOT_RCODE_NOERROR) << name;
+    EXPECT_FALSE(knot_wire_get_aa(p.wire())) << name;  // a referral is not authoritative
+    EXPECT_TRUE(p.Section(KNOT_ANSWER).empty()) << name;
+    auto authority = p.Section(KNOT_AUTHORITY);
+    ASSERT_EQ(authority.size(), 2u) << name;
+    char owner[KNOT_DNAME_TXT_MAXLEN + 1];
+    for (const auto* rr : authority) {
+      EXPECT_EQ(rr->type, KNOT_RRTYPE_NS);
+      knot_dname_to_str(owner, rr->owner, sizeof owner);
+      EXPECT_STREQ(owner, "3001.156.2.1.oid-res.org.");
+    }
+    auto additional = p.Section(KNOT_ADDITIONAL);
+    ASSERT_EQ(additional.size(), 2u) << name;  // the glue, A and AAAA
+    EXPECT_EQ(additional[0]->type, KNOT_RRTYPE_A);
+    EXPECT_EQ(additional[1]->type, KNOT_RRTYPE_AAAA);
+    EXPECT_TRUE(source.last_handle.empty()) << name;  // the local record is not consulted
+  }
+  // DS at the cut: NODATA from the parent.
+  Parsed ds(ask("3001.156.2.1.oid-res.org.", KNOT_RRTYPE_DS));
+  ASSERT_TRUE(ds.ok());
+  EXPECT_TRUE(knot_wire_get_aa(ds.wire()));
+  EXPECT_EQ(ds.Section(KNOT_AUTHORITY).size(), 1u);
+  EXPECT_EQ(ds.Section(KNOT_AUTHORITY)[0]->type, KNOT_RRTYPE_SOA);
+  // A sibling arc is still answered here.
+  Parsed sibling(ask("3002.156.2.1.oid-res.org.", KNOT_RRTYPE_NAPTR));
+  ASSERT_TRUE(sibling.ok());
+  EXPECT_TRUE(knot_wire_get_aa(sibling.wire()));
+  EXPECT_EQ(sibling.Section(KNOT_ANSWER).size(), 1u);
+}
+
 }  // namespace
 }  // namespace idnode::dns
