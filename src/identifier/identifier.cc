@@ -83,17 +83,26 @@ int32_t SiteHash(std::string_view text) {
       EVP_DigestFinal_ex(holder.ctx, md.data(), &md_len) != 1 || md_len != 16) {
     return 0;
   }
-  int32_t hash = static_cast<int32_t>(uint32_t{md[12]} << 24 | uint32_t{md[13]} << 16 |
-                                      uint32_t{md[14]} << 8 | uint32_t{md[15]});
-  if (hash != INT32_MIN && hash < 0) hash = -hash;
+  return SiteHashOfMd5(std::span<const uint8_t, 16>(md.data(), 16));
+}
+
+int32_t SiteHashOfMd5(std::span<const uint8_t, 16> md5) {
+  int32_t hash = static_cast<int32_t>(uint32_t{md5[12]} << 24 | uint32_t{md5[13]} << 16 |
+                                      uint32_t{md5[14]} << 8 | uint32_t{md5[15]});
+  if (hash != INT32_MIN && hash < 0) hash = -hash;  // Java's Math.abs: abs(INT_MIN) == INT_MIN
   return hash;
+}
+
+uint32_t ShardOfHash(int32_t hash, uint32_t shard_count) {
+  if (shard_count <= 1) return 0;
+  int32_t index = hash % static_cast<int32_t>(shard_count);
+  if (index < 0) index += static_cast<int32_t>(shard_count);
+  return static_cast<uint32_t>(index);
 }
 
 uint32_t ShardOf(std::string_view handle, uint32_t shard_count) {
   if (shard_count <= 1) return 0;
-  int32_t index = SiteHash(handle) % static_cast<int32_t>(shard_count);
-  if (index < 0) index += static_cast<int32_t>(shard_count);
-  return static_cast<uint32_t>(index);
+  return ShardOfHash(SiteHash(handle), shard_count);
 }
 
 bool IsValidHandle(std::string_view handle) {

@@ -200,9 +200,13 @@ int32_t HandleHash(std::string_view handle, HashOption option) {
 }
 
 int32_t SiteServerIndex(std::string_view handle, HashOption option, uint32_t server_count) {
+  return ServerIndexOfHash(HandleHash(handle, option), server_count);
+}
+
+int32_t ServerIndexOfHash(int32_t hash, uint32_t server_count) {
   if (server_count == 0) return -1;
   // C++ and Java both truncate toward zero, so a negative hash gives the same negative index.
-  return HandleHash(handle, option) % static_cast<int32_t>(server_count);
+  return hash % static_cast<int32_t>(server_count);
 }
 
 // ---- HS_ADMIN ---------------------------------------------------------------------------------

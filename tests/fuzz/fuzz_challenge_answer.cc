@@ -74,10 +74,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const uint8_t kNonce[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   static const uint8_t kDigest[32] = {0xde, 0xad, 0xbe, 0xef};
   const std::string_view type = (selector & 1) != 0 ? kAuthTypePublicKey : kAuthTypeSecretKey;
-  Verdict v = VerifyChallengeAnswer(type, key, kNonce, kDigest, answer, (selector & 2) != 0);
-  if (v != Verdict::kValid && v != Verdict::kInvalid && v != Verdict::kMalformed &&
-      v != Verdict::kUnsupported) {
-    std::abort();
+  const bool legacy = (selector & 2) != 0;
+  Verdict v = VerifyChallengeAnswer(type, key, kNonce, kDigest, answer, legacy);
+  // An accept must be earned. Whatever the type, an accepted answer with its last byte changed
+  // (part of the MAC or the signature) is refused. A secret-key answer is accepted only if it is,
+  // byte for byte, the answer a client holding `key` makes with the MAC it names (PBKDF2 answers
+  // carry their own salt and iterations, checked by the flip alone).
+  if (v == Verdict::kValid) {
+    if (answer.empty()) std::abort();
+    std::vector<uint8_t> flipped(answer.begin(), answer.end());
+    flipped.back() ^= 0x01;
+    if (VerifyChallengeAnswer(type, key, kNonce, kDigest, flipped, legacy) == Verdict::kValid)
+      std::abort();
+    if (type == kAuthTypeSecretKey && !legacy && answer[0] != mac_code::kPbkdf2HmacSha1) {
+      auto remade = SecretKeyAnswer(answer[0], key, kNonce, kDigest);
+      if (!std::equal(remade.begin(), remade.end(), answer.begin(), answer.end())) std::abort();
+    }
   }
   // A secret-key answer made by the client side must verify against the same secret.
   if ((selector & 4) != 0 && type == kAuthTypeSecretKey) {

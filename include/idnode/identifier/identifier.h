@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,10 @@ std::string_view PrefixOf(std::string_view handle);
 // last 4 bytes as a signed big-endian int, then Java's Math.abs, under which INT_MIN stays
 // negative.
 int32_t SiteHash(std::string_view text);
+// The same from an MD5 digest already computed: its last 4 bytes, signed big-endian, Math.abs'd.
+int32_t SiteHashOfMd5(std::span<const uint8_t, 16> md5);
+// The shard of a site hash among `shard_count`, the negative hash (INT_MIN) folded into range.
+uint32_t ShardOfHash(int32_t hash, uint32_t shard_count);
 
 // The shard of a handle among `shard_count`: SiteHash of the whole handle modulo the count, the way
 // clients pick a server of a multi-server site with hash option "whole handle", so a shard can

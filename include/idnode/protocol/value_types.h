@@ -92,6 +92,8 @@ int32_t HandleHash(std::string_view handle, HashOption option);
 // Index of the server inside a site that handles `handle`: HandleHash % server_count with Java's
 // truncating remainder, so the INT_MIN quirk yields a negative index exactly as CNRI computes it.
 int32_t SiteServerIndex(std::string_view handle, HashOption option, uint32_t server_count);
+// The index for a hash already computed (-1 without servers).
+int32_t ServerIndexOfHash(int32_t hash, uint32_t server_count);
 
 // ---- HS_ADMIN ---------------------------------------------------------------------------------
 

@@ -1,6 +1,10 @@
 #include "idnode/protocol/value_types.h"
 
+#include "idnode/identifier/identifier.h"
+
 #include <gtest/gtest.h>
+
+#include <array>
 
 #include <climits>
 
@@ -93,18 +97,29 @@ TEST(SiteInfo, HandleHashFollowsTheReferenceAlgorithm) {
 }
 
 TEST(SiteInfo, AbsOfIntMinStaysNegativeAsInJava) {
-  // Search a handle whose MD5 ends in 80 00 00 00 is impractical; check the arithmetic directly on
-  // the helper's contract instead: every index is within (-n, n) and equals hash % n.
+  // A digest ending in 80 00 00 00: its last 4 bytes are INT_MIN, which Math.abs leaves negative.
+  // (A handle with such an MD5 is a 2^-32 find, so the digest is given.)
+  std::array<uint8_t, 16> md5{};
+  md5[12] = 0x80;
+  const int32_t hash = identifier::SiteHashOfMd5(md5);
+  EXPECT_EQ(hash, INT32_MIN);
+  // Java's abs(INT_MIN) % 3 is -2: the reference client computes a negative server index there,
+  // and so do we, for the same answer; a shard folds it into range.
+  EXPECT_EQ(ServerIndexOfHash(hash, 3), -2);
+  EXPECT_EQ(ServerIndexOfHash(hash, 2), 0);
+  EXPECT_EQ(identifier::ShardOfHash(hash, 3), 1u);
+  EXPECT_EQ(identifier::ShardOfHash(hash, 8), 0u);
+  md5[15] = 0x01;  // 80 00 00 01: negative, and abs makes it positive
+  EXPECT_EQ(identifier::SiteHashOfMd5(md5), INT32_MAX);
+  // For real handles the index is the hash modulo the count, in range.
   for (int i = 0; i < 1000; ++i) {
     std::string handle = "88.100.1/SN" + std::to_string(i);
-    int32_t hash = HandleHash(handle, HashOption::kWhole);
-    EXPECT_GE(hash, 0);
+    int32_t h = HandleHash(handle, HashOption::kWhole);
+    EXPECT_GE(h, 0);
     int32_t index = SiteServerIndex(handle, HashOption::kWhole, 3);
-    EXPECT_EQ(index, hash % 3);
-    EXPECT_GE(index, 0);
-    EXPECT_LT(index, 3);
+    EXPECT_EQ(index, h % 3);
+    EXPECT_EQ(static_cast<uint32_t>(index), identifier::ShardOfHash(h, 3));
   }
-  EXPECT_EQ(INT32_MIN % 3, -2);  // what Java computes for abs(INT_MIN) % 3, and so do we
   EXPECT_EQ(SiteServerIndex("x", HashOption::kWhole, 0), -1);
 }
 
