@@ -204,6 +204,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   auto site = BuildSiteInfo(config, handle_server.port(), http_server.port());
   service.SetSiteInfo(site);
   api.SetSiteInfo(site);
+  registry->SetOwnSite(site);  // before requests: delegations to this node are served here
   auto prepared = PreparePrefixes(*registry, config, site);
   if (!prepared.ok()) return Failure{prepared.error()};
 

@@ -17,18 +17,15 @@ std::string_view ParentPrefix(std::string_view prefix) {
   return dot == std::string_view::npos ? std::string_view{} : prefix.substr(0, dot);
 }
 
-size_t PrefixTable::Hash::operator()(std::string_view s) const {
+size_t PrefixTable::HashOf(std::string_view s) {
   return std::hash<std::string_view>{}(s);
 }
 
-size_t PrefixTable::ShardOf(std::string_view prefix) {
-  // The top bits: the maps use the hash's low bits (after their own mixing).
-  return static_cast<size_t>(Hash{}(prefix) >> 56) % kShardCount;
-}
-
 const PrefixEntry* PrefixTable::View::Find(std::string_view prefix) const {
-  const Map& shard = *shards_[ShardOf(prefix)];
-  auto it = shard.find(prefix);
+  // The top bits pick the shard; the map uses the low bits (after its own mixing).
+  const HashedKey key{prefix, HashOf(prefix)};
+  const Map& shard = *shards_[ShardOfHash(key.hash)];
+  auto it = shard.find(key);
   return it == shard.end() ? nullptr : &it->second;
 }
 
@@ -103,6 +100,36 @@ void PrefixTable::Set(std::string_view prefix, PrefixEntry entry) {
   }
   auto next = std::make_shared<View>(*current);
   next->shards_[index] = std::move(shard);
+  next->size_ = size;
+  Publish(std::move(next));
+}
+
+void PrefixTable::SetMany(const std::vector<std::pair<std::string, PrefixEntry>>& changes) {
+  if (changes.empty()) return;
+  if (changes.size() == 1) return Set(changes[0].first, changes[0].second);
+  std::lock_guard writer(writer_mutex_);
+  std::shared_ptr<const View> current = Snapshot();
+  auto next = std::make_shared<View>(*current);
+  std::array<std::shared_ptr<Map>, kShardCount> copies;  // the shards copied so far
+  size_t size = current->size_;
+  for (const auto& [prefix, entry] : changes) {
+    const size_t index = ShardOf(prefix);
+    if (!copies[index]) copies[index] = std::make_shared<Map>(*current->shards_[index]);
+    Map& shard = *copies[index];
+    if (entry.role == PrefixRole::kNone && entry.flags == 0) {
+      size -= shard.erase(prefix);
+    } else {
+      auto [it, inserted] = shard.try_emplace(prefix, entry);
+      if (inserted) {
+        ++size;
+      } else {
+        it->second = entry;
+      }
+    }
+  }
+  for (size_t i = 0; i < kShardCount; ++i) {
+    if (copies[i]) next->shards_[i] = std::move(copies[i]);
+  }
   next->size_ = size;
   Publish(std::move(next));
 }

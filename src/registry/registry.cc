@@ -9,6 +9,7 @@
 #include "idnode/cache/answer_cache.h"
 #include "idnode/common/hex.h"
 #include "idnode/identifier/identifier.h"
+#include "idnode/protocol/value_types.h"
 
 namespace idnode::registry {
 
@@ -320,6 +321,53 @@ ReadOutcome Registry::GetSerialized(std::string_view handle, std::string* serial
 
 // ---- writes ------------------------------------------------------------------------------------
 
+namespace {
+
+// IPv4 right-aligned after 12 zero bytes (CNRI's HS_SITE form), whether written that way or as
+// ::ffff:a.b.c.d.
+std::array<uint8_t, 16> CanonicalAddress(std::array<uint8_t, 16> a) {
+  bool mapped = std::all_of(a.begin(), a.begin() + 10, [](uint8_t b) { return b == 0; }) &&
+                a[10] == 0xff && a[11] == 0xff;
+  if (mapped) a[10] = a[11] = 0;
+  return a;
+}
+
+}  // namespace
+
+void Registry::SetOwnSite(std::span<const uint8_t> site_info) {
+  own_endpoints_.clear();
+  auto site = protocol::DecodeSiteInfo(site_info);
+  if (!site.ok()) return;
+  for (const auto& server : site->servers) {
+    for (const auto& i : server.interfaces) {
+      if (i.protocol != protocol::interface_protocol::kUdp &&
+          i.protocol != protocol::interface_protocol::kTcp)
+        continue;
+      own_endpoints_.emplace_back(CanonicalAddress(server.address), i.port);
+    }
+  }
+}
+
+bool Registry::NamesThisNode(std::span<const uint8_t> data) const {
+  if (own_endpoints_.empty()) return false;
+  auto site = protocol::DecodeSiteInfo(data);
+  if (!site.ok()) return false;
+  static const std::array<uint8_t, 16> kAny{};
+  for (const auto& server : site->servers) {
+    const auto address = CanonicalAddress(server.address);
+    for (const auto& i : server.interfaces) {
+      if (i.protocol != protocol::interface_protocol::kUdp &&
+          i.protocol != protocol::interface_protocol::kTcp)
+        continue;
+      for (const auto& [own_address, own_port] : own_endpoints_) {
+        // A node bound to the wildcard address answers on every address of the machine.
+        if (own_port == i.port && (own_address == address || own_address == kAny)) return true;
+      }
+    }
+  }
+  return false;
+}
+
 bool Registry::IsWritable(std::string_view handle) const {
   std::string key = identifier::Normalize(handle);
   const PrefixTable::View& table = ThreadView(prefix_table_);
@@ -329,6 +377,17 @@ bool Registry::IsWritable(std::string_view handle) const {
                     : identifier::PrefixOf(key);
   auto nearest = table.Nearest(prefix);
   if (nearest && nearest->entry.role == PrefixRole::kHomed) return true;
+  if (nearest && nearest->entry.role == PrefixRole::kDelegated &&
+      nearest->entry.has(prefix_flag::kHasSite) && !own_endpoints_.empty()) {
+    // Delegated to this very node (its own HS_SITE in the prefix handle): served, and written,
+    // here.
+    auto record = Get(identifier::PrefixHandleFor(nearest->prefix));
+    for (const auto& v : record.record.values()) {
+      if ((v.type() == "HS_SITE" || v.type() == "HS_SITE.6") &&
+          NamesThisNode({reinterpret_cast<const uint8_t*>(v.data().data()), v.data().size()}))
+        return true;
+    }
+  }
   if (!prefix_handle) return false;
   // The node that homes 0.NA (a top-level node) administers every prefix handle.
   const PrefixEntry* root = table.Find("0.NA");
@@ -578,7 +637,11 @@ std::vector<OpResult> Registry::ApplyOnShard(
     return results;
   }
   state.last_sequence.store(sequence);
-  for (const auto& [prefix, next] : prefix_states) PublishPrefixState(prefix, next);
+  if (!prefix_states.empty()) {
+    std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states(
+        prefix_states.begin(), prefix_states.end());
+    PublishPrefixStates(states);
+  }
   for (const auto& key : touched) InvalidateCache(key);  // before anyone is told "done"
   return results;
 }
@@ -631,6 +694,15 @@ void Registry::StagePrefixState(storage::Batch& batch, std::string_view prefix,
 void Registry::PublishPrefixState(std::string_view prefix,
                                   const std::optional<proto::PrefixState>& next) {
   prefix_table_.Set(prefix, next ? EntryOf(*next) : PrefixEntry{});
+}
+
+void Registry::PublishPrefixStates(
+    const std::vector<std::pair<std::string, std::optional<proto::PrefixState>>>& states) {
+  std::vector<std::pair<std::string, PrefixEntry>> changes;
+  changes.reserve(states.size());
+  for (const auto& [prefix, next] : states)
+    changes.emplace_back(prefix, next ? EntryOf(*next) : PrefixEntry{});
+  prefix_table_.SetMany(changes);
 }
 
 namespace {
@@ -1094,7 +1166,7 @@ Result<Unit, std::string> Registry::IngestSorted(
     auto written = store_->Write(shard, batch);
     if (!written.ok()) return Failure{StorageMessage(written.error())};
   }
-  for (const auto& [prefix, next] : states) PublishPrefixState(prefix, next);
+  PublishPrefixStates(states);
   if (options_.cache) {
     for (const auto& [key, value] : sorted) InvalidateCache(key);
   }
@@ -1153,7 +1225,7 @@ Result<Unit, std::string> Registry::PutRecords(
       return Failure{StorageMessage(written.error())};
     }
     state.last_sequence.store(sequence);
-    for (const auto& [prefix, next] : states) PublishPrefixState(prefix, next);
+    PublishPrefixStates(states);
     for (size_t i = begin; i < end; ++i) InvalidateCache(records[i].first);
   }
   return Unit{};

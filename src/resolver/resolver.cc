@@ -101,6 +101,7 @@ class Resolver::Run {
       case PrefixRole::kHomed:
         return Local(nullptr);
       case PrefixRole::kMirrored:
+        refer_only_ = true;
         if (!r_.options_.answer_mirrored) return ServiceReferral(nearest->prefix, prefix);
         // A copy that is not known complete refers what it lacks to the owner.
         return Local(nearest->entry.has(prefix_flag::kMirrorSynced) ? nullptr : &*nearest);
@@ -242,15 +243,25 @@ class Resolver::Run {
     BeginValues();
     services_ = 0;
     bool malformed = false;
+    bool names_this_node = false;
     Fetched f = Fetch(s_.other_key, [&](std::span<const uint8_t> encoded) {
       malformed = !AppendValues(encoded, [&](const ValueSummary& v) {
         if (!IsPublic(v) || !registry::IsServiceLocationType(v.type)) return false;
-        if (identifier::SameIgnoringAsciiCase(v.type, "HS_SERV")) NoteService(v.data);
+        if (identifier::SameIgnoringAsciiCase(v.type, "HS_SERV")) {
+          NoteService(v.data);
+        } else if (!names_this_node &&
+                   r_.registry_.NamesThisNode(
+                       {reinterpret_cast<const uint8_t*>(v.data.data()), v.data.size()})) {
+          names_this_node = true;
+        }
         return true;
       });
     });
     if (f != Fetched::kFound && f != Fetched::kNotFound) return Stopped(f);
     if (malformed) return Stopped(Fetched::kError);
+    // Delegated to this very node (a secondary holding its enterprise prefixes' prefix handles
+    // with its own site): answered here, never referred to itself.
+    if (names_this_node && !refer_only_) return Local(nullptr);
     for (size_t i = 0; i < services_; ++i) {
       Fetched g = AppendServiceSites(i, /*prefix_sites=*/false);
       if (g != Fetched::kFound && g != Fetched::kNotFound) return Stopped(g);
@@ -348,6 +359,7 @@ class Resolver::Run {
   Scratch& s_;
   const bool from_storage_;
   bool needs_storage_ = false;
+  bool refer_only_ = false;  // a mirror's referral to its owner: never answered locally instead
   size_t out_ = 4;
   uint32_t selected_ = 0;
   size_t services_ = 0;

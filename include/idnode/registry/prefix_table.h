@@ -61,13 +61,23 @@ class PrefixTable {
  public:
   static constexpr size_t kShardCount = 256;
 
+  // A prefix with its hash computed once: the shard is picked from the hash's top bits and the
+  // map looks it up with the same hash (heterogeneous lookup), so a walk hashes each level once.
+  struct HashedKey {
+    std::string_view text;
+    size_t hash;
+  };
+  static size_t HashOf(std::string_view s);
   struct Hash {
     using is_transparent = void;
-    size_t operator()(std::string_view s) const;
+    size_t operator()(std::string_view s) const { return HashOf(s); }
+    size_t operator()(const HashedKey& k) const { return k.hash; }
   };
   struct Equal {
     using is_transparent = void;
     bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+    bool operator()(const HashedKey& a, std::string_view b) const { return a.text == b; }
+    bool operator()(std::string_view a, const HashedKey& b) const { return a == b.text; }
   };
   using Map = boost::unordered_flat_map<std::string, PrefixEntry, Hash, Equal>;
 
@@ -135,10 +145,14 @@ class PrefixTable {
 
   // Sets (or, with role kNone and no flags, removes) the entry of `prefix` and publishes.
   void Set(std::string_view prefix, PrefixEntry entry);
+  // The same for many prefixes in one publication: each shard they touch is copied once (bulk
+  // loads place thousands of prefixes at a time).
+  void SetMany(const std::vector<std::pair<std::string, PrefixEntry>>& changes);
   // Replaces the whole table in one publication (at startup).
   void Load(std::vector<std::pair<std::string, PrefixEntry>> entries);
 
-  static size_t ShardOf(std::string_view prefix);
+  static size_t ShardOf(std::string_view prefix) { return ShardOfHash(HashOf(prefix)); }
+  static size_t ShardOfHash(size_t hash) { return (hash >> 56) % kShardCount; }
 
  private:
   void Publish(std::shared_ptr<View> next);

@@ -21,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -194,6 +195,14 @@ class Registry {
   bool IsWritable(std::string_view handle) const;
   // Moves whenever the prefix table changes.
   uint64_t prefix_generation() const { return prefix_table_.generation(); }
+  // This node's own HS_SITE (the application sets it once, after binding and before requests are
+  // served). A delegated prefix whose HS_SITE values name this node (a secondary node holding the
+  // prefix handles of its enterprise prefixes, with its own site in them) is served here like a
+  // homed one: answered, and writable, instead of referred to itself.
+  void SetOwnSite(std::span<const uint8_t> site_info);
+  // Whether HS_SITE data `site` lists this node (a server with a Handle interface on one of this
+  // node's addresses and ports); false before SetOwnSite.
+  bool NamesThisNode(std::span<const uint8_t> site) const;
 
   // ---- changelog ----
   uint64_t LastSequence(uint32_t shard) const;
@@ -260,6 +269,8 @@ class Registry {
   static void StagePrefixState(storage::Batch& batch, std::string_view prefix,
                                const std::optional<proto::PrefixState>& next);
   void PublishPrefixState(std::string_view prefix, const std::optional<proto::PrefixState>& next);
+  void PublishPrefixStates(
+      const std::vector<std::pair<std::string, std::optional<proto::PrefixState>>>& states);
   // For bulk loads: stages the state an imported prefix handle gives its prefix.
   Result<std::pair<std::string, std::optional<proto::PrefixState>>, std::string>
   StageImportedPrefixHandle(uint32_t shard, std::string_view key, std::string_view serialized,
@@ -280,6 +291,8 @@ class Registry {
   std::vector<std::unique_ptr<ShardState>> shards_;
   PrefixTable prefix_table_;
   mutable std::atomic<uint64_t> read_errors_{0};
+  // This node's Handle endpoints (address as 16 bytes, IPv4 right-aligned; port), from SetOwnSite.
+  std::vector<std::pair<std::array<uint8_t, 16>, uint32_t>> own_endpoints_;
   std::string lineage_id_;
   std::atomic<bool> write_failed_{false};
 };

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "idnode/protocol/value_types.h"
 #include "idnode/protocol/wire.h"
 #include "registry_test_util.h"
 #include "temp_dir.h"
@@ -295,6 +296,50 @@ TEST_F(HierarchyTest, TheTableSurvivesARestart) {
   resolver_ = std::make_unique<Resolver>(*registry_, cache_);
   EXPECT_EQ(Data(Both("86.100.1/x")), (std::vector<std::string>{"secondary-site"}));
   EXPECT_EQ(Data(Both("0.NA/86.100.1")), (std::vector<std::string>{"secondary-prefixes"}));
+}
+
+std::string SiteAt(uint8_t last_address_byte, uint32_t port) {
+  protocol::SiteInfo site;
+  protocol::SiteServer server;
+  server.address[12] = 127;
+  server.address[15] = last_address_byte;
+  server.interfaces = {
+      {protocol::interface_type::kBoth, protocol::interface_protocol::kTcp, port},
+      {protocol::interface_type::kQuery, protocol::interface_protocol::kUdp, port}};
+  site.servers.push_back(server);
+  auto bytes = protocol::EncodeSiteInfo(site);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// A secondary node homes 88.100 and holds the prefix handles of its enterprise prefixes with its
+// own HS_SITE in them (as it publishes them): those prefixes are served here, not referred to
+// itself; one whose site is another node's is referred.
+TEST_F(ResolverTest, ADelegationToThisNodeIsServedHere) {
+  const std::string own = SiteAt(1, 2641);
+  auto own_bytes =
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(own.data()), own.size());
+  registry_->SetOwnSite(own_bytes);
+  ASSERT_EQ(registry_->HomePrefix("87.100").code, ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->Apply(Create("0.NA/87.100.1", {MakeValue(1, "HS_SITE", own)})).code,
+            ResponseCode::kSuccess);
+  ASSERT_EQ(
+      registry_->Apply(Create("0.NA/87.100.2", {MakeValue(1, "HS_SITE", SiteAt(2, 2641))})).code,
+      ResponseCode::kSuccess);
+  EXPECT_TRUE(registry_->IsWritable("87.100.1/SN1"));
+  EXPECT_FALSE(registry_->IsWritable("87.100.2/SN1"));
+  ASSERT_EQ(registry_->Apply(Create("87.100.1/SN1", {MakeValue(1, "URL", "https://here")})).code,
+            ResponseCode::kSuccess);
+  Query q;
+  q.handle = "87.100.1/SN1";
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kSuccess);
+  q.handle = "87.100.1/NONE";
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kHandleNotFound);
+  q.handle = "87.100.2/SN1";
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
+  // Without knowing its own site (before SetOwnSite), a node refers: nothing is assumed.
+  registry_->SetOwnSite({});
+  q.handle = "87.100.1/SN1";
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
 }
 
 // Defect 1: a storage error or a corrupt record was answered as "not found" (and cached by
