@@ -10,7 +10,7 @@ packages=(
   librocksdb-dev
   libprotobuf-dev protobuf-compiler
   libspdlog-dev libyaml-cpp-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsimdjson-dev
   libknot-dev knot-dnsutils
   clang-14 libclang-rt-14-dev llvm-14 clang-format
 )

@@ -1,9 +1,11 @@
 #include "idnode/registry/json_records.h"
 
 #include <algorithm>
+#include <array>
 #include <boost/json.hpp>
 #include <boost/json/src.hpp>  // Boost.JSON header-only: compiled in this one translation unit
 #include <ctime>
+#include <memory>
 
 #include "idnode/common/hex.h"
 #include "idnode/protocol/utf8.h"
@@ -104,7 +106,9 @@ bool GetInt32(const json::value& v, int32_t* out) {
   return false;
 }
 
-Result<std::string, std::string> DataFromJson(const json::value& data, std::string_view type) {
+// The bytes of a value's "data" object, into `out` (reused: assigning keeps its capacity).
+Result<Unit, std::string> DataFromJson(const json::value& data, std::string_view type,
+                                       std::string* out_bytes) {
   if (!data.is_object()) return Failure{std::string("data must be an object")};
   const auto& obj = data.as_object();
   const auto* format = obj.if_contains("format");
@@ -113,22 +117,24 @@ Result<std::string, std::string> DataFromJson(const json::value& data, std::stri
     return Failure{std::string("data needs a string \"format\" and a \"value\"")};
   }
   std::string_view f = format->as_string();
-  std::string out;
+  std::string& out = *out_bytes;
+  out.clear();
   if (f == "string") {
     if (!value->is_string()) return Failure{std::string("string data must be a JSON string")};
-    return std::string(value->as_string());
+    out.assign(value->as_string().data(), value->as_string().size());
+    return Unit{};
   }
   if (f == "base64") {
     if (!value->is_string() || !Base64Decode(value->as_string(), &out))
       return Failure{std::string("bad base64 data")};
-    return out;
+    return Unit{};
   }
   if (f == "hex") {
     std::optional<std::vector<uint8_t>> bytes;
     if (value->is_string()) bytes = FromHex(std::string_view(value->as_string()));
     if (bytes) out.assign(bytes->begin(), bytes->end());
     if (!bytes) return Failure{std::string("bad hex data")};
-    return out;
+    return Unit{};
   }
   if (f == "admin") {
     const auto* v = value->if_object();
@@ -146,7 +152,8 @@ Result<std::string, std::string> DataFromJson(const json::value& data, std::stri
     admin.admin_handle = admin_handle;
     admin.permissions = static_cast<uint16_t>(bits);
     auto bytes = protocol::EncodeAdminRecord(admin);
-    return std::string(bytes.begin(), bytes.end());
+    out.assign(bytes.begin(), bytes.end());
+    return Unit{};
   }
   if (f == "vlist") {
     const auto* list = value->if_array();
@@ -167,7 +174,8 @@ Result<std::string, std::string> DataFromJson(const json::value& data, std::stri
     }
     for (size_t i = 0; i < refs.size(); ++i) refs[i].handle = handles[i];
     auto bytes = protocol::EncodeValueList(refs);
-    return std::string(bytes.begin(), bytes.end());
+    out.assign(bytes.begin(), bytes.end());
+    return Unit{};
   }
   (void)type;
   return Failure{"data format \"" + std::string(f) + "\" is not supported here (use base64)"};
@@ -239,12 +247,32 @@ bool ParseIsoTime(std::string_view text, uint32_t* seconds) {
   return true;
 }
 
-Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_t now) {
+struct JsonLineParser::Impl {
+  Impl() : parser(json::storage_ptr(), Options()) {}
+  static json::parse_options Options() {
+    json::parse_options options;
+    options.max_depth = 16;  // records are shallow; deep nesting is an attack, not data
+    return options;
+  }
+  // The parsed document lives in `arena` until the next line: no malloc per JSON node.
+  std::array<unsigned char, 64 * 1024> first_block;
+  json::monotonic_resource arena{first_block.data(), first_block.size()};
+  json::parser parser;
+};
+
+JsonLineParser::JsonLineParser() : impl_(std::make_unique<Impl>()) {}
+JsonLineParser::~JsonLineParser() = default;
+
+Result<Unit, std::string> JsonLineParser::Parse(std::string_view line, uint32_t now,
+                                                proto::Record* record) {
+  Impl& p = *impl_;
+  p.parser.reset(json::storage_ptr());  // the last document lets go of the arena first
+  p.arena.release();
+  p.parser.reset(json::storage_ptr(&p.arena));
   boost::system::error_code ec;
-  json::parse_options options;
-  options.max_depth = 16;  // records are shallow; deep nesting is an attack, not data
-  json::value doc = json::parse(json::string_view(line.data(), line.size()), ec, {}, options);
+  p.parser.write(line.data(), line.size(), ec);  // the whole document: write() also finishes it
   if (ec) return Failure{"not JSON: " + ec.message()};
+  const json::value doc = p.parser.release();
   const auto* obj = doc.if_object();
   if (obj == nullptr) return Failure{std::string("a line must be a JSON object")};
   const auto* handle = obj->if_contains("handle");
@@ -254,13 +282,13 @@ Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_
   }
   if (values == nullptr || !values->is_array())
     return Failure{std::string("missing \"values\" array")};
-  proto::Record record;
-  record.set_handle(std::string(handle->as_string()));
-  record.set_version(1);
+  record->Clear();  // keeps the value objects and their strings' capacity for the next line
+  record->set_handle(handle->as_string().data(), handle->as_string().size());
+  record->set_version(1);
   for (const auto& item : values->as_array()) {
     const auto* v = item.if_object();
     if (v == nullptr) return Failure{std::string("a value must be an object")};
-    proto::Value value;
+    proto::Value& value = *record->add_values();
     int32_t index = 0;
     const auto* index_field = v->if_contains("index");
     if (index_field == nullptr || !GetInt32(*index_field, &index))
@@ -269,12 +297,11 @@ Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_
     const auto* type = v->if_contains("type");
     if (type == nullptr || !type->is_string())
       return Failure{"value " + std::to_string(index) + " has no type"};
-    value.set_type(std::string(type->as_string()));
+    value.set_type(type->as_string().data(), type->as_string().size());
     const auto* data = v->if_contains("data");
     if (data == nullptr) return Failure{"value " + std::to_string(index) + " has no data"};
-    auto bytes = DataFromJson(*data, value.type());
+    auto bytes = DataFromJson(*data, value.type(), value.mutable_data());
     if (!bytes.ok()) return Failure{"value " + std::to_string(index) + ": " + bytes.error()};
-    value.set_data(std::move(*bytes));
     value.set_ttl(86400);
     if (const auto* ttl = v->if_contains("ttl")) {
       int32_t seconds = 0;
@@ -317,12 +344,19 @@ Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_
           return Failure{std::string("references need handle and index")};
         }
         auto* ref = value.add_references();
-        ref->set_handle(std::string(rh->as_string()));
+        ref->set_handle(rh->as_string().data(), rh->as_string().size());
         ref->set_index(ref_index);
       }
     }
-    *record.add_values() = std::move(value);
   }
+  return Unit{};
+}
+
+Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_t now) {
+  JsonLineParser parser;
+  proto::Record record;
+  auto parsed = parser.Parse(line, now, &record);
+  if (!parsed.ok()) return Failure{parsed.error()};
   return record;
 }
 

@@ -1148,8 +1148,8 @@ Result<Digest, std::string> Registry::ComputeDigest(std::string_view prefix) con
   return digest;
 }
 
-Result<Unit, std::string> Registry::IngestSorted(
-    uint32_t shard, const std::vector<std::pair<std::string, std::string>>& sorted) {
+Result<Unit, std::string> Registry::IngestSorted(uint32_t shard,
+                                                 std::span<const storage::KeyValueView> sorted) {
   std::lock_guard lock(shards_[shard]->write_mutex);
   auto ingested = store_->IngestSorted(shard, Column::kRecords, sorted);
   if (!ingested.ok()) return Failure{StorageMessage(ingested.error())};
@@ -1188,8 +1188,8 @@ Registry::StageImportedPrefixHandle(uint32_t shard, std::string_view key,
                                                                    std::move(next)};
 }
 
-Result<Unit, std::string> Registry::PutRecords(
-    uint32_t shard, const std::vector<std::pair<std::string, std::string>>& records) {
+Result<Unit, std::string> Registry::PutRecords(uint32_t shard,
+                                               std::span<const storage::KeyValueView> records) {
   ShardState& state = *shards_[shard];
   std::lock_guard lock(state.write_mutex);
   if (write_failed())
@@ -1204,10 +1204,11 @@ Result<Unit, std::string> Registry::PutRecords(
       proto::ChangelogEntry entry;
       entry.set_sequence(++sequence);
       entry.set_operation(proto::ChangelogEntry::PUT);
-      entry.set_handle(records[i].first);
+      entry.set_handle(records[i].first.data(), records[i].first.size());
       entry.set_lineage_id(lineage_id_);
       entry.set_time_ms(now_ms);
-      if (!entry.mutable_record()->ParseFromString(records[i].second))
+      if (!entry.mutable_record()->ParseFromArray(records[i].second.data(),
+                                                  static_cast<int>(records[i].second.size())))
         return Failure{std::string("bad record")};
       batch.Put(Column::kRecords, records[i].first, records[i].second);
       batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence),

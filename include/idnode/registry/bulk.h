@@ -1,7 +1,8 @@
 // Bulk import and export of JSON Lines records (json_records.h), for `idctl import/export` on a
 // stopped node's data directory.
 //
-// Import parses lines on `threads` threads, groups records by shard, sorts each group, and loads
+// Import reads the input a chunk at a time and parses each on `threads` threads while the chunk
+// before it is loaded (a two-stage pipeline), groups records by shard, sorts each group, and loads
 // it: shards that were empty when the import began get SST files ingested directly (no WAL, no
 // changelog: a peer that mirrors them resyncs from a snapshot); shards that already held data get
 // ordinary batched writes with changelog entries. A later line for the same handle wins.
@@ -25,8 +26,10 @@ struct ImportProgress {
 };
 
 struct ImportOptions {
-  size_t chunk_records = 200000;  // records parsed before a chunk is sorted and loaded
-  unsigned threads = 2;
+  // Input read, parsed and loaded at a time: two chunks are in memory (one parsed while the other
+  // is loaded), each with its text and its parsed records, about 2.5 times this in all.
+  size_t chunk_bytes = 64 << 20;
+  unsigned threads = 2;  // parsing threads
   // Called now and then (at most every chunk) on the importing thread.
   std::function<void(const ImportProgress&)> on_progress;
   // Called for every line that cannot be imported, with its 1-based number.

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -22,6 +23,23 @@ namespace idnode::registry {
 // Parses one JSON line into a record. `now` fills in missing timestamps. The error says what is
 // wrong, for a message that names the line.
 Result<proto::Record, std::string> RecordFromJson(std::string_view line, uint32_t now);
+
+// The same for many lines on one thread (a bulk import): the JSON parser and its memory (an arena
+// released per line) and the record (its strings keep their capacity) are reused, so a line
+// costs no malloc per JSON node. One per thread.
+class JsonLineParser {
+ public:
+  JsonLineParser();
+  ~JsonLineParser();
+  JsonLineParser(const JsonLineParser&) = delete;
+  JsonLineParser& operator=(const JsonLineParser&) = delete;
+  // Parses `line` into `*record` (cleared first); on failure `*record` holds a part of it.
+  Result<Unit, std::string> Parse(std::string_view line, uint32_t now, proto::Record* record);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 std::string RecordToJson(const proto::Record& record);
 // The "values" array of the JSON API for `values` (same value shape as RecordToJson).
 // With `api_formats`, HS_SITE values are written in the "site" format and HS_PUBKEY in the "key"

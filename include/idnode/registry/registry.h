@@ -233,13 +233,21 @@ class Registry {
   Result<Digest, std::string> ComputeDigest(std::string_view prefix = {}) const;
   // Writes records straight into a shard, bypassing the changelog: for `idctl import` into a
   // stopped node. `sorted` holds (normalised handle, serialised record) in key order.
+  Result<Unit, std::string> IngestSorted(uint32_t shard,
+                                         std::span<const storage::KeyValueView> sorted);
   Result<Unit, std::string> IngestSorted(
-      uint32_t shard, const std::vector<std::pair<std::string, std::string>>& sorted);
+      uint32_t shard, const std::vector<std::pair<std::string, std::string>>& sorted) {
+    return IngestSorted(shard, storage::Views(sorted));
+  }
   // The other bulk path: (normalised handle, serialised record) pairs written as ordinary changes
   // of `shard` (record, changelog entry and sequence in one batch per thousand), without the
   // writability check: an operator's import, not a client's request.
+  Result<Unit, std::string> PutRecords(uint32_t shard,
+                                       std::span<const storage::KeyValueView> records);
   Result<Unit, std::string> PutRecords(
-      uint32_t shard, const std::vector<std::pair<std::string, std::string>>& records);
+      uint32_t shard, const std::vector<std::pair<std::string, std::string>>& records) {
+    return PutRecords(shard, storage::Views(records));
+  }
 
   // Storage errors make the registry refuse further writes (RC_ERROR) until restarted: reads
   // are still served (HARDENING.md row I).

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,6 +106,15 @@ struct ShardStats {
   bool write_delayed = false;
 };
 
+// A key and its value, viewed (bulk loads keep them in arenas).
+using KeyValueView = std::pair<std::string_view, std::string_view>;
+inline std::vector<KeyValueView> Views(const std::vector<std::pair<std::string, std::string>>& kv) {
+  std::vector<KeyValueView> out;
+  out.reserve(kv.size());
+  for (const auto& [k, v] : kv) out.emplace_back(k, v);
+  return out;
+}
+
 class Store {
  public:
   // Opens (or creates) every shard and checks the durability settings of each. Throwing is not
@@ -140,7 +150,11 @@ class Store {
   // Bulk load: writes sorted, unique key/value pairs of `column` into an SST file and ingests it
   // into the shard (fast path for importing into a stopped node).
   StorageResult<Unit> IngestSorted(uint32_t shard, Column column,
-                                   const std::vector<std::pair<std::string, std::string>>& sorted);
+                                   std::span<const KeyValueView> sorted);
+  StorageResult<Unit> IngestSorted(uint32_t shard, Column column,
+                                   const std::vector<std::pair<std::string, std::string>>& sorted) {
+    return IngestSorted(shard, column, Views(sorted));
+  }
 
   StorageResult<Unit> CompactAll();
   StorageResult<Unit> Flush();

@@ -133,7 +133,7 @@ TEST(Bulk, ImportReportsBadLinesLastWinsAndExportRoundTrips) {
   auto a = open("a");
   std::vector<uint64_t> bad;
   ImportOptions options;
-  options.chunk_records = 300;  // several chunks: later chunks ingest into non-empty shards
+  options.chunk_bytes = 30000;  // several chunks: later chunks ingest into non-empty shards
   options.on_bad_line = [&](uint64_t line, const std::string&) { bad.push_back(line); };
   std::istringstream in(input.str());
   auto result = ImportJsonLines(*a, in, options);
