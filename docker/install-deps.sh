@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git ca-certificates python3
+  build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-cryptography
   libboost1.81-dev
   librocksdb-dev
   libprotobuf-dev protobuf-compiler

@@ -143,7 +143,8 @@ Bn ToBn(std::span<const uint8_t> magnitude) {
   return Bn(BN_bin2bn(magnitude.data(), static_cast<int>(magnitude.size()), nullptr));
 }
 
-Pkey KeyFromParams(const char* type, std::initializer_list<std::pair<const char*, BIGNUM*>> bns) {
+Pkey KeyFromParams(const char* type, std::initializer_list<std::pair<const char*, BIGNUM*>> bns,
+                   int selection = EVP_PKEY_PUBLIC_KEY) {
   std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree> bld(OSSL_PARAM_BLD_new());
   if (!bld) return nullptr;
   for (const auto& [name, bn] : bns) {
@@ -154,7 +155,7 @@ Pkey KeyFromParams(const char* type, std::initializer_list<std::pair<const char*
       EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* key = nullptr;
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-      EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+      EVP_PKEY_fromdata(ctx.get(), &key, selection, params.get()) != 1) {
     return nullptr;
   }
   return Pkey(key);
@@ -392,6 +393,176 @@ std::vector<uint8_t> PublicKeyValueFor(std::string_view private_key_pem) {
     return {};
   }
   return protocol::EncodePublicKey(pub);
+}
+
+namespace {
+
+// The passphrase as the reference's PBKDF2 sees it: each byte a Java char (0-255), which the JDK's
+// PBKDF2 key encodes as UTF-8 (the same bytes for an ASCII passphrase).
+std::string JavaPbkdf2Password(std::string_view passphrase) {
+  std::string out;
+  for (unsigned char c : passphrase) {
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back(static_cast<char>(0xc0 | (c >> 6)));
+      out.push_back(static_cast<char>(0x80 | (c & 0x3f)));
+    }
+  }
+  return out;
+}
+
+// PBKDF2-HMAC-SHA1, then a CBC decryption with PKCS#5 padding.
+Result<std::vector<uint8_t>, std::string> PbeDecrypt(const EVP_CIPHER* cipher, size_t key_size,
+                                                     std::string_view passphrase,
+                                                     std::span<const uint8_t> salt,
+                                                     uint32_t iterations,
+                                                     std::span<const uint8_t> iv,
+                                                     std::span<const uint8_t> ciphertext) {
+  if (iterations == 0 || iterations > 10'000'000)
+    return Failure{std::string("the key file's PBKDF2 iteration count is out of range")};
+  if (iv.size() != static_cast<size_t>(EVP_CIPHER_get_iv_length(cipher)))
+    return Failure{std::string("the key file's IV has the wrong size")};
+  const std::string password = JavaPbkdf2Password(passphrase);
+  std::vector<uint8_t> key(key_size);
+  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(),
+                        static_cast<int>(salt.size()), static_cast<int>(iterations), EVP_sha1(),
+                        static_cast<int>(key.size()), key.data()) != 1) {
+    return Failure{std::string("PBKDF2 failed")};
+  }
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      &EVP_CIPHER_CTX_free);
+  std::vector<uint8_t> plain(ciphertext.size() + 32);
+  int n = 0, tail_size = 0;
+  if (!ctx || EVP_DecryptInit_ex(ctx.get(), cipher, nullptr, key.data(), iv.data()) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), plain.data(), &n, ciphertext.data(),
+                        static_cast<int>(ciphertext.size())) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), plain.data() + n, &tail_size) != 1) {
+    OPENSSL_cleanse(key.data(), key.size());
+    return Failure{std::string("cannot decrypt the key file (wrong passphrase?)")};
+  }
+  OPENSSL_cleanse(key.data(), key.size());
+  plain.resize(static_cast<size_t>(n + tail_size));
+  return plain;
+}
+
+// The reference's key encoding (Util.getPrivateKeyFromBytes): the type as a byte string, then the
+// components as byte strings (BigInteger.toByteArray), without the flags a public key has.
+Result<Pkey, std::string> KeyFromReferenceEncoding(std::span<const uint8_t> inner) {
+  protocol::WireReader r(inner);
+  auto type_bytes = r.LengthPrefixed();
+  std::string_view type(reinterpret_cast<const char*>(type_bytes.data()), type_bytes.size());
+  auto next = [&r]() { return ToBn(r.LengthPrefixed()); };
+  Pkey key;
+  if (type == "RSA_PRIVCRT_KEY") {
+    Bn n = next(), e = next(), d = next(), p = next(), q = next(), dp = next(), dq = next(),
+       qinv = next();
+    if (!r.ok()) return Failure{std::string("a truncated RSA key")};
+    key = KeyFromParams("RSA",
+                        {{OSSL_PKEY_PARAM_RSA_N, n.get()},
+                         {OSSL_PKEY_PARAM_RSA_E, e.get()},
+                         {OSSL_PKEY_PARAM_RSA_D, d.get()},
+                         {OSSL_PKEY_PARAM_RSA_FACTOR1, p.get()},
+                         {OSSL_PKEY_PARAM_RSA_FACTOR2, q.get()},
+                         {OSSL_PKEY_PARAM_RSA_EXPONENT1, dp.get()},
+                         {OSSL_PKEY_PARAM_RSA_EXPONENT2, dq.get()},
+                         {OSSL_PKEY_PARAM_RSA_COEFFICIENT1, qinv.get()}},
+                        EVP_PKEY_KEYPAIR);
+  } else if (type == "DSA_PRIV_KEY") {
+    Bn x = next(), p = next(), q = next(), g = next();
+    if (!r.ok()) return Failure{std::string("a truncated DSA key")};
+    // The public value is not stored: y = g^x mod p.
+    Bn y(BN_new());
+    std::unique_ptr<BN_CTX, decltype(&BN_CTX_free)> bn_ctx(BN_CTX_new(), &BN_CTX_free);
+    if (!y || !bn_ctx || !x || !p || !g ||
+        BN_mod_exp(y.get(), g.get(), x.get(), p.get(), bn_ctx.get()) != 1)
+      return Failure{std::string("a DSA key whose public value cannot be computed")};
+    key = KeyFromParams("DSA",
+                        {{OSSL_PKEY_PARAM_FFC_P, p.get()},
+                         {OSSL_PKEY_PARAM_FFC_Q, q.get()},
+                         {OSSL_PKEY_PARAM_FFC_G, g.get()},
+                         {OSSL_PKEY_PARAM_PUB_KEY, y.get()},
+                         {OSSL_PKEY_PARAM_PRIV_KEY, x.get()}},
+                        EVP_PKEY_KEYPAIR);
+  } else if (type == "RSA_PRIV_KEY") {
+    return Failure{std::string(
+        "an RSA key without its public exponent (RSA_PRIV_KEY) cannot sign here; convert it "
+        "to PKCS#8 PEM with the reference's KeyConverter")};
+  } else {
+    return Failure{"unknown private key type \"" + std::string(type) + "\""};
+  }
+  if (!key) return Failure{std::string("OpenSSL refused the key's components")};
+  return key;
+}
+
+}  // namespace
+
+Result<std::string, std::string> PrivateKeyPem(std::span<const uint8_t> file,
+                                               std::string_view passphrase) {
+  Pkey key;
+  const std::string_view text(reinterpret_cast<const char*>(file.data()), file.size());
+  if (text.find("-----BEGIN") != std::string_view::npos) {
+    // PEM: PKCS#8 (encrypted or not) or a traditional RSA/DSA key.
+    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(file.data(), static_cast<int>(file.size())));
+    std::string pass(passphrase);
+    key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, pass.data()));
+    OPENSSL_cleanse(pass.data(), pass.size());
+    if (!key) return Failure{std::string("not a private key in PEM, or a wrong passphrase")};
+  } else {
+    // The reference's own file (hdl-keygen's privkey.bin): an encryption type, then the key.
+    protocol::WireReader r(file);
+    const uint32_t encryption = r.U32();
+    if (!r.ok()) return Failure{std::string("an empty key file")};
+    std::vector<uint8_t> plain;
+    switch (encryption) {
+      case 1: {  // none
+        auto rest = r.Bytes(r.remaining());
+        plain.assign(rest.begin(), rest.end());
+        break;
+      }
+      case 3:    // PBKDF2, DESede/CBC
+      case 4: {  // PBKDF2, AES/CBC (what hdl-keygen writes)
+        auto salt = r.LengthPrefixed();
+        const uint32_t iterations = r.U32();
+        const uint32_t key_bits = r.U32();
+        auto iv = r.LengthPrefixed();
+        auto ciphertext = r.LengthPrefixed();
+        if (!r.ok()) return Failure{std::string("a truncated encrypted key file")};
+        if (passphrase.empty())
+          return Failure{std::string("the key file is encrypted: give its passphrase")};
+        const bool aes = encryption == 4;
+        // The reference truncates a longer AES key to 128 bits.
+        const size_t key_size = aes ? std::min<size_t>(16, key_bits / 8) : key_bits / 8;
+        if ((aes && key_size != 16) || (!aes && key_size != 24))
+          return Failure{std::string("the key file's key length is not one the reference uses")};
+        auto decrypted = PbeDecrypt(aes ? EVP_aes_128_cbc() : EVP_des_ede3_cbc(), key_size,
+                                    passphrase, salt, iterations, iv, ciphertext);
+        if (!decrypted.ok()) return Failure{decrypted.error()};
+        plain = std::move(*decrypted);
+        break;
+      }
+      case 0:
+      case 2:
+        return Failure{std::string(
+            "the key file is encrypted with single DES, which OpenSSL 3 no longer offers; "
+            "re-encrypt it with the reference's hdl-keyutil (PBKDF2-AES) or convert it to PEM")};
+      default:
+        return Failure{"unknown key file encryption " + std::to_string(encryption)};
+    }
+    auto made = KeyFromReferenceEncoding(plain);
+    OPENSSL_cleanse(plain.data(), plain.size());
+    if (!made.ok()) return Failure{made.error()};
+    key = std::move(*made);
+  }
+  std::unique_ptr<BIO, BioFree> out(BIO_new(BIO_s_mem()));
+  if (!out ||
+      PEM_write_bio_PrivateKey(out.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    return Failure{std::string("cannot write the key as PEM")};
+  }
+  char* data = nullptr;
+  long size = BIO_get_mem_data(out.get(), &data);
+  std::string pem(data, static_cast<size_t>(size));
+  return pem;
 }
 
 }  // namespace idnode::auth

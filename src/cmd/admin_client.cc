@@ -1,7 +1,9 @@
 #include "admin_client.h"
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 
 #include "idnode/auth/credentials.h"
@@ -59,6 +61,18 @@ bool ParseValue(const std::string& text, std::string& storage, HandleValue* valu
     auto encoded = EncodeAdminRecord(admin);
     storage.assign(encoded.begin(), encoded.end());
   }
+  if (value->type == kTypePublicKey && !storage.empty() && storage[0] == '@') {
+    // "INDEX:HS_PUBKEY:@FILE": the public half of the private key in FILE (any form --key reads).
+    std::ifstream in(storage.substr(1), std::ios::binary);
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+    auto pem = auth::PrivateKeyPem(bytes, {});
+    if (!in.good() && !in.eof()) return false;
+    if (!pem.ok()) return false;
+    auto encoded = auth::PublicKeyValueFor(*pem);
+    if (encoded.empty()) return false;
+    storage.assign(encoded.begin(), encoded.end());
+  }
   if (value->type == kTypeSecretKey)
     value->permissions = permission::kAdminRead | permission::kAdminWrite;
   value->data = Bytes(storage);
@@ -78,8 +92,9 @@ int Administer(const AdminOptions& o) {
     if (o.operation == name) opcode = code;
   }
   if (opcode == OpCode::kReserved || o.handle.empty() || o.identity_handle.empty() ||
-      o.identity_index <= 0 || o.secret.empty()) {
-    std::cerr << "idctl admin: an operation, a handle, --identity and --secret-file are needed\n";
+      o.identity_index <= 0 || (o.secret.empty() && o.private_key_pem.empty())) {
+    std::cerr << "idctl admin: an operation, a handle, --identity and --secret-file or --key are "
+                 "needed\n";
     return 2;
   }
   std::vector<std::string> storage(o.values.size());
@@ -131,9 +146,16 @@ int Administer(const AdminOptions& o) {
       std::cerr << "idctl admin: a challenge without nonce or digest\n";
       return 1;
     }
-    std::vector<uint8_t> mac =
-        auth::SecretKeyAnswer(auth::mac_code::kHmacSha256, Bytes(o.secret), challenge->nonce,
-                              decoded->request_digest->digest);
+    const bool public_key = !o.private_key_pem.empty();
+    std::vector<uint8_t> proof =
+        public_key ? auth::PublicKeyAnswer(o.private_key_pem, challenge->nonce,
+                                           decoded->request_digest->digest)
+                   : auth::SecretKeyAnswer(auth::mac_code::kHmacSha256, Bytes(o.secret),
+                                           challenge->nonce, decoded->request_digest->digest);
+    if (proof.empty()) {
+      std::cerr << "idctl admin: the key cannot sign (an RSA or DSA private key is needed)\n";
+      return 1;
+    }
     Message answer;
     answer.envelope.session_id = decoded->envelope.session_id;
     answer.envelope.request_id = rng() & 0x7fffffff;
@@ -141,8 +163,8 @@ int Administer(const AdminOptions& o) {
     answer.header.op_flags = opflag::kRecursive | opflag::kCacheCertify;
     answer.header.site_info_serial = 0xffff;
     answer.header.expiration_time = ExpiresIn12Hours();
-    answer.body =
-        ChallengeAnswer{auth::kAuthTypeSecretKey, o.identity_handle, o.identity_index, mac};
+    answer.body = ChallengeAnswer{public_key ? auth::kAuthTypePublicKey : auth::kAuthTypeSecretKey,
+                                  o.identity_handle, o.identity_index, proof};
     if (!connection.Send(Encode(answer))) {
       std::cerr << "idctl admin: the connection closed before the challenge was answered\n";
       return 1;

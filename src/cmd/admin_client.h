@@ -1,6 +1,7 @@
 // The client behind `idctl admin`: one administrative request (create, add, modify, remove,
 // delete) over TCP, authenticated by answering the server's 402 challenge on the same connection
-// with the identity's HS_SECKEY (HMAC-SHA256), as a secondary node's operator would.
+// with the identity's HS_SECKEY (HMAC-SHA256) or, with a private key, its HS_PUBKEY (a SHA-256
+// RSA or DSA signature), as a secondary node's operator would.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,8 @@ struct AdminOptions {
   bool overwrite = false;           // create: replace an existing record; add: taken indexes
   std::string identity_handle;
   int32_t identity_index = 0;
-  std::string secret;
+  std::string secret;           // HS_SECKEY; or
+  std::string private_key_pem;  // the identity's private key (HS_PUBKEY), as PEM
   std::string host = "127.0.0.1";
   uint16_t port = 2641;
 };

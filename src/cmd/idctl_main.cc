@@ -45,11 +45,16 @@ commands:
                  the prefix handle 0.NA/P first (prefix referrals, RC 303, lead to the service of
                  a derived prefix), then the identifier at the site its HS_SITE values name
                  (service referrals, RC 302, are followed); each hop is printed
-  admin create|add|modify|remove|delete HANDLE --identity INDEX:HANDLE --secret-file FILE
+  admin create|add|modify|remove|delete HANDLE --identity INDEX:HANDLE
+        (--secret-file FILE | --key FILE [--passphrase-file FILE])
         [--value INDEX:TYPE:DATA ...] [--index I ...] [--overwrite] [--server tcp://H:P]
                  administer a running node over the Handle protocol (TCP), answering its challenge
-                 with the identity's HS_SECKEY (the first line of FILE); HS_ADMIN data is
-                 INDEX:HANDLE; exit status 0 on RC_SUCCESS
+                 with the identity's HS_SECKEY (the first line of FILE) or, for an HS_PUBKEY
+                 identity, a signature with its private key: PEM (PKCS#8, encrypted or not, or a
+                 traditional RSA/DSA key) or the reference's own key file (hdl-keygen's
+                 privkey.bin, encrypted or not); HS_ADMIN data is INDEX:HANDLE; HS_PUBKEY data
+                 @FILE is the public half of the (unencrypted) private key in FILE; exit status 0
+                 on RC_SUCCESS
   decode FILE    decode Handle messages written as hex, one datagram or TCP message per line
                  ("-" reads standard input); prints each message field by field
   import --data-dir DIR [--shards N] FILE
@@ -462,6 +467,7 @@ int main(int argc, char** argv) {
   }
   if (command == "admin") {
     idnode::cmd::AdminOptions options;
+    std::string key_file, passphrase;
     for (int i = 2; i < argc; ++i) {
       std::string_view a = argv[i];
       auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -487,6 +493,14 @@ int main(int argc, char** argv) {
           std::cerr << "idctl admin: cannot read a secret from " << v << "\n";
           return 2;
         }
+      } else if (a == "--key" && (v = next())) {
+        key_file = v;
+      } else if (a == "--passphrase-file" && (v = next())) {
+        std::ifstream in(v, std::ios::binary);
+        if (!in || !std::getline(in, passphrase)) {
+          std::cerr << "idctl admin: cannot read a passphrase from " << v << "\n";
+          return 2;
+        }
       } else if (a == "--server" && (v = next())) {
         bool tcp_only = false;
         if (std::string_view(v).substr(0, 6) == "udp://" ||
@@ -502,6 +516,26 @@ int main(int argc, char** argv) {
         std::cerr << "idctl admin: unexpected argument " << a << "\n";
         return 2;
       }
+    }
+    if (!key_file.empty()) {
+      if (!options.secret.empty()) {
+        std::cerr << "idctl admin: --key and --secret-file are two ways to prove one identity: "
+                     "give one\n";
+        return 2;
+      }
+      std::ifstream in(key_file, std::ios::binary);
+      std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                 std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) {
+        std::cerr << "idctl admin: cannot read " << key_file << "\n";
+        return 2;
+      }
+      auto pem = idnode::auth::PrivateKeyPem(bytes, passphrase);
+      if (!pem.ok()) {
+        std::cerr << "idctl admin: " << key_file << ": " << pem.error() << "\n";
+        return 2;
+      }
+      options.private_key_pem = std::move(*pem);
     }
     return idnode::cmd::Administer(options);
   }

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "idnode/common/result.h"
+
 namespace idnode::auth {
 
 inline constexpr std::string_view kAuthTypePublicKey = "HS_PUBKEY";
@@ -80,6 +82,13 @@ std::vector<uint8_t> SecretKeyAnswer(uint8_t code, std::span<const uint8_t> secr
 std::vector<uint8_t> PublicKeyAnswer(std::string_view private_key_pem,
                                      std::span<const uint8_t> nonce,
                                      std::span<const uint8_t> request_digest);
+
+// A private key from a file, as PEM (PKCS#8) text for PublicKeyAnswer: PEM as OpenSSL writes it
+// (PKCS#8, encrypted or not, or a traditional RSA/DSA key), or the reference's own key file as its
+// hdl-keygen writes it (privkey.bin: unencrypted, or PBKDF2 with AES-CBC or DESede-CBC; RSA with
+// CRT components or DSA). `passphrase` decrypts an encrypted one. The error says what is wrong.
+Result<std::string, std::string> PrivateKeyPem(std::span<const uint8_t> file,
+                                               std::string_view passphrase);
 
 // The HS_PUBKEY value data for the public half of a PEM private key (RSA or DSA); empty if the
 // key is of another type.

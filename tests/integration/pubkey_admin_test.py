@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Administration authenticated by HS_PUBKEY (RSA and DSA signatures), end to end, with the key
+files operators have: `idctl admin --key FILE` against a real idnode.
+
+  pubkey_admin_test.py IDNODE IDCTL
+
+Keys are made here with Python's `cryptography` and written, independently of idnode's C++, as
+PKCS#8 PEM (plain and encrypted), traditional PEM, and the reference's own private key file
+(hdl-keygen's privkey.bin: an encryption type, then RSA_PRIVCRT_KEY / DSA_PRIV_KEY components;
+unencrypted, and PBKDF2-HMAC-SHA1 + AES-128-CBC with a passphrase). The identities' HS_PUBKEY
+values are encoded here too (HANDLE.md §1.7). The node homes 20.500.7; its prefix handle names
+300 (RSA) and 301 (DSA) as admins. Then: a create with each file works; a wrong key (403), a wrong
+passphrase and a damaged file are refused; a new HS_PUBKEY added over the protocol (as the RSA
+identity) authenticates the next change, and once removed no longer does.
+Traffic goes to 127.0.0.1 only; every wait is bounded; the node is stopped at the end through
+harness.py (a crash or an unclean exit fails the run).
+"""
+import base64
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from cryptography.hazmat.primitives import padding
+
+import harness
+import server_test as st
+
+IDNODE = IDCTL = None
+NODE = st.NODE
+PREFIX = "20.500.7"
+PASSPHRASE = b"correct horse"
+KEYS = {}  # name -> private key object
+
+
+def text(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack(">I", len(b)) + b
+
+
+def java_bytes(n):
+    """BigInteger.toByteArray of a positive integer: its magnitude, a zero byte in front when the
+    top bit is set."""
+    raw = n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
+    return b"\x00" + raw if raw[0] & 0x80 else raw
+
+
+def hs_pubkey(key):
+    """The HS_PUBKEY value of a private key's public half (HANDLE.md §1.7)."""
+    pub = key.public_key().public_numbers()
+    if isinstance(key, rsa.RSAPrivateKey):
+        return text("RSA_PUB_KEY") + b"\x00\x00" + text(java_bytes(pub.e)) + text(java_bytes(pub.n))
+    params = pub.parameter_numbers
+    return (text("DSA_PUB_KEY") + b"\x00\x00" + text(java_bytes(params.q)) + text(java_bytes(params.p)) +
+            text(java_bytes(params.g)) + text(java_bytes(pub.y)))
+
+
+def reference_key_encoding(key):
+    """Util.getBytesFromPrivateKey: the type, then the components (no flags)."""
+    private = key.private_numbers()
+    if isinstance(key, rsa.RSAPrivateKey):
+        public = private.public_numbers
+        parts = [public.n, public.e, private.d, private.p, private.q, private.dmp1, private.dmq1, private.iqmp]
+        return text("RSA_PRIVCRT_KEY") + b"".join(text(java_bytes(x)) for x in parts)
+    params = private.public_numbers.parameter_numbers
+    return text("DSA_PRIV_KEY") + b"".join(text(java_bytes(x)) for x in (private.x, params.p, params.q, params.g))
+
+
+def reference_key_file(key, passphrase=None):
+    """hdl-keygen's privkey.bin: type 1 (not encrypted) or 4 (PBKDF2-HMAC-SHA1, AES-128-CBC)."""
+    inner = reference_key_encoding(key)
+    if passphrase is None:
+        return struct.pack(">i", 1) + inner
+    salt, iv, iterations = os.urandom(16), os.urandom(16), 10000
+    aes_key = PBKDF2HMAC(algorithm=hashes.SHA1(), length=16, salt=salt, iterations=iterations).derive(passphrase)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(inner) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    return (struct.pack(">i", 4) + text(salt) + struct.pack(">ii", iterations, 128) + text(iv) + text(ciphertext))
+
+
+def write(name, data):
+    path = os.path.join(NODE["work"], name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def pem(key, encryption=serialization.NoEncryption(), fmt=serialization.PrivateFormat.PKCS8):
+    return key.private_bytes(serialization.Encoding.PEM, fmt, encryption)
+
+
+def setUpModule():
+    harness.set_up_or_tear_down(start_module_node, tearDownModule)
+
+
+def start_module_node():
+    work = tempfile.mkdtemp(prefix="idnode-pubkey-")
+    NODE["work"] = work
+    KEYS["rsa"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    KEYS["dsa"] = dsa.generate_private_key(key_size=2048)
+    KEYS["other"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    KEYS["new"] = dsa.generate_private_key(key_size=2048)
+
+    def admin(index, identity_index):
+        return {"index": index, "type": "HS_ADMIN", "data": {"format": "admin", "value": {
+            "handle": "0.NA/" + PREFIX, "index": identity_index, "permissions": "111111111111"}}}
+
+    def pubkey(index, key):
+        return {"index": index, "type": "HS_PUBKEY",
+                "data": {"format": "base64", "value": base64.b64encode(hs_pubkey(key)).decode()}}
+
+    record = {"handle": "0.NA/" + PREFIX, "values": [
+        admin(100, 300), admin(101, 301), admin(102, 302), pubkey(300, KEYS["rsa"]), pubkey(301, KEYS["dsa"])]}
+    records = os.path.join(work, "identities.jsonl")
+    with open(records, "w") as f:
+        f.write(json.dumps(record) + "\n")
+    NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, PREFIX, records, ["--workers", "2"])
+    NODE["handle"] = ports["handle"]
+
+
+def tearDownModule():
+    st.tearDownModule()
+
+
+def idctl_admin(*args, key=None, passphrase=None, identity=300):
+    cmd = [IDCTL, "admin", *args, "--identity", "%d:0.NA/%s" % (identity, PREFIX),
+           "--server", "tcp://127.0.0.1:%d" % NODE["handle"]]
+    if key:
+        cmd += ["--key", key]
+    if passphrase is not None:
+        cmd += ["--passphrase-file", write("passphrase", passphrase + b"\n")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    return result.returncode, result.stdout + result.stderr
+
+
+def resolves(handle):
+    result = subprocess.run([IDCTL, "resolve", handle, "--server", "tcp://127.0.0.1:%d" % NODE["handle"]],
+                            capture_output=True, text=True, timeout=30)
+    return result.returncode == 0
+
+
+class KeyFiles(unittest.TestCase):
+    def create_with(self, suffix, key_file, **kw):
+        handle = "%s/%s" % (PREFIX, suffix)
+        rc, out = idctl_admin("create", handle, "--value", "1:URL:https://example.org/" + suffix,
+                              key=key_file, **kw)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("SUCCESS", out.upper())
+        self.assertTrue(resolves(handle), handle)
+
+    def test_rsa_pkcs8_pem(self):
+        self.create_with("rsa-pkcs8", write("rsa.pem", pem(KEYS["rsa"])))
+
+    def test_rsa_encrypted_pkcs8_pem(self):
+        encrypted = pem(KEYS["rsa"], serialization.BestAvailableEncryption(PASSPHRASE))
+        self.create_with("rsa-pkcs8-enc", write("rsa-enc.pem", encrypted), passphrase=PASSPHRASE)
+
+    def test_rsa_reference_key_file(self):
+        self.create_with("rsa-bin", write("rsa.bin", reference_key_file(KEYS["rsa"])))
+
+    def test_rsa_reference_key_file_encrypted(self):
+        path = write("rsa-aes.bin", reference_key_file(KEYS["rsa"], PASSPHRASE))
+        self.create_with("rsa-bin-aes", path, passphrase=PASSPHRASE)
+
+    def test_dsa_traditional_pem(self):
+        traditional = pem(KEYS["dsa"], fmt=serialization.PrivateFormat.TraditionalOpenSSL)
+        self.create_with("dsa-pem", write("dsa.pem", traditional), identity=301)
+
+    def test_dsa_reference_key_file(self):
+        self.create_with("dsa-bin", write("dsa.bin", reference_key_file(KEYS["dsa"])), identity=301)
+
+    def test_dsa_reference_key_file_encrypted(self):
+        path = write("dsa-aes.bin", reference_key_file(KEYS["dsa"], PASSPHRASE))
+        self.create_with("dsa-bin-aes", path, identity=301, passphrase=PASSPHRASE)
+
+
+class Refusals(unittest.TestCase):
+    def test_another_key_is_not_the_identity(self):
+        rc, out = idctl_admin("create", PREFIX + "/x-other", "--value", "1:URL:https://x",
+                              key=write("other.pem", pem(KEYS["other"])))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("AUTHENTICATION_FAILED", out.upper().replace(" ", "_"))
+        self.assertFalse(resolves(PREFIX + "/x-other"))
+
+    def test_a_dsa_key_for_the_rsa_identity_is_refused(self):
+        rc, out = idctl_admin("create", PREFIX + "/x-mixed", "--value", "1:URL:https://x",
+                              key=write("dsa2.pem", pem(KEYS["dsa"])), identity=300)
+        self.assertEqual(rc, 1, out)
+        self.assertFalse(resolves(PREFIX + "/x-mixed"))
+
+    def test_a_wrong_passphrase_is_said_and_nothing_sent(self):
+        path = write("rsa-aes2.bin", reference_key_file(KEYS["rsa"], PASSPHRASE))
+        rc, out = idctl_admin("create", PREFIX + "/x-pass", "--value", "1:URL:https://x", key=path,
+                              passphrase=b"wrong")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("passphrase", out)
+        rc, out = idctl_admin("create", PREFIX + "/x-pass", "--value", "1:URL:https://x", key=path)
+        self.assertEqual(rc, 2, out)
+        self.assertIn("passphrase", out)
+
+    def test_a_damaged_key_file_is_said(self):
+        good = reference_key_file(KEYS["rsa"])
+        rc, out = idctl_admin("create", PREFIX + "/x-cut", "--value", "1:URL:https://x",
+                              key=write("cut.bin", good[:len(good) // 2]))
+        self.assertEqual(rc, 2, out)
+        self.assertIn("truncated", out)
+
+
+class PublicKeyAdministration(unittest.TestCase):
+    def test_a_key_added_over_the_protocol_authenticates_until_it_is_removed(self):
+        new_pem = write("new.pem", pem(KEYS["new"]))
+        # Not yet an identity: index 302 holds no key.
+        rc, out = idctl_admin("create", PREFIX + "/by-new", "--value", "1:URL:https://new",
+                              key=new_pem, identity=302)
+        self.assertEqual(rc, 1, out)
+        # The RSA identity adds the new DSA key's HS_PUBKEY at 302.
+        rc, out = idctl_admin("add", "0.NA/" + PREFIX, "--value", "302:HS_PUBKEY:@" + new_pem,
+                              key=write("rsa-admin.pem", pem(KEYS["rsa"])))
+        self.assertEqual(rc, 0, out)
+        rc, out = idctl_admin("create", PREFIX + "/by-new", "--value", "1:URL:https://new",
+                              key=new_pem, identity=302)
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(resolves(PREFIX + "/by-new"))
+        # Removed, it proves nothing more.
+        rc, out = idctl_admin("remove", "0.NA/" + PREFIX, "--index", "302",
+                              key=write("rsa-admin2.pem", pem(KEYS["rsa"])))
+        self.assertEqual(rc, 0, out)
+        rc, out = idctl_admin("create", PREFIX + "/by-new-2", "--value", "1:URL:https://new",
+                              key=new_pem, identity=302)
+        self.assertEqual(rc, 1, out)
+        self.assertFalse(resolves(PREFIX + "/by-new-2"))
+
+
+if __name__ == "__main__":
+    IDNODE, IDCTL = sys.argv[1], sys.argv[2]
+    del sys.argv[1:3]
+    unittest.main(verbosity=2)
