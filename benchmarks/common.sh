@@ -6,10 +6,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 records=1000000
 seconds=10
+prefixes=0     # compare.sh: delegated prefix handles loaded into idnode's data (--prefixes N)
+baseline=""    # compare.sh: the build directory of another revision to measure beside (--baseline DIR)
 while (($#)); do
   case $1 in
     --records) records=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
+    --prefixes) prefixes=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
     *) echo "unknown argument $1"; exit 2 ;;
   esac
 done

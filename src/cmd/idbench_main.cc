@@ -29,9 +29,12 @@ constexpr const char* kUsage = R"(usage:
   idbench run --protocol udp|tcp|http [--server HOST:PORT] (--keys FILE | --pattern 'P/SN{0..999999}')
               [--order uniform|sequential|zipf:S] [--missing FRACTION] [--seconds S]
               [--concurrency N] [--connections C] [--rate R] [--timeout S] [--json FILE] [--html FILE]
+              [--requests N]
               [--writes SHARE --write-prefix P --identity INDEX:HANDLE --secret-file FILE]
       closed loop (N requests in flight) by default; --rate R runs an open loop at R requests/s
-      with latency measured from each request's intended send time. Progress goes to stderr once
+      with latency measured from each request's intended send time. --requests N stops after N
+      requests are answered (--seconds is then a limit): with --order sequential and N the number
+      of keys, every key is asked once (how benchmarks warm a cache). Progress goes to stderr once
       a second; the summary to stdout. Default server: 127.0.0.1:2641 (udp/tcp), :8000 (http).
       --writes SHARE (0..1, udp/tcp) mixes in writes: CREATE_HANDLE of fresh handles under P and
       MODIFY_VALUE of those, each answering the server's challenge with the identity's HS_SECKEY
@@ -229,6 +232,8 @@ int RunCommand(int argc, char** argv) {
       key_options.missing = std::atof(next().c_str());
     else if (a == "--seconds")
       run.seconds = std::atof(next().c_str());
+    else if (a == "--requests")
+      run.max_requests = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--concurrency")
       run.concurrency = static_cast<uint32_t>(std::atoi(next().c_str()));
     else if (a == "--connections")

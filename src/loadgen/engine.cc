@@ -148,13 +148,15 @@ class Engine {
     uint64_t next_second = 1000000000ull, last_timeout_scan = 0;
     Histogram second_histogram;
     Second current;
+    const bool capped = o_.max_requests > 0;
     for (;;) {
       uint64_t now = Nanos(Clock::now(), start_);
       if (now >= duration_ns) break;
+      if (capped && result_.sent >= o_.max_requests && free_slots_.size() == slots_.size()) break;
       // Send: all free slots (closed loop), or what is due (open loop).
       // Free slots come off a stack: finding one must not cost a scan of the busy ones, or a
       // backlog would slow the sender just when it is behind.
-      while (!free_slots_.empty()) {
+      while (!free_slots_.empty() && !(capped && result_.sent >= o_.max_requests)) {
         uint64_t intended = now;
         if (interval_ns > 0) {
           if (next_intended > static_cast<double>(now)) break;

@@ -39,7 +39,10 @@ struct RunOptions {
   Protocol protocol = Protocol::kUdp;
   std::string host = "127.0.0.1";
   uint16_t port = 2641;
-  double seconds = 10;
+  double seconds = 10;  // how long to run (with max_requests: at most)
+  // > 0: send this many requests, then stop once every one is answered or timed out (warming a
+  // cache with every key once: --order sequential --requests <keys>).
+  uint64_t max_requests = 0;
   uint32_t concurrency = 64;  // requests in flight (closed loop), or the cap on them (open loop)
   uint32_t connections = 8;   // TCP / HTTP
   double rate = 0;            // > 0: open loop at this many requests per second
