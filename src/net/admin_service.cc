@@ -100,7 +100,8 @@ std::string_view RefusalMessage(ResponseCode rc) {
 // empty when it names none.
 std::string PrefixOfHomingRequest(std::string_view handle) {
   std::string key = identifier::Normalize(handle);
-  if (key.find('/') == std::string::npos) return key.size() <= protocol::kMaxHandleLength ? key : "";
+  if (key.find('/') == std::string::npos)
+    return key.size() <= protocol::kMaxHandleLength ? key : "";
   if (!identifier::IsPrefixHandle(key)) return {};
   key.erase(0, identifier::kPrefixHandlePrefix.size());
   if (key.empty() || key.find('/') != std::string::npos) return {};
@@ -218,9 +219,8 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                    request_bytes, site_serial_, out);
     }
   } else {
-    if (!identifier::IsValidHandle(handle) &&
-        !(request.header.has(protocol::opflag::kMintSuffix) && !handle.empty() &&
-          handle.back() == '/')) {
+    if (!identifier::IsValidHandle(handle) && !(request.header.has(protocol::opflag::kMintSuffix) &&
+                                                !handle.empty() && handle.back() == '/')) {
       return Error(request, ResponseCode::kInvalidHandle, "invalid handle", request_bytes,
                    site_serial_, out);
     }
@@ -292,8 +292,7 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
     return fail(ForClient(verdict), auth::VerdictName(verdict));
   }
   failures_.Succeeded(identity, proven, now);
-  if (origin.datagram && original->header.opcode ==
-                             static_cast<uint32_t>(OpCode::kListHomedNas)) {
+  if (origin.datagram && original->header.opcode == static_cast<uint32_t>(OpCode::kListHomedNas)) {
     return fail(ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP");
   }
   return Execute(*original, pending->request, identity, answer.envelope, out);
@@ -426,7 +425,8 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
       // is another operation.
       auto state = registry_.FindPrefix(prefix);
       result.code = ResponseCode::kSuccess;
-      if (state && state->role() == proto::PrefixState::HOMED) result = registry_.ForgetPrefix(prefix);
+      if (state && state->role() == proto::PrefixState::HOMED)
+        result = registry_.ForgetPrefix(prefix);
     }
     if (result.code != ResponseCode::kSuccess) {
       return respond(result.code, protocol::ErrorBody{RefusalMessage(result.code)});

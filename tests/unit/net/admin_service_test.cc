@@ -555,8 +555,7 @@ TEST_F(AdminServiceTest, ServerAdminsHomeUnhomeAndListPrefixes) {
   options.server_admins.push_back({"20.500.12345/ops", 300});
   Open(std::move(options));
   // A prefix admin is no server admin.
-  auto refused =
-      RunAsAdmin(Request(OpCode::kHomeNa, protocol::HandleBody{"0.NA/88.100"}, 1));
+  auto refused = RunAsAdmin(Request(OpCode::kHomeNa, protocol::HandleBody{"0.NA/88.100"}, 1));
   EXPECT_EQ(refused.header.response_code, 400u);
   EXPECT_FALSE(registry_->FindPrefix("88.100").has_value());
   // Not a prefix handle: refused before any challenge.
@@ -575,7 +574,8 @@ TEST_F(AdminServiceTest, ServerAdminsHomeUnhomeAndListPrefixes) {
   EXPECT_TRUE(registry_->IsWritable("88.200/x"));
 
   // Sixty more, so that the list takes two messages (50 a message, CN on the first).
-  for (int i = 0; i < 60; ++i) ASSERT_EQ(registry_->HomePrefix("77." + std::to_string(i)).code, ResponseCode::kSuccess);
+  for (int i = 0; i < 60; ++i)
+    ASSERT_EQ(registry_->HomePrefix("77." + std::to_string(i)).code, ResponseCode::kSuccess);
   last_ = Run(Encode(Request(OpCode::kListHomedNas, protocol::HandleBody{"/"}, 5)));
   last_ = Run(AnswerChallenge(last_, "20.500.12345/ops", 300, "ops-secret"));
   std::vector<std::string> listed;
@@ -583,8 +583,8 @@ TEST_F(AdminServiceTest, ServerAdminsHomeUnhomeAndListPrefixes) {
   int messages = 0;
   while (!rest.empty()) {
     ASSERT_GE(rest.size(), 20u);
-    size_t length = 20 + (size_t{rest[16]} << 24 | size_t{rest[17]} << 16 | size_t{rest[18]} << 8 |
-                          rest[19]);
+    size_t length =
+        20 + (size_t{rest[16]} << 24 | size_t{rest[17]} << 16 | size_t{rest[18]} << 8 | rest[19]);
     auto message = protocol::DecodeMessage(rest.first(length));
     ASSERT_TRUE(message.ok());
     EXPECT_EQ(message->header.opcode, 302u);
@@ -592,8 +592,7 @@ TEST_F(AdminServiceTest, ServerAdminsHomeUnhomeAndListPrefixes) {
     ++messages;
     const bool more = rest.size() > length;
     EXPECT_EQ(message->header.has(protocol::opflag::kContinuous), more);
-    for (auto h : std::get<protocol::HandleListBody>(message->body).handles)
-      listed.emplace_back(h);
+    for (auto h : std::get<protocol::HandleListBody>(message->body).handles) listed.emplace_back(h);
     rest = rest.subspan(length);
   }
   EXPECT_EQ(messages, 2);
