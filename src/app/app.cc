@@ -194,8 +194,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
     if (!bound.ok()) return Failure{bound.error()};
   }
   if (config.http.enabled) {
-    auto started = http_server.Start(config.http.threads);
-    if (!started.ok()) return Failure{started.error()};
+    auto bound = http_server.Bind(config.http.threads);
+    if (!bound.ok()) return Failure{bound.error()};
   }
   if (config.dns.enabled) {
     auto bound = dns_server.Bind();
@@ -257,7 +257,9 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
     if (config.http.enabled) http_server.CollectMetrics(out);
   });
 
+  // Serving starts only now: the site information and this node's own site are set.
   if (config.handle.udp || config.handle.tcp) handle_server.Run();
+  if (config.http.enabled) http_server.Run();
   if (config.dns.enabled) dns_server.Run();
   ready = true;
 
@@ -269,7 +271,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
         if (entry.role == registry::PrefixRole::kDelegated) {
           ++delegated;
         } else if (prefixes.size() < 2048) {
-          prefixes += (prefixes.empty() ? "" : ",") + std::string(name);
+          if (!prefixes.empty()) prefixes.push_back(',');
+          prefixes.append(name);
         }
       });
   // One line for people and for tests that start the node on port 0.

@@ -262,8 +262,13 @@ std::string FailureThrottle::KeyOf(const Identity& identity) {
 
 namespace {
 
+// An IPv4 address, or an IPv6 /64 (one subscriber's usual share: counting /128s would give each
+// of its 2^64 addresses a budget of its own).
 std::string SourceKey(const Origin& from) {
-  return std::string(reinterpret_cast<const char*>(from.address.data()), from.address.size());
+  const bool v4 = std::all_of(from.address.begin(), from.address.begin() + 10,
+                              [](uint8_t b) { return b == 0; }) &&
+                  from.address[10] == 0xff && from.address[11] == 0xff;
+  return std::string(reinterpret_cast<const char*>(from.address.data()), v4 ? 16 : 8);
 }
 
 }  // namespace

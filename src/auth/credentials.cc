@@ -423,13 +423,15 @@ Result<std::vector<uint8_t>, std::string> PbeDecrypt(const EVP_CIPHER* cipher, s
     return Failure{std::string("the key file's PBKDF2 iteration count is out of range")};
   if (iv.size() != static_cast<size_t>(EVP_CIPHER_get_iv_length(cipher)))
     return Failure{std::string("the key file's IV has the wrong size")};
-  const std::string password = JavaPbkdf2Password(passphrase);
+  std::string password = JavaPbkdf2Password(passphrase);
   std::vector<uint8_t> key(key_size);
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(),
                         static_cast<int>(salt.size()), static_cast<int>(iterations), EVP_sha1(),
                         static_cast<int>(key.size()), key.data()) != 1) {
+    OPENSSL_cleanse(password.data(), password.size());
     return Failure{std::string("PBKDF2 failed")};
   }
+  OPENSSL_cleanse(password.data(), password.size());
   std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
                                                                       &EVP_CIPHER_CTX_free);
   std::vector<uint8_t> plain(ciphertext.size() + 32);
@@ -439,6 +441,7 @@ Result<std::vector<uint8_t>, std::string> PbeDecrypt(const EVP_CIPHER* cipher, s
                         static_cast<int>(ciphertext.size())) != 1 ||
       EVP_DecryptFinal_ex(ctx.get(), plain.data() + n, &tail_size) != 1) {
     OPENSSL_cleanse(key.data(), key.size());
+    OPENSSL_cleanse(plain.data(), plain.size());
     return Failure{std::string("cannot decrypt the key file (wrong passphrase?)")};
   }
   OPENSSL_cleanse(key.data(), key.size());
@@ -562,6 +565,7 @@ Result<std::string, std::string> PrivateKeyPem(std::span<const uint8_t> file,
   char* data = nullptr;
   long size = BIO_get_mem_data(out.get(), &data);
   std::string pem(data, static_cast<size_t>(size));
+  OPENSSL_cleanse(data, static_cast<size_t>(size));  // the key leaves this buffer for `pem` only
   return pem;
 }
 

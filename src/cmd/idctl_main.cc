@@ -345,7 +345,12 @@ int Prefix(const DataArgs& args) {
   auto registry = OpenData(args, /*create=*/true);
   if (!registry) return 1;
   if (action == "list") {
-    for (const auto& p : registry->Prefixes()) {
+    auto prefixes = registry->Prefixes();
+    if (!prefixes.ok()) {
+      std::cerr << "idctl: cannot list the prefixes: " << prefixes.error() << "\n";
+      return 1;
+    }
+    for (const auto& p : *prefixes) {
       std::cout << p.prefix() << " " << idnode::proto::PrefixState::Role_Name(p.role())
                 << (p.peer().empty() ? "" : " " + p.peer()) << "\n";
     }
@@ -501,6 +506,7 @@ int main(int argc, char** argv) {
           std::cerr << "idctl admin: cannot read a passphrase from " << v << "\n";
           return 2;
         }
+        if (!passphrase.empty() && passphrase.back() == '\r') passphrase.pop_back();
       } else if (a == "--server" && (v = next())) {
         bool tcp_only = false;
         if (std::string_view(v).substr(0, 6) == "udp://" ||

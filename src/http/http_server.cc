@@ -605,11 +605,10 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
           if (!storage.TryAcquire()) {
             response = JsonResponse(503, R"({"responseCode":3,"message":"server too busy"})");
           } else {
-            auto executor = co_await asio::this_coro::executor;
-            co_await asio::post(storage.pool, asio::use_awaitable);
-            response = api.Handle(method, target, authorization, Api::Stage::kStorage);
-            storage.Release();
-            co_await asio::post(executor, asio::use_awaitable);
+            response = co_await net::OnStoragePool<HttpResponse>(
+                storage,
+                [&] { return api.Handle(method, target, authorization, Api::Stage::kStorage); },
+                JsonResponse(500, R"({"responseCode":2,"message":"internal error"})"));
           }
         }
         close = close || !req.keep_alive();
@@ -662,12 +661,12 @@ HttpServer::~HttpServer() {
   Stop();
 }
 
-Result<Unit, std::string> HttpServer::Start(unsigned threads) {
+Result<Unit, std::string> HttpServer::Bind(unsigned threads) {
   port_ = config_.port;
   state_->storage =
       std::make_unique<net::StoragePool>(config_.storage_threads, config_.storage_queue);
   state_->workers = std::make_unique<net::WorkerPool>(std::max(1u, threads));
-  auto& counters = metrics_.NewCounters();
+  counters_ = &metrics_.NewCounters();
   try {
     for (const auto& bind : config_.bind) {
       beast::error_code ec;
@@ -689,22 +688,25 @@ Result<Unit, std::string> HttpServer::Start(unsigned threads) {
   } catch (const boost::system::system_error& e) {
     return Failure{std::string("cannot open the HTTP listener: ") + e.what()};
   }
+  return Unit{};
+}
+
+void HttpServer::Run() {
   for (auto& a : state_->acceptors) {
     net::Worker* worker = a.worker;
-    asio::co_spawn(
-        worker->io,
-        net::AcceptLoop(*a.acceptor, connections_, state_->accept_counters,
-                        [this, &counters, worker](tcp::socket socket, net::ConnectionSlot slot) {
-                          asio::co_spawn(worker->io,
-                                         Session(std::move(socket), config_, api_, counters,
+    asio::co_spawn(worker->io,
+                   net::AcceptLoop(*a.acceptor, connections_, state_->accept_counters,
+                                   [this, worker](tcp::socket socket, net::ConnectionSlot slot) {
+                                     asio::co_spawn(
+                                         worker->io,
+                                         Session(std::move(socket), config_, api_, *counters_,
                                                  std::move(slot), *state_->storage),
                                          asio::detached);
-                        }),
-        asio::detached);
+                                   }),
+                   asio::detached);
   }
   state_->workers->Run();
   started_ = true;
-  return Unit{};
 }
 
 void HttpServer::Stop() {

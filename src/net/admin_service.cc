@@ -100,11 +100,12 @@ std::string_view RefusalMessage(ResponseCode rc) {
 // empty when it names none.
 std::string PrefixOfHomingRequest(std::string_view handle) {
   std::string key = identifier::Normalize(handle);
-  if (key.find('/') == std::string::npos)
-    return key.size() <= protocol::kMaxHandleLength ? key : "";
-  if (!identifier::IsPrefixHandle(key)) return {};
-  key.erase(0, identifier::kPrefixHandlePrefix.size());
-  if (key.empty() || key.find('/') != std::string::npos) return {};
+  if (key.find('/') != std::string::npos) {
+    if (!identifier::IsPrefixHandle(key)) return {};
+    key.erase(0, identifier::kPrefixHandlePrefix.size());
+  }
+  if (key.empty() || key.size() > protocol::kMaxHandleLength || key.find('/') != std::string::npos)
+    return {};
   for (char c : key) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return {};
   }
@@ -423,10 +424,14 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
     } else {
       // Only a homed prefix is unhomed (idempotent, as the reference's); a delegation or a mirror
       // is another operation.
-      auto state = registry_.FindPrefix(prefix);
-      result.code = ResponseCode::kSuccess;
-      if (state && state->role() == proto::PrefixState::HOMED)
+      auto state = registry_.ReadPrefix(prefix);
+      if (!state.ok()) {
+        result.code = ResponseCode::kError;
+      } else if (*state && (*state)->role() == proto::PrefixState::HOMED) {
         result = registry_.ForgetPrefix(prefix);
+      } else {
+        result.code = ResponseCode::kSuccess;
+      }
     }
     if (result.code != ResponseCode::kSuccess) {
       return respond(result.code, protocol::ErrorBody{RefusalMessage(result.code)});
@@ -452,6 +457,8 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
     response.envelope.session_id = answer_envelope.session_id;
     response.header = protocol::ResponseHeaderFor(original.header, ResponseCode::kSuccess,
                                                   site_serial_, response.envelope.version());
+    // CN on all but the last message, whatever the request's flags said.
+    response.header.op_flags &= ~protocol::opflag::kContinuous;
     if (end < homed.size()) response.header.op_flags |= protocol::opflag::kContinuous;
     protocol::DigestValue digest;
     if (response.header.has(protocol::opflag::kRequestDigest)) {

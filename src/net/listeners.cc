@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 
 namespace idnode::net {
 
@@ -151,21 +152,36 @@ void WorkerPool::Run() {
 void WorkerPool::Stop(StoragePool* storage) {
   if (!running_) return;
   running_ = false;
-  for (auto& worker : workers_) {
-    Worker* w = worker.get();
-    asio::post(w->io, [w] {
-      for (auto& close : w->closers) close();
-    });
-  }
+  // Runs `work` on every worker's thread after what is queued there, and waits (bounded) until
+  // each has.
+  auto on_each_worker = [this](auto work) {
+    std::vector<std::future<void>> done;
+    for (auto& worker : workers_) {
+      Worker* w = worker.get();
+      auto promise = std::make_shared<std::promise<void>>();
+      done.push_back(promise->get_future());
+      asio::post(w->io, [w, promise, work] {
+        work(*w);
+        promise->set_value();
+      });
+    }
+    for (auto& f : done) f.wait_for(std::chrono::seconds(5));
+  };
+  // 1. No new requests: every socket closed, on its own thread.
+  on_each_worker([](Worker& w) {
+    for (auto& close : w.closers) close();
+  });
+  // 2. What the storage pool holds is answered; its answers are posted back to the workers.
   if (storage != nullptr) storage->pool.join();
+  // 3. The workers send those answers, then stop (open TCP sessions end with them).
+  on_each_worker([](Worker&) {});
   for (auto& worker : workers_) worker->io.stop();
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) worker->thread.join();
   }
 }
 
-// ---- TCP
-// ------------------------------------------------------------------------------------------
+// ---- TCP ---------------------------------------------------------------------------------------
 
 void AppendAcceptMetrics(std::string& out, std::string_view protocol,
                          const AcceptCounters& counters, bool help) {

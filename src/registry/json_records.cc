@@ -400,7 +400,8 @@ std::string AddressText(const std::array<uint8_t, 16>& a) {
   std::string out;
   for (size_t i = 0; i < 16; i += 2) {
     std::snprintf(text, sizeof(text), "%x", a[i] << 8 | a[i + 1]);
-    out += (i ? ":" : "") + std::string(text);
+    if (i != 0) out.push_back(':');
+    out.append(text);
   }
   return out;
 }

@@ -1,5 +1,7 @@
 #include "idnode/registry/registry.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -10,6 +12,7 @@
 #include "idnode/common/hex.h"
 #include "idnode/identifier/identifier.h"
 #include "idnode/protocol/value_types.h"
+#include "idnode/protocol/wire.h"
 
 namespace idnode::registry {
 
@@ -21,6 +24,8 @@ constexpr std::string_view kMetaSequence = "seq";
 constexpr std::string_view kMetaFirstSequence = "first";
 constexpr std::string_view kMetaLineage = "lineage";
 constexpr std::string_view kMetaPrefixPrefix = "prefix/";
+// Set in a shard's meta once its prefix handles' prefix states have been derived.
+constexpr std::string_view kMetaPrefixDerivation = "prefix-derivation";
 constexpr std::string_view kMetaTransactionPrefix = "txn/";
 constexpr size_t kMaxValueTypeLength = 256;
 
@@ -142,6 +147,8 @@ Result<std::unique_ptr<Registry>, std::string> Registry::Open(RegistryOptions op
     auto loaded = registry->LoadShardState(i);
     if (!loaded.ok()) return Failure{loaded.error()};
   }
+  auto derived = registry->DerivePrefixStatesOnce();
+  if (!derived.ok()) return Failure{derived.error()};
   auto prefixes = registry->LoadPrefixes();
   if (!prefixes.ok()) return Failure{prefixes.error()};
 
@@ -171,6 +178,53 @@ Result<Unit, std::string> Registry::LoadShardState(uint32_t shard) {
   if (!first.ok()) return Failure{first.error().message};
   shards_[shard]->last_sequence.store(last);
   shards_[shard]->first_sequence.store(*first ? storage::DecodeSequenceKey(value) : 1);
+  return Unit{};
+}
+
+Result<Unit, std::string> Registry::DerivePrefixStatesOnce() {
+  // Prefix handles written before the registry derived prefix states from them (delegations by
+  // ordinary admin writes) get their states once, per shard, marked done in the shard's meta.
+  std::string begin(identifier::kPrefixHandlePrefix);
+  std::string end = begin;
+  end.back() = static_cast<char>(end.back() + 1);
+  for (uint32_t shard = 0; shard < store_->shard_count(); ++shard) {
+    std::string marker;
+    auto got = store_->Get(shard, Column::kMeta, kMetaPrefixDerivation, &marker);
+    if (!got.ok()) return Failure{got.error().message};
+    if (*got && marker == "1") continue;
+    storage::Batch batch;
+    std::string failure;
+    auto flush = [&]() {
+      if (batch.count() == 0) return true;
+      auto written = store_->Write(shard, batch);
+      if (!written.ok()) {
+        failure = StorageMessage(written.error());
+        return false;
+      }
+      batch = storage::Batch();
+      return true;
+    };
+    auto scanned = store_->Scan(
+        shard, Column::kRecords, begin, end, [&](std::string_view key, std::string_view value) {
+          std::string prefix(key.substr(identifier::kPrefixHandlePrefix.size()));
+          auto stored = ReadPrefixState(shard, prefix);
+          proto::Record record;
+          if (!stored.ok() ||
+              !record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+            failure = "cannot derive the prefix state of " + prefix;
+            return false;
+          }
+          auto next = DerivePrefixState(prefix, *stored, &record);
+          const bool same = next.has_value() == stored->has_value() &&
+                            (!next || next->SerializeAsString() == (*stored)->SerializeAsString());
+          if (!same) StagePrefixState(batch, prefix, next);
+          return batch.count() < 10000 || flush();
+        });
+    if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
+    if (!failure.empty()) return Failure{failure};
+    batch.Put(Column::kMeta, kMetaPrefixDerivation, "1");
+    if (!flush()) return Failure{failure};
+  }
   return Unit{};
 }
 
@@ -332,37 +386,113 @@ std::array<uint8_t, 16> CanonicalAddress(std::array<uint8_t, 16> a) {
   return a;
 }
 
+bool IsUnspecified(const std::array<uint8_t, 16>& a) {
+  return std::all_of(a.begin(), a.end(), [](uint8_t b) { return b == 0; });
+}
+
+// The addresses of this machine's interfaces (for a node bound to the wildcard address).
+std::vector<std::array<uint8_t, 16>> LocalAddresses() {
+  std::vector<std::array<uint8_t, 16>> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    std::array<uint8_t, 16> a{};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      std::memcpy(a.data() + 12, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      std::memcpy(a.data(), &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    out.push_back(CanonicalAddress(a));
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 }  // namespace
 
 void Registry::SetOwnSite(std::span<const uint8_t> site_info) {
   own_endpoints_.clear();
   auto site = protocol::DecodeSiteInfo(site_info);
   if (!site.ok()) return;
-  for (const auto& server : site->servers) {
-    for (const auto& i : server.interfaces) {
-      if (i.protocol != protocol::interface_protocol::kUdp &&
-          i.protocol != protocol::interface_protocol::kTcp)
-        continue;
-      own_endpoints_.emplace_back(CanonicalAddress(server.address), i.port);
-    }
-  }
-}
-
-bool Registry::NamesThisNode(std::span<const uint8_t> data) const {
-  if (own_endpoints_.empty()) return false;
-  auto site = protocol::DecodeSiteInfo(data);
-  if (!site.ok()) return false;
-  static const std::array<uint8_t, 16> kAny{};
+  std::vector<std::array<uint8_t, 16>> local;
   for (const auto& server : site->servers) {
     const auto address = CanonicalAddress(server.address);
     for (const auto& i : server.interfaces) {
       if (i.protocol != protocol::interface_protocol::kUdp &&
           i.protocol != protocol::interface_protocol::kTcp)
         continue;
-      for (const auto& [own_address, own_port] : own_endpoints_) {
-        // A node bound to the wildcard address answers on every address of the machine.
-        if (own_port == i.port && (own_address == address || own_address == kAny)) return true;
+      if (!IsUnspecified(address)) {
+        own_endpoints_.emplace_back(address, i.port);
+        continue;
       }
+      // Bound to every address: this node is each of the machine's own addresses on that port,
+      // never "any address" (another server on the same port elsewhere is not this node).
+      if (local.empty()) local = LocalAddresses();
+      for (const auto& a : local) own_endpoints_.emplace_back(a, i.port);
+    }
+  }
+}
+
+bool Registry::NamesThisNode(std::span<const uint8_t> data) const {
+  if (own_endpoints_.empty()) return false;
+  // HS_SITE (HANDLE.md §1.7), read in place: this runs for referrals on network workers, where
+  // nothing may allocate.
+  protocol::WireReader r(data);
+  (void)r.U16();             // data format version
+  (void)r.U8();              // protocol major
+  (void)r.U8();              // protocol minor
+  (void)r.U16();             // serial
+  (void)r.U8();              // primary mask
+  (void)r.U8();              // hash option
+  (void)r.LengthPrefixed();  // hash filter
+  const uint32_t attributes = r.U32();
+  for (uint32_t i = 0; i < attributes && r.ok(); ++i) {
+    (void)r.LengthPrefixed();
+    (void)r.LengthPrefixed();
+  }
+  const uint32_t servers = r.U32();
+  for (uint32_t s = 0; s < servers && r.ok(); ++s) {
+    (void)r.U32();  // server id
+    auto raw = r.Bytes(16);
+    (void)r.LengthPrefixed();  // public key
+    const uint32_t interfaces = r.U32();
+    if (!r.ok()) return false;
+    std::array<uint8_t, 16> address{};
+    std::memcpy(address.data(), raw.data(), 16);
+    address = CanonicalAddress(address);
+    for (uint32_t i = 0; i < interfaces && r.ok(); ++i) {
+      (void)r.U8();  // type
+      const uint8_t protocol = r.U8();
+      const uint32_t port = r.U32();
+      if (!r.ok() || (protocol != protocol::interface_protocol::kUdp &&
+                      protocol != protocol::interface_protocol::kTcp))
+        continue;
+      for (const auto& [own_address, own_port] : own_endpoints_) {
+        if (own_port == port && own_address == address) return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool Registry::DelegatedToThisNode(const PrefixTable::View& table,
+                                   std::string_view delegated) const {
+  if (own_endpoints_.empty()) return false;
+  // Only under a prefix homed here (a secondary node holding its enterprise prefixes' handles):
+  // anyone who may edit a prefix handle could otherwise name this node in it and have the
+  // prefix's identifiers served, and written, here.
+  auto above = table.Nearest(ParentPrefix(delegated));
+  if (!above || above->entry.role != PrefixRole::kHomed) return false;
+  auto record = Get(identifier::PrefixHandleFor(delegated));
+  for (const auto& v : record.record.values()) {
+    if (identifier::SameIgnoringAsciiCase(v.type(), "HS_SITE") ||
+        identifier::SameIgnoringAsciiCase(v.type(), "HS_SITE.6")) {
+      if ((v.permissions() & protocol::permission::kPublicRead) != 0 &&
+          NamesThisNode({reinterpret_cast<const uint8_t*>(v.data().data()), v.data().size()}))
+        return true;
     }
   }
   return false;
@@ -371,27 +501,24 @@ bool Registry::NamesThisNode(std::span<const uint8_t> data) const {
 bool Registry::IsWritable(std::string_view handle) const {
   std::string key = identifier::Normalize(handle);
   const PrefixTable::View& table = ThreadView(prefix_table_);
-  const bool prefix_handle = identifier::IsPrefixHandle(key);
-  std::string_view prefix =
-      prefix_handle ? std::string_view(key).substr(identifier::kPrefixHandlePrefix.size())
-                    : identifier::PrefixOf(key);
-  auto nearest = table.Nearest(prefix);
-  if (nearest && nearest->entry.role == PrefixRole::kHomed) return true;
-  if (nearest && nearest->entry.role == PrefixRole::kDelegated &&
-      nearest->entry.has(prefix_flag::kHasSite) && !own_endpoints_.empty()) {
-    // Delegated to this very node (its own HS_SITE in the prefix handle): served, and written,
-    // here.
-    auto record = Get(identifier::PrefixHandleFor(nearest->prefix));
-    for (const auto& v : record.record.values()) {
-      if ((v.type() == "HS_SITE" || v.type() == "HS_SITE.6") &&
-          NamesThisNode({reinterpret_cast<const uint8_t*>(v.data().data()), v.data().size()}))
-        return true;
-    }
-  }
-  if (!prefix_handle) return false;
-  // The node that homes 0.NA (a top-level node) administers every prefix handle.
+  auto served_here = [&](const std::optional<PrefixTable::View::Match>& m) {
+    if (!m) return false;
+    if (m->entry.role == PrefixRole::kHomed) return true;
+    return m->entry.role == PrefixRole::kDelegated && m->entry.has(prefix_flag::kHasSite) &&
+           DelegatedToThisNode(table, m->prefix);
+  };
+  if (!identifier::IsPrefixHandle(key))
+    return served_here(table.Nearest(identifier::PrefixOf(key)));
+  // A prefix handle 0.NA/P: this node writes it when it homes 0.NA (a top-level node administers
+  // every prefix handle), homes P itself, or serves P's parent (its derived prefixes' handles are
+  // its own, delegated or not: a node that delegated 0.NA/P.5 can still change or revoke it).
+  const std::string_view prefix =
+      std::string_view(key).substr(identifier::kPrefixHandlePrefix.size());
   const PrefixEntry* root = table.Find("0.NA");
-  return root != nullptr && root->role == PrefixRole::kHomed;
+  if (root != nullptr && root->role == PrefixRole::kHomed) return true;
+  const PrefixEntry* own = table.Find(prefix);
+  if (own != nullptr && own->role == PrefixRole::kHomed) return true;
+  return served_here(table.Nearest(ParentPrefix(prefix)));
 }
 
 OpResult Registry::Apply(const Operation& op) {
@@ -909,27 +1036,36 @@ OpResult Registry::SetMirrorSynced(std::string_view prefix, bool synced) {
                       });
 }
 
-std::optional<proto::PrefixState> Registry::FindPrefix(std::string_view prefix) const {
+Result<std::optional<proto::PrefixState>, std::string> Registry::ReadPrefix(
+    std::string_view prefix) const {
   std::string name = identifier::Normalize(prefix);
-  auto stored =
-      ReadPrefixState(ShardOf(identifier::Normalize(identifier::PrefixHandleFor(name))), name);
+  return ReadPrefixState(ShardOf(identifier::Normalize(identifier::PrefixHandleFor(name))), name);
+}
+
+std::optional<proto::PrefixState> Registry::FindPrefix(std::string_view prefix) const {
+  auto stored = ReadPrefix(prefix);
   if (!stored.ok()) return std::nullopt;
   return *stored;
 }
 
-std::vector<proto::PrefixState> Registry::Prefixes() const {
+Result<std::vector<proto::PrefixState>, std::string> Registry::Prefixes() const {
   std::string end(kMetaPrefixPrefix);
   end.back() = static_cast<char>(end.back() + 1);
   std::vector<proto::PrefixState> out;
   for (uint32_t shard = 0; shard < store_->shard_count(); ++shard) {
+    bool bad = false;
     auto scanned = store_->Scan(shard, Column::kMeta, kMetaPrefixPrefix, end,
                                 [&](std::string_view, std::string_view v) {
                                   proto::PrefixState state;
-                                  if (state.ParseFromArray(v.data(), static_cast<int>(v.size())))
-                                    out.push_back(std::move(state));
+                                  if (!state.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+                                    bad = true;
+                                    return false;
+                                  }
+                                  out.push_back(std::move(state));
                                   return true;
                                 });
-    (void)scanned;  // a listing: what could be read
+    if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
+    if (bad) return Failure{"corrupt prefix table entry in shard " + std::to_string(shard)};
   }
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.prefix() < b.prefix(); });
@@ -1151,9 +1287,10 @@ Result<Digest, std::string> Registry::ComputeDigest(std::string_view prefix) con
 Result<Unit, std::string> Registry::IngestSorted(uint32_t shard,
                                                  std::span<const storage::KeyValueView> sorted) {
   std::lock_guard lock(shards_[shard]->write_mutex);
-  auto ingested = store_->IngestSorted(shard, Column::kRecords, sorted);
-  if (!ingested.ok()) return Failure{StorageMessage(ingested.error())};
-  // Prefix handles among them place their prefixes in the table, as a write would.
+  // The prefix states the imported prefix handles give their prefixes are written first: were the
+  // records written first, a crash in between would leave prefix handles on disk with no place in
+  // the table. Written first, a crash leaves states whose records a new import writes (and
+  // deriving them again gives the same states).
   storage::Batch batch;
   std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states;
   for (const auto& [key, value] : sorted) {
@@ -1166,6 +1303,8 @@ Result<Unit, std::string> Registry::IngestSorted(uint32_t shard,
     auto written = store_->Write(shard, batch);
     if (!written.ok()) return Failure{StorageMessage(written.error())};
   }
+  auto ingested = store_->IngestSorted(shard, Column::kRecords, sorted);
+  if (!ingested.ok()) return Failure{StorageMessage(ingested.error())};
   PublishPrefixStates(states);
   if (options_.cache) {
     for (const auto& [key, value] : sorted) InvalidateCache(key);

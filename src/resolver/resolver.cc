@@ -92,6 +92,7 @@ class Resolver::Run {
       s_.key.insert(0, identifier::kPrefixHandlePrefix);  // "88.100" is "0.NA/88.100"
     }
     const PrefixTable::View& table = registry::ThreadView(r_.registry_.prefix_table());
+    table_ = &table;
     if (identifier::IsPrefixHandle(s_.key)) return PrefixHandle(table);
 
     const std::string_view prefix = identifier::PrefixOf(s_.key);
@@ -233,7 +234,6 @@ class Resolver::Run {
   // elsewhere: the location values of 0.NA/<delegated>, plus the HS_SITE values of the service
   // handles its HS_SERV values name, when those are stored here.
   Answer ServiceReferral(std::string_view delegated, std::string_view own_prefix) {
-    if (q_.no_referral) return NotHere();
     // Both views point into s_.key (the identifier), which nothing below changes.
     s_.referral.assign(identifier::kPrefixHandlePrefix);
     s_.referral.append(own_prefix);
@@ -259,9 +259,14 @@ class Resolver::Run {
     });
     if (f != Fetched::kFound && f != Fetched::kNotFound) return Stopped(f);
     if (malformed) return Stopped(Fetched::kError);
-    // Delegated to this very node (a secondary holding its enterprise prefixes' prefix handles
-    // with its own site): answered here, never referred to itself.
-    if (names_this_node && !refer_only_) return Local(nullptr);
+    // Delegated to this very node under a prefix homed here (a secondary holding its enterprise
+    // prefixes' handles with its own site): answered here, never referred to itself; DNRF and
+    // DNS (which never refer) get the answer too.
+    if (names_this_node && !refer_only_) {
+      auto above = table_->Nearest(registry::ParentPrefix(delegated));
+      if (above && above->entry.role == PrefixRole::kHomed) return Local(nullptr);
+    }
+    if (q_.no_referral) return NotHere();
     for (size_t i = 0; i < services_; ++i) {
       Fetched g = AppendServiceSites(i, /*prefix_sites=*/false);
       if (g != Fetched::kFound && g != Fetched::kNotFound) return Stopped(g);
@@ -315,8 +320,9 @@ class Resolver::Run {
         if (e->role != PrefixRole::kDelegated) continue;
         if (!e->has(prefix_flag::kHasPrefixSite) && !e->has(prefix_flag::kHasSite)) continue;
         Answer referral = PrefixReferral(q);
-        if (needs_storage_ || referral.code != ResponseCode::kPrefixReferral ||
-            referral.value_count > 0)
+        if (needs_storage_) return referral;
+        if (referral.code == ResponseCode::kHandleNotFound) return found;  // served here: 100
+        if (referral.code != ResponseCode::kPrefixReferral || referral.value_count > 0)
           return referral;
       }
     }
@@ -336,15 +342,28 @@ class Resolver::Run {
     BeginValues();
     services_ = 0;
     bool malformed = false;
+    bool names_this_node = false;
     Fetched f = Fetch(s_.other_key, [&](std::span<const uint8_t> encoded) {
       malformed = !AppendValues(encoded, [&](const ValueSummary& v) {
         if (!IsPublic(v)) return false;
         if (registry::IsServiceHandleType(v.type)) NoteService(v.data);
-        return registry::IsPrefixLocationType(v.type);
+        if (!registry::IsPrefixLocationType(v.type)) return false;
+        if (!registry::IsServiceHandleType(v.type) && !names_this_node &&
+            r_.registry_.NamesThisNode(
+                {reinterpret_cast<const uint8_t*>(v.data.data()), v.data.size()})) {
+          names_this_node = true;
+        }
+        return true;
       });
     });
     if (f != Fetched::kFound && f != Fetched::kNotFound) return Stopped(f);
     if (malformed) return Stopped(Fetched::kError);
+    if (names_this_node) {
+      // The derived prefixes of `ancestor` are served by this very node: no referral to itself.
+      Answer ours;
+      ours.code = ResponseCode::kHandleNotFound;
+      return ours;
+    }
     for (size_t i = 0; i < services_; ++i) {
       Fetched g = AppendServiceSites(i, /*prefix_sites=*/true);
       if (g != Fetched::kFound && g != Fetched::kNotFound) return Stopped(g);
@@ -358,6 +377,7 @@ class Resolver::Run {
   const Query& q_;
   Scratch& s_;
   const bool from_storage_;
+  const PrefixTable::View* table_ = nullptr;
   bool needs_storage_ = false;
   bool refer_only_ = false;  // a mirror's referral to its owner: never answered locally instead
   size_t out_ = 4;
@@ -391,8 +411,10 @@ Answer Resolver::Resolve(const Query& query, Scratch& scratch) const {
 bool Resolver::AnswersFoundRecord(std::string_view handle, Scratch& scratch) const {
   scratch.key.assign(handle);
   identifier::NormalizeInPlace(scratch.key);
-  if (scratch.key.find('/') == std::string::npos || identifier::IsPrefixHandle(scratch.key))
-    return true;
+  // The key the records are stored (and invalidated) under: "88.100" is "0.NA/88.100".
+  if (scratch.key.find('/') == std::string::npos)
+    scratch.key.insert(0, identifier::kPrefixHandlePrefix);
+  if (identifier::IsPrefixHandle(scratch.key)) return true;
   const PrefixTable::View& table = registry::ThreadView(registry_.prefix_table());
   auto nearest = table.Nearest(identifier::PrefixOf(scratch.key));
   if (!nearest) return false;

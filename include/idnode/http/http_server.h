@@ -61,9 +61,11 @@ class HttpServer {
  public:
   HttpServer(const config::HttpConfig& config, const Api& api, metrics::MetricsHub& metrics);
   ~HttpServer();
-  // Binds (refusing a port another process holds) and starts `threads` workers, each with its own
-  // SO_REUSEPORT acceptor per bind address, on net/'s listener layer.
-  Result<Unit, std::string> Start(unsigned threads);
+  // Binds (refusing a port another process holds) `threads` workers' acceptors, one SO_REUSEPORT
+  // acceptor per worker and bind address, on net/'s listener layer; Run starts serving (after the
+  // Api has what it needs: its site information).
+  Result<Unit, std::string> Bind(unsigned threads);
+  void Run();
   void Stop();
   uint16_t port() const { return port_; }
   size_t open_connections() const { return connections_.open(); }
@@ -76,6 +78,7 @@ class HttpServer {
   const Api& api_;
   metrics::MetricsHub& metrics_;
   std::unique_ptr<State> state_;
+  metrics::RequestCounters* counters_ = nullptr;
   uint16_t port_ = 0;
   bool started_ = false;
   ConnectionCaps connections_;  // in all and per source

@@ -82,6 +82,32 @@ struct StoragePool {
   void Release() { in_flight.fetch_sub(1); }
 };
 
+// Runs `work` on a thread of `storage`'s pool and resumes the calling coroutine on its own
+// executor with the result: a RocksDB read or a signature check never runs on an event loop. The
+// caller holds a slot (TryAcquire); it is released here whatever happens, and an exception thrown
+// by `work` becomes `on_error` (the session ends rather than the process). (co_await post(pool)
+// would not do: the awaiting coroutine is resumed on its own executor, so `work` would run on the
+// event loop after all.)
+template <typename T, typename Work>
+boost::asio::awaitable<T> OnStoragePool(StoragePool& storage, Work work, T on_error) {
+  struct Slot {
+    StoragePool* pool;
+    ~Slot() { pool->Release(); }
+  } slot{&storage};
+  co_return co_await boost::asio::co_spawn(
+      storage.pool,
+      [&]() -> boost::asio::awaitable<T> {
+        T result = on_error;
+        try {
+          result = work();
+        } catch (const std::exception&) {
+          // on_error: a request that cannot be answered, not a process that stops.
+        }
+        co_return result;
+      },
+      boost::asio::use_awaitable);
+}
+
 // The deadline of one TCP connection, shared by its session and its watchdog: the watchdog
 // outlives neither the session's socket (it checks `done` before touching it) nor this state (it
 // holds a reference). Both run on the worker's single thread.

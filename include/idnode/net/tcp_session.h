@@ -103,10 +103,9 @@ boost::asio::awaitable<void> ServeFramed(Stream stream, ConnectionSlot slot, Tcp
       if (!storage.TryAcquire()) {
         outcome = handler.Busy(request, reply);
       } else {
-        co_await asio::post(storage.pool, asio::use_awaitable);
-        outcome = handler.AnswerFromStorage(request, reply);
-        storage.Release();
-        co_await asio::post(executor, asio::use_awaitable);
+        outcome = co_await OnStoragePool<SessionOutcome>(
+            storage, [&] { return handler.AnswerFromStorage(request, reply); },
+            SessionOutcome::kClose);
       }
     }
     if (outcome == SessionOutcome::kClose || outcome == SessionOutcome::kNeedsStorage) {

@@ -183,10 +183,12 @@ class Registry {
   OpResult ForgetPrefix(std::string_view prefix);
   // Marks a mirrored prefix's copy complete (a miss there is then "not found", not a referral).
   OpResult SetMirrorSynced(std::string_view prefix, bool synced);
-  // The stored state of `prefix` (read from storage).
+  // The stored state of `prefix` (read from storage), or why it could not be read.
+  Result<std::optional<proto::PrefixState>, std::string> ReadPrefix(std::string_view prefix) const;
+  // The same, a read failure taken as no state (for tools and tests).
   std::optional<proto::PrefixState> FindPrefix(std::string_view prefix) const;
   // Every stored prefix state (read from storage: for tools and listings, not per request).
-  std::vector<proto::PrefixState> Prefixes() const;
+  Result<std::vector<proto::PrefixState>, std::string> Prefixes() const;
   // The table resolution routes by; readers use a PrefixTable::Reader per thread.
   const PrefixTable& prefix_table() const { return prefix_table_; }
   // Whether writes to `handle` are accepted here: the nearest entry of its prefix (walking up the
@@ -201,8 +203,13 @@ class Registry {
   // homed one: answered, and writable, instead of referred to itself.
   void SetOwnSite(std::span<const uint8_t> site_info);
   // Whether HS_SITE data `site` lists this node (a server with a Handle interface on one of this
-  // node's addresses and ports); false before SetOwnSite.
+  // node's addresses and ports; for a node bound to the wildcard address, its interfaces'
+  // addresses); false before SetOwnSite. Reads in place, allocates nothing.
   bool NamesThisNode(std::span<const uint8_t> site) const;
+  // Whether the delegated prefix `delegated` is delegated to this node itself under a prefix homed
+  // here (its prefix handle's public HS_SITE values name this node): then it is served, and
+  // writable, here like a homed one. Reads the prefix handle: not for network workers.
+  bool DelegatedToThisNode(const PrefixTable::View& table, std::string_view delegated) const;
 
   // ---- changelog ----
   uint64_t LastSequence(uint32_t shard) const;
@@ -266,6 +273,7 @@ class Registry {
   explicit Registry(RegistryOptions options);
   Result<Unit, std::string> LoadShardState(uint32_t shard);
   Result<Unit, std::string> LoadPrefixes();
+  Result<Unit, std::string> DerivePrefixStatesOnce();
   // The prefix state that the 0.NA/<prefix> record `record` (nullptr: deleted) gives `prefix`
   // whose stored state is `stored` (nullopt: none); nullopt when it leaves the table.
   static std::optional<proto::PrefixState> DerivePrefixState(

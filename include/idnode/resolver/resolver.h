@@ -110,7 +110,8 @@ class Resolver {
   Answer Resolve(const Query& query, Scratch& scratch) const;
   // Whether a record of `handle` found here is answered as it is (its prefix is homed here, or
   // mirrored and answered here, or it is a prefix handle): a cache of rendered answers may then
-  // serve it without routing again. No storage access.
+  // serve it without routing again. No storage access. Leaves in scratch.key the normalised key
+  // the record is stored and invalidated under ("88.100" is "0.NA/88.100").
   bool AnswersFoundRecord(std::string_view handle, Scratch& scratch) const;
   // Whether some handle begins with `handle_prefix` (see Registry::HasHandlesUnder); blocks.
   ResponseCode HasHandlesUnder(std::string_view handle_prefix) const {

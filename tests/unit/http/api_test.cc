@@ -89,6 +89,65 @@ TEST_F(ApiTest, AWriteIsSeenAtOnceThroughTheRenderedCache) {
   EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/X", false).status, 400u);
 }
 
+// A handle without a slash is its prefix handle ("88.100.1" is "0.NA/88.100.1"): its rendered
+// JSON must be kept under the key writes invalidate, or a change would not be seen.
+TEST_F(ApiTest, ASlashlessHandleIsCachedUnderItsPrefixHandle) {
+  ASSERT_EQ(registry_->Apply(Create("0.NA/88.100.1", {MakeValue(1, "DESC", "the prefix")})).code,
+            protocol::ResponseCode::kSuccess);
+  auto first = api_->Handle("GET", "/api/handles/88.100.1", false);
+  EXPECT_EQ(first.status, 200u);
+  EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1", false).body, first.body);  // cached
+  ASSERT_EQ(registry_
+                ->Apply(registry::testing::WithValues(registry::OpKind::kAddValues, "0.NA/88.100.1",
+                                                      {MakeValue(7, "DESC", "added later")}))
+                .code,
+            protocol::ResponseCode::kSuccess);
+  EXPECT_NE(api_->Handle("GET", "/api/handles/88.100.1", false).body.find("added later"),
+            std::string::npos);
+}
+
+// Referrals answer 300 with the handle.net server's body (GsonUtility): the handle to look up and
+// the values to follow.
+TEST_F(ApiTest, ReferralsAnswer300WithTheReferralBody) {
+  ASSERT_EQ(registry_->HomePrefix("0.NA").code, protocol::ResponseCode::kSuccess);
+  ASSERT_EQ(registry_
+                ->Apply(Create("0.NA/88.200", {MakeValue(1, "HS_SITE", "site"),
+                                               MakeValue(2, "HS_SITE.PREFIX", "prefixes")}))
+                .code,
+            protocol::ResponseCode::kSuccess);
+  auto service = api_->Handle("GET", "/api/handles/88.200.3/x", false);
+  EXPECT_EQ(service.status, 300u);
+  EXPECT_NE(service.body.find(R"("responseCode":302,"referralHandle":"0.NA/88.200.3","values":[)"),
+            std::string::npos)
+      << service.body;
+  auto prefix = api_->Handle("GET", "/api/handles/0.NA/88.200.3", false);
+  EXPECT_EQ(prefix.status, 300u);
+  EXPECT_NE(prefix.body.find(R"({"responseCode":303,"values":[)"), std::string::npos)
+      << prefix.body;
+  EXPECT_EQ(prefix.body.find("referralHandle"), std::string::npos);
+}
+
+// Defect 2: a miss read RocksDB on the event loop. From memory the answer says it needs storage.
+TEST_F(ApiTest, FromMemoryAMissAsksForStorage) {
+  bool needs_storage = false;
+  auto r =
+      api_->Handle("GET", "/api/handles/88.100.1/cold", false, Api::Stage::kMemory, &needs_storage);
+  EXPECT_TRUE(needs_storage);
+  EXPECT_TRUE(r.body.empty());
+  needs_storage = false;
+  EXPECT_EQ(
+      api_->Handle("GET", "/api/handles/88.100.1/cold", false, Api::Stage::kStorage, &needs_storage)
+          .status,
+      404u);
+  EXPECT_FALSE(needs_storage);
+  // Now the negative answer is cached: memory suffices.
+  EXPECT_EQ(
+      api_->Handle("GET", "/api/handles/88.100.1/cold", false, Api::Stage::kMemory, &needs_storage)
+          .status,
+      404u);
+  EXPECT_FALSE(needs_storage);
+}
+
 TEST_F(ApiTest, StatusCodesAndFormats) {
   EXPECT_EQ(api_->Handle("GET", "/api/handles/88.100.1/none", false).body,
             R"({"responseCode":100,"handle":"88.100.1/none"})");

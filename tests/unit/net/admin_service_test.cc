@@ -576,7 +576,11 @@ TEST_F(AdminServiceTest, ServerAdminsHomeUnhomeAndListPrefixes) {
   // Sixty more, so that the list takes two messages (50 a message, CN on the first).
   for (int i = 0; i < 60; ++i)
     ASSERT_EQ(registry_->HomePrefix("77." + std::to_string(i)).code, ResponseCode::kSuccess);
-  last_ = Run(Encode(Request(OpCode::kListHomedNas, protocol::HandleBody{"/"}, 5)));
+  // The request's own CN flag must not leak into the answer's last message (the client would wait
+  // for more forever).
+  auto list = Request(OpCode::kListHomedNas, protocol::HandleBody{"/"}, 5);
+  list.header.op_flags |= protocol::opflag::kContinuous;
+  last_ = Run(Encode(list));
   last_ = Run(AnswerChallenge(last_, "20.500.12345/ops", 300, "ops-secret"));
   std::vector<std::string> listed;
   std::span<const uint8_t> rest(last_);

@@ -336,10 +336,52 @@ TEST_F(ResolverTest, ADelegationToThisNodeIsServedHere) {
   EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kHandleNotFound);
   q.handle = "87.100.2/SN1";
   EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
+  // DNRF (and DNS, which never refers) get the answer of a prefix served here, not a 301.
+  q.handle = "87.100.1/SN1";
+  q.no_referral = true;
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kSuccess);
+  q.no_referral = false;
+  // Self-delegation counts only under a prefix homed here: whoever may write a prefix handle
+  // elsewhere cannot name this node in it and have its identifiers served, or written, here.
+  ASSERT_EQ(registry_->HomePrefix("0.NA").code, ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->Apply(Create("0.NA/99.1", {MakeValue(1, "HS_SITE", own)})).code,
+            ResponseCode::kSuccess);
+  EXPECT_FALSE(registry_->IsWritable("99.1/x"));
+  q.handle = "99.1/x";
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
+  // A prefix referral to this node's own derived-prefix sites: answered here (not found), never
+  // referred to itself.
+  ASSERT_EQ(registry_->Apply(Create("0.NA/99.2", {MakeValue(1, "HS_SITE.PREFIX", own)})).code,
+            ResponseCode::kSuccess);
+  q.handle = "0.NA/99.2.1";
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kHandleNotFound);
   // Without knowing its own site (before SetOwnSite), a node refers: nothing is assumed.
   registry_->SetOwnSite({});
   q.handle = "87.100.1/SN1";
   EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
+}
+
+// A node that homes a prefix writes the prefix handles of the prefixes derived from it, delegated
+// or not: it can change and revoke a delegation it made (it does not home 0.NA).
+TEST_F(ResolverTest, TheHomeOfAPrefixAdministersItsDerivedPrefixHandles) {
+  ASSERT_EQ(
+      registry_->Apply(Create("0.NA/88.100.1.5", {MakeValue(1, "HS_SITE", "elsewhere")})).code,
+      ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->FindPrefix("88.100.1.5")->role(), proto::PrefixState::DELEGATED);
+  EXPECT_TRUE(registry_->IsWritable("0.NA/88.100.1.5"));
+  registry::Operation modify;
+  modify.kind = registry::OpKind::kModifyValues;
+  modify.handle = "0.NA/88.100.1.5";
+  modify.values = {MakeValue(1, "HS_SITE", "moved")};
+  EXPECT_EQ(registry_->Apply(modify).code, ResponseCode::kSuccess);
+  registry::Operation remove;
+  remove.kind = registry::OpKind::kDelete;
+  remove.handle = "0.NA/88.100.1.5";
+  EXPECT_EQ(registry_->Apply(remove).code, ResponseCode::kSuccess);
+  EXPECT_FALSE(registry_->FindPrefix("88.100.1.5").has_value());
+  // Nor does homing a prefix make the handles of its siblings or of other prefixes writable.
+  EXPECT_FALSE(registry_->IsWritable("0.NA/88.100.2"));
+  EXPECT_FALSE(registry_->IsWritable("0.NA/88.100"));
 }
 
 // Defect 1: a storage error or a corrupt record was answered as "not found" (and cached by
