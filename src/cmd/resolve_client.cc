@@ -329,6 +329,8 @@ int Walk(const ResolveOptions& o) {
                                                    : "0.NA/" + handle.substr(0, handle.find('/'));
   Endpoint at{o.host, o.port, o.tcp_only};
   int hop = 0;
+  // The bytes of the last answer: the decoded message (and its values) are views into them.
+  std::vector<uint8_t> last_response;
   auto ask = [&](const std::string& name, const std::vector<std::string>& types,
                  Message* decoded) -> bool {
     ResolveOptions one = o;
@@ -344,7 +346,8 @@ int Walk(const ResolveOptions& o) {
       std::cout << "hop " << hop << ": " << name << " at " << at.Text() << ": " << e.error << "\n";
       return false;
     }
-    auto message = DecodeMessage(e.response);
+    last_response = std::move(e.response);
+    auto message = DecodeMessage(last_response);
     if (!message.ok()) {
       std::cout << "hop " << hop << ": " << name << " at " << at.Text() << ": undecodable answer\n";
       return false;

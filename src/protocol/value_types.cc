@@ -191,6 +191,39 @@ std::vector<uint8_t> EncodeSiteInfo(const SiteInfo& site) {
   return out;
 }
 
+bool ForEachSiteInterface(std::span<const uint8_t> data,
+                          const std::function<bool(std::span<const uint8_t, 16> address,
+                                                   uint8_t protocol, uint32_t port)>& visit) {
+  WireReader r(data);
+  (void)r.U16();             // data format version
+  (void)r.U8();              // protocol major
+  (void)r.U8();              // protocol minor
+  (void)r.U16();             // serial
+  (void)r.U8();              // primary mask
+  (void)r.U8();              // hash option
+  (void)r.LengthPrefixed();  // hash filter
+  const uint32_t attributes = r.U32();
+  for (uint32_t i = 0; i < attributes && r.ok(); ++i) {
+    (void)r.LengthPrefixed();
+    (void)r.LengthPrefixed();
+  }
+  const uint32_t servers = r.U32();
+  for (uint32_t s = 0; s < servers && r.ok(); ++s) {
+    (void)r.U32();  // server id
+    auto address = r.Bytes(16);
+    (void)r.LengthPrefixed();  // public key
+    const uint32_t interfaces = r.U32();
+    for (uint32_t i = 0; i < interfaces && r.ok(); ++i) {
+      (void)r.U8();  // type
+      const uint8_t protocol = r.U8();
+      const uint32_t port = r.U32();
+      if (!r.ok()) break;
+      if (visit(std::span<const uint8_t, 16>(address.data(), 16), protocol, port)) return true;
+    }
+  }
+  return r.ok();
+}
+
 int32_t HandleHash(std::string_view handle, HashOption option) {
   identifier::HandleParts parts = identifier::Split(handle);
   std::string_view part = handle;

@@ -46,7 +46,7 @@ class ReadBuffer {
   void shrink(size_t n) { size_ = n; }
   void assign(std::string_view from) {
     size_ = 0;
-    std::memcpy(reserve_more(from.size()), from.data(), from.size());
+    if (!from.empty()) std::memcpy(reserve_more(from.size()), from.data(), from.size());
     size_ = from.size();
   }
 

@@ -438,44 +438,22 @@ void Registry::SetOwnSite(std::span<const uint8_t> site_info) {
 
 bool Registry::NamesThisNode(std::span<const uint8_t> data) const {
   if (own_endpoints_.empty()) return false;
-  // HS_SITE (HANDLE.md §1.7), read in place: this runs for referrals on network workers, where
-  // nothing may allocate.
-  protocol::WireReader r(data);
-  (void)r.U16();             // data format version
-  (void)r.U8();              // protocol major
-  (void)r.U8();              // protocol minor
-  (void)r.U16();             // serial
-  (void)r.U8();              // primary mask
-  (void)r.U8();              // hash option
-  (void)r.LengthPrefixed();  // hash filter
-  const uint32_t attributes = r.U32();
-  for (uint32_t i = 0; i < attributes && r.ok(); ++i) {
-    (void)r.LengthPrefixed();
-    (void)r.LengthPrefixed();
-  }
-  const uint32_t servers = r.U32();
-  for (uint32_t s = 0; s < servers && r.ok(); ++s) {
-    (void)r.U32();  // server id
-    auto raw = r.Bytes(16);
-    (void)r.LengthPrefixed();  // public key
-    const uint32_t interfaces = r.U32();
-    if (!r.ok()) return false;
-    std::array<uint8_t, 16> address{};
-    std::memcpy(address.data(), raw.data(), 16);
-    address = CanonicalAddress(address);
-    for (uint32_t i = 0; i < interfaces && r.ok(); ++i) {
-      (void)r.U8();  // type
-      const uint8_t protocol = r.U8();
-      const uint32_t port = r.U32();
-      if (!r.ok() || (protocol != protocol::interface_protocol::kUdp &&
-                      protocol != protocol::interface_protocol::kTcp))
-        continue;
-      for (const auto& [own_address, own_port] : own_endpoints_) {
-        if (own_port == port && own_address == address) return true;
-      }
-    }
-  }
-  return false;
+  bool found = false;
+  // Read in place: this runs for referrals on network workers, where nothing may allocate.
+  protocol::ForEachSiteInterface(
+      data, [&](std::span<const uint8_t, 16> raw, uint8_t protocol, uint32_t port) {
+        if (protocol != protocol::interface_protocol::kUdp &&
+            protocol != protocol::interface_protocol::kTcp)
+          return false;
+        std::array<uint8_t, 16> address{};
+        std::memcpy(address.data(), raw.data(), 16);
+        address = CanonicalAddress(address);
+        for (const auto& [own_address, own_port] : own_endpoints_) {
+          if (own_port == port && own_address == address) return found = true;
+        }
+        return false;
+      });
+  return found;
 }
 
 bool Registry::DelegatedToThisNode(const PrefixTable::View& table,

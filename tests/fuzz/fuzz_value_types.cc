@@ -36,10 +36,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 1: {
+      // The in-place walk never reads out of bounds, whatever the bytes.
+      (void)ForEachSiteInterface(
+          input, [](std::span<const uint8_t, 16>, uint8_t, uint32_t) { return false; });
       auto site = DecodeSiteInfo(input);
       if (!site.ok()) return 0;
       ExpectSame(EncodeSiteInfo(*site), input);
-      for (const auto& server : site->servers) (void)server.interfaces.size();
+      // The in-place walk sees exactly the interfaces the decoder found, in order.
+      std::vector<uint32_t> ports, walked;
+      for (const auto& server : site->servers) {
+        for (const auto& i : server.interfaces) ports.push_back(i.port);
+      }
+      if (!ForEachSiteInterface(input,
+                                [&](std::span<const uint8_t, 16>, uint8_t, uint32_t port) {
+                                  walked.push_back(port);
+                                  return false;
+                                }) ||
+          walked != ports) {
+        std::abort();
+      }
       (void)SiteServerIndex("88.100.1/SN1", static_cast<HashOption>(site->hash_option),
                             static_cast<uint32_t>(site->servers.size()));
       break;

@@ -577,7 +577,14 @@ class Malformed(unittest.TestCase):
         after_rss = settled_rss_kb()
         self.assertTrue(healthy())
         growth = max(after_rss, peak_rss) - before_rss
-        self.assertLess(growth, 10 * 1024, "RSS %d kB before, %d kB at most during, %d kB after" %
+        # Under AddressSanitizer freed memory waits in its quarantine (up to 256 MiB) before it is
+        # reused, so RSS grows with any traffic: the bound there is the quarantine's, and leaks are
+        # LeakSanitizer's to report at exit (which fails the run through harness.py).
+        sanitized = bool(os.environ.get("IDNODE_SANITIZED"))
+        limit = (256 + 32) * 1024 if sanitized else 10 * 1024
+        if sanitized:
+            print("note: sanitizer build: RSS bound %d kB (ASan's quarantine), not 10 MiB" % limit)
+        self.assertLess(growth, limit, "RSS %d kB before, %d kB at most during, %d kB after" %
                         (before_rss, peak_rss, after_rss))
 
     def test_multi_packet_request_is_reassembled(self):

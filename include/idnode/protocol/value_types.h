@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <variant>
@@ -84,6 +85,14 @@ inline constexpr uint32_t kMaxSiteAttributes = 256;
 Decoded<SiteInfo> DecodeSiteInfo(std::span<const uint8_t> data);
 size_t EncodeSiteInfo(const SiteInfo& site, WireWriter& writer);
 std::vector<uint8_t> EncodeSiteInfo(const SiteInfo& site);
+
+// Visits every interface of every server of HS_SITE data in place (no allocation: referrals check
+// sites on network workers): visit(address, protocol, port) with the server's 16-byte address as
+// written, returning true to stop. False when the data is malformed before the walk ended (what
+// was visited stays visited).
+bool ForEachSiteInterface(std::span<const uint8_t> data,
+                          const std::function<bool(std::span<const uint8_t, 16> address,
+                                                   uint8_t protocol, uint32_t port)>& visit);
 
 // SiteInfo.getHandleHash (HANDLE.md §1.7): MD5 of the ASCII-uppercased part of `handle` chosen by
 // `option`; the last 4 bytes as a signed big-endian int; Java's Math.abs (abs(INT_MIN) stays

@@ -32,9 +32,15 @@ class EchoHandler {
   static constexpr size_t kHeadSize = 1;
   explicit EchoHandler(Seen& seen) : seen_(&seen) {}
 
-  std::optional<size_t> BodySize(std::span<const uint8_t> head, std::vector<uint8_t>&) {
-    return head[0];
+  // A head of 0 is a framing error, answered with a large last reply before the connection closes
+  // (larger than the socket buffers: its write must wait for the client).
+  std::optional<size_t> BodySize(std::span<const uint8_t> head, std::vector<uint8_t>& reply) {
+    if (head[0] != 0) return head[0];
+    reply.resize(kBigReply);
+    for (size_t i = 0; i < reply.size(); ++i) reply[i] = static_cast<uint8_t>(i * 7);
+    return std::nullopt;
   }
+  static constexpr size_t kBigReply = 8 << 20;
   SessionOutcome Answer(std::span<const uint8_t> request, std::vector<uint8_t>& reply) {
     Note(seen_->answer);
     if (request.size() > 1 && request[1] == 'S') return SessionOutcome::kNeedsStorage;
@@ -149,6 +155,38 @@ TEST_F(TcpSessionTest, StorageWorkRunsOnAStorageThreadAndTheAnswerOnTheWorker) {
   ASSERT_EQ(seen_.answered.size(), 3u);
   for (auto id : seen_.answered) EXPECT_EQ(id, worker_id_.load());
   EXPECT_EQ(storage_->in_flight.load(), 0u);  // every slot released
+}
+
+// Defect 6: the framing-error reply was written from the worker's shared buffer across a co_await,
+// so another session on the worker could overwrite it mid-write. A reply now lives in its session:
+// a large one that waits for a slow client arrives intact while other sessions are answered.
+TEST_F(TcpSessionTest, AReplyWaitingForASlowClientIsNotOverwrittenByOtherSessions) {
+  Start(4);
+  int slow = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port_);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  ::setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ASSERT_EQ(::connect(slow, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const uint8_t bad = 0;
+  ASSERT_EQ(::send(slow, &bad, 1, 0), 1);
+  // While that reply waits for the slow client, other sessions on the same worker are answered.
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(Exchange({"abc", "Sdef"}), (std::vector<std::string>{"cba", "fedS"}));
+  std::vector<uint8_t> got(EchoHandler::kBigReply);
+  size_t have = 0;
+  while (have < got.size()) {
+    ssize_t n = ::recv(slow, got.data() + have, got.size() - have, 0);
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  ::close(slow);
+  ASSERT_EQ(have, got.size());
+  bool intact = true;
+  for (size_t i = 0; i < got.size() && intact; ++i) intact = got[i] == static_cast<uint8_t>(i * 7);
+  EXPECT_TRUE(intact);
 }
 
 TEST_F(TcpSessionTest, AFullPoolGetsTheBusyAnswer) {

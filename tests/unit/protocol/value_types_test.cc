@@ -123,6 +123,38 @@ TEST(SiteInfo, AbsOfIntMinStaysNegativeAsInJava) {
   EXPECT_EQ(SiteServerIndex("x", HashOption::kWhole, 0), -1);
 }
 
+TEST(SiteInfo, InterfacesAreWalkedInPlaceAndATruncatedSiteIsSaidSo) {
+  SiteInfo site;
+  site.attributes.push_back({"desc", "two servers"});
+  for (uint8_t n = 1; n <= 2; ++n) {
+    SiteServer server;
+    server.address[15] = n;
+    server.interfaces = {{interface_type::kBoth, interface_protocol::kTcp, 2641u + n},
+                         {interface_type::kQuery, interface_protocol::kUdp, 2641u + n}};
+    site.servers.push_back(server);
+  }
+  auto bytes = EncodeSiteInfo(site);
+  std::vector<std::pair<uint8_t, uint32_t>> seen;
+  EXPECT_TRUE(ForEachSiteInterface(
+      bytes, [&](std::span<const uint8_t, 16> address, uint8_t protocol, uint32_t port) {
+        seen.emplace_back(address[15], port + protocol * 10000);
+        return false;
+      }));
+  EXPECT_EQ(seen, (std::vector<std::pair<uint8_t, uint32_t>>{
+                      {1, 12642}, {1, 2642}, {2, 12643}, {2, 2643}}));
+  // Stops when asked.
+  int visits = 0;
+  EXPECT_TRUE(ForEachSiteInterface(bytes, [&](auto, uint8_t, uint32_t) { return ++visits == 2; }));
+  EXPECT_EQ(visits, 2);
+  // Cut anywhere, it never reads past the end and says the data is malformed.
+  for (size_t cut = 0; cut + 1 < bytes.size(); ++cut) {
+    EXPECT_FALSE(ForEachSiteInterface(std::span<const uint8_t>(bytes).first(cut), [](auto, uint8_t,
+                                                                                     uint32_t) {
+      return false;
+    })) << cut;
+  }
+}
+
 TEST(SiteInfo, MalformedSites) {
   SiteInfo site;
   SiteServer server;
