@@ -295,6 +295,11 @@ Result<Unit, std::string> HandleServer::Bind() {
       boost::system::error_code ec;
       auto address = asio::ip::make_address(bind, ec);
       if (ec) return Failure{"handle.bind: \"" + bind + "\" is not an IP address"};
+      if (port_ == 0 && config_.tcp && config_.udp) {
+        auto picked = PickPortFreeForBoth(address, "Handle");
+        if (!picked.ok()) return Failure{picked.error()};
+        port_ = *picked;
+      }
       for (size_t w = 0; w < workers_->size(); ++w) {
         Worker& worker = (*workers_)[w];
         const bool first = w == 0;  // the first socket of this address checks the port is free

@@ -39,16 +39,18 @@ std::string Where(std::string_view what, const asio::ip::address& address, uint1
          std::to_string(port) + ": ";
 }
 
-// Binds `port` once without SO_REUSEPORT: that fails while any other socket holds the port, even
-// one with SO_REUSEPORT of the same user (which a SO_REUSEPORT bind would silently join). TCP
-// sets SO_REUSEADDR so that connections of an earlier run in TIME_WAIT do not count.
-Result<Unit, std::string> CheckPortFree(const asio::ip::address& address, uint16_t port, bool tcp,
-                                        std::string_view what) {
-  if (port == 0) return Unit{};
+// Binds a socket of `type` to `address`:`port` without SO_REUSEPORT (TCP with SO_REUSEADDR, so
+// that connections of an earlier run in TIME_WAIT do not count). Returns the fd (the caller
+// closes it) and the bound port, or -1 with the bind's errno in `*error`.
+int BindProbe(const asio::ip::address& address, uint16_t port, int type, uint16_t* bound_port,
+              int* error) {
   const int family = address.is_v4() ? AF_INET : AF_INET6;
-  int fd = ::socket(family, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
-  if (fd < 0) return Failure{Where(what, address, port) + std::strerror(errno)};
-  if (tcp) {
+  int fd = ::socket(family, type, 0);
+  if (fd < 0) {
+    *error = errno;
+    return -1;
+  }
+  if (type == SOCK_STREAM) {
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   }
@@ -70,10 +72,29 @@ Result<Unit, std::string> CheckPortFree(const asio::ip::address& address, uint16
     a->sin6_scope_id = address.to_v6().scope_id();
     length = sizeof(sockaddr_in6);
   }
-  int bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), length);
-  int error = errno;
-  ::close(fd);
-  if (bound == 0) return Unit{};
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), length) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    *error = errno;
+    ::close(fd);
+    return -1;
+  }
+  *bound_port = ntohs(address.is_v4() ? reinterpret_cast<sockaddr_in*>(&addr)->sin_port
+                                      : reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+  return fd;
+}
+
+// Binds `port` once without SO_REUSEPORT: that fails while any other socket holds the port, even
+// one with SO_REUSEPORT of the same user (which a SO_REUSEPORT bind would silently join).
+Result<Unit, std::string> CheckPortFree(const asio::ip::address& address, uint16_t port, bool tcp,
+                                        std::string_view what) {
+  if (port == 0) return Unit{};
+  uint16_t bound = 0;
+  int error = 0;
+  int fd = BindProbe(address, port, tcp ? SOCK_STREAM : SOCK_DGRAM, &bound, &error);
+  if (fd >= 0) {
+    ::close(fd);
+    return Unit{};
+  }
   if (error == EADDRINUSE) {
     return Failure{Where(what, address, port) +
                    "the port is in use by another process (is another idnode running?)"};
@@ -82,6 +103,24 @@ Result<Unit, std::string> CheckPortFree(const asio::ip::address& address, uint16
 }
 
 }  // namespace
+
+Result<uint16_t, std::string> PickPortFreeForBoth(const asio::ip::address& address,
+                                                  std::string_view what) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    uint16_t port = 0;
+    int error = 0;
+    int udp_fd = BindProbe(address, 0, SOCK_DGRAM, &port, &error);
+    if (udp_fd < 0) return Failure{Where(what, address, 0) + std::strerror(error)};
+    uint16_t same = 0;
+    int tcp_fd = BindProbe(address, port, SOCK_STREAM, &same, &error);
+    ::close(udp_fd);
+    if (tcp_fd >= 0) {
+      ::close(tcp_fd);
+      return port;
+    }
+  }
+  return Failure{Where(what, address, 0) + "no ephemeral port was free for both UDP and TCP"};
+}
 
 uint64_t MicrosSince(Clock::time_point start) {
   return static_cast<uint64_t>(

@@ -59,6 +59,12 @@ Result<boost::asio::ip::udp::socket, std::string> OpenUdpSocket(
 Result<std::unique_ptr<boost::asio::ip::tcp::acceptor>, std::string> OpenTcpAcceptor(
     boost::asio::io_context& io, const boost::asio::ip::address& address, uint16_t port,
     std::string_view what, bool exclusive);
+// For a listener configured on port 0 that serves both UDP and TCP: an ephemeral port free for
+// both on `address`. Taking the UDP socket's ephemeral port and then binding TCP to the same
+// number fails whenever another process's connection already holds that TCP port; this tries
+// ports the kernel hands out until one is free for both.
+Result<uint16_t, std::string> PickPortFreeForBoth(const boost::asio::ip::address& address,
+                                                  std::string_view what);
 
 // Storage work runs here: RocksDB reads (and admin writes) can stall, so they never run on a
 // network worker. Bounded: past `capacity` jobs in flight, TryAcquire fails and the caller answers
