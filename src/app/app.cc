@@ -11,11 +11,17 @@
 #include "idnode/cache/answer_cache.h"
 #include "idnode/dns/dns_server.h"
 #include "idnode/http/http_server.h"
+#include "idnode/identifier/identifier.h"
 #include "idnode/metrics/metrics.h"
 #include "idnode/net/admin_service.h"
 #include "idnode/net/handle_server.h"
 #include "idnode/protocol/value_types.h"
 #include "idnode/registry/registry.h"
+#include "idnode/replication/replica.h"
+#include "idnode/replication/source.h"
+#include "idnode/replication/status.h"
+#include "idnode/replication/subscription.h"
+#include "idnode/replication/tls.h"
 #include "idnode/resolver/resolver.h"
 
 namespace idnode::app {
@@ -125,6 +131,109 @@ Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
   return Unit{};
 }
 
+// The replication source (when replication.listen is set) and replica links (when
+// replication.sources are), built from the config; TLS contexts are loaded here so that a bad
+// certificate stops the start with a clear message.
+Result<Unit, std::string> BuildReplication(const config::Config& config,
+                                           registry::Registry& registry,
+                                           replication::StatusBoard& status,
+                                           std::unique_ptr<replication::ReplicationSource>* source,
+                                           std::unique_ptr<replication::ReplicaClient>* replica) {
+  const config::ReplicationConfig& rc = config.replication;
+  if (rc.listen.empty() && rc.sources.empty()) return Unit{};
+  const replication::TlsFiles files{rc.certificate, rc.private_key, rc.ca};
+  if (!rc.listen.empty()) {
+    auto tls = replication::MakeTlsContext(files, /*server=*/true);
+    if (!tls.ok()) return Failure{"replication: " + tls.error()};
+    replication::SourceOptions o;
+    o.node_name = rc.name;
+    config::ParseHostPort(rc.listen, &o.bind_address, &o.port, /*allow_port_zero=*/true);
+    for (const auto& text : rc.peers) {
+      config::ReplicationPeer peer;
+      std::string why;
+      config::ParseReplicationPeer(text, &peer, &why);  // the config room checked it
+      replication::PeerGrant grant{peer.name, replication::Subscription::Everything()};
+      if (!peer.everything) {
+        auto allowed = replication::Subscription::Of(peer.prefixes);
+        if (!allowed.ok()) return Failure{"replication.peers: " + allowed.error()};
+        grant.allowed = std::move(*allowed);
+      }
+      o.peers.push_back(std::move(grant));
+    }
+    o.window_bytes = rc.window_bytes;
+    o.send_timeout = rc.send_timeout;
+    o.ack_timeout = rc.ack_timeout;
+    o.heartbeat = rc.heartbeat;
+    o.max_lag_entries = rc.max_lag_entries;
+    o.max_connections = rc.max_connections;
+    *source = std::make_unique<replication::ReplicationSource>(registry, std::move(o),
+                                                               std::move(*tls), status);
+    auto bound = (*source)->Bind();
+    if (!bound.ok()) return Failure{bound.error()};
+  }
+  if (!rc.sources.empty()) {
+    auto tls = replication::MakeTlsContext(files, /*server=*/false);
+    if (!tls.ok()) return Failure{"replication: " + tls.error()};
+    replication::ReplicaOptions o;
+    o.node_name = rc.name;
+    o.window_bytes = rc.window_bytes;
+    o.send_timeout = rc.send_timeout;
+    // A source sends a heartbeat at least every heartbeat_ms when idle.
+    o.idle_timeout = std::max(rc.ack_timeout, rc.heartbeat * 10);
+    for (const auto& text : rc.sources) {
+      config::ReplicationSourceEntry entry;
+      std::string why;
+      config::ParseReplicationSource(text, &entry, &why);  // the config room checked it
+      replication::SourceLink link;
+      link.name = entry.name;
+      link.host = entry.host;
+      link.port = entry.port;
+      link.everything = entry.everything;
+      link.prefixes = entry.prefixes;
+      link.answer_policy = entry.answer == "refer" ? registry::prefix_flag::kReferToOwner
+                           : entry.answer == "mirror_when_owner_down"
+                               ? registry::prefix_flag::kReferWhileOwnerUp
+                               : 0;
+      o.sources.push_back(std::move(link));
+    }
+    *replica = std::make_unique<replication::ReplicaClient>(registry, std::move(o), std::move(*tls),
+                                                            status);
+    auto prepared = (*replica)->Prepare();
+    if (!prepared.ok()) return Failure{"replication: " + prepared.error()};
+    for (const auto& warning : *prepared) spdlog::warn("replication: {}", warning);
+  }
+  return Unit{};
+}
+
+// GET /api/digest?prefix=P: the order-independent digest of the records (of a prefix), to compare
+// two nodes (a replica and its source).
+http::HttpResponse DigestResponse(const registry::Registry& registry, std::string_view query) {
+  std::string prefix;
+  for (size_t at = 0; at < query.size();) {
+    size_t amp = query.find('&', at);
+    std::string_view pair = query.substr(at, amp == std::string_view::npos ? amp : amp - at);
+    if (pair.starts_with("prefix=") && !http::DecodePercent(pair.substr(7), &prefix)) {
+      http::HttpResponse r;
+      r.status = 400;
+      r.body = R"({"message":"malformed prefix"})";
+      return r;
+    }
+    if (amp == std::string_view::npos) break;
+    at = amp + 1;
+  }
+  http::HttpResponse r;
+  auto digest = registry.ComputeDigest(prefix);
+  if (!digest.ok()) {
+    r.status = 500;
+    r.body = R"({"message":"the digest could not be computed"})";
+    return r;
+  }
+  r.body = "{\"prefix\":\"" + (prefix.empty() ? std::string() : identifier::Normalize(prefix)) +
+           "\",\"records\":" + std::to_string(digest->records) + ",\"digest\":\"" + digest->hex() +
+           "\"}";
+  return r;
+}
+
 void SetLogLevel(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
@@ -148,6 +257,9 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   registry_options.storage.shard_count = config.node.shards;
   registry_options.storage.block_cache_bytes = config.storage.block_cache_bytes;
   registry_options.storage.sync_writes = config.storage.sync_writes;
+  registry_options.retention.max_entries_per_shard = config.storage.changelog_max_entries;
+  registry_options.retention.max_age = config.storage.changelog_max_age;
+  registry_options.retention.max_peer_lag_entries = config.replication.max_lag_entries;
   registry_options.cache = cache;
   // Rendered JSON answers get their own, smaller cache (an eighth of the answer cache's budget).
   cache::CacheOptions json_options = cache_options;
@@ -201,6 +313,28 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
     auto bound = dns_server.Bind();
     if (!bound.ok()) return Failure{bound.error()};
   }
+  replication::StatusBoard replication_status;
+  std::unique_ptr<replication::ReplicationSource> replication_source;
+  std::unique_ptr<replication::ReplicaClient> replica;
+  auto replication_built =
+      BuildReplication(config, *registry, replication_status, &replication_source, &replica);
+  if (!replication_built.ok()) return Failure{replication_built.error()};
+  if (replication_source) {
+    // Writers only flag the change; sessions read the changelog on the replication thread.
+    registry->SetChangeListener(
+        [source = replication_source.get()](uint32_t) { source->NotifyChange(); });
+  }
+  admin.SetOnPrefixRolesChanged([&replica] {
+    if (replica) replica->Resubscribe();
+  });
+  api.AddEndpoint({"/api/replication", false, [&](std::string_view) {
+                     http::HttpResponse r;
+                     r.body = replication_status.Json(config.replication.name);
+                     return r;
+                   }});
+  api.AddEndpoint({"/api/digest", true,
+                   [&](std::string_view query) { return DigestResponse(*registry, query); }});
+
   auto site = BuildSiteInfo(config, handle_server.port(), http_server.port());
   service.SetSiteInfo(site);
   api.SetSiteInfo(site);
@@ -252,6 +386,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
     metrics::AppendHelp(out, "idnode_prefixes", "gauge", "Entries of the prefix table.");
     metrics::AppendSample(out, "idnode_prefixes", "",
                           static_cast<double>(registry->prefix_table().Snapshot()->size()));
+    replication_status.AppendMetrics(out);
     handle_server.CollectMetrics(out);
     if (config.dns.enabled) dns_server.CollectMetrics(out);
     if (config.http.enabled) http_server.CollectMetrics(out);
@@ -261,6 +396,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   if (config.handle.udp || config.handle.tcp) handle_server.Run();
   if (config.http.enabled) http_server.Run();
   if (config.dns.enabled) dns_server.Run();
+  if (replication_source) replication_source->Start();
+  if (replica) replica->Start();
   ready = true;
 
   // The homed and mirrored prefixes (a top-level node may delegate a million: those are counted).
@@ -276,10 +413,17 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
         }
       });
   // One line for people and for tests that start the node on port 0.
-  std::printf("idnode ready: handle=%s:%u http=%s:%u dns=%s:%u data=%s delegated=%zu prefixes=%s\n",
-              config.handle.bind.front().c_str(), handle_server.port(),
-              config.http.bind.front().c_str(), http_server.port(), config.dns.bind.front().c_str(),
-              dns_server.port(), config.node.data_dir.c_str(), delegated, prefixes.c_str());
+  std::string replication_listen =
+      replication_source
+          ? config.replication.listen.substr(0, config.replication.listen.rfind(':') + 1) +
+                std::to_string(replication_source->port())
+          : std::string("off");
+  std::printf(
+      "idnode ready: handle=%s:%u http=%s:%u dns=%s:%u replication=%s data=%s delegated=%zu "
+      "prefixes=%s\n",
+      config.handle.bind.front().c_str(), handle_server.port(), config.http.bind.front().c_str(),
+      http_server.port(), config.dns.bind.front().c_str(), dns_server.port(),
+      replication_listen.c_str(), config.node.data_dir.c_str(), delegated, prefixes.c_str());
   std::fflush(stdout);
 
   asio::io_context main_io;
@@ -311,7 +455,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   };
   wait_reload();
   std::function<void()> schedule_retention = [&] {
-    retention.expires_after(std::chrono::minutes(1));
+    retention.expires_after(config.storage.changelog_trim_interval);
     retention.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       auto trimmed = registry->ApplyRetention(std::chrono::system_clock::now());
@@ -325,6 +469,10 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   http_server.Stop();
   dns_server.Stop();
   handle_server.Stop();
+  // No writer is left: replication stops, and the registry forgets the source it notified.
+  if (replica) replica->Stop();
+  if (replication_source) replication_source->Stop();
+  registry->SetChangeListener(nullptr);
   spdlog::info("idnode stopped");
   return Unit{};
 }

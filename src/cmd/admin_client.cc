@@ -82,11 +82,11 @@ bool ParseValue(const std::string& text, std::string& storage, HandleValue* valu
 }  // namespace
 
 int Administer(const AdminOptions& o) {
-  static const std::pair<const char*, OpCode> kOps[] = {{"create", OpCode::kCreateHandle},
-                                                        {"add", OpCode::kAddValue},
-                                                        {"modify", OpCode::kModifyValue},
-                                                        {"remove", OpCode::kRemoveValue},
-                                                        {"delete", OpCode::kDeleteHandle}};
+  static const std::pair<const char*, OpCode> kOps[] = {
+      {"create", OpCode::kCreateHandle}, {"add", OpCode::kAddValue},
+      {"modify", OpCode::kModifyValue},  {"remove", OpCode::kRemoveValue},
+      {"delete", OpCode::kDeleteHandle}, {"home", OpCode::kHomeNa},
+      {"unhome", OpCode::kUnhomeNa},     {"takeover", OpCode::kTakeoverNa}};
   OpCode opcode = OpCode::kReserved;
   for (const auto& [name, code] : kOps) {
     if (o.operation == name) opcode = code;
@@ -121,6 +121,9 @@ int Administer(const AdminOptions& o) {
   request.header.expiration_time = ExpiresIn12Hours();
   switch (opcode) {
     case OpCode::kDeleteHandle:
+    case OpCode::kHomeNa:
+    case OpCode::kUnhomeNa:
+    case OpCode::kTakeoverNa:
       request.body = HandleBody{o.handle};
       break;
     case OpCode::kRemoveValue:

@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <cstring>
 
@@ -26,6 +27,7 @@
 #include "idnode/protocol/value_types.h"
 #include "idnode/registry/bulk.h"
 #include "idnode/registry/registry.h"
+#include "replication_status.h"
 #include "resolve_client.h"
 
 #include <filesystem>
@@ -45,7 +47,7 @@ commands:
                  the prefix handle 0.NA/P first (prefix referrals, RC 303, lead to the service of
                  a derived prefix), then the identifier at the site its HS_SITE values name
                  (service referrals, RC 302, are followed); each hop is printed
-  admin create|add|modify|remove|delete HANDLE --identity INDEX:HANDLE
+  admin create|add|modify|remove|delete|home|unhome|takeover HANDLE --identity INDEX:HANDLE
         (--secret-file FILE | --key FILE [--passphrase-file FILE])
         [--value INDEX:TYPE:DATA ...] [--index I ...] [--overwrite] [--server tcp://H:P]
                  administer a running node over the Handle protocol (TCP), answering its challenge
@@ -66,14 +68,23 @@ commands:
                  (LZ4) SST files, and compaction recompresses them with zstd (smaller on disk)
   export --data-dir DIR [--shards N] [--prefix P]
                  write every record (or those under prefix P) as JSON Lines to standard output
-  prefix home|delegate|mirror|forget --data-dir DIR [--shards N] PREFIX [HOST:PORT | PEER]
+  prefix home|delegate|mirror|takeover|forget --data-dir DIR [--shards N] PREFIX
+        [HOST:PORT | PEER [OWNER_HOST:PORT]]
                  change the prefix table of a stopped node: home PREFIX here; delegate it to the
                  secondary node at HOST:PORT (the HS_SITE values of its 0.NA/PREFIX record become
                  one pointing there, which referrals carry; its other values are kept); mirror it
-                 from PEER (read-only here; a PEER of the form HOST:PORT also becomes that HS_SITE,
-                 the owner an incomplete mirror refers to); forget it (a delegation loses its
-                 HS_SITE/HS_SERV values). A prefix handle written with HS_SITE, HS_SERV or
-                 HS_SITE.PREFIX values (admin or import) delegates its prefix the same way
+                 from PEER, a source in replication.sources (read-only here; OWNER_HOST:PORT, or a
+                 PEER of that form, becomes that HS_SITE, the owner an incomplete mirror refers
+                 to; a prefix homed here before is referred to the owner until its first
+                 snapshot); take a mirror over (homed and writable here, with a new history);
+                 forget it (a delegation loses its HS_SITE/HS_SERV values). A prefix handle
+                 written with HS_SITE, HS_SERV or HS_SITE.PREFIX values (admin or import)
+                 delegates its prefix the same way
+  changelog --data-dir DIR [--shards N]
+                 print a stopped node's retained changelog, one JSON line per entry
+  replication status [--http HOST:PORT] [--json]
+                 what a running node's replication is doing (its HTTP port, default
+                 127.0.0.1:8000): each link's state, per-shard positions, lag, bytes, snapshots
   prefix list --data-dir DIR [--shards N]
   digest --data-dir DIR [--shards N] [--prefix P]
                  print the order-independent digest of the records (equal on nodes holding the
@@ -366,11 +377,19 @@ int Prefix(const DataArgs& args) {
     result = registry->HomePrefix(prefix);
   } else if (action == "forget") {
     result = registry->ForgetPrefix(prefix);
-  } else if (action == "mirror" && args.positional.size() == 3) {
-    // A PEER given as HOST:PORT also becomes the prefix handle's HS_SITE here, so that the mirror
-    // refers to its owner until replication has filled it.
+  } else if (action == "takeover") {
+    result = registry->TakeOverPrefix(prefix);
+  } else if (action == "mirror" && (args.positional.size() == 3 || args.positional.size() == 4)) {
+    // PEER is the source's name (replication.sources); the owner's Handle address (OWNER, or a
+    // PEER written HOST:PORT) becomes the prefix handle's HS_SITE here, so that the mirror refers
+    // to its owner until replication has filled it.
+    const std::string& owner = args.positional.back();
     std::string why;
-    auto site = SiteValueFor(args.positional[2], &why);
+    auto site = SiteValueFor(owner, &why);
+    if (args.positional.size() == 4 && !site) {
+      std::cerr << "idctl: " << why << "\n";
+      return 2;
+    }
     result = registry->MirrorPrefix(
         prefix, args.positional[2],
         site ? std::vector<idnode::proto::Value>{*site} : std::vector<idnode::proto::Value>{});
@@ -393,6 +412,37 @@ int Prefix(const DataArgs& args) {
     return 1;
   }
   std::cout << action << " " << prefix << ": done\n";
+  return 0;
+}
+
+// Every retained changelog entry as a JSON line (for checks that no change was applied twice).
+int PrintChangelog(const DataArgs& args) {
+  auto registry = OpenData(args, /*create=*/false);
+  if (!registry) return 1;
+  for (uint32_t shard = 0; shard < registry->shard_count(); ++shard) {
+    uint64_t from = registry->FirstRetainedSequence(shard);
+    for (;;) {
+      size_t seen = 0;
+      auto next =
+          registry->ReadChangelog(shard, from, 10000, [&](const idnode::proto::ChangelogEntry& e) {
+            ++seen;
+            const char* op = e.operation() == idnode::proto::ChangelogEntry::PUT      ? "put"
+                             : e.operation() == idnode::proto::ChangelogEntry::DELETE ? "delete"
+                                                                                      : "prefix";
+            std::cout << "{\"shard\":" << shard << ",\"sequence\":" << e.sequence() << ",\"op\":\""
+                      << op
+                      << "\",\"handle\":" << boost::json::serialize(boost::json::string(e.handle()))
+                      << ",\"version\":" << e.record().version() << "}\n";
+            return true;
+          });
+      if (!next.ok()) {
+        std::cerr << "idctl: changelog of shard " << shard << ": " << next.error() << "\n";
+        return 1;
+      }
+      if (seen == 0) break;
+      from = *next;
+    }
+  }
   return 0;
 }
 
@@ -582,10 +632,37 @@ int main(int argc, char** argv) {
     }
     return idnode::cmd::Resolve(options);
   }
+  if (command == "replication") {
+    idnode::cmd::ReplicationStatusOptions options;
+    bool status = false;
+    for (int i = 2; i < argc; ++i) {
+      std::string_view a = argv[i];
+      if (a == "status" && !status) {
+        status = true;
+      } else if (a == "--json") {
+        options.json = true;
+      } else if (a == "--http" && i + 1 < argc) {
+        bool tcp_only = false;
+        if (!ParseServer(argv[++i], &options.host, &options.port, &tcp_only)) {
+          std::cerr << "idctl: --http needs HOST:PORT (the node's HTTP port)\n";
+          return 2;
+        }
+      } else {
+        std::cerr << "usage: idctl replication status [--http HOST:PORT] [--json]\n";
+        return 2;
+      }
+    }
+    if (!status) {
+      std::cerr << "usage: idctl replication status [--http HOST:PORT] [--json]\n";
+      return 2;
+    }
+    return idnode::cmd::PrintReplicationStatus(options);
+  }
   if (command == "import" || command == "export" || command == "digest" || command == "prefix" ||
-      command == "compact") {
+      command == "compact" || command == "changelog") {
     auto args = ParseDataArgs(argc, argv);
     if (!args) return 2;
+    if (command == "changelog") return PrintChangelog(*args);
     if (command == "prefix") return Prefix(*args);
     if (command == "compact") return Compact(*args);
     if (command == "import") return Import(*args);

@@ -132,6 +132,18 @@ class Reader {
                   *out = std::chrono::milliseconds(v);
                 });
   }
+  Field Seconds(std::chrono::seconds* out, uint64_t min, uint64_t max) {
+    return Leaf([out] { return std::to_string(out->count()); },
+                [this, out, min, max](const YAML::Node& n, const std::string& key) {
+                  uint64_t v = 0;
+                  if (!n.IsScalar() || !ParseUnsigned(n.Scalar(), &v) || v < min || v > max) {
+                    errors_.Add(n.Mark(), key + " must be seconds from " + std::to_string(min) +
+                                              " to " + std::to_string(max));
+                    return;
+                  }
+                  *out = std::chrono::seconds(v);
+                });
+  }
   Field Bool(bool* out) {
     return Leaf([out] { return std::string(*out ? "true" : "false"); },
                 [this, out](const YAML::Node& n, const std::string& key) {
@@ -267,7 +279,167 @@ bool ParseDnsDelegation(std::string_view text, DnsDelegation* out, std::string* 
   return true;
 }
 
+bool ParseHostPort(std::string_view text, std::string* host, uint16_t* port, bool allow_port_zero) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 >= text.size()) return false;
+  std::string_view h = text.substr(0, colon);
+  if (h.front() == '[') {
+    if (h.back() != ']') return false;
+    h = h.substr(1, h.size() - 2);
+  }
+  std::array<uint8_t, 16> bytes{};
+  int bits = 0;
+  if (h.find('/') != std::string_view::npos || !ParseNetwork(h, &bytes, &bits)) return false;
+  uint64_t p = 0;
+  if (!ParseUnsigned(std::string(text.substr(colon + 1)), &p) || (p == 0 && !allow_port_zero) ||
+      p > 65535)
+    return false;
+  *host = std::string(h);
+  *port = static_cast<uint16_t>(p);
+  return true;
+}
+
 namespace {
+
+// A node's name in replication: its certificate's, 1-64 letters, digits, '.', '-' or '_'.
+bool IsNodeName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char ch : name) {
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool IsPrefixText(std::string_view p) {
+  if (p.empty() || p.size() > 128 || p.front() == '.' || p.back() == '.') return false;
+  for (char ch : p) {
+    if (ch == '/' || static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> Words(std::string_view text) {
+  std::istringstream in{std::string(text)};
+  std::vector<std::string> words;
+  std::string word;
+  while (in >> word) words.push_back(word);
+  return words;
+}
+
+// PREFIX ... or "*", into `everything` / `prefixes`.
+bool ParsePrefixList(const std::vector<std::string>& words, size_t from, bool* everything,
+                     std::vector<std::string>* prefixes, std::string* why) {
+  *everything = false;
+  prefixes->clear();
+  for (size_t i = from; i < words.size(); ++i) {
+    if (words[i] == "*") {
+      *everything = true;
+      continue;
+    }
+    if (!IsPrefixText(words[i])) {
+      *why = "\"" + words[i] + "\" is not a prefix";
+      return false;
+    }
+    prefixes->push_back(words[i]);
+  }
+  if (*everything && !prefixes->empty()) {
+    *why = "\"*\" (everything) and prefixes together";
+    return false;
+  }
+  if (!*everything && prefixes->empty()) {
+    *why = "needs prefixes, or \"*\" for everything";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ParseReplicationPeer(std::string_view text, ReplicationPeer* out, std::string* why) {
+  auto words = Words(text);
+  ReplicationPeer peer;
+  if (words.empty() || !IsNodeName(words[0])) {
+    *why = "needs a node name (its certificate's) first: \"secondary-1 88.100\"";
+    return false;
+  }
+  peer.name = words[0];
+  if (!ParsePrefixList(words, 1, &peer.everything, &peer.prefixes, why)) return false;
+  if (out != nullptr) *out = std::move(peer);
+  return true;
+}
+
+bool ParseReplicationSource(std::string_view text, ReplicationSourceEntry* out, std::string* why) {
+  auto words = Words(text);
+  ReplicationSourceEntry source;
+  if (words.size() < 3 || !IsNodeName(words[0])) {
+    *why = "needs NAME HOST:PORT PREFIX...: \"top 192.0.2.1:2643 88.100 answer=mirror\"";
+    return false;
+  }
+  source.name = words[0];
+  if (!ParseHostPort(words[1], &source.host, &source.port)) {
+    *why = "\"" + words[1] + "\" is not ADDRESS:PORT";
+    return false;
+  }
+  if (words.back().starts_with("answer=")) {
+    source.answer = words.back().substr(7);
+    if (source.answer != "mirror" && source.answer != "refer" &&
+        source.answer != "mirror_when_owner_down") {
+      *why = "answer= must be mirror, refer or mirror_when_owner_down";
+      return false;
+    }
+    words.pop_back();
+  }
+  if (!ParsePrefixList(words, 2, &source.everything, &source.prefixes, why)) return false;
+  if (out != nullptr) *out = std::move(source);
+  return true;
+}
+
+namespace {
+
+void ValidateReplication(const Config& c, Errors& errors) {
+  YAML::Mark none = YAML::Mark::null_mark();
+  const ReplicationConfig& r = c.replication;
+  std::vector<std::string> names;
+  for (const auto& text : r.peers) {
+    std::string why;
+    ReplicationPeer peer;
+    if (!ParseReplicationPeer(text, &peer, &why)) {
+      errors.Add(none, "replication.peers: \"" + text + "\": " + why);
+    } else if (std::find(names.begin(), names.end(), "peer " + peer.name) != names.end()) {
+      errors.Add(none, "replication.peers: " + peer.name + " is listed twice");
+    } else {
+      names.push_back("peer " + peer.name);
+    }
+  }
+  for (const auto& text : r.sources) {
+    std::string why;
+    ReplicationSourceEntry source;
+    if (!ParseReplicationSource(text, &source, &why)) {
+      errors.Add(none, "replication.sources: \"" + text + "\": " + why);
+    } else if (std::find(names.begin(), names.end(), "source " + source.name) != names.end()) {
+      errors.Add(none, "replication.sources: " + source.name + " is listed twice");
+    } else {
+      names.push_back("source " + source.name);
+    }
+  }
+  std::string host;
+  uint16_t port = 0;
+  if (!r.listen.empty() && !ParseHostPort(r.listen, &host, &port, /*allow_port_zero=*/true)) {
+    errors.Add(none, "replication.listen: \"" + r.listen + "\" is not ADDRESS:PORT");
+  }
+  if (!r.peers.empty() && r.listen.empty())
+    errors.Add(none, "replication.peers needs replication.listen (where replicas connect)");
+  const bool used = !r.listen.empty() || !r.sources.empty();
+  if (used) {
+    if (!IsNodeName(r.name))
+      errors.Add(none, "replication.name must be this node's name (its certificate's)");
+    if (r.certificate.empty() || r.private_key.empty() || r.ca.empty())
+      errors.Add(none,
+                 "replication needs replication.certificate, private_key and ca (mutual TLS)");
+  }
+}
 
 void ValidateDns(const Config& c, Errors& errors) {
   YAML::Mark none = YAML::Mark::null_mark();
@@ -330,6 +502,7 @@ namespace {
 void Validate(const Config& c, Errors& errors) {
   YAML::Mark none = YAML::Mark::null_mark();
   ValidateDns(c, errors);
+  ValidateReplication(c, errors);
   for (const auto& [section, limit] :
        {std::pair{"handle", &c.handle.rate_limit}, std::pair{"dns", &c.dns.rate_limit}}) {
     for (const auto& network : limit->exempt) {
@@ -434,7 +607,13 @@ Fields Schema(Config& c, Reader& r) {
             {"failed_proofs_per_key_per_minute",
              r.Unsigned(&c.auth.failed_proofs_per_key_per_minute, 1, 100000000)}})},
       {"storage", Section(r, {{"block_cache_bytes", r.Bytes(&c.storage.block_cache_bytes, 1 << 20)},
-                              {"sync_writes", r.Bool(&c.storage.sync_writes)}})},
+                              {"sync_writes", r.Bool(&c.storage.sync_writes)},
+                              {"changelog_max_entries",
+                               r.Unsigned(&c.storage.changelog_max_entries, 1, UINT64_MAX / 2)},
+                              {"changelog_max_age_seconds",
+                               r.Seconds(&c.storage.changelog_max_age, 1, 10ull * 365 * 24 * 3600)},
+                              {"changelog_trim_interval_ms",
+                               r.Millis(&c.storage.changelog_trim_interval, 100, 86400000)}})},
       {"cache", Section(r, {{"capacity_bytes", r.Bytes(&c.cache.capacity_bytes, 1 << 16)},
                             {"shards", r.Unsigned(&c.cache.shards, 1, 65536)},
                             {"negative_ttl_ms", r.Millis(&c.cache.negative_ttl, 1, 3600000)}})},
@@ -463,6 +642,21 @@ Fields Schema(Config& c, Reader& r) {
                    {"storage_queue", r.Unsigned(&c.dns.storage_queue, 1, 1000000)},
                    {"rate_limit", rate_limit(&c.dns.rate_limit)},
                    {"delegations", r.Strings(&c.dns.delegations, true)}})},
+      {"replication",
+       Section(r,
+               {{"name", r.String(&c.replication.name, true)},
+                {"listen", r.String(&c.replication.listen, true)},
+                {"certificate", r.String(&c.replication.certificate, true)},
+                {"private_key", r.String(&c.replication.private_key, true)},
+                {"ca", r.String(&c.replication.ca, true)},
+                {"peers", r.Strings(&c.replication.peers, true)},
+                {"sources", r.Strings(&c.replication.sources, true)},
+                {"window_bytes", r.Bytes(&c.replication.window_bytes, 1 << 20)},
+                {"send_timeout_ms", r.Millis(&c.replication.send_timeout, 100, 600000)},
+                {"ack_timeout_ms", r.Millis(&c.replication.ack_timeout, 100, 3600000)},
+                {"heartbeat_ms", r.Millis(&c.replication.heartbeat, 10, 60000)},
+                {"max_lag_entries", r.Unsigned(&c.replication.max_lag_entries, 1, UINT64_MAX / 2)},
+                {"max_connections", r.Unsigned(&c.replication.max_connections, 1, 100000)}})},
       {"log", Section(r, {{"level", r.OneOf(&c.log.level, {"trace", "debug", "info", "warn",
                                                            "error", "off"})}})}};
 }

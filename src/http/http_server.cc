@@ -248,6 +248,19 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
       return JsonResponse(500, R"({"responseCode":2,"message":"no site information"})");
     return JsonResponse(200, R"({"responseCode":1,"site":)" + site + "}");
   }
+  for (const auto& endpoint : endpoints_) {
+    if (path != endpoint.path) continue;
+    if (method != "GET" && method != "HEAD") {
+      HttpResponse r = JsonResponse(405, R"({"responseCode":5,"message":"method not allowed"})");
+      r.headers.push_back({"Allow", "GET, HEAD"});
+      return r;
+    }
+    if (endpoint.reads_storage && stage == Stage::kMemory) {
+      if (needs_storage != nullptr) *needs_storage = true;
+      return {};
+    }
+    return endpoint.handler(query);
+  }
   constexpr std::string_view kApi = "/api/handles/";
   bool api = path.substr(0, kApi.size()) == kApi;
   std::string handle;

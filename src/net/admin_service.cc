@@ -184,6 +184,7 @@ bool AdminService::Handles(uint32_t opcode) {
     case OpCode::kVerifyChallenge:
     case OpCode::kHomeNa:
     case OpCode::kUnhomeNa:
+    case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
       return true;
     default:
@@ -203,12 +204,37 @@ Handled AdminService::Handle(const Message& request, std::span<const uint8_t> re
   }
 }
 
+std::optional<std::pair<std::string, proto::Record>> AdminService::MirrorReferral(
+    std::string_view handle) const {
+  const std::string key = identifier::Normalize(handle);
+  const auto& table = registry::ThreadView(registry_.prefix_table());
+  std::string_view start = identifier::PrefixOf(key);
+  if (identifier::IsPrefixHandle(key))
+    start = registry::ParentPrefix(key.substr(identifier::kPrefixHandlePrefix.size()));
+  for (std::string_view q = start; !q.empty(); q = registry::ParentPrefix(q)) {
+    const registry::PrefixEntry* e = table.Find(q);
+    if (e == nullptr || e->role == registry::PrefixRole::kDelegated) continue;
+    if (e->role != registry::PrefixRole::kMirrored) return std::nullopt;
+    std::string referral = identifier::PrefixHandleFor(q);
+    auto record = registry_.Get(referral);
+    proto::Record locations;
+    for (const auto& v : record.record.values()) {
+      if (registry::IsServiceLocationType(v.type()) &&
+          (v.permissions() & protocol::permission::kPublicRead) != 0)
+        *locations.add_values() = v;
+    }
+    if (locations.values_size() == 0) return std::nullopt;  // no owner to name: 301
+    return std::pair<std::string, proto::Record>{std::move(referral), std::move(locations)};
+  }
+  return std::nullopt;
+}
+
 Handled AdminService::Challenge(const Message& request, std::span<const uint8_t> request_bytes,
                                 std::span<uint8_t> out, const auth::Origin& origin) const {
   std::string_view handle = TargetHandle(request);
   const auto opcode = static_cast<OpCode>(request.header.opcode);
   // What the reference server checks before it asks who the client is.
-  if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa) {
+  if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa || opcode == OpCode::kTakeoverNa) {
     if (PrefixOfHomingRequest(handle).empty()) {
       return Error(request, ResponseCode::kInvalidHandle, "Handle is not a prefix handle",
                    request_bytes, site_serial_, out);
@@ -226,6 +252,15 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                    site_serial_, out);
     }
     if (!registry_.IsWritable(handle)) {
+      // A mirror is read-only here: the write goes to its owner, which the client is referred to
+      // (the location values of the mirrored prefix's handle, as a resolution's referral).
+      if (auto referral = MirrorReferral(handle)) {
+        std::vector<protocol::HandleValue> values;
+        for (const auto& v : referral->second.values()) values.push_back(registry::ToWire(v));
+        return Respond(request.envelope, request.header, ResponseCode::kServiceReferral,
+                       protocol::ReferralBody{referral->first, true, std::move(values)},
+                       request_bytes, site_serial_, out, request.envelope.session_id);
+      }
       return Error(request, ResponseCode::kServerNotResponsible, "That prefix doesn't live here",
                    request_bytes, site_serial_, out);
     }
@@ -310,6 +345,7 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
   switch (static_cast<OpCode>(original.header.opcode)) {
     case OpCode::kHomeNa:
     case OpCode::kUnhomeNa:
+    case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
       return ExecutePrefixOperation(original, original_bytes, identity, answer_envelope, out);
     default:
@@ -416,11 +452,14 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
     return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
   }
   const auto opcode = static_cast<OpCode>(original.header.opcode);
-  if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa) {
+  if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa || opcode == OpCode::kTakeoverNa) {
     const std::string prefix = PrefixOfHomingRequest(TargetHandle(original));
     registry::OpResult result;
     if (opcode == OpCode::kHomeNa) {
       result = registry_.HomePrefix(prefix);
+    } else if (opcode == OpCode::kTakeoverNa) {
+      // Only a mirror is taken over (kInvalidValue otherwise): its records are already here.
+      result = registry_.TakeOverPrefix(prefix);
     } else {
       // Only a homed prefix is unhomed (idempotent, as the reference's); a delegation or a mirror
       // is another operation.
@@ -436,6 +475,7 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
     if (result.code != ResponseCode::kSuccess) {
       return respond(result.code, protocol::ErrorBody{RefusalMessage(result.code)});
     }
+    if (on_prefix_roles_changed_) on_prefix_roles_changed_();
     return respond(ResponseCode::kSuccess, protocol::EmptyBody{});
   }
   // LIST_HOMED_NAS: the homed prefix handles, 50 a message, CN set on all but the last.

@@ -38,6 +38,8 @@ const char* KnownOpCodeName(uint32_t opcode) {
       return "OC_UNHOME_NA";
     case OpCode::kListHomedNas:
       return "OC_LIST_HOMED_NAS";
+    case OpCode::kTakeoverNa:
+      return "OC_TAKEOVER_NA";
     case OpCode::kSessionSetup:
       return "OC_SESSION_SETUP";
     case OpCode::kSessionTerminate:

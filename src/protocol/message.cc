@@ -80,6 +80,7 @@ Body ReadRequestBody(WireReader& r, std::span<const uint8_t> body, uint32_t opco
     case OpCode::kListNas:
     case OpCode::kHomeNa:
     case OpCode::kUnhomeNa:
+    case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
     case OpCode::kGetNextTxnId:
     case OpCode::kBackupServer:
@@ -147,6 +148,7 @@ Body ReadSuccessBody(WireReader& r, uint32_t opcode) {
     case OpCode::kModifyValue:
     case OpCode::kHomeNa:
     case OpCode::kUnhomeNa:
+    case OpCode::kTakeoverNa:
     case OpCode::kBackupServer:
       return EmptyBody{};
     default:

@@ -23,6 +23,8 @@ using storage::Column;
 constexpr std::string_view kMetaSequence = "seq";
 constexpr std::string_view kMetaFirstSequence = "first";
 constexpr std::string_view kMetaLineage = "lineage";
+// A replica's acknowledged position in this shard: "peer/<name>" -> sequence (8 bytes, BE).
+constexpr std::string_view kMetaPeerPrefix = "peer/";
 constexpr std::string_view kMetaPrefixPrefix = "prefix/";
 // Set in a shard's meta once its prefix handles' prefix states have been derived.
 constexpr std::string_view kMetaPrefixDerivation = "prefix-derivation";
@@ -32,6 +34,14 @@ constexpr size_t kMaxValueTypeLength = 256;
 uint64_t NowMs(std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+}
+
+// A fresh history id: 16 random bytes in hex.
+Result<std::string, std::string> NewLineageId() {
+  std::array<uint8_t, 16> id{};
+  if (RAND_bytes(id.data(), static_cast<int>(id.size())) != 1)
+    return Failure{std::string("no randomness for a lineage id")};
+  return ToHex(id);
 }
 
 std::string TransactionKey(std::string_view transaction_id, size_t op_index) {
@@ -152,20 +162,6 @@ Result<std::unique_ptr<Registry>, std::string> Registry::Open(RegistryOptions op
   auto prefixes = registry->LoadPrefixes();
   if (!prefixes.ok()) return Failure{prefixes.error()};
 
-  std::string lineage;
-  auto got = registry->store_->Get(0, Column::kMeta, kMetaLineage, &lineage);
-  if (!got.ok()) return Failure{got.error().message};
-  if (!*got) {
-    std::array<uint8_t, 16> id{};
-    if (RAND_bytes(id.data(), static_cast<int>(id.size())) != 1)
-      return Failure{std::string("no randomness for lineage id")};
-    lineage = ToHex(id);
-    storage::Batch batch;
-    batch.Put(Column::kMeta, kMetaLineage, lineage);
-    auto written = registry->store_->Write(0, batch);
-    if (!written.ok()) return Failure{written.error().message};
-  }
-  registry->lineage_id_ = lineage;
   return registry;
 }
 
@@ -178,6 +174,32 @@ Result<Unit, std::string> Registry::LoadShardState(uint32_t shard) {
   if (!first.ok()) return Failure{first.error().message};
   shards_[shard]->last_sequence.store(last);
   shards_[shard]->first_sequence.store(*first ? storage::DecodeSequenceKey(value) : 1);
+
+  std::string lineage;
+  auto got = store_->Get(shard, Column::kMeta, kMetaLineage, &lineage);
+  if (!got.ok()) return Failure{got.error().message};
+  if (!*got) {
+    auto fresh = NewLineageId();
+    if (!fresh.ok()) return Failure{fresh.error()};
+    lineage = *fresh;
+    storage::Batch batch;
+    batch.Put(Column::kMeta, kMetaLineage, lineage);
+    auto written = store_->Write(shard, batch);
+    if (!written.ok()) return Failure{written.error().message};
+  }
+  std::map<std::string, uint64_t, std::less<>> peers;
+  std::string end(kMetaPeerPrefix);
+  end.back() = static_cast<char>(end.back() + 1);
+  auto scanned = store_->Scan(shard, Column::kMeta, kMetaPeerPrefix, end,
+                              [&](std::string_view key, std::string_view v) {
+                                peers.emplace(std::string(key.substr(kMetaPeerPrefix.size())),
+                                              storage::DecodeSequenceKey(v));
+                                return true;
+                              });
+  if (!scanned.ok()) return Failure{scanned.error().message};
+  std::lock_guard lock(shards_[shard]->pins_mutex);
+  shards_[shard]->lineage = std::move(lineage);
+  shards_[shard]->peer_positions = std::move(peers);
   return Unit{};
 }
 
@@ -245,6 +267,10 @@ Result<Unit, std::string> Registry::LoadPrefixes() {
           if (state.role() == proto::PrefixState::DELEGATED && state.flags() == 0) {
             unflagged.push_back(std::move(state));
           } else {
+            if (state.role() == proto::PrefixState::MIRRORED) {
+              std::lock_guard lock(mirrors_mutex_);
+              mirror_peers_[state.prefix()] = state.peer();
+            }
             entries.emplace_back(state.prefix(), EntryOf(state));
           }
           return true;
@@ -682,7 +708,7 @@ std::vector<OpResult> Registry::ApplyOnShard(
       proto::ChangelogEntry entry;
       entry.set_sequence(++sequence);
       entry.set_handle(key);
-      entry.set_lineage_id(lineage_id_);
+      entry.set_lineage_id(state.lineage);
       entry.set_time_ms(now_ms);
       if (next) {
         if (op.kind != OpKind::kCreate) next->set_version(current->version() + 1);
@@ -742,6 +768,7 @@ std::vector<OpResult> Registry::ApplyOnShard(
     return results;
   }
   state.last_sequence.store(sequence);
+  NotifyChange(shard);
   if (!prefix_states.empty()) {
     std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states(
         prefix_states.begin(), prefix_states.end());
@@ -764,7 +791,8 @@ std::optional<proto::PrefixState> Registry::DerivePrefixState(
   if (explicit_role) {
     next.set_role(stored->role());
     next.set_peer(stored->peer());
-    next.set_flags(location | (stored->flags() & prefix_flag::kMirrorSynced));
+    next.set_flags(location | (stored->flags() & prefix_flag::kExplicitRoleFlags));
+    next.set_lineage_id(stored->lineage_id());
     return next;
   }
   if (location == 0) return std::nullopt;  // no role, nothing to refer to: not in the table
@@ -796,18 +824,61 @@ void Registry::StagePrefixState(storage::Batch& batch, std::string_view prefix,
   }
 }
 
+PrefixEntry Registry::EntryOfLocked(const proto::PrefixState& state) const {
+  PrefixEntry entry = EntryOf(state);
+  if (state.role() == proto::PrefixState::MIRRORED && unreachable_peers_.contains(state.peer()))
+    entry.flags |= prefix_flag::kOwnerDown;
+  return entry;
+}
+
 void Registry::PublishPrefixState(std::string_view prefix,
                                   const std::optional<proto::PrefixState>& next) {
-  prefix_table_.Set(prefix, next ? EntryOf(*next) : PrefixEntry{});
+  PublishPrefixStates({{std::string(prefix), next}});
 }
 
 void Registry::PublishPrefixStates(
     const std::vector<std::pair<std::string, std::optional<proto::PrefixState>>>& states) {
   std::vector<std::pair<std::string, PrefixEntry>> changes;
   changes.reserve(states.size());
-  for (const auto& [prefix, next] : states)
-    changes.emplace_back(prefix, next ? EntryOf(*next) : PrefixEntry{});
+  std::lock_guard lock(mirrors_mutex_);
+  for (const auto& [prefix, next] : states) {
+    if (next && next->role() == proto::PrefixState::MIRRORED) {
+      mirror_peers_[prefix] = next->peer();
+    } else if (auto it = mirror_peers_.find(prefix); it != mirror_peers_.end()) {
+      mirror_peers_.erase(it);
+    }
+    changes.emplace_back(prefix, next ? EntryOfLocked(*next) : PrefixEntry{});
+  }
   prefix_table_.SetMany(changes);
+}
+
+std::string Registry::MirrorPeerOf(std::string_view prefix) const {
+  std::lock_guard lock(mirrors_mutex_);
+  auto it = mirror_peers_.find(prefix);
+  return it == mirror_peers_.end() ? std::string() : it->second;
+}
+
+void Registry::SetPeerReachable(std::string_view peer, bool reachable) {
+  std::lock_guard lock(mirrors_mutex_);
+  auto it = unreachable_peers_.find(peer);
+  if (reachable == (it == unreachable_peers_.end())) return;  // no change
+  if (reachable) {
+    unreachable_peers_.erase(it);
+  } else {
+    unreachable_peers_.emplace(peer);
+  }
+  std::vector<std::pair<std::string, PrefixEntry>> changes;
+  auto table = prefix_table_.Snapshot();
+  for (const auto& [prefix, owner] : mirror_peers_) {
+    if (owner != peer) continue;
+    const PrefixEntry* current = table->Find(prefix);
+    if (current == nullptr) continue;
+    PrefixEntry entry = *current;
+    entry.flags = static_cast<uint8_t>(reachable ? entry.flags & ~prefix_flag::kOwnerDown
+                                                 : entry.flags | prefix_flag::kOwnerDown);
+    changes.emplace_back(prefix, entry);
+  }
+  if (!changes.empty()) prefix_table_.SetMany(changes);
 }
 
 namespace {
@@ -887,12 +958,42 @@ OpResult Registry::ChangePrefix(
   storage::Batch batch;
   StagePrefixState(batch, prefix, final_state);
   uint64_t sequence = state.last_sequence.load();
-  if (record_changed) {
-    const uint64_t now_ms = NowMs();
+  const uint64_t now_ms = NowMs();
+  // A change of the operator's part of the state (role homed/mirrored, owner, lineage, mirror
+  // flags) is logged, so that replicas of everything follow the prefix table too.
+  auto explicit_part = [](const std::optional<proto::PrefixState>& st) {
+    proto::PrefixState part;
+    if (st &&
+        (st->role() == proto::PrefixState::HOMED || st->role() == proto::PrefixState::MIRRORED)) {
+      part.set_prefix(st->prefix());
+      part.set_role(st->role());
+      part.set_peer(st->peer());
+      part.set_lineage_id(st->lineage_id());
+      part.set_flags(st->flags() & prefix_flag::kExplicitRoleFlags);
+    }
+    return part.SerializeAsString();
+  };
+  const bool role_changed = explicit_part(*stored_state) != explicit_part(final_state);
+  if (role_changed) {
     proto::ChangelogEntry entry;
     entry.set_sequence(++sequence);
     entry.set_handle(handle);
-    entry.set_lineage_id(lineage_id_);
+    entry.set_lineage_id(state.lineage);
+    entry.set_time_ms(now_ms);
+    entry.set_operation(proto::ChangelogEntry::PREFIX);
+    proto::PrefixState* logged = entry.mutable_prefix_state();
+    logged->set_prefix(prefix);
+    if (final_state && (final_state->role() == proto::PrefixState::HOMED ||
+                        final_state->role() == proto::PrefixState::MIRRORED)) {
+      *logged = *final_state;
+    }
+    batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence), entry.SerializeAsString());
+  }
+  if (record_changed) {
+    proto::ChangelogEntry entry;
+    entry.set_sequence(++sequence);
+    entry.set_handle(handle);
+    entry.set_lineage_id(state.lineage);
     entry.set_time_ms(now_ms);
     if (next) {
       next->set_handle(current ? current->handle() : identifier::PrefixHandleFor(prefix));
@@ -907,19 +1008,22 @@ OpResult Registry::ChangePrefix(
       batch.Delete(Column::kRecords, handle);
     }
     batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence), entry.SerializeAsString());
-    batch.Put(Column::kMeta, kMetaSequence, storage::EncodeSequenceKey(sequence));
   }
+  if (sequence != state.last_sequence.load())
+    batch.Put(Column::kMeta, kMetaSequence, storage::EncodeSequenceKey(sequence));
   auto written = store_->Write(shard, batch);
   if (!written.ok()) {
     write_failed_.store(true);
     result.code = ResponseCode::kError;
     return result;
   }
+  const bool logged = sequence != state.last_sequence.load();
   state.last_sequence.store(sequence);
   PublishPrefixState(prefix, final_state);
-  if (record_changed) {
-    InvalidateCache(handle);
+  if (record_changed) InvalidateCache(handle);
+  if (logged) {
     result.sequence = sequence;
+    NotifyChange(shard);
   }
   result.code = ResponseCode::kSuccess;
   return result;
@@ -932,11 +1036,21 @@ OpResult Registry::HomePrefix(std::string_view prefix, const std::vector<proto::
     r.code = ResponseCode::kInvalidValue;
     return r;
   }
+  auto lineage = NewLineageId();
+  if (!lineage.ok()) {
+    OpResult r;
+    r.code = ResponseCode::kError;
+    return r;
+  }
   return ChangePrefix(
       name, [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>& record) {
+        // Homed anew: a new history (already homed: the same one).
+        const bool was_homed = state && state->role() == proto::PrefixState::HOMED;
+        std::string keep = was_homed ? state->lineage_id() : std::string();
         state.emplace();
         state->set_prefix(name);
         state->set_role(proto::PrefixState::HOMED);
+        state->set_lineage_id(was_homed && !keep.empty() ? keep : *lineage);
         if (!record && !values.empty()) {
           record.emplace();
           for (const auto& v : values) *record->add_values() = v;
@@ -965,10 +1079,22 @@ OpResult Registry::MirrorPrefix(std::string_view prefix, std::string_view peer,
   std::string name = identifier::Normalize(prefix);
   return ChangePrefix(
       name, [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>& record) {
-        state.emplace();
-        state->set_prefix(name);
-        state->set_role(proto::PrefixState::MIRRORED);
-        state->set_peer(std::string(peer));
+        const bool was_homed = state && state->role() == proto::PrefixState::HOMED;
+        const bool same_mirror =
+            state && state->role() == proto::PrefixState::MIRRORED && state->peer() == peer;
+        proto::PrefixState next;
+        next.set_prefix(name);
+        next.set_role(proto::PrefixState::MIRRORED);
+        next.set_peer(std::string(peer));
+        if (same_mirror) {
+          next.set_flags(state->flags() & prefix_flag::kExplicitRoleFlags);
+          next.set_lineage_id(state->lineage_id());
+        } else if (was_homed) {
+          // Its records here are this node's, no longer the owner's: refer every request to the
+          // owner until replication has replaced them.
+          next.set_flags(prefix_flag::kMirrorStale);
+        }
+        state = std::move(next);
         if (!owner_site_values.empty()) {
           auto values = ReplaceLocationValues(record ? &*record : nullptr, owner_site_values);
           if (!record) record.emplace();
@@ -1014,6 +1140,69 @@ OpResult Registry::SetMirrorSynced(std::string_view prefix, bool synced) {
                       });
 }
 
+OpResult Registry::SetMirrorState(std::string_view prefix, std::string_view peer,
+                                  std::string_view lineage_id, bool synced) {
+  std::string name = identifier::Normalize(prefix);
+  return ChangePrefix(
+      name, [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>&) {
+        if (!state || state->role() != proto::PrefixState::MIRRORED || state->peer() != peer)
+          return false;
+        state->set_lineage_id(std::string(lineage_id));
+        uint32_t flags = state->flags() & ~uint32_t{prefix_flag::kMirrorSynced};
+        if (synced) flags &= ~uint32_t{prefix_flag::kMirrorStale};
+        state->set_flags(flags | (synced ? prefix_flag::kMirrorSynced : 0));
+        return true;
+      });
+}
+
+OpResult Registry::SetMirrorAnswerPolicy(std::string_view prefix, uint8_t policy_flags) {
+  std::string name = identifier::Normalize(prefix);
+  constexpr uint32_t kPolicy = prefix_flag::kReferToOwner | prefix_flag::kReferWhileOwnerUp;
+  return ChangePrefix(name, [&](std::optional<proto::PrefixState>& state,
+                                std::optional<proto::Record>&) {
+    if (!state || state->role() != proto::PrefixState::MIRRORED || (policy_flags & ~kPolicy) != 0)
+      return false;
+    state->set_flags((state->flags() & ~kPolicy) | policy_flags);
+    return true;
+  });
+}
+
+OpResult Registry::TakeOverPrefix(std::string_view prefix) {
+  std::string name = identifier::Normalize(prefix);
+  auto lineage = NewLineageId();
+  if (!lineage.ok()) {
+    OpResult r;
+    r.code = ResponseCode::kError;
+    return r;
+  }
+  return ChangePrefix(name,
+                      [&](std::optional<proto::PrefixState>& state, std::optional<proto::Record>&) {
+                        if (!state || state->role() != proto::PrefixState::MIRRORED) return false;
+                        state->set_role(proto::PrefixState::HOMED);
+                        state->clear_peer();
+                        state->set_flags(0);
+                        state->set_lineage_id(*lineage);
+                        return true;
+                      });
+}
+
+Result<std::string, std::string> Registry::LineageOfPrefix(std::string_view prefix) const {
+  std::string name = identifier::Normalize(prefix);
+  for (std::string_view q = name; !q.empty(); q = ParentPrefix(q)) {
+    auto stored = ReadPrefix(q);
+    if (!stored.ok()) return Failure{stored.error()};
+    const auto& st = *stored;
+    if (st &&
+        (st->role() == proto::PrefixState::HOMED || st->role() == proto::PrefixState::MIRRORED)) {
+      if (st->role() == proto::PrefixState::MIRRORED &&
+          (st->flags() & prefix_flag::kMirrorSynced) == 0)
+        return std::string();
+      return st->lineage_id();
+    }
+  }
+  return std::string();
+}
+
 Result<std::optional<proto::PrefixState>, std::string> Registry::ReadPrefix(
     std::string_view prefix) const {
   std::string name = identifier::Normalize(prefix);
@@ -1051,6 +1240,15 @@ Result<std::vector<proto::PrefixState>, std::string> Registry::Prefixes() const 
 }
 
 // ---- changelog ---------------------------------------------------------------------------------
+
+std::string Registry::ShardLineage(uint32_t shard) const {
+  std::lock_guard lock(shards_[shard]->pins_mutex);
+  return shards_[shard]->lineage;
+}
+
+void Registry::SetChangeListener(std::function<void(uint32_t shard)> listener) {
+  change_listener_ = std::move(listener);
+}
 
 uint64_t Registry::LastSequence(uint32_t shard) const {
   return shards_[shard]->last_sequence.load();
@@ -1107,6 +1305,32 @@ RetentionPin Registry::PinRetention(uint32_t shard, uint64_t from_sequence) {
   return pin;
 }
 
+Result<Unit, std::string> Registry::SavePeerPositions(
+    std::string_view peer, const std::vector<std::pair<uint32_t, uint64_t>>& positions) {
+  const std::string key = std::string(kMetaPeerPrefix) + std::string(peer);
+  for (const auto& [shard, sequence] : positions) {
+    if (shard >= shards_.size()) return Failure{std::string("no such shard")};
+    ShardState& state = *shards_[shard];
+    {
+      std::lock_guard lock(state.pins_mutex);
+      auto it = state.peer_positions.find(key.substr(kMetaPeerPrefix.size()));
+      if (it != state.peer_positions.end() && it->second == sequence) continue;
+    }
+    storage::Batch batch;
+    batch.Put(Column::kMeta, key, storage::EncodeSequenceKey(sequence));
+    auto written = store_->Write(shard, batch);
+    if (!written.ok()) return Failure{StorageMessage(written.error())};
+    std::lock_guard lock(state.pins_mutex);
+    state.peer_positions[std::string(peer)] = sequence;
+  }
+  return Unit{};
+}
+
+std::vector<std::pair<std::string, uint64_t>> Registry::PeerPositions(uint32_t shard) const {
+  std::lock_guard lock(shards_[shard]->pins_mutex);
+  return {shards_[shard]->peer_positions.begin(), shards_[shard]->peer_positions.end()};
+}
+
 void Registry::SetRetentionPolicy(const RetentionPolicy& policy) {
   options_.retention = policy;
 }
@@ -1160,9 +1384,16 @@ Result<uint64_t, std::string> Registry::ApplyRetention(std::chrono::system_clock
 
     std::lock_guard lock(state.write_mutex);
     {
-      // A snapshot taken since the scan pinned its sequence under this lock: honour it.
+      // A snapshot taken since the scan pinned its sequence under this lock: honour it. So are
+      // the saved positions of replicas (the entries after them), unless one is so far behind
+      // that it will take a snapshot anyway.
       std::lock_guard pins_lock(state.pins_mutex);
       if (!state.pins.empty()) cutoff = std::min(cutoff, *state.pins.begin());
+      for (const auto& [peer, position] : state.peer_positions) {
+        if (position + 1 >= first && last - std::min(last, position) <= policy.max_peer_lag_entries)
+          cutoff = std::min(cutoff, position + 1);
+      }
+      cutoff = std::max(cutoff, first);
     }
     if (cutoff > first) {
       batch.DeleteRange(Column::kChangelog, storage::EncodeSequenceKey(first),
@@ -1269,6 +1500,9 @@ Result<Unit, std::string> Registry::IngestSorted(uint32_t shard,
   // records written first, a crash in between would leave prefix handles on disk with no place in
   // the table. Written first, a crash leaves states whose records a new import writes (and
   // deriving them again gives the same states).
+  //
+  // The records bypass the changelog, so the shard's history moves to a new lineage id in the
+  // same first batch: a replica's position in the old history then asks for a snapshot.
   storage::Batch batch;
   std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states;
   for (const auto& [key, value] : sorted) {
@@ -1277,9 +1511,14 @@ Result<Unit, std::string> Registry::IngestSorted(uint32_t shard,
     if (!staged.ok()) return Failure{staged.error()};
     states.push_back(std::move(*staged));
   }
-  if (batch.count() != 0) {
-    auto written = store_->Write(shard, batch);
-    if (!written.ok()) return Failure{StorageMessage(written.error())};
+  auto lineage = NewLineageId();
+  if (!lineage.ok()) return Failure{lineage.error()};
+  batch.Put(Column::kMeta, kMetaLineage, *lineage);
+  auto written = store_->Write(shard, batch);
+  if (!written.ok()) return Failure{StorageMessage(written.error())};
+  {
+    std::lock_guard pins_lock(shards_[shard]->pins_mutex);
+    shards_[shard]->lineage = *lineage;
   }
   auto ingested = store_->IngestSorted(shard, Column::kRecords, sorted);
   if (!ingested.ok()) return Failure{StorageMessage(ingested.error())};
@@ -1322,7 +1561,7 @@ Result<Unit, std::string> Registry::PutRecords(uint32_t shard,
       entry.set_sequence(++sequence);
       entry.set_operation(proto::ChangelogEntry::PUT);
       entry.set_handle(records[i].first.data(), records[i].first.size());
-      entry.set_lineage_id(lineage_id_);
+      entry.set_lineage_id(state.lineage);
       entry.set_time_ms(now_ms);
       if (!entry.mutable_record()->ParseFromArray(records[i].second.data(),
                                                   static_cast<int>(records[i].second.size())))
@@ -1345,7 +1584,121 @@ Result<Unit, std::string> Registry::PutRecords(uint32_t shard,
     state.last_sequence.store(sequence);
     PublishPrefixStates(states);
     for (size_t i = begin; i < end; ++i) InvalidateCache(records[i].first);
+    NotifyChange(shard);
   }
+  return Unit{};
+}
+
+Result<Unit, std::string> Registry::ApplyReplicated(
+    uint32_t shard, const std::vector<ReplicatedChange>& changes,
+    const std::vector<std::pair<std::string, std::string>>& meta, bool logged) {
+  ShardState& state = *shards_[shard];
+  std::lock_guard lock(state.write_mutex);
+  if (write_failed())
+    return Failure{std::string("the registry stopped taking writes after a storage error")};
+  const uint64_t now_ms = NowMs();
+  uint64_t sequence = state.last_sequence.load();
+  storage::Batch batch;
+  std::map<std::string, std::optional<proto::PrefixState>> prefix_states;
+  std::string new_lineage;
+  if (!logged && !changes.empty()) {
+    auto fresh = NewLineageId();
+    if (!fresh.ok()) return Failure{fresh.error()};
+    new_lineage = *fresh;
+    batch.Put(Column::kMeta, kMetaLineage, new_lineage);
+  }
+  for (const auto& change : changes) {
+    proto::Record record;
+    const bool prefix_handle = identifier::IsPrefixHandle(change.key);
+    if (change.record) {
+      batch.Put(Column::kRecords, change.key, *change.record);
+    } else {
+      batch.Delete(Column::kRecords, change.key);
+    }
+    if (change.record && (logged || prefix_handle) && !record.ParseFromString(*change.record))
+      return Failure{"a replicated record of " + change.key + " does not parse"};
+    if (logged) {
+      proto::ChangelogEntry entry;
+      entry.set_sequence(++sequence);
+      entry.set_handle(change.key);
+      entry.set_lineage_id(state.lineage);
+      entry.set_time_ms(now_ms);
+      if (change.record) {
+        entry.set_operation(proto::ChangelogEntry::PUT);
+        *entry.mutable_record() = record;
+      } else {
+        entry.set_operation(proto::ChangelogEntry::DELETE);
+      }
+      batch.Put(Column::kChangelog, storage::EncodeSequenceKey(sequence),
+                entry.SerializeAsString());
+    }
+    if (prefix_handle) {
+      std::string prefix = change.key.substr(identifier::kPrefixHandlePrefix.size());
+      auto staged = prefix_states.find(prefix);
+      if (staged == prefix_states.end()) {
+        auto stored = ReadPrefixState(shard, prefix);
+        if (!stored.ok()) return Failure{stored.error()};
+        staged = prefix_states.emplace(prefix, *stored).first;
+      }
+      staged->second = DerivePrefixState(prefix, staged->second, change.record ? &record : nullptr);
+      StagePrefixState(batch, prefix, staged->second);
+    }
+  }
+  for (const auto& [key, value] : meta) batch.Put(Column::kMeta, key, value);
+  if (sequence != state.last_sequence.load())
+    batch.Put(Column::kMeta, kMetaSequence, storage::EncodeSequenceKey(sequence));
+  if (batch.count() == 0) return Unit{};
+  // A snapshot's records need no sync of their own: until its end (meta: the cursor, written
+  // synced, which makes the WAL before it durable too) a crash takes the snapshot again.
+  auto written = store_->Write(shard, batch, /*sync=*/logged || !meta.empty());
+  if (!written.ok()) {
+    write_failed_.store(true);
+    return Failure{StorageMessage(written.error())};
+  }
+  state.last_sequence.store(sequence);
+  if (!new_lineage.empty()) {
+    std::lock_guard pins_lock(state.pins_mutex);
+    state.lineage = std::move(new_lineage);
+  }
+  if (!prefix_states.empty()) {
+    std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states(
+        prefix_states.begin(), prefix_states.end());
+    PublishPrefixStates(states);
+  }
+  for (const auto& change : changes) InvalidateCache(change.key);  // before the source hears
+  if (!changes.empty()) NotifyChange(shard);
+  return Unit{};
+}
+
+Result<std::optional<std::string>, std::string> Registry::ReadMeta(uint32_t shard,
+                                                                   std::string_view key) const {
+  std::string value;
+  auto got = store_->Get(shard, Column::kMeta, key, &value);
+  if (!got.ok()) return Failure{StorageMessage(got.error())};
+  if (!*got) return std::optional<std::string>{};
+  return std::optional<std::string>{std::move(value)};
+}
+
+Result<Unit, std::string> Registry::ScanMeta(
+    uint32_t shard, std::string_view key_prefix,
+    const std::function<bool(std::string_view key, std::string_view value)>& visit) const {
+  std::string end(key_prefix);
+  while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+  if (!end.empty()) end.back() = static_cast<char>(end.back() + 1);
+  auto scanned = store_->Scan(shard, Column::kMeta, key_prefix, end, visit);
+  if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
+  return Unit{};
+}
+
+Result<Unit, std::string> Registry::WriteMeta(
+    uint32_t shard, const std::vector<std::pair<std::string, std::string>>& puts,
+    const std::vector<std::string>& deletes) {
+  storage::Batch batch;
+  for (const auto& [key, value] : puts) batch.Put(Column::kMeta, key, value);
+  for (const auto& key : deletes) batch.Delete(Column::kMeta, key);
+  if (batch.count() == 0) return Unit{};
+  auto written = store_->Write(shard, batch);
+  if (!written.ok()) return Failure{StorageMessage(written.error())};
   return Unit{};
 }
 

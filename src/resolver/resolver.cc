@@ -103,7 +103,8 @@ class Resolver::Run {
         return Local(nullptr);
       case PrefixRole::kMirrored:
         refer_only_ = true;
-        if (!r_.options_.answer_mirrored) return ServiceReferral(nearest->prefix, prefix);
+        if (!registry::MirrorAnswersLocally(nearest->entry, r_.options_.answer_mirrored))
+          return ServiceReferral(nearest->prefix, prefix);
         // A copy that is not known complete refers what it lacks to the owner.
         return Local(nearest->entry.has(prefix_flag::kMirrorSynced) ? nullptr : &*nearest);
       case PrefixRole::kDelegated:
@@ -419,7 +420,8 @@ bool Resolver::AnswersFoundRecord(std::string_view handle, Scratch& scratch) con
   auto nearest = table.Nearest(identifier::PrefixOf(scratch.key));
   if (!nearest) return false;
   return nearest->entry.role == PrefixRole::kHomed ||
-         (nearest->entry.role == PrefixRole::kMirrored && options_.answer_mirrored);
+         (nearest->entry.role == PrefixRole::kMirrored &&
+          registry::MirrorAnswersLocally(nearest->entry, options_.answer_mirrored));
 }
 
 uint64_t Resolver::CacheHashFor(std::string_view handle, Scratch& scratch) const {

@@ -259,7 +259,7 @@ StorageResult<std::vector<std::optional<std::string>>> Store::MultiGet(
   return out;
 }
 
-StorageResult<Unit> Store::Write(uint32_t shard, Batch& batch) {
+StorageResult<Unit> Store::Write(uint32_t shard, Batch& batch, bool sync) {
   rocksdb::WriteBatch wb(0, 0, 0, 0);
   for (const auto& op : batch.ops_) {
     rocksdb::Status s;
@@ -277,7 +277,7 @@ StorageResult<Unit> Store::Write(uint32_t shard, Batch& batch) {
     if (!s.ok()) return Failure{Translate(s)};
   }
   rocksdb::WriteOptions wo;
-  wo.sync = options_.sync_writes;
+  wo.sync = options_.sync_writes && sync;
   wo.disableWAL = false;
   rocksdb::Status s = shards_[shard].db->Write(wo, &wb);
   if (!s.ok()) return Failure{Translate(s)};

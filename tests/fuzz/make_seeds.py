@@ -148,6 +148,55 @@ def main():
         record = b"".join(bytes([1]) + struct.pack(">H", len(l)) + l for l in lines)
         write("fuzz_udp_reassembly", record)
     challenge_answers()
+    replication_streams()
+
+
+def replication_streams():
+    """fuzz_replication_stream: [selector][frames], the frames Protobuf messages encoded here by
+    hand (proto/idnode/replication.proto field numbers): a source's stream (selector bit 0) with a
+    welcome, a snapshot and changes; a replica's with a hello and acks; and broken ones."""
+    def varint(n):
+        out = b""
+        while True:
+            byte = n & 0x7F
+            n >>= 7
+            if n:
+                out += bytes([byte | 0x80])
+            else:
+                return out + bytes([byte])
+
+    def field(number, value):
+        if isinstance(value, int):
+            return varint(number << 3) + varint(value)
+        return varint(number << 3 | 2) + varint(len(value)) + value
+
+    def frame(message):
+        return struct.pack(">I", len(message)) + message
+
+    def record(handle):
+        value = field(1, 1) + field(2, b"URL") + field(3, b"https://example.org/" + handle)
+        return field(1, handle) + field(2, value) + field(3, 1)
+
+    welcome = field(1, field(1, 1) + field(2, b"top") + field(3, 4) + field(8, 2))
+    begin = field(3, field(1, 2) + field(2, 7) + field(3, b"abc"))
+    chunk = field(4, field(1, 2) + field(2, record(b"88.100/A")) + field(2, record(b"88.100/B")))
+    end = field(5, field(1, 2) + field(2, 7) + field(3, b"abc") + field(4, 2))
+    put = field(1, 1) + field(2, b"88.100/C") + field(3, record(b"88.100/c")) + field(4, 8)
+    delete = field(1, 2) + field(2, b"88.100/A") + field(4, 9)
+    prefix = field(1, 3) + field(2, b"0.NA/88.100.5") + field(4, 10) + field(7, field(1, b"88.100.5") + field(2, 1))
+    changes = field(6, field(1, 2) + field(2, put) + field(2, delete) + field(2, prefix) + field(3, 11)
+                    + field(4, b"abc"))
+    heartbeat = field(7, field(1, field(1, 2) + field(2, b"abc") + field(3, 11)) + field(2, 1700000000000))
+    source = b"".join(frame(m) for m in (welcome, begin, chunk, end, changes, heartbeat))
+    write("fuzz_replication_stream", b"\x01" + source)
+    write("fuzz_replication_stream", b"\x01" + frame(field(2, field(1, b"not allowed"))))
+    write("fuzz_replication_stream", b"\x01" + frame(changes))  # before any welcome
+    hello = field(1, field(1, 1) + field(3, b"88.100") + field(3, b"20.500")
+                  + field(4, field(1, 1) + field(2, b"abc") + field(3, 5)) + field(6, 1 << 20))
+    ack = field(2, field(1, 4096) + field(2, field(1, 1) + field(2, b"abc") + field(3, 9)))
+    write("fuzz_replication_stream", b"\x06" + frame(hello) + frame(ack))
+    write("fuzz_replication_stream", b"\x06" + frame(field(1, field(1, 1) + field(2, 1))))
+    write("fuzz_replication_stream", b"\x00" + struct.pack(">I", 0xFFFFFFFF) + b"x")
 
 
 def challenge_answers():

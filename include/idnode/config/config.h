@@ -108,6 +108,55 @@ struct AuthConfig {
 struct StorageConfig {
   uint64_t block_cache_bytes = 256ull << 20;
   bool sync_writes = true;
+  // The changelog replicas follow: entries beyond these limits are trimmed every
+  // changelog_trim_interval (a replica's position holds them longer; replication.max_lag_entries).
+  uint64_t changelog_max_entries = 10'000'000;  // per shard
+  std::chrono::seconds changelog_max_age{7 * 24 * 3600};
+  std::chrono::milliseconds changelog_trim_interval{60000};
+};
+
+// "HOST:PORT" with HOST an IP address (IPv6 in brackets); false when it is not one. Port 0 (an
+// ephemeral port, for a listener in tests) only with `allow_port_zero`.
+bool ParseHostPort(std::string_view text, std::string* host, uint16_t* port,
+                   bool allow_port_zero = false);
+
+// One entry of replication.peers: a replica this node serves, "NAME PREFIX [PREFIX ...]" or
+// "NAME *" (everything).
+struct ReplicationPeer {
+  std::string name;
+  bool everything = false;
+  std::vector<std::string> prefixes;
+};
+bool ParseReplicationPeer(std::string_view text, ReplicationPeer* out, std::string* why);
+
+// One entry of replication.sources: a node this node pulls from,
+// "NAME HOST:PORT PREFIX [PREFIX ...] [answer=mirror|refer|mirror_when_owner_down]" or
+// "NAME HOST:PORT * [answer=...]".
+struct ReplicationSourceEntry {
+  std::string name;
+  std::string host;
+  uint16_t port = 0;
+  bool everything = false;
+  std::vector<std::string> prefixes;
+  std::string answer = "mirror";
+};
+bool ParseReplicationSource(std::string_view text, ReplicationSourceEntry* out, std::string* why);
+
+// Replication with other nodes over mutual TLS (README.md "Replication").
+struct ReplicationConfig {
+  std::string name;    // this node's name: its certificate's (first DNS SAN, else CN)
+  std::string listen;  // "ADDRESS:PORT" where replicas connect ("...:0": ephemeral); "" serves none
+  std::string certificate;  // PEM files
+  std::string private_key;
+  std::string ca;                      // the CA every peer's certificate chains to
+  std::vector<std::string> peers;      // replicas allowed to pull from here (ParseReplicationPeer)
+  std::vector<std::string> sources;    // nodes to pull from (ParseReplicationSource)
+  uint64_t window_bytes = 8ull << 20;  // unacknowledged bytes in flight per replica
+  std::chrono::milliseconds send_timeout{10000};
+  std::chrono::milliseconds ack_timeout{30000};  // a replica silent this long is disconnected
+  std::chrono::milliseconds heartbeat{1000};
+  uint64_t max_lag_entries = 20'000'000;  // a replica further behind is dropped and resyncs
+  uint32_t max_connections = 64;
 };
 
 struct CacheConfig {
@@ -163,6 +212,7 @@ struct Config {
   CacheConfig cache;
   LogConfig log;
   DnsConfig dns;
+  ReplicationConfig replication;
   std::string source = "(embedded defaults)";
 };
 

@@ -46,6 +46,15 @@ class Api {
                       Stage stage = Stage::kStorage, bool* needs_storage = nullptr) const;
   // This node's HS_SITE, for GET /api/site; set once at startup, before requests arrive.
   void SetSiteInfo(std::vector<uint8_t> site) { site_ = std::move(site); }
+  // An operator endpoint answered by another room (GET /api/replication): `handler` gets the
+  // query string and returns the JSON body; with `reads_storage` it runs on a storage thread.
+  // Added at startup, before requests arrive.
+  struct Endpoint {
+    std::string path;
+    bool reads_storage = false;
+    std::function<HttpResponse(std::string_view query)> handler;
+  };
+  void AddEndpoint(Endpoint endpoint) { endpoints_.push_back(std::move(endpoint)); }
 
  private:
   HttpResponse Resolve(std::string_view handle, std::string_view query, bool proxy, Stage stage,
@@ -55,6 +64,7 @@ class Api {
   std::function<bool()> ready_;
   std::vector<uint8_t> site_;
   std::shared_ptr<cache::AnswerCache> json_cache_;
+  std::vector<Endpoint> endpoints_;
 };
 
 class HttpServer {

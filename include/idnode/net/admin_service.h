@@ -1,8 +1,8 @@
 // net/: the Handle protocol's administration path (HANDLE.md §1.3, §1.10): CREATE_HANDLE,
 // DELETE_HANDLE, ADD_VALUE, REMOVE_VALUE, MODIFY_VALUE (of prefix handles 0.NA/P too: that is how
-// a secondary node registers an enterprise prefix at a top-level node), HOME_NA, UNHOME_NA and
+// a secondary node registers an enterprise prefix at a top-level node), HOME_NA, UNHOME_NA,
 // LIST_HOMED_NAS (server admins only; the list streamed 50 prefixes a message with CN, over TCP
-// only), and the challenge–response that
+// only) and idnode's TAKEOVER_NA (server admins only), and the challenge–response that
 // authenticates them (402 → OC 200 RESPONSE_TO_CHALLENGE → the original operation's answer), plus
 // OC 201 VERIFY_CHALLENGE for identities this node holds.
 //
@@ -17,7 +17,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
+#include <string>
+#include <utility>
 
 #include "idnode/auth/authorizer.h"
 #include "idnode/net/handle_service.h"
@@ -42,6 +45,11 @@ class AdminService {
   void SetAfterDecisionForTest(std::function<void()> hook) {
     after_decision_for_test_ = std::move(hook);
   }
+  // Called (on a storage thread) after HOME_NA, UNHOME_NA or TAKEOVER_NA changed the prefix
+  // table: replication follows the new roles. Set once at startup.
+  void SetOnPrefixRolesChanged(std::function<void()> hook) {
+    on_prefix_roles_changed_ = std::move(hook);
+  }
 
   // `request` is the decoded `request_bytes`, from `origin` (challenges are bound to its address,
   // failed proofs counted against it); `out` holds at least kMaxMessageLength bytes.
@@ -59,6 +67,10 @@ class AdminService {
                                  const auth::Identity& identity,
                                  const protocol::Envelope& answer_envelope,
                                  std::span<uint8_t> out) const;
+  // For a write to `handle` under a prefix mirrored here: the owner's prefix handle and its
+  // public location values (HS_SITE, HS_SITE.6, HS_SERV), for a 302 referral to it.
+  std::optional<std::pair<std::string, proto::Record>> MirrorReferral(
+      std::string_view handle) const;
   Handled Verify(const protocol::Message& request, std::span<const uint8_t> request_bytes,
                  std::span<uint8_t> out, const auth::Origin& origin) const;
   // Authorizes and applies `original` for `identity`; the answer goes to `answer_envelope`.
@@ -72,6 +84,7 @@ class AdminService {
   auth::FailureThrottle& failures_;
   uint16_t site_serial_;
   std::function<void()> after_decision_for_test_;
+  std::function<void()> on_prefix_roles_changed_;
 };
 
 }  // namespace idnode::net

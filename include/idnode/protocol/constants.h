@@ -44,6 +44,9 @@ enum class OpCode : uint32_t {
   kHomeNa = 300,
   kUnhomeNa = 301,
   kListHomedNas = 302,
+  // idnode's own (README.md "Replication"): make a prefix mirrored here homed here and writable
+  // (emergency take-over). Body as HOME_NA's: "0.NA/prefix"; server admins only.
+  kTakeoverNa = 2001,
   kSessionSetup = 400,
   kSessionTerminate = 401,
   kSessionExchangeKey = 402,

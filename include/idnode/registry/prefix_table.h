@@ -45,6 +45,18 @@ inline constexpr uint8_t kHasSite = 0x01;
 inline constexpr uint8_t kHasPrefixSite = 0x02;
 // A mirror whose copy is complete (set by replication): a miss there is a real "not found".
 inline constexpr uint8_t kMirrorSynced = 0x04;
+// A mirror's answer policy (replication.sources): refer every request to the owner; or refer
+// while the owner is reachable and answer from the copy while it is not.
+inline constexpr uint8_t kReferToOwner = 0x08;
+inline constexpr uint8_t kReferWhileOwnerUp = 0x10;
+// Runtime only (never stored): replication cannot reach the mirror's owner.
+inline constexpr uint8_t kOwnerDown = 0x20;
+// A mirror whose local records are not its owner's (it was homed here, then taken over by another
+// node): every request is referred to the owner until the first snapshot completes.
+inline constexpr uint8_t kMirrorStale = 0x40;
+// The flags an explicit role (homed, mirrored) keeps when its prefix handle is rewritten.
+inline constexpr uint8_t kExplicitRoleFlags =
+    kMirrorSynced | kReferToOwner | kReferWhileOwnerUp | kMirrorStale;
 }  // namespace prefix_flag
 
 struct PrefixEntry {
@@ -53,6 +65,15 @@ struct PrefixEntry {
   bool has(uint8_t flag) const { return (flags & flag) != 0; }
   friend bool operator==(const PrefixEntry&, const PrefixEntry&) = default;
 };
+
+// Whether a mirrored prefix's found records are answered from the local copy (node-wide
+// `answer_mirrored`, then the mirror's policy and state) rather than referred to its owner.
+inline bool MirrorAnswersLocally(const PrefixEntry& mirror, bool answer_mirrored) {
+  if (!answer_mirrored || mirror.has(prefix_flag::kMirrorStale) ||
+      mirror.has(prefix_flag::kReferToOwner))
+    return false;
+  return !mirror.has(prefix_flag::kReferWhileOwnerUp) || mirror.has(prefix_flag::kOwnerDown);
+}
 
 // The parent of a dot-separated prefix ("88.100.1" -> "88.100"), empty for a top-level one.
 std::string_view ParentPrefix(std::string_view prefix);

@@ -46,6 +46,10 @@ inline constexpr size_t kMaxBatchOperations = 2000;
 struct RetentionPolicy {
   uint64_t max_entries_per_shard = 10'000'000;  // keep at most this many changelog entries
   std::chrono::seconds max_age{7 * 24 * 3600};  // and none older than this
+  // A replica's saved position (SavePeerPositions) holds entries past the two limits above, even
+  // across restarts, unless it is this far behind the shard's last sequence: that replica is lost
+  // and will take a snapshot.
+  uint64_t max_peer_lag_entries = 20'000'000;
   // Called in ApplyRetention after each shard's changelog scan, before its trim is written (a test
   // writes from there to show that the scan does not hold the shard's writers).
   std::function<void(uint32_t shard)> during_scan_for_test;
@@ -183,6 +187,25 @@ class Registry {
   OpResult ForgetPrefix(std::string_view prefix);
   // Marks a mirrored prefix's copy complete (a miss there is then "not found", not a referral).
   OpResult SetMirrorSynced(std::string_view prefix, bool synced);
+  // Replication's view of a mirror: its owner's lineage id for the prefix, and whether the copy
+  // is complete (which also ends a stale copy's referrals). Refused unless `prefix` is mirrored
+  // from `peer`.
+  OpResult SetMirrorState(std::string_view prefix, std::string_view peer,
+                          std::string_view lineage_id, bool synced);
+  // A mirror's answer policy: 0, prefix_flag::kReferToOwner or kReferWhileOwnerUp.
+  OpResult SetMirrorAnswerPolicy(std::string_view prefix, uint8_t policy_flags);
+  // Emergency take-over: a prefix mirrored here becomes homed here and writable, with a new
+  // lineage id (replicas of the old owner's history then resync). Refused (kInvalidValue) unless
+  // the prefix is mirrored.
+  OpResult TakeOverPrefix(std::string_view prefix);
+  // Whether replication can reach `peer` (runtime only): mirrors from an unreachable owner with
+  // the kReferWhileOwnerUp policy are answered from their copy.
+  void SetPeerReachable(std::string_view peer, bool reachable);
+  // The node `prefix` is mirrored from ("" when it is not mirrored here).
+  std::string MirrorPeerOf(std::string_view prefix) const;
+  // The prefix's lineage id as this node knows it: that of its nearest homed or mirrored entry at
+  // or above it ("" when there is none, or for a mirror not synced yet).
+  Result<std::string, std::string> LineageOfPrefix(std::string_view prefix) const;
   // The stored state of `prefix` (read from storage), or why it could not be read.
   Result<std::optional<proto::PrefixState>, std::string> ReadPrefix(std::string_view prefix) const;
   // The same, a read failure taken as no state (for tools and tests).
@@ -212,6 +235,13 @@ class Registry {
   bool DelegatedToThisNode(const PrefixTable::View& table, std::string_view delegated) const;
 
   // ---- changelog ----
+  // The shard's history id (ChangelogEntry.lineage_id): a sequence number is a position only
+  // within it. It changes when records enter the shard outside the changelog (IngestSorted).
+  std::string ShardLineage(uint32_t shard) const;
+  // Called after every commit that added changelog entries to `shard`, on the writer's thread
+  // and possibly under the shard's write lock: it must not block or call into the registry. Set
+  // once, before writes begin.
+  void SetChangeListener(std::function<void(uint32_t shard)> listener);
   uint64_t LastSequence(uint32_t shard) const;
   // The oldest sequence still retained (LastSequence + 1 when the changelog is empty).
   uint64_t FirstRetainedSequence(uint32_t shard) const;
@@ -222,6 +252,12 @@ class Registry {
       uint32_t shard, uint64_t from, size_t max,
       const std::function<bool(const proto::ChangelogEntry&)>& visit) const;
   RetentionPin PinRetention(uint32_t shard, uint64_t from_sequence);
+  // A replica's acknowledged positions (source shard -> the last sequence it applied), kept in
+  // the shard's meta so that they hold retention across restarts (RetentionPolicy).
+  Result<Unit, std::string> SavePeerPositions(
+      std::string_view peer, const std::vector<std::pair<uint32_t, uint64_t>>& positions);
+  // Every replica's saved position in `shard`.
+  std::vector<std::pair<std::string, uint64_t>> PeerPositions(uint32_t shard) const;
   // Deletes changelog entries beyond the retention policy (never pinned ones) and forgotten
   // transaction outcomes. Returns the number of changelog entries deleted.
   Result<uint64_t, std::string> ApplyRetention(std::chrono::system_clock::time_point now);
@@ -256,6 +292,33 @@ class Registry {
     return PutRecords(shard, storage::Views(records));
   }
 
+  // ---- applying what a replication source sent ----
+  // One change from a source: the record now under `key` (normalised), or its deletion.
+  struct ReplicatedChange {
+    std::string key;
+    std::optional<std::string> record;  // serialised proto::Record; nullopt: deleted
+  };
+  // Writes `changes` to `shard` as this node's own changes (records, changelog entries with this
+  // shard's sequences, prefix states derived from prefix handles) together with `meta` (the
+  // replica's cursors: key, value) in ONE batch, then invalidates the caches: so a crash never
+  // loses a cursor's changes or applies them twice. No writability check: the caller decides
+  // what it may apply (mirrored prefixes). Without `logged` (a snapshot being applied), no
+  // changelog entries are written and the shard's history moves to a new lineage id in the same
+  // batch, as for an import: this node's own replicas then take a snapshot too.
+  Result<Unit, std::string> ApplyReplicated(
+      uint32_t shard, const std::vector<ReplicatedChange>& changes,
+      const std::vector<std::pair<std::string, std::string>>& meta, bool logged = true);
+  // Small values of the shard's meta column for other rooms (replication cursors: keys under
+  // "repl/"). ReadMeta gives nullopt when absent.
+  Result<std::optional<std::string>, std::string> ReadMeta(uint32_t shard,
+                                                           std::string_view key) const;
+  Result<Unit, std::string> ScanMeta(
+      uint32_t shard, std::string_view key_prefix,
+      const std::function<bool(std::string_view key, std::string_view value)>& visit) const;
+  Result<Unit, std::string> WriteMeta(uint32_t shard,
+                                      const std::vector<std::pair<std::string, std::string>>& puts,
+                                      const std::vector<std::string>& deletes = {});
+
   // Storage errors make the registry refuse further writes (RC_ERROR) until restarted: reads
   // are still served (HARDENING.md row I).
   bool write_failed() const { return write_failed_.load(std::memory_order_relaxed); }
@@ -267,11 +330,18 @@ class Registry {
     std::atomic<uint64_t> first_sequence{1};
     mutable std::mutex pins_mutex;
     std::multiset<uint64_t> pins;
+    std::map<std::string, uint64_t, std::less<>> peer_positions;  // under pins_mutex
+    std::string lineage;                                          // under pins_mutex
   };
   class ShardWriter;
 
   explicit Registry(RegistryOptions options);
   Result<Unit, std::string> LoadShardState(uint32_t shard);
+  // The table entry of a stored state, with the runtime kOwnerDown flag (under mirrors_mutex_).
+  PrefixEntry EntryOfLocked(const proto::PrefixState& state) const;
+  void NotifyChange(uint32_t shard) const {
+    if (change_listener_) change_listener_(shard);
+  }
   Result<Unit, std::string> LoadPrefixes();
   Result<Unit, std::string> DerivePrefixStatesOnce();
   // The prefix state that the 0.NA/<prefix> record `record` (nullptr: deleted) gives `prefix`
@@ -309,8 +379,13 @@ class Registry {
   mutable std::atomic<uint64_t> read_errors_{0};
   // This node's Handle endpoints (address as 16 bytes, IPv4 right-aligned; port), from SetOwnSite.
   std::vector<std::pair<std::array<uint8_t, 16>, uint32_t>> own_endpoints_;
-  std::string lineage_id_;
   std::atomic<bool> write_failed_{false};
+  std::function<void(uint32_t)> change_listener_;
+  // Mirrored prefixes and their owners, and the owners replication cannot reach (the runtime
+  // kOwnerDown flag); under mirrors_mutex_.
+  mutable std::mutex mirrors_mutex_;
+  std::map<std::string, std::string, std::less<>> mirror_peers_;
+  std::set<std::string, std::less<>> unreachable_peers_;
 };
 
 }  // namespace idnode::registry

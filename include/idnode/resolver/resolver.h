@@ -9,9 +9,11 @@
 //    HS_SITE.6 and HS_SERV values of 0.NA/Q, and the HS_SITE values of the service handles those
 //    HS_SERV values name when they are stored here; the referral's handle is 0.NA/P, which a
 //    client resolves itself when there are no values to follow (DNRF: 301 instead);
-//  - a mirrored prefix is answered from the local copy when `answer_mirrored`; a handle missing
-//    from a copy that replication has not marked complete, or every handle when the mirror is not
-//    answered, gets the referral to its owner (the location values of 0.NA/Q here);
+//  - a mirrored prefix is answered from the local copy when `answer_mirrored` and its policy
+//    (replication.sources: mirror, refer, or mirror only while the owner is unreachable) say so
+//    and the copy is not stale (a prefix taken over elsewhere, until its first snapshot); a handle
+//    missing from a copy that replication has not marked complete, or every handle when the mirror
+//    is not answered, gets the referral to its owner (the location values of 0.NA/Q here);
 //  - a prefix handle 0.NA/P stored here is answered from its record (RC 1); one that is not gets
 //    RC 303 (prefix referral, HANDLE.md §1.11) with the HS_SITE.PREFIX / HS_NA_DELEGATE /
 //    HS_SERV.PREFIX values of its nearest delegated ancestor 0.NA/Q that has them (or whose HS_SERV

@@ -135,8 +135,11 @@ class Store {
   StorageResult<std::vector<std::optional<std::string>>> MultiGet(
       uint32_t shard, Column column, const std::vector<std::string>& keys) const;
 
-  // Commits a batch on one shard. With sync_writes the WAL is fsynced before this returns.
-  StorageResult<Unit> Write(uint32_t shard, Batch& batch);
+  // Commits a batch on one shard. With sync_writes the WAL is fsynced before this returns,
+  // unless `sync` is false: then the batch is in the WAL and becomes durable with the shard's
+  // next synced write (the WAL is one sequence), for work that a crash would redo anyway (a
+  // snapshot being applied, whose completion is written synced).
+  StorageResult<Unit> Write(uint32_t shard, Batch& batch, bool sync = true);
 
   std::unique_ptr<Snapshot> TakeSnapshot(uint32_t shard) const;
 

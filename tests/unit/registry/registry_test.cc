@@ -557,5 +557,180 @@ TEST_F(RegistryTest, RetentionDoesNotHoldWritersWhileItScans) {
   }
 }
 
+// The changelog entries of `shard` from its first retained one.
+std::vector<proto::ChangelogEntry> Entries(const Registry& registry, uint32_t shard) {
+  std::vector<proto::ChangelogEntry> out;
+  auto read = registry.ReadChangelog(shard, registry.FirstRetainedSequence(shard), 1'000'000,
+                                     [&out](const proto::ChangelogEntry& e) {
+                                       out.push_back(e);
+                                       return true;
+                                     });
+  EXPECT_TRUE(read.ok()) << read.error();
+  return out;
+}
+
+TEST_F(RegistryTest, PrefixRoleChangesAreLoggedWithTheirLineage) {
+  const uint32_t shard = registry_->ShardOf(identifier::Normalize("0.NA/88.200"));
+  const uint64_t before = registry_->LastSequence(shard);
+  ASSERT_EQ(registry_->MirrorPrefix("88.200", "top").code, ResponseCode::kSuccess);
+  auto entries = Entries(*registry_, shard);
+  ASSERT_FALSE(entries.empty());
+  const auto& mirrored = entries.back();
+  EXPECT_GT(mirrored.sequence(), before);
+  EXPECT_EQ(mirrored.operation(), proto::ChangelogEntry::PREFIX);
+  EXPECT_EQ(mirrored.prefix_state().prefix(), "88.200");
+  EXPECT_EQ(mirrored.prefix_state().role(), proto::PrefixState::MIRRORED);
+  EXPECT_EQ(mirrored.prefix_state().peer(), "top");
+  EXPECT_EQ(mirrored.lineage_id(), registry_->ShardLineage(shard));
+  // The same role again changes nothing and logs nothing.
+  const uint64_t after_mirror = registry_->LastSequence(shard);
+  ASSERT_EQ(registry_->MirrorPrefix("88.200", "top").code, ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->LastSequence(shard), after_mirror);
+  // Replication records the owner's lineage; a take-over gives the prefix a history of its own.
+  ASSERT_EQ(registry_->SetMirrorState("88.200", "top", "owner-lineage", true).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->SetMirrorState("88.200", "elsewhere", "x", true).code,
+            ResponseCode::kInvalidValue);  // not mirrored from there
+  EXPECT_EQ(*registry_->LineageOfPrefix("88.200.7"), "owner-lineage");
+  ASSERT_EQ(registry_->TakeOverPrefix("88.200").code, ResponseCode::kSuccess);
+  auto taken = registry_->FindPrefix("88.200");
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(taken->role(), proto::PrefixState::HOMED);
+  EXPECT_EQ(taken->lineage_id().size(), 32u);
+  EXPECT_NE(taken->lineage_id(), "owner-lineage");
+  EXPECT_EQ(Entries(*registry_, shard).back().prefix_state().lineage_id(), taken->lineage_id());
+  EXPECT_TRUE(registry_->IsWritable("88.200/x"));
+  // Only a mirror is taken over.
+  EXPECT_EQ(registry_->TakeOverPrefix("88.200").code, ResponseCode::kInvalidValue);
+  EXPECT_EQ(registry_->TakeOverPrefix("88.999").code, ResponseCode::kInvalidValue);
+  // Homing again keeps the history; mirroring a homed prefix marks its copy stale.
+  ASSERT_EQ(registry_->HomePrefix("88.200").code, ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->FindPrefix("88.200")->lineage_id(), taken->lineage_id());
+  ASSERT_EQ(registry_->MirrorPrefix("88.200", "new-owner").code, ResponseCode::kSuccess);
+  auto stale = registry_->FindPrefix("88.200");
+  EXPECT_NE(stale->flags() & prefix_flag::kMirrorStale, 0u);
+  EXPECT_EQ(*registry_->LineageOfPrefix("88.200"), "");  // not synced: no history yet
+  ASSERT_EQ(registry_->SetMirrorState("88.200", "new-owner", "L2", true).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->FindPrefix("88.200")->flags() & prefix_flag::kMirrorStale, 0u);
+  Reopen();
+  EXPECT_EQ(*registry_->LineageOfPrefix("88.200"), "L2");
+}
+
+TEST_F(RegistryTest, AnImportMovesTheShardsHistory) {
+  const uint32_t shard = 1;
+  const std::string before = registry_->ShardLineage(shard);
+  EXPECT_EQ(before.size(), 32u);
+  EXPECT_NE(registry_->ShardLineage(0), registry_->ShardLineage(1));
+  std::string handle;
+  for (int i = 0; handle.empty() || registry_->ShardOf(handle) != shard; ++i)
+    handle = identifier::Normalize("88.100.1/IMPORTED" + std::to_string(i));
+  proto::Record record;
+  record.set_handle(handle);
+  *record.add_values() = MakeValue(1, "URL", "u");
+  ASSERT_TRUE(registry_->IngestSorted(shard, {{handle, record.SerializeAsString()}}).ok());
+  const std::string after = registry_->ShardLineage(shard);
+  EXPECT_NE(after, before);
+  Reopen();
+  EXPECT_EQ(registry_->ShardLineage(shard), after);
+}
+
+TEST_F(RegistryTest, ReplicasSavedPositionsHoldRetentionAcrossRestarts) {
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_EQ(
+        registry_->Apply(Create("88.100.1/P" + std::to_string(i), {MakeValue(1, "URL", "u")})).code,
+        ResponseCode::kSuccess);
+  }
+  const uint32_t shard = registry_->ShardOf(identifier::Normalize("88.100.1/P0"));
+  const uint64_t last = registry_->LastSequence(shard);
+  ASSERT_GT(last, 60u);
+  ASSERT_TRUE(registry_->SavePeerPositions("replica-1", {{shard, last - 50}}).ok());
+  RetentionPolicy policy;
+  policy.max_entries_per_shard = 10;
+  registry_->SetRetentionPolicy(policy);
+  ASSERT_TRUE(registry_->ApplyRetention(std::chrono::system_clock::now()).ok());
+  EXPECT_EQ(registry_->FirstRetainedSequence(shard), last - 49);  // what the replica still needs
+  Reopen();
+  registry_->SetRetentionPolicy(policy);
+  EXPECT_EQ(registry_->PeerPositions(shard),
+            (std::vector<std::pair<std::string, uint64_t>>{{"replica-1", last - 50}}));
+  ASSERT_TRUE(registry_->ApplyRetention(std::chrono::system_clock::now()).ok());
+  EXPECT_EQ(registry_->FirstRetainedSequence(shard), last - 49);
+  // A replica too far behind no longer holds anything: it will take a snapshot.
+  policy.max_peer_lag_entries = 20;
+  registry_->SetRetentionPolicy(policy);
+  ASSERT_TRUE(registry_->ApplyRetention(std::chrono::system_clock::now()).ok());
+  EXPECT_EQ(registry_->FirstRetainedSequence(shard), last - 9);
+}
+
+TEST_F(RegistryTest, ReplicatedChangesCommitWithTheirCursorAndAreLoggedOrMoveTheHistory) {
+  cache::CacheOptions cache_options;
+  cache_options.capacity_bytes = 1 << 20;
+  cache_options.shard_count = 4;
+  Reopen(std::make_shared<cache::AnswerCache>(cache_options));
+  ASSERT_EQ(registry_->MirrorPrefix("88.300", "top").code, ResponseCode::kSuccess);
+  const std::string key = identifier::Normalize("88.300/A");
+  const uint32_t shard = registry_->ShardOf(key);
+  std::vector<uint8_t> encoded;
+  EXPECT_EQ(registry_->GetEncoded(key, &encoded), ReadOutcome::kNotFound);  // cached negative
+  proto::Record record;
+  record.set_handle("88.300/a");
+  record.set_version(7);
+  *record.add_values() = MakeValue(1, "URL", "https://example.org/a");
+  const uint64_t before = registry_->LastSequence(shard);
+  const std::string lineage = registry_->ShardLineage(shard);
+  ASSERT_TRUE(registry_
+                  ->ApplyReplicated(shard, {{key, record.SerializeAsString()}},
+                                    {{"repl/top/0", "cursor-1"}})
+                  .ok());
+  EXPECT_EQ(registry_->LastSequence(shard), before + 1);
+  EXPECT_EQ(*registry_->ReadMeta(shard, "repl/top/0"), std::optional<std::string>("cursor-1"));
+  EXPECT_EQ(registry_->GetEncoded(key, &encoded), ReadOutcome::kFound);  // invalidated
+  auto got = registry_->Get(key);
+  ASSERT_EQ(got.code, ResponseCode::kSuccess);
+  EXPECT_EQ(got.record.version(), 7u);  // the source's version, as it was
+  auto entries = Entries(*registry_, shard);
+  EXPECT_EQ(entries.back().handle(), key);
+  EXPECT_EQ(entries.back().record().version(), 7u);
+  EXPECT_EQ(registry_->ShardLineage(shard), lineage);
+  // A snapshot's records are not logged: the shard's history moves instead.
+  ASSERT_TRUE(registry_->ApplyReplicated(shard, {{key, std::nullopt}}, {}, /*logged=*/false).ok());
+  EXPECT_EQ(registry_->LastSequence(shard), before + 1);
+  EXPECT_NE(registry_->ShardLineage(shard), lineage);
+  EXPECT_EQ(registry_->Get(key).code, ResponseCode::kHandleNotFound);
+  // Cursors are read back by prefix.
+  std::vector<std::string> keys;
+  ASSERT_TRUE(registry_
+                  ->ScanMeta(shard, "repl/top/",
+                             [&keys](std::string_view k, std::string_view) {
+                               keys.emplace_back(k);
+                               return true;
+                             })
+                  .ok());
+  EXPECT_EQ(keys, std::vector<std::string>{"repl/top/0"});
+}
+
+TEST_F(RegistryTest, AMirrorsAnswerPolicyFollowsItsOwnersReachability) {
+  ASSERT_EQ(registry_->MirrorPrefix("88.400", "top").code, ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->SetMirrorAnswerPolicy("88.400", prefix_flag::kReferWhileOwnerUp).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(registry_->SetMirrorAnswerPolicy("88.100.1", prefix_flag::kReferToOwner).code,
+            ResponseCode::kInvalidValue);  // homed, not a mirror
+  EXPECT_EQ(registry_->MirrorPeerOf("88.400"), "top");
+  auto entry = [&] { return *registry_->prefix_table().Snapshot()->Find("88.400"); };
+  EXPECT_FALSE(MirrorAnswersLocally(entry(), true));  // the owner is (taken to be) up: refer
+  registry_->SetPeerReachable("top", false);
+  EXPECT_TRUE(entry().has(prefix_flag::kOwnerDown));
+  EXPECT_TRUE(MirrorAnswersLocally(entry(), true));
+  EXPECT_FALSE(MirrorAnswersLocally(entry(), false));  // node.answer_mirrored: false
+  registry_->SetPeerReachable("top", true);
+  EXPECT_FALSE(MirrorAnswersLocally(entry(), true));
+  // The flag is runtime only; the policy is stored.
+  registry_->SetPeerReachable("top", false);
+  Reopen();
+  EXPECT_FALSE(entry().has(prefix_flag::kOwnerDown));
+  EXPECT_TRUE(entry().has(prefix_flag::kReferWhileOwnerUp));
+}
+
 }  // namespace
 }  // namespace idnode::registry

@@ -130,11 +130,13 @@ TEST_F(ResolverTest, PrefixChangesAreSeenWithoutRestart) {
   EXPECT_EQ(Indexes(referred), (std::vector<int32_t>{1}));
   EXPECT_EQ(referred.referral_handle, "0.NA/88.300");
   // What the copy holds is answered from it.
-  registry::Operation copy = Create("88.300/SN2", {MakeValue(1, "URL", "https://copy")});
-  ASSERT_EQ(registry_->store().shard_count(), 2u);
-  ASSERT_EQ(registry_->HomePrefix("88.300").code, ResponseCode::kSuccess);  // writable for the copy
-  ASSERT_EQ(registry_->Apply(copy).code, ResponseCode::kSuccess);
-  ASSERT_EQ(registry_->MirrorPrefix("88.300", "peer").code, ResponseCode::kSuccess);
+  proto::Record copy;
+  copy.set_handle("88.300/SN2");
+  *copy.add_values() = MakeValue(1, "URL", "https://copy");
+  ASSERT_TRUE(registry_
+                  ->ApplyReplicated(registry_->ShardOf("88.300/SN2"),
+                                    {{"88.300/SN2", copy.SerializeAsString()}}, {})
+                  .ok());
   Query copied;
   copied.handle = "88.300/SN2";
   EXPECT_EQ(resolver_->Resolve(copied, scratch_).code, ResponseCode::kSuccess);
@@ -146,6 +148,35 @@ TEST_F(ResolverTest, PrefixChangesAreSeenWithoutRestart) {
   EXPECT_EQ(strict.Resolve(copied, scratch_).code, ResponseCode::kServiceReferral);
   q.no_referral = true;
   EXPECT_EQ(strict.Resolve(q, scratch_).code, ResponseCode::kServerNotResponsible);
+}
+
+TEST_F(ResolverTest, AMirrorsPolicyAndAStaleCopyReferWhatItHolds) {
+  ASSERT_EQ(registry_->HomePrefix("88.300").code, ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->Apply(Create("88.300/SN2", {MakeValue(1, "URL", "https://old")})).code,
+            ResponseCode::kSuccess);
+  // Taken over elsewhere: this node's records are no longer the owner's, so even a handle it
+  // holds is referred until the first snapshot has replaced them.
+  ASSERT_EQ(registry_->MirrorPrefix("88.300", "peer", {MakeValue(1, "HS_SITE", "owner-site")}).code,
+            ResponseCode::kSuccess);
+  Query q;
+  q.handle = "88.300/SN2";
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
+  EXPECT_FALSE(resolver_->AnswersFoundRecord("88.300/SN2", scratch_));
+  ASSERT_EQ(registry_->SetMirrorState("88.300", "peer", "L", true).code, ResponseCode::kSuccess);
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kSuccess);
+  // refer: every request goes to the owner.
+  ASSERT_EQ(registry_->SetMirrorAnswerPolicy("88.300", registry::prefix_flag::kReferToOwner).code,
+            ResponseCode::kSuccess);
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
+  // mirror_when_owner_down: referred while the owner is reachable, answered while it is not.
+  ASSERT_EQ(
+      registry_->SetMirrorAnswerPolicy("88.300", registry::prefix_flag::kReferWhileOwnerUp).code,
+      ResponseCode::kSuccess);
+  registry_->SetPeerReachable("peer", true);
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kServiceReferral);
+  registry_->SetPeerReachable("peer", false);
+  EXPECT_EQ(resolver_->Resolve(q, scratch_).code, ResponseCode::kSuccess);
+  EXPECT_TRUE(resolver_->AnswersFoundRecord("88.300/SN2", scratch_));
 }
 
 // A top-level node: homes 0.NA and 86; 86.100 is a secondary node's (its prefix handle here has

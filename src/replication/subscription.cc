@@ -1,0 +1,128 @@
+#include "idnode/replication/subscription.h"
+
+#include <algorithm>
+
+#include "idnode/identifier/identifier.h"
+
+namespace idnode::replication {
+
+namespace {
+
+constexpr size_t kMaxPrefixes = 10000;
+constexpr size_t kMaxPrefixBytes = 128;
+constexpr std::string_view kZeroNa = "0.NA";
+
+bool ValidPrefix(std::string_view p) {
+  if (p.empty() || p.size() > kMaxPrefixBytes || p.front() == '.' || p.back() == '.') return false;
+  for (char ch : p) {
+    if (ch == '/' || static_cast<unsigned char>(ch) < 0x21 || ch == 0x7f) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsAtOrUnder(std::string_view prefix, std::string_view ancestor) {
+  if (!prefix.starts_with(ancestor)) return false;
+  return prefix.size() == ancestor.size() || prefix[ancestor.size()] == '.';
+}
+
+Subscription Subscription::Everything() {
+  Subscription s;
+  s.everything_ = true;
+  return s;
+}
+
+Result<Subscription, std::string> Subscription::Of(const std::vector<std::string>& prefixes) {
+  if (prefixes.empty()) return Failure{std::string("no prefixes")};
+  if (prefixes.size() > kMaxPrefixes)
+    return Failure{"more than " + std::to_string(kMaxPrefixes) + " prefixes"};
+  std::vector<std::string> normalized;
+  normalized.reserve(prefixes.size());
+  for (const auto& p : prefixes) {
+    if (!ValidPrefix(p)) return Failure{"\"" + p.substr(0, kMaxPrefixBytes) + "\" is not a prefix"};
+    normalized.push_back(identifier::Normalize(p));
+  }
+  std::sort(normalized.begin(), normalized.end());
+  normalized.erase(std::unique(normalized.begin(), normalized.end()), normalized.end());
+  Subscription s;
+  for (const auto& p : normalized) {
+    // Sorted, so an ancestor ("88") comes before what derives from it ("88.100"); but "88.1"
+    // sorts after "88.100": check against every kept prefix.
+    bool folded = std::any_of(s.prefixes_.begin(), s.prefixes_.end(),
+                              [&](const std::string& kept) { return IsAtOrUnder(p, kept); });
+    if (!folded) {
+      std::erase_if(s.prefixes_, [&](const std::string& kept) { return IsAtOrUnder(kept, p); });
+      s.prefixes_.push_back(p);
+    }
+  }
+  std::sort(s.prefixes_.begin(), s.prefixes_.end());
+  return s;
+}
+
+bool Subscription::CoversPrefix(std::string_view prefix) const {
+  if (everything_) return true;
+  for (const auto& p : prefixes_) {
+    if (IsAtOrUnder(prefix, p)) return true;
+  }
+  return false;
+}
+
+bool Subscription::Covers(std::string_view key) const {
+  if (everything_) return true;
+  if (identifier::IsPrefixHandle(key)) {
+    std::string_view prefix = key.substr(identifier::kPrefixHandlePrefix.size());
+    for (const auto& p : prefixes_) {
+      if (p == kZeroNa) return true;
+      if (IsAtOrUnder(prefix, p) && prefix.size() > p.size()) return true;  // not 0.NA/P itself
+    }
+    return false;
+  }
+  return CoversPrefix(identifier::PrefixOf(key));
+}
+
+bool Subscription::Contains(const Subscription& other) const {
+  if (everything_) return true;
+  if (other.everything_) return false;
+  for (const auto& p : other.prefixes_) {
+    // 0.NA's coverage (every prefix handle) is only within 0.NA's.
+    if (!CoversPrefix(p)) return false;
+  }
+  return true;
+}
+
+std::vector<std::pair<std::string, std::string>> Subscription::KeyRanges() const {
+  std::vector<std::pair<std::string, std::string>> ranges;
+  if (everything_) {
+    ranges.emplace_back("", "");
+    return ranges;
+  }
+  const std::string zero_na_handles = std::string(identifier::kPrefixHandlePrefix);
+  for (const auto& p : prefixes_) {
+    // P/x and P.y/x: '.' and '/' are adjacent bytes, so [P".", P"0") holds exactly the keys
+    // that begin with P"." or P"/".
+    ranges.emplace_back(p + ".", p + "0");
+    if (p == kZeroNa) continue;  // 0.NA/... is inside the range above
+    ranges.emplace_back(zero_na_handles + p + ".", zero_na_handles + p + "/");
+  }
+  std::sort(ranges.begin(), ranges.end());
+  // Merge overlaps ("0.NA" covers the prefix-handle ranges of the others).
+  std::vector<std::pair<std::string, std::string>> merged;
+  for (auto& r : ranges) {
+    if (!merged.empty() && r.first < merged.back().second) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(std::move(r));
+    }
+  }
+  return merged;
+}
+
+std::string Subscription::ToString() const {
+  if (everything_) return "*";
+  std::string out;
+  for (const auto& p : prefixes_) out += (out.empty() ? "" : ",") + p;
+  return out;
+}
+
+}  // namespace idnode::replication
