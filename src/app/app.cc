@@ -377,6 +377,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
                             st.write_stopped || st.write_delayed ? 1 : 0);
       metrics::AppendSample(out, "idnode_changelog_last_sequence", label,
                             static_cast<double>(registry->LastSequence(shard)));
+      metrics::AppendSample(out, "idnode_changelog_first_sequence", label,
+                            static_cast<double>(registry->FirstRetainedSequence(shard)));
     }
     metrics::AppendHelp(out, "idnode_storage_read_errors_total", "counter",
                         "Reads that failed (storage errors, corrupt records): answered RC 2 / "

@@ -115,4 +115,31 @@ bool IsValidHandle(std::string_view handle) {
   return true;
 }
 
+bool IsAtOrUnder(std::string_view prefix, std::string_view ancestor) {
+  if (!prefix.starts_with(ancestor)) return false;
+  return prefix.size() == ancestor.size() || prefix[ancestor.size()] == '.';
+}
+
+bool HeldUnderPrefix(std::string_view key, std::string_view prefix) {
+  constexpr std::string_view kZeroNa = "0.NA";
+  if (IsPrefixHandle(key)) {
+    if (prefix == kZeroNa) return true;
+    std::string_view held = key.substr(kPrefixHandlePrefix.size());
+    return IsAtOrUnder(held, prefix) && held.size() > prefix.size();
+  }
+  return IsAtOrUnder(PrefixOf(key), prefix);
+}
+
+std::vector<std::pair<std::string, std::string>> KeyRangesUnderPrefix(std::string_view prefix) {
+  // P/x and P.y/x: '.' and '/' are adjacent bytes, so [P".", P"0") holds exactly the keys that
+  // begin with P"." or P"/"; the derived prefixes' handles are ["0.NA/"P".", "0.NA/"P"/").
+  std::string p(prefix);
+  std::vector<std::pair<std::string, std::string>> ranges{{p + ".", p + "0"}};
+  if (prefix != "0.NA") {
+    std::string handles = std::string(kPrefixHandlePrefix) + p;
+    ranges.emplace_back(handles + ".", handles + "/");
+  }
+  return ranges;
+}
+
 }  // namespace idnode::identifier

@@ -1429,27 +1429,30 @@ ShardSnapshot Registry::TakeSnapshot(uint32_t shard) {
 Result<Unit, std::string> Registry::ScanSnapshot(
     const ShardSnapshot& snapshot, std::string_view prefix,
     const std::function<bool(const proto::Record&)>& visit) const {
-  std::string begin, end;
-  if (!prefix.empty()) {
-    begin = identifier::Normalize(prefix) + "/";
-    end = begin;
-    end.back() = static_cast<char>('/' + 1);
-  }
+  std::vector<std::pair<std::string, std::string>> ranges{{"", ""}};
+  const std::string held = identifier::Normalize(prefix);
+  if (!prefix.empty()) ranges = identifier::KeyRangesUnderPrefix(held);
   bool corrupt = false;
-  auto scanned = store_->Scan(
-      snapshot.shard, Column::kRecords, begin, end,
-      [&](std::string_view, std::string_view value) {
-        proto::Record record;
-        if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          corrupt = true;
-          return false;
-        }
-        return visit(record);
-      },
-      snapshot.snapshot.get());
-  if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
-  if (corrupt)
-    return Failure{std::string("corrupt record in shard ") + std::to_string(snapshot.shard)};
+  bool stopped = false;
+  for (const auto& [begin, end] : ranges) {
+    auto scanned = store_->Scan(
+        snapshot.shard, Column::kRecords, begin, end,
+        [&](std::string_view key, std::string_view value) {
+          if (!prefix.empty() && !identifier::HeldUnderPrefix(key, held)) return true;
+          proto::Record record;
+          if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+            corrupt = true;
+            return false;
+          }
+          stopped = !visit(record);
+          return !stopped;
+        },
+        snapshot.snapshot.get());
+    if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
+    if (corrupt)
+      return Failure{std::string("corrupt record in shard ") + std::to_string(snapshot.shard)};
+    if (stopped) break;
+  }
   return Unit{};
 }
 

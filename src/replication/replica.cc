@@ -372,6 +372,7 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     registry_.SetPeerReachable(config_.name, true);
     Status([&](LinkStatus& l) {
       l.state = welcome.snapshot_shards_size() > 0 ? "snapshot" : "streaming";
+      if (welcome.snapshot_shards_size() > 0) l.resyncs++;
       l.connects++;
       l.connected_ms = UnixMillis();
     });

@@ -170,6 +170,7 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
       l.address = address_;
       l.subscription = subscription_.ToString();
       l.state = "streaming";
+      if (welcome.snapshot_shards_size() > 0) l.resyncs++;
       l.connects++;
       l.connected_ms = UnixMillis();
     });

@@ -54,6 +54,7 @@ std::string StatusBoard::Json(const std::string& node_name) const {
                                         {"bytes_received", l.bytes_received},
                                         {"records_applied", l.records_applied},
                                         {"snapshots", l.snapshots},
+                                        {"resyncs", l.resyncs},
                                         {"connects", l.connects},
                                         {"disconnects", l.disconnects},
                                         {"last_error", l.last_error},
@@ -106,6 +107,12 @@ void StatusBoard::AppendMetrics(std::string& out) const {
          [&](const LinkStatus& l, const std::string& labels) {
            metrics::AppendSample(out, "idnode_replication_snapshots_total", labels,
                                  static_cast<double>(l.snapshots));
+         });
+  family("idnode_replication_resyncs_total", "counter",
+         "Connections that began with snapshots (a first sync, or a replica behind the changelog).",
+         [&](const LinkStatus& l, const std::string& labels) {
+           metrics::AppendSample(out, "idnode_replication_resyncs_total", labels,
+                                 static_cast<double>(l.resyncs));
          });
   family("idnode_replication_disconnects_total", "counter",
          "Links lost or closed, expected ones included.",

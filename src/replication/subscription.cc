@@ -10,7 +10,6 @@ namespace {
 
 constexpr size_t kMaxPrefixes = 10000;
 constexpr size_t kMaxPrefixBytes = 128;
-constexpr std::string_view kZeroNa = "0.NA";
 
 bool ValidPrefix(std::string_view p) {
   if (p.empty() || p.size() > kMaxPrefixBytes || p.front() == '.' || p.back() == '.') return false;
@@ -21,11 +20,6 @@ bool ValidPrefix(std::string_view p) {
 }
 
 }  // namespace
-
-bool IsAtOrUnder(std::string_view prefix, std::string_view ancestor) {
-  if (!prefix.starts_with(ancestor)) return false;
-  return prefix.size() == ancestor.size() || prefix[ancestor.size()] == '.';
-}
 
 Subscription Subscription::Everything() {
   Subscription s;
@@ -50,9 +44,9 @@ Result<Subscription, std::string> Subscription::Of(const std::vector<std::string
     // Sorted, so an ancestor ("88") comes before what derives from it ("88.100"); but "88.1"
     // sorts after "88.100": check against every kept prefix.
     bool folded = std::any_of(s.prefixes_.begin(), s.prefixes_.end(),
-                              [&](const std::string& kept) { return IsAtOrUnder(p, kept); });
+                              [&](const std::string& kept) { return identifier::IsAtOrUnder(p, kept); });
     if (!folded) {
-      std::erase_if(s.prefixes_, [&](const std::string& kept) { return IsAtOrUnder(kept, p); });
+      std::erase_if(s.prefixes_, [&](const std::string& kept) { return identifier::IsAtOrUnder(kept, p); });
       s.prefixes_.push_back(p);
     }
   }
@@ -63,22 +57,17 @@ Result<Subscription, std::string> Subscription::Of(const std::vector<std::string
 bool Subscription::CoversPrefix(std::string_view prefix) const {
   if (everything_) return true;
   for (const auto& p : prefixes_) {
-    if (IsAtOrUnder(prefix, p)) return true;
+    if (identifier::IsAtOrUnder(prefix, p)) return true;
   }
   return false;
 }
 
 bool Subscription::Covers(std::string_view key) const {
   if (everything_) return true;
-  if (identifier::IsPrefixHandle(key)) {
-    std::string_view prefix = key.substr(identifier::kPrefixHandlePrefix.size());
-    for (const auto& p : prefixes_) {
-      if (p == kZeroNa) return true;
-      if (IsAtOrUnder(prefix, p) && prefix.size() > p.size()) return true;  // not 0.NA/P itself
-    }
-    return false;
+  for (const auto& p : prefixes_) {
+    if (identifier::HeldUnderPrefix(key, p)) return true;
   }
-  return CoversPrefix(identifier::PrefixOf(key));
+  return false;
 }
 
 bool Subscription::Contains(const Subscription& other) const {
@@ -97,13 +86,8 @@ std::vector<std::pair<std::string, std::string>> Subscription::KeyRanges() const
     ranges.emplace_back("", "");
     return ranges;
   }
-  const std::string zero_na_handles = std::string(identifier::kPrefixHandlePrefix);
   for (const auto& p : prefixes_) {
-    // P/x and P.y/x: '.' and '/' are adjacent bytes, so [P".", P"0") holds exactly the keys
-    // that begin with P"." or P"/".
-    ranges.emplace_back(p + ".", p + "0");
-    if (p == kZeroNa) continue;  // 0.NA/... is inside the range above
-    ranges.emplace_back(zero_na_handles + p + ".", zero_na_handles + p + "/");
+    for (auto& range : identifier::KeyRangesUnderPrefix(p)) ranges.push_back(std::move(range));
   }
   std::sort(ranges.begin(), ranges.end());
   // Merge overlaps ("0.NA" covers the prefix-handle ranges of the others).

@@ -155,6 +155,21 @@ def stop(proc, grace=STOP_GRACE_SECONDS):
         raise ProcessFailure(problem)
 
 
+def kill(proc):
+    """A deliberate crash (SIGKILL), as a test of recovery does: not a failure by itself, but a
+    sanitizer report already in the log still fails it (raises ProcessFailure)."""
+    if proc not in _running:
+        raise AssertionError("%s is not running" % proc.name)
+    if proc.poll() is not None:
+        problem = _finish(proc, "%s before it was killed" % _describe(proc.returncode))
+    else:
+        proc.kill()
+        proc.wait()
+        problem = _finish(proc, None)
+    if problem:
+        raise ProcessFailure(problem)
+
+
 def wait_exit(proc, timeout):
     """Waits for a process that ends by itself (start(expect_exit=True)); raises ProcessFailure
     when it exits non-zero, is killed by a signal, or is still running after `timeout` seconds (it is

@@ -7,6 +7,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace idnode::identifier {
 
@@ -52,6 +54,19 @@ uint32_t ShardOfHash(int32_t hash, uint32_t shard_count);
 // become a server of its own without rehashing. The one hash in 2^32 that stays negative
 // (abs(INT_MIN)) is folded into range.
 uint32_t ShardOf(std::string_view handle, uint32_t shard_count);
+
+// Whether prefix `prefix` is `ancestor` or derived from it ("88.100.1" under "88.100").
+bool IsAtOrUnder(std::string_view prefix, std::string_view ancestor);
+
+// Whether the record stored under `key` belongs to what prefix `prefix` (both normalised) holds
+// with its derived prefixes: the identifiers of the prefix and of every prefix derived from it
+// (P/x, P.1/x), and the prefix handles of the derived prefixes (0.NA/P.1), which the node that
+// homes P administers; not 0.NA/P itself (its parent's). For 0.NA: every prefix handle. What a
+// replica of P holds, and what its digest covers.
+bool HeldUnderPrefix(std::string_view key, std::string_view prefix);
+// Key ranges [begin, end) holding every key HeldUnderPrefix(key, prefix) accepts (and a few it
+// does not: check each).
+std::vector<std::pair<std::string, std::string>> KeyRangesUnderPrefix(std::string_view prefix);
 
 // Basic validity of a handle for storage: non-empty prefix and suffix, at most 2048 bytes, no
 // control characters.

@@ -265,12 +265,14 @@ class Registry {
 
   // ---- snapshots, digests, bulk load ----
   ShardSnapshot TakeSnapshot(uint32_t shard);
-  // Visits the records of a snapshot (optionally only those whose normalised handle starts with
-  // `prefix` + "/"), in key order.
+  // Visits the records of a snapshot (optionally only those `prefix` holds with its derived
+  // prefixes: identifier::HeldUnderPrefix), in key order.
   Result<Unit, std::string> ScanSnapshot(
       const ShardSnapshot& snapshot, std::string_view prefix,
       const std::function<bool(const proto::Record&)>& visit) const;
-  // Order-independent digest of all records (or of those under `prefix`): the sum, lane by lane
+  // Order-independent digest of all records (or of those `prefix` holds: its identifiers, those
+  // of its derived prefixes and their prefix handles, as a replica of it holds them): the sum,
+  // lane by lane
   // modulo 2^64, of SHA-256(normalised handle, values in wire form). Equal on any two nodes that
   // hold the same data, whatever order it arrived in.
   Result<Digest, std::string> ComputeDigest(std::string_view prefix = {}) const;

@@ -38,7 +38,8 @@ struct LinkStatus {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   uint64_t records_applied = 0;  // pulling: records and deletions applied, snapshots included
-  uint64_t snapshots = 0;        // shard snapshots sent or taken (resyncs)
+  uint64_t snapshots = 0;        // shard snapshots sent or applied
+  uint64_t resyncs = 0;          // connections that began with snapshots (first syncs included)
   uint64_t connects = 0;
   uint64_t disconnects = 0;
   std::string last_error;

@@ -1,12 +1,11 @@
 // replication/: what a replica receives from a source — every record, or the records of some
 // prefixes — and whether a peer may ask for it.
 //
-// A subscription to prefix P covers:
-//  - the identifiers of P and of every prefix derived from it (P/x, P.1/x, P.1.7/x);
-//  - the prefix handles of the prefixes derived from P (0.NA/P.1): the node that homes P
-//    administers them (registry IsWritable);
-//  - not 0.NA/P itself, which belongs to P's parent (the top-level node holds the delegation);
-//  - a subscription to 0.NA covers every prefix handle.
+// A subscription to prefix P covers what identifier::HeldUnderPrefix says P holds: the
+// identifiers of P and of every prefix derived from it (P/x, P.1/x, P.1.7/x) and the prefix
+// handles of the derived prefixes (0.NA/P.1), which the node that homes P administers; not 0.NA/P
+// itself, which belongs to P's parent (the top-level node holds the delegation); a subscription
+// to 0.NA covers every prefix handle.
 // Keys are compared normalised (identifier::Normalize). A Subscription is immutable once built
 // and read by one replication session at a time.
 #pragma once
@@ -51,8 +50,5 @@ class Subscription {
   bool everything_ = false;
   std::vector<std::string> prefixes_;
 };
-
-// Whether `prefix` (normalised) is `ancestor` or derived from it ("88.100.1" under "88.100").
-bool IsAtOrUnder(std::string_view prefix, std::string_view ancestor);
 
 }  // namespace idnode::replication
