@@ -132,8 +132,8 @@ int PrintReplicationStatus(const ReplicationStatusOptions& options) {
               << "  lag " << Text(l.at("lag_entries")) << " entries, " << Text(l.at("lag_seconds"))
               << " s; bytes sent " << Text(l.at("bytes_sent")) << ", received "
               << Text(l.at("bytes_received")) << "; records applied "
-              << Text(l.at("records_applied")) << "; resyncs " << Text(l.at("resyncs"))
-              << " (" << Text(l.at("snapshots")) << " shard snapshots)"
+              << Text(l.at("records_applied")) << "; resyncs " << Text(l.at("resyncs")) << " ("
+              << Text(l.at("snapshots")) << " shard snapshots)"
               << "; connects " << Text(l.at("connects")) << ", disconnects "
               << Text(l.at("disconnects")) << "\n";
     if (!Text(l.at("last_error")).empty())
