@@ -43,10 +43,12 @@ Result<Subscription, std::string> Subscription::Of(const std::vector<std::string
   for (const auto& p : normalized) {
     // Sorted, so an ancestor ("88") comes before what derives from it ("88.100"); but "88.1"
     // sorts after "88.100": check against every kept prefix.
-    bool folded = std::any_of(s.prefixes_.begin(), s.prefixes_.end(),
-                              [&](const std::string& kept) { return identifier::IsAtOrUnder(p, kept); });
+    bool folded = std::any_of(s.prefixes_.begin(), s.prefixes_.end(), [&](const std::string& kept) {
+      return identifier::IsAtOrUnder(p, kept);
+    });
     if (!folded) {
-      std::erase_if(s.prefixes_, [&](const std::string& kept) { return identifier::IsAtOrUnder(kept, p); });
+      std::erase_if(s.prefixes_,
+                    [&](const std::string& kept) { return identifier::IsAtOrUnder(kept, p); });
       s.prefixes_.push_back(p);
     }
   }
