@@ -27,7 +27,7 @@ Authorizer::Authorizer(const registry::Registry& registry, AuthOptions options)
 
 KeyLookup Authorizer::FindKey(const Identity& identity, std::string_view auth_type) const {
   KeyLookup out;
-  if (!registry_.IsWritable(identity.handle)) {
+  if (!registry_.HoldsData(identity.handle)) {
     // CNRI would ask the identity's own server (OC_VERIFY_CHALLENGE); this node verifies only
     // identities it holds.
     out.code = ResponseCode::kAuthenticationError;

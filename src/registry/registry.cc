@@ -525,6 +525,15 @@ bool Registry::IsWritable(std::string_view handle) const {
   return served_here(table.Nearest(ParentPrefix(prefix)));
 }
 
+bool Registry::HoldsData(std::string_view handle) const {
+  if (IsWritable(handle)) return true;
+  std::string key = identifier::Normalize(handle);
+  if (identifier::IsPrefixHandle(key)) return false;
+  const auto match = ThreadView(prefix_table_).Nearest(identifier::PrefixOf(key));
+  return match && match->entry.role == PrefixRole::kMirrored &&
+         !match->entry.has(prefix_flag::kMirrorStale);
+}
+
 OpResult Registry::Apply(const Operation& op) {
   return ApplyBatch({}, {op}).front();
 }

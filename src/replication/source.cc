@@ -250,6 +250,7 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
             " ms with the window full: replica too slow";
       co_await WaitForWake(
           std::min(waited_since + options_.ack_timeout, Clock::now() + options_.heartbeat));
+      RefreshStatus();
     }
     if (closing_) co_return reader_failure_.empty() ? std::string("closed") : reader_failure_;
     if (auto failed = co_await detail::WriteAll(stream_, frame_, *deadline_, options_.send_timeout,
@@ -399,21 +400,31 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
     self->Close();
   }
 
+  // Saves the acknowledged positions (they hold the changelog's retention across restarts) and
+  // shows them in the status.
   void SavePositions() {
     std::vector<std::pair<uint32_t, uint64_t>> positions;
+    for (uint32_t s = 0; s < cursors_.size(); ++s) {
+      if (!cursors_[s].snapshot) positions.emplace_back(s, cursors_[s].acked);
+    }
+    auto saved = registry_.SavePeerPositions(peer_, positions);
+    if (!saved.ok())
+      spdlog::warn("replication: cannot save {}'s positions: {}", peer_, saved.error());
+    RefreshStatus();
+  }
+
+  // The status's per-shard positions and lag, from the cursors and the shards' last sequences
+  // (cheap: no storage access). Also called while the window is full, so a stalled replica's lag
+  // is seen growing.
+  void RefreshStatus() {
     uint64_t lag = 0;
     std::vector<ShardProgress> progress;
     for (uint32_t s = 0; s < cursors_.size(); ++s) {
       const ShardCursor& c = cursors_[s];
       const uint64_t last = registry_.LastSequence(s);
       progress.push_back({s, c.acked, last});
-      if (c.snapshot) continue;
-      positions.emplace_back(s, c.acked);
-      lag += last - std::min(last, c.acked);
+      if (!c.snapshot) lag += last - std::min(last, c.acked);
     }
-    auto saved = registry_.SavePeerPositions(peer_, positions);
-    if (!saved.ok())
-      spdlog::warn("replication: cannot save {}'s positions: {}", peer_, saved.error());
     owner_.status_.Update("serving", peer_, [&](LinkStatus& l) {
       l.shards = std::move(progress);
       l.lag_entries = lag;

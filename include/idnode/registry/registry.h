@@ -218,6 +218,10 @@ class Registry {
   // dots) is homed here. A prefix handle 0.NA/P is writable when P's nearest entry is homed here,
   // or when this node homes 0.NA (a top-level node administers every prefix handle).
   bool IsWritable(std::string_view handle) const;
+  // Whether this node holds `handle`'s data completely: writable here, or under a mirrored prefix
+  // whose copy is whole (not waiting on its first snapshot). Identities are verified against what
+  // the node holds, so a standby's server admins can authenticate with mirrored keys (take-over).
+  bool HoldsData(std::string_view handle) const;
   // Moves whenever the prefix table changes.
   uint64_t prefix_generation() const { return prefix_table_.generation(); }
   // This node's own HS_SITE (the application sets it once, after binding and before requests are
