@@ -299,6 +299,27 @@ bool ParseHostPort(std::string_view text, std::string* host, uint16_t* port, boo
   return true;
 }
 
+bool ParseHostNameOrAddressPort(std::string_view text, std::string* host, uint16_t* port) {
+  if (ParseHostPort(text, host, port)) return true;
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 >= text.size()) return false;
+  const std::string_view name = text.substr(0, colon);
+  if (name.size() > 253 || name.front() == '.' || name.front() == '-') return false;
+  bool letter = false;
+  for (char ch : name) {
+    const bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+    letter = letter || alpha;
+    if (!alpha && !(ch >= '0' && ch <= '9') && ch != '-' && ch != '.') return false;
+  }
+  // All digits and dots is a malformed address, not a name.
+  if (!letter) return false;
+  uint64_t p = 0;
+  if (!ParseUnsigned(std::string(text.substr(colon + 1)), &p) || p == 0 || p > 65535) return false;
+  *host = std::string(name);
+  *port = static_cast<uint16_t>(p);
+  return true;
+}
+
 namespace {
 
 // A node's name in replication: its certificate's, 1-64 letters, digits, '.', '-' or '_'.
@@ -378,8 +399,8 @@ bool ParseReplicationSource(std::string_view text, ReplicationSourceEntry* out, 
     return false;
   }
   source.name = words[0];
-  if (!ParseHostPort(words[1], &source.host, &source.port)) {
-    *why = "\"" + words[1] + "\" is not ADDRESS:PORT";
+  if (!ParseHostNameOrAddressPort(words[1], &source.host, &source.port)) {
+    *why = "\"" + words[1] + "\" is not HOST:PORT";
     return false;
   }
   if (words.back().starts_with("answer=")) {

@@ -167,14 +167,13 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
       l.subscription = subscription.ToString();
     });
     auto executor = co_await asio::this_coro::executor;
-    boost::system::error_code ec;
-    auto address = asio::ip::make_address(config_.host, ec);
-    if (ec) co_return "\"" + config_.host + "\" is not an IP address";
+    auto endpoints = co_await Resolve();
+    if (!endpoints.ok()) co_return endpoints.error();
     stream_.emplace(tcp::socket(executor), *owner_.tls_);
     deadline_ = std::make_shared<net::Deadline>(executor);
     deadline_->at = Clock::now() + owner_.options_.connect_timeout;
     asio::co_spawn(executor, net::Watchdog(stream_->lowest_layer(), deadline_), asio::detached);
-    std::string why = co_await Converse(tcp::endpoint(address, config_.port));
+    std::string why = co_await Converse(*endpoints);
     boost::system::error_code ignored;
     stream_->lowest_layer().close(ignored);
     deadline_->done = true;
@@ -184,9 +183,34 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     co_return why;
   }
 
-  asio::awaitable<std::string> Converse(tcp::endpoint endpoint) {
-    auto [connect_ec] = co_await stream_->lowest_layer().async_connect(
-        endpoint, asio::as_tuple(asio::use_awaitable));
+  // The source's addresses: its configured address, or its host name resolved afresh at each
+  // connection (a container's or a moved node's address changes), within the connect timeout.
+  asio::awaitable<Result<std::vector<tcp::endpoint>, std::string>> Resolve() {
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(config_.host, ec);
+    if (!ec) co_return std::vector<tcp::endpoint>{tcp::endpoint(address, config_.port)};
+    auto executor = co_await asio::this_coro::executor;
+    auto resolver = std::make_shared<tcp::resolver>(executor);
+    asio::steady_timer limit(executor, owner_.options_.connect_timeout);
+    // getaddrinfo runs on Asio's resolver thread; the timer cancels it when it hangs.
+    limit.async_wait([resolver](const boost::system::error_code& e) {
+      if (!e) resolver->cancel();
+    });
+    auto [resolve_ec, results] = co_await resolver->async_resolve(
+        config_.host, std::to_string(config_.port), asio::as_tuple(asio::use_awaitable));
+    limit.cancel();
+    if (resolve_ec) co_return Failure{"resolve " + config_.host + ": " + resolve_ec.message()};
+    std::vector<tcp::endpoint> out;
+    for (const auto& entry : results) {
+      if (out.size() < 8) out.push_back(entry.endpoint());
+    }
+    if (out.empty()) co_return Failure{"resolve " + config_.host + ": no address"};
+    co_return out;
+  }
+
+  asio::awaitable<std::string> Converse(const std::vector<tcp::endpoint>& endpoints) {
+    auto [connect_ec, connected] = co_await asio::async_connect(
+        stream_->lowest_layer(), endpoints, asio::as_tuple(asio::use_awaitable));
     if (connect_ec) co_return "connect: " + connect_ec.message();
     stream_->lowest_layer().set_option(tcp::no_delay(true));
     // The source must be the node configured under this name.

@@ -428,6 +428,7 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
     owner_.status_.Update("serving", peer_, [&](LinkStatus& l) {
       l.shards = std::move(progress);
       l.lag_entries = lag;
+      l.unacked_bytes = sent_bytes_ - acked_bytes_;
     });
   }
 

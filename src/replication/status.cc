@@ -52,6 +52,7 @@ std::string StatusBoard::Json(const std::string& node_name) const {
                                         {"lag_seconds", static_cast<double>(l.lag_ms) / 1000.0},
                                         {"bytes_sent", l.bytes_sent},
                                         {"bytes_received", l.bytes_received},
+                                        {"unacked_bytes", l.unacked_bytes},
                                         {"records_applied", l.records_applied},
                                         {"snapshots", l.snapshots},
                                         {"resyncs", l.resyncs},

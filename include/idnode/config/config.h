@@ -119,6 +119,9 @@ struct StorageConfig {
 // ephemeral port, for a listener in tests) only with `allow_port_zero`.
 bool ParseHostPort(std::string_view text, std::string* host, uint16_t* port,
                    bool allow_port_zero = false);
+// "HOST:PORT" with HOST an IP address or a DNS host name (letters, digits, '-' and '.', at most
+// 253 bytes; resolved when used, as a replica resolves its source at each connection).
+bool ParseHostNameOrAddressPort(std::string_view text, std::string* host, uint16_t* port);
 
 // One entry of replication.peers: a replica this node serves, "NAME PREFIX [PREFIX ...]" or
 // "NAME *" (everything).
@@ -131,7 +134,7 @@ bool ParseReplicationPeer(std::string_view text, ReplicationPeer* out, std::stri
 
 // One entry of replication.sources: a node this node pulls from,
 // "NAME HOST:PORT PREFIX [PREFIX ...] [answer=mirror|refer|mirror_when_owner_down]" or
-// "NAME HOST:PORT * [answer=...]".
+// "NAME HOST:PORT * [answer=...]"; HOST an address or a host name.
 struct ReplicationSourceEntry {
   std::string name;
   std::string host;

@@ -37,6 +37,7 @@ struct LinkStatus {
   uint64_t lag_ms = 0;       // how old the oldest change not yet applied is (0: caught up)
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
+  uint64_t unacked_bytes = 0;    // serving: sent, not yet acknowledged (at most the window)
   uint64_t records_applied = 0;  // pulling: records and deletions applied, snapshots included
   uint64_t snapshots = 0;        // shard snapshots sent or applied
   uint64_t resyncs = 0;          // connections that began with snapshots (first syncs included)

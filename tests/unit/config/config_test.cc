@@ -191,5 +191,37 @@ TEST(Config, DnsDelegationsAreCheckedWhole) {
             std::string::npos);
 }
 
+TEST(Config, ReplicationPeersAndSources) {
+  ReplicationPeer peer;
+  std::string why;
+  ASSERT_TRUE(ParseReplicationPeer("sn1 88.100 OID", &peer, &why)) << why;
+  EXPECT_EQ(peer.name, "sn1");
+  EXPECT_EQ(peer.prefixes, (std::vector<std::string>{"88.100", "OID"}));
+  ASSERT_TRUE(ParseReplicationPeer("standby *", &peer, &why)) << why;
+  EXPECT_TRUE(peer.everything);
+  EXPECT_FALSE(ParseReplicationPeer("sn1", &peer, &why));  // no prefix
+  EXPECT_FALSE(ParseReplicationPeer("bad/name 88", &peer, &why));
+
+  ReplicationSourceEntry source;
+  ASSERT_TRUE(ParseReplicationSource("top 192.0.2.1:2642 88 answer=refer", &source, &why)) << why;
+  EXPECT_EQ(source.host, "192.0.2.1");
+  EXPECT_EQ(source.port, 2642);
+  EXPECT_EQ(source.answer, "refer");
+  ASSERT_TRUE(ParseReplicationSource("top [2001:db8::1]:2642 *", &source, &why)) << why;
+  EXPECT_EQ(source.host, "2001:db8::1");
+  EXPECT_TRUE(source.everything);
+  EXPECT_EQ(source.answer, "mirror");
+  // Host names are resolved at each connection (compose service names, DNS names).
+  ASSERT_TRUE(ParseReplicationSource("sn1 sn1.example.cn:12642 88.100", &source, &why)) << why;
+  EXPECT_EQ(source.host, "sn1.example.cn");
+  EXPECT_EQ(source.port, 12642);
+  for (const char* bad : {"top 192.0.2.1 88", "top 192.0.2.1:0 88", "top 192.0.2.1:65536 88",
+                          "top 300.1.1.1:2642 88", "top -x.example:2642 88", "top a_b:2642 88",
+                          "top 192.0.2.1:2642 88 answer=maybe", "top 192.0.2.1:2642"}) {
+    EXPECT_FALSE(ParseReplicationSource(bad, &source, &why)) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace idnode::config

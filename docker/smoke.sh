@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The compose topology (docker/compose.yaml), run for real with podman on this kind of machine:
+# builds the image, brings up the top-level node and the two secondary nodes with
+# docker/compose.host.yaml (host network, 127.0.0.1 only), resolves through them, writes on a
+# secondary node over the Handle admin protocol and sees the write at the top-level node and at
+# the other secondary node, prints the top's replication status, and tears everything down
+# (containers and volumes). Not part of CI (the image build alone takes minutes).
+#   docker/smoke.sh [--no-build]
+# Podman setup it expects (see README "Containers"): the runc runtime, cgroupfs, and a
+# containers.conf whose [containers] section sets default_ulimits = [] (CONTAINERS_CONF, default
+# /root/podman/containers.conf here), and a localhost/debian:12 and debian:12-slim base image
+# (debootstrap --variant=minbase bookworm, then podman import).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CONTAINERS_CONF=${CONTAINERS_CONF:-/root/podman/containers.conf}
+compose=(podman-compose --podman-path "$PWD/docker/podman-host-network.sh" -p idnode-smoke
+         -f docker/compose.yaml -f docker/compose.host.yaml)
+log() { printf '\n== %s\n' "$*"; }
+fail() { echo "smoke: FAILED: $*" >&2; exit 1; }
+down() {
+  log "teardown"
+  "${compose[@]}" down -v >/dev/null 2>&1 || true
+  podman volume rm -f idnode-smoke_certs idnode-smoke_top-data idnode-smoke_sn1-data \
+    idnode-smoke_sn2-data >/dev/null 2>&1 || true
+  echo "containers left: $(podman ps -a --filter label=io.podman.compose.project=idnode-smoke -q | wc -l)"
+}
+
+if [[ ${1:-} != --no-build ]]; then
+  log "build the image (docker/Dockerfile)"
+  start=$SECONDS
+  podman build -q -f docker/Dockerfile -t localhost/idnode:latest . >/dev/null
+  echo "built in $((SECONDS - start)) s"
+fi
+down >/dev/null
+trap down EXIT
+
+log "up: top (88), sn1 (88.100), sn2 (88.200)"
+"${compose[@]}" up -d >/tmp/idnode-smoke-up.log 2>&1 || { cat /tmp/idnode-smoke-up.log; fail "compose up"; }
+wait_http() {  # wait_http PORT PATH PATTERN SECONDS
+  local deadline=$((SECONDS + $4))
+  while ((SECONDS < deadline)); do
+    curl -fsS "http://127.0.0.1:$1$2" 2>/dev/null | grep -q "$3" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+for node in top:8000 sn1:18000 sn2:28000; do
+  wait_http "${node#*:}" /healthz . 60 || { podman logs "idnode-smoke_${node%%:*}_1" 2>&1 | tail -20; fail "${node%%:*} not healthy"; }
+  echo "${node%%:*}: healthy on 127.0.0.1:${node#*:}"
+done
+
+log "resolve"
+curl -fsS http://127.0.0.1:18000/api/handles/88.100/SN0001 | head -c 300; echo
+wait_http 8000 /api/handles/88.100/SN0001 sn1.example.cn 60 || fail "the top does not answer 88.100/SN0001 from its mirror"
+echo "top answers 88.100/SN0001 from its mirror of sn1"
+wait_http 28000 /api/handles/88.100/SN0001 sn1.example.cn 60 || fail "sn2 does not answer 88.100/SN0001 (through the top)"
+echo "sn2 answers 88.100/SN0001 (sn1 -> top -> sn2)"
+wait_http 18000 /api/handles/88/TOP01 top.example.cn 60 || fail "sn1 does not answer the top's 88/TOP01"
+echo "sn1 answers the top's 88/TOP01"
+
+log "write on sn1 (CREATE_HANDLE over the Handle protocol, HS_SECKEY challenge-response)"
+secret=$(podman exec idnode-smoke_sn1_1 cat /certs/admin.secret)
+handle="88.100/SMOKE-$(date +%s)"
+python3 - "$handle" "$secret" <<'PY'
+import sys
+sys.path.insert(0, "tests/integration")
+import hierarchy_test as ht
+handle, secret = sys.argv[1], sys.argv[2].encode()
+answers = ht.tcp_admin(12641, ht.OC_CREATE, ht.values_body(handle, [ht.encode_value(1, "URL", b"https://sn1.example.cn/smoke")]),
+                       identity=("88.100/admin", 300, secret))
+rc = answers[-1]["rc"]
+print("CREATE_HANDLE %s at sn1: rc %d" % (handle, rc))
+sys.exit(0 if rc == 1 else 1)
+PY
+start=$(date +%s%N)
+wait_http 8000 "/api/handles/$handle" smoke 30 || fail "the write did not reach the top"
+echo "the top answers $handle after $(( ($(date +%s%N) - start) / 1000000 )) ms"
+wait_http 28000 "/api/handles/$handle" smoke 30 || fail "the write did not reach sn2"
+echo "sn2 answers $handle"
+curl -fsS "http://127.0.0.1:8000/api/handles/$handle"; echo
+
+log "a write at the top under 88.100 is referred to sn1 (the mirror is read-only)"
+python3 - "$secret" <<'PY'
+import sys
+sys.path.insert(0, "tests/integration")
+import hierarchy_test as ht
+answers = ht.tcp_admin(2641, ht.OC_CREATE, ht.values_body("88.100/NOT-HERE", [ht.encode_value(1, "URL", b"x")]),
+                       identity=("88.100/admin", 300, sys.argv[1].encode()))
+print("CREATE_HANDLE 88.100/NOT-HERE at the top: rc %d" % answers[-1]["rc"])
+PY
+
+log "replication status at the top"
+podman exec idnode-smoke_top_1 idctl replication status --http 127.0.0.1:8000
+log "digests of 88.100 (sn1, top, sn2)"
+for port in 18000 8000 28000; do curl -fsS "http://127.0.0.1:$port/api/digest?prefix=88.100"; echo; done
+echo
+echo "smoke: OK"
