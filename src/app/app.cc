@@ -5,6 +5,7 @@
 #include <boost/asio.hpp>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 #include <thread>
 
 #include "idnode/auth/authorizer.h"
@@ -207,6 +208,46 @@ Result<Unit, std::string> BuildReplication(const config::Config& config,
 
 // GET /api/digest?prefix=P: the order-independent digest of the records (of a prefix), to compare
 // two nodes (a replica and its source).
+// /api/digest scans everything a prefix holds: one at a time (others get 503 and retry), and an
+// unchanged registry (same sequences and histories in every shard) gets the last answer again.
+class DigestService {
+ public:
+  explicit DigestService(const registry::Registry& registry) : registry_(registry) {}
+  http::HttpResponse operator()(std::string_view query);
+
+ private:
+  const registry::Registry& registry_;
+  std::mutex mutex_;
+  std::string last_key_;
+  std::string last_body_;
+};
+
+http::HttpResponse DigestResponse(const registry::Registry& registry, std::string_view query);
+
+http::HttpResponse DigestService::operator()(std::string_view query) {
+  std::unique_lock lock(mutex_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    http::HttpResponse r;
+    r.status = 503;
+    r.body = R"({"message":"another digest is being computed; retry"})";
+    return r;
+  }
+  std::string key(query);
+  for (uint32_t s = 0; s < registry_.shard_count(); ++s)
+    key += "|" + std::to_string(registry_.LastSequence(s)) + ":" + registry_.ShardLineage(s);
+  if (key == last_key_) {
+    http::HttpResponse r;
+    r.body = last_body_;
+    return r;
+  }
+  http::HttpResponse r = DigestResponse(registry_, query);
+  if (r.status == 200) {
+    last_key_ = std::move(key);
+    last_body_ = r.body;
+  }
+  return r;
+}
+
 http::HttpResponse DigestResponse(const registry::Registry& registry, std::string_view query) {
   std::string prefix;
   for (size_t at = 0; at < query.size();) {
@@ -332,8 +373,9 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
                      r.body = replication_status.Json(config.replication.name);
                      return r;
                    }});
-  api.AddEndpoint({"/api/digest", true,
-                   [&](std::string_view query) { return DigestResponse(*registry, query); }});
+  auto digests = std::make_shared<DigestService>(*registry);
+  api.AddEndpoint(
+      {"/api/digest", true, [digests](std::string_view query) { return (*digests)(query); }});
 
   auto site = BuildSiteInfo(config, handle_server.port(), http_server.port());
   service.SetSiteInfo(site);

@@ -1620,6 +1620,10 @@ Result<Unit, std::string> Registry::ApplyReplicated(
     batch.Put(Column::kMeta, kMetaLineage, new_lineage);
   }
   for (const auto& change : changes) {
+    // Checked again under the shard's write lock: a take-over (or a HOME_NA) that made the
+    // prefix ours after the replica vetted this batch wins, and a write acknowledged here since
+    // is never overwritten by the old owner's copy.
+    if (IsWritable(change.key)) continue;
     proto::Record record;
     const bool prefix_handle = identifier::IsPrefixHandle(change.key);
     if (change.record) {

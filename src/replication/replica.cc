@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <map>
 #include <random>
 #include <set>
@@ -189,16 +190,19 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     boost::system::error_code ec;
     auto address = asio::ip::make_address(config_.host, ec);
     if (!ec) co_return std::vector<tcp::endpoint>{tcp::endpoint(address, config_.port)};
+    using namespace boost::asio::experimental::awaitable_operators;
     auto executor = co_await asio::this_coro::executor;
-    auto resolver = std::make_shared<tcp::resolver>(executor);
+    tcp::resolver resolver(executor);
     asio::steady_timer limit(executor, owner_.options_.connect_timeout);
-    // getaddrinfo runs on Asio's resolver thread; the timer cancels it when it hangs.
-    limit.async_wait([resolver](const boost::system::error_code& e) {
-      if (!e) resolver->cancel();
-    });
-    auto [resolve_ec, results] = co_await resolver->async_resolve(
-        config_.host, std::to_string(config_.port), asio::as_tuple(asio::use_awaitable));
-    limit.cancel();
+    // getaddrinfo runs on Asio's resolver thread and cannot be interrupted: the link gives up on
+    // it when the timer fires first (the lookup itself ends when the C library's does; a stop
+    // meanwhile waits for it).
+    auto raced = co_await (resolver.async_resolve(config_.host, std::to_string(config_.port),
+                                                  asio::as_tuple(asio::use_awaitable)) ||
+                           limit.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (raced.index() == 1)
+      co_return Failure{"resolve " + config_.host + ": no answer within the connect timeout"};
+    auto [resolve_ec, results] = std::get<0>(std::move(raced));
     if (resolve_ec) co_return Failure{"resolve " + config_.host + ": " + resolve_ec.message()};
     std::vector<tcp::endpoint> out;
     for (const auto& entry : results) {
@@ -502,7 +506,8 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
   // Deletions for the records of shard `target` in (after, up_to] (after "" and !swept: from the
   // start; up_to empty: to the end) that the snapshot of source shard `source_shard` does not
   // hold (`present`, sorted): covered by the subscription, of that source shard, and ours to
-  // write.
+  // write. Deletions are applied as they reach kApplyBatch, so memory stays bounded however many
+  // records the source no longer has.
   Result<Unit, std::string> Sweep(uint32_t source_shard, uint32_t target, const std::string& after,
                                   bool has_after, const std::string* up_to,
                                   const std::vector<std::string_view>& present,
@@ -512,24 +517,32 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
       hi = *up_to;
       hi.push_back('\0');  // up_to itself included
     }
+    std::string failure;
     for (const auto& [range_begin, range_end] : subscription_.KeyRanges()) {
       std::string begin = has_after ? std::max(range_begin, after) : range_begin;
       std::string end = range_end;
       if (up_to != nullptr && (end.empty() || hi < end)) end = hi;
       if (!end.empty() && begin >= end) continue;
-      auto scanned =
-          registry_.store().Scan(target, storage::Column::kRecords, begin, end,
-                                 [&](std::string_view key, std::string_view) {
-                                   if (has_after && key == after) return true;
-                                   if (std::binary_search(present.begin(), present.end(), key))
-                                     return true;
-                                   if (!subscription_.Covers(key)) return true;
-                                   if (identifier::ShardOf(key, source_shards_) != source_shard)
-                                     return true;
-                                   if (!Allowed(key)) return true;
-                                   deletes.push_back({std::string(key), std::nullopt});
-                                   return true;
-                                 });
+      auto scanned = registry_.store().Scan(
+          target, storage::Column::kRecords, begin, end,
+          [&](std::string_view key, std::string_view) {
+            if (has_after && key == after) return true;
+            if (std::binary_search(present.begin(), present.end(), key)) return true;
+            if (!subscription_.Covers(key)) return true;
+            if (identifier::ShardOf(key, source_shards_) != source_shard) return true;
+            if (!Allowed(key)) return true;
+            deletes.push_back({std::string(key), std::nullopt});
+            if (deletes.size() < kApplyBatch) return true;
+            auto applied = registry_.ApplyReplicated(target, deletes, {}, false);
+            if (!applied.ok()) {
+              failure = applied.error();
+              return false;
+            }
+            records_applied_ += deletes.size();
+            deletes.clear();
+            return true;
+          });
+      if (!failure.empty()) return Failure{failure};
       if (!scanned.ok()) return Failure{scanned.error().message};
     }
     return Unit{};

@@ -68,14 +68,23 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
     auto [hs_ec] = co_await stream_.async_handshake(asio::ssl::stream_base::server,
                                                     asio::as_tuple(asio::use_awaitable));
     if (hs_ec) co_return "TLS handshake: " + hs_ec.message();
-    peer_ = PeerName(stream_.native_handle());
+    const std::string name = PeerName(stream_.native_handle());
     const PeerGrant* grant = nullptr;
     for (const auto& g : options_.peers) {
-      if (g.name == peer_) grant = &g;
+      if (g.name == name) grant = &g;
     }
     if (grant == nullptr) {
-      // A certificate of the CA but no replica of ours: nothing is sent.
-      co_return "certificate \"" + peer_ + "\" is not a configured replication peer";
+      // A certificate of the CA but no replica of ours: nothing is sent, and the status board
+      // gets no entry for a name that is not configured.
+      co_return "certificate \"" + name + "\" is not a configured replication peer";
+    }
+    peer_ = name;
+    // The newest connection of a peer is its stream: an older one (half-open, the replica has
+    // reconnected) is closed, and only the newest writes the peer's status.
+    generation_ = ++owner_.peer_generations_[peer_];
+    for (auto& weak : owner_.sessions_) {
+      auto other = weak.lock();
+      if (other && other.get() != this && other->peer_ == peer_) other->Close();
     }
     std::vector<uint8_t> body;
     if (auto failed = co_await detail::ReadFrame(stream_, 1u << 20, body)) co_return *failed;
@@ -443,6 +452,10 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
       spdlog::warn("replication: connection from {} ended: {}", address_, why);
       return;
     }
+    if (owner_.peer_generations_[peer_] != generation_) {
+      spdlog::warn("replication: an older connection of {} ({}) ended: {}", peer_, address_, why);
+      return;
+    }
     owner_.status_.Update("serving", peer_, [&](LinkStatus& l) {
       l.state = "disconnected";
       l.disconnects++;
@@ -463,6 +476,7 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
   net::ConnectionSlot slot_;
   std::string address_;
   std::string peer_;
+  uint64_t generation_ = 0;  // this connection's number among its peer's
   Subscription subscription_;
   std::vector<ShardCursor> cursors_;
   std::string frame_;
@@ -481,7 +495,9 @@ ReplicationSource::ReplicationSource(registry::Registry& registry, SourceOptions
       options_(std::move(options)),
       tls_(std::move(tls)),
       status_(status),
-      caps_(options_.max_connections, options_.max_connections) {}
+      // A few connections per address (replicas behind one NAT, a reconnect overlapping a
+      // half-open old one): one host cannot take every slot from the real replicas.
+      caps_(options_.max_connections, std::min<uint32_t>(options_.max_connections, 8)) {}
 
 ReplicationSource::~ReplicationSource() {
   Stop();

@@ -180,6 +180,8 @@ Result<proto::SourceMessage, std::string> ParseSourceMessage(std::span<const uin
     case proto::SourceMessage::kSnapshotBegin: {
       auto ok = CheckShard(m.snapshot_begin().shard(), shard_count);
       if (!ok.ok()) return Failure{ok.error()};
+      if (m.snapshot_begin().lineage_id().size() > kMaxLineageBytes)
+        return Failure{std::string("bad lineage")};
       return m;
     }
     case proto::SourceMessage::kSnapshotChunk: {
@@ -202,6 +204,8 @@ Result<proto::SourceMessage, std::string> ParseSourceMessage(std::span<const uin
     case proto::SourceMessage::kSnapshotEnd: {
       auto ok = CheckShard(m.snapshot_end().shard(), shard_count);
       if (!ok.ok()) return Failure{ok.error()};
+      if (m.snapshot_end().lineage_id().size() > kMaxLineageBytes)
+        return Failure{std::string("bad lineage")};
       return m;
     }
     case proto::SourceMessage::kChanges: {

@@ -307,10 +307,12 @@ class Registry {
   // Writes `changes` to `shard` as this node's own changes (records, changelog entries with this
   // shard's sequences, prefix states derived from prefix handles) together with `meta` (the
   // replica's cursors: key, value) in ONE batch, then invalidates the caches: so a crash never
-  // loses a cursor's changes or applies them twice. No writability check: the caller decides
-  // what it may apply (mirrored prefixes). Without `logged` (a snapshot being applied), no
-  // changelog entries are written and the shard's history moves to a new lineage id in the same
-  // batch, as for an import: this node's own replicas then take a snapshot too.
+  // loses a cursor's changes or applies them twice. The caller decides what it may apply
+  // (mirrored prefixes); a change to a handle writable here (IsWritable: a take-over since the
+  // caller checked) is skipped under the shard's write lock, never applied. Without `logged` (a
+  // snapshot being applied), no changelog entries are written and the shard's history moves to a
+  // new lineage id in the same batch, as for an import: this node's own replicas then take a
+  // snapshot too.
   Result<Unit, std::string> ApplyReplicated(
       uint32_t shard, const std::vector<ReplicatedChange>& changes,
       const std::vector<std::pair<std::string, std::string>>& meta, bool logged = true);

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <future>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -52,7 +53,7 @@ struct SourceOptions {
   uint16_t port = 0;  // 0: an ephemeral port (tests)
   std::vector<PeerGrant> peers;
   uint64_t window_bytes = 8u << 20;  // unacknowledged bytes in flight, at most
-  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds handshake_timeout{3000};
   std::chrono::milliseconds send_timeout{10000};
   std::chrono::milliseconds ack_timeout{30000};
   std::chrono::milliseconds heartbeat{1000};
@@ -60,7 +61,7 @@ struct SourceOptions {
   uint32_t max_connections = 64;
   // One Changes message: at most this many changelog entries read, this many bytes sent.
   uint32_t changes_batch_entries = 2000;
-  uint32_t message_bytes = 1u << 20;  // also the size of a snapshot chunk
+  uint32_t message_bytes = 256u << 10;  // also the size of a snapshot chunk
 };
 
 class ReplicationSource {
@@ -88,14 +89,17 @@ class ReplicationSource {
   SourceOptions options_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
   StatusBoard& status_;
+  // Declared before io_ so that they outlive it: coroutine frames that io_ destroys (sessions
+  // still running when Stop gave up waiting) release their connection slots into caps_.
+  ConnectionCaps caps_;
+  std::list<std::weak_ptr<Session>> sessions_;        // replication thread only
+  std::map<std::string, uint64_t> peer_generations_;  // connections per peer: replication thread
   boost::asio::io_context io_{1};
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   uint16_t port_ = 0;
   std::thread thread_;
   std::future<void> finished_;  // ready once the thread's loop has returned
-  ConnectionCaps caps_;
   std::atomic<bool> wake_posted_{false};
-  std::list<std::weak_ptr<Session>> sessions_;  // replication thread only
   bool stopped_ = false;
 };
 

@@ -708,6 +708,15 @@ TEST_F(RegistryTest, ReplicatedChangesCommitWithTheirCursorAndAreLoggedOrMoveThe
                              })
                   .ok());
   EXPECT_EQ(keys, std::vector<std::string>{"repl/top/0"});
+  // Taken over since the replica vetted its batch: the old owner's copy never lands.
+  ASSERT_EQ(registry_->TakeOverPrefix("88.300").code, ResponseCode::kSuccess);
+  record.set_version(8);
+  ASSERT_TRUE(registry_
+                  ->ApplyReplicated(shard, {{key, record.SerializeAsString()}},
+                                    {{"repl/top/0", "cursor-2"}})
+                  .ok());
+  EXPECT_EQ(registry_->Get(key).code, ResponseCode::kHandleNotFound);
+  EXPECT_EQ(*registry_->ReadMeta(shard, "repl/top/0"), std::optional<std::string>("cursor-2"));
 }
 
 TEST_F(RegistryTest, AMirrorsAnswerPolicyFollowsItsOwnersReachability) {
