@@ -48,7 +48,7 @@ last_oid="1.2.156.3001.$((records - 1))"
 # ---- Knot: primary and secondary -----------------------------------------------------------------
 kp=53153
 ks=53154
-mkdir -p "$work/knot-primary" "$work/knot-secondary"
+mkdir -p "$work/knot-primary/db" "$work/knot-secondary/db"
 cp "$work/oid-res.org.zone" "$work/knot-primary/"
 knot_conf() {  # knot_conf DIR PORT ROLE
   cat <<CONF
@@ -57,12 +57,13 @@ server:
   rundir: $1
   udp-workers: 1
   tcp-workers: 1
-  background-workers: 1
+  # Zone events (DDNS, NOTIFY, refresh, transfers) run on the background workers.
+  background-workers: 2
 database:
   storage: $1/db
 log:
   - target: stderr
-    any: warning
+    any: ${KNOT_LOG_LEVEL:-warning}
 remote:
   - id: primary
     address: 127.0.0.1@$kp
@@ -79,6 +80,10 @@ template:
     semantic-checks: off
     # No zone-file rewrite per change: the journal keeps them (durable, as idnode's RocksDB).
     zonefile-sync: -1
+    # Enough history for IXFR at thousands of changes a second (the default depth, 20
+    # changesets, makes the primary fall back to AXFR).
+    journal-max-depth: 1000000
+    journal-max-usage: 4G
     acl: local
 CONF
   if [[ $3 == primary ]]; then
@@ -96,11 +101,12 @@ for _ in $(seq 1200); do kdig_ok $kp "$((records - 1)).3001.156.2.1.oid-res.org"
 kdig_ok $kp "$((records - 1)).3001.156.2.1.oid-res.org" || { echo "knot primary did not load"; exit 1; }
 
 echo "== Knot secondary: AXFR of $records OIDs"
-taskset -c 1 python3 $lagpy wait-answer --dns $ks --name "$last_oid" >"$work/knot-bootstrap" &
+start_ns=$(date +%s%N)
+taskset -c 1 python3 $lagpy wait-answer --dns $ks --name "$last_oid" --since "$start_ns" >"$work/knot-bootstrap" &
 waiter=$!
 taskset -c 0 knotd -c "$work/knot-secondary/knot.conf" 2>"$work/knot-secondary.log" &
 pids+=($!)
-wait $waiter
+wait $waiter || { echo "the Knot secondary did not answer"; tail "$work/knot-secondary.log"; exit 1; }
 knot_boot=$(cat "$work/knot-bootstrap")
 echo "Knot secondary answers the last OID after $knot_boot s"
 
@@ -149,29 +155,19 @@ for _ in $(seq 600); do grep -q "idnode ready" "$work/source.out" && break; slee
 sp=$(grep -o 'handle=127.0.0.1:[0-9]*' "$work/source.out" | cut -d: -f2)
 
 echo "== idnode replica: snapshot of $records OIDs"
+# Fixed ports, so that the prober is running before the replica starts (as for Knot).
+rdp=$((rp + 1))
+rwp=$((rp + 2))
+sed -i "s/^http: {port: 0}/http: {port: $rwp}/; s/^dns: {port: 0, workers: 1}/dns: {port: $rdp, workers: 1}/" "$work/replica.yaml"
 start_ns=$(date +%s%N)
+taskset -c 1 python3 $lagpy wait-answer --http "$rwp" --dns "$rdp" --name "$last_oid" --since "$start_ns" \
+  >"$work/idnode-bootstrap" &
+waiter=$!
 taskset -c 0 "$build/src/cmd/idnode" --config "$work/replica.yaml" --data-dir "$work/replica" \
   >"$work/replica.out" 2>"$work/replica.log" &
 pids+=($!)
-for _ in $(seq 600); do grep -q "idnode ready" "$work/replica.out" && break; sleep 0.01; done
-rdp=$(grep -o 'dns=127.0.0.1:[0-9]*' "$work/replica.out" | cut -d: -f2)
-rwp=$(grep -o 'http=127.0.0.1:[0-9]*' "$work/replica.out" | cut -d: -f2)
-# Every shard's snapshot applied (the link streaming, the mirror marked whole), then the last OID.
-taskset -c 1 python3 - "$rwp" <<'PY'
-import json, sys, time, urllib.request
-deadline = time.monotonic() + 1800
-while time.monotonic() < deadline:
-    try:
-        links = json.load(urllib.request.urlopen("http://127.0.0.1:%s/api/replication" % sys.argv[1], timeout=5))["links"]
-        if links and links[0]["state"] == "streaming":
-            sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.02)
-sys.exit("the replica did not finish its snapshot")
-PY
-taskset -c 1 python3 $lagpy wait-answer --dns "$rdp" --name "$last_oid" --timeout 60 >/dev/null
-idnode_boot=$(python3 -c "print('%.3f' % (($(date +%s%N) - $start_ns) / 1e9))")
+wait $waiter || { echo "the idnode replica did not answer"; tail "$work/replica.log"; exit 1; }
+idnode_boot=$(cat "$work/idnode-bootstrap")
 echo "idnode replica answers the last OID after $idnode_boot s"
 digests=$(for p in $(grep -o 'http=127.0.0.1:[0-9]*' "$work/source.out" | cut -d: -f2) $rwp; do
   curl -s "127.0.0.1:$p/api/digest?prefix=OID" | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['records'], d['digest'][:12])"
@@ -232,3 +228,4 @@ echo "$table"
   echo "$table"
 } >benchmarks/RESULTS-replication.md
 echo "wrote benchmarks/RESULTS-replication.md"
+if [[ -n ${KNOT_LOG_LEVEL:-} ]]; then tail -40 "$work/knot-secondary.log"; tail -20 "$work/knot-primary.log"; head -30 "$work/replica.log"; fi

@@ -2,9 +2,11 @@
 """The load generator and prober of the replication comparison (benchmarks/replication_compare.sh):
 the same code drives Knot DNS and idnode, and the same DNS prober asks both replicas.
 
-  replication_lag.py wait-answer --dns PORT --name NAME [--timeout S]
+  replication_lag.py wait-answer --dns PORT --name NAME [--timeout S] [--since EPOCH_NS]
       polls the DNS server on 127.0.0.1:PORT every 20 ms until NAME (NAPTR) is answered; prints the
-      seconds since the start of this command (bootstrap: the replica's last record answerable).
+      seconds since EPOCH_NS (taken before the replica was started), else since this command
+      started (bootstrap: the replica's last record answerable). With --http PORT (an idnode
+      replica), first waits for its /api/replication links to be streaming.
 
   replication_lag.py lag knot --primary PORT --replica-dns PORT [--rate R] [--seconds S]
   replication_lag.py lag idnode --primary PORT --secret FILE --replica-dns PORT [...]
@@ -99,7 +101,23 @@ async def udp_endpoint(port):
 
 
 async def wait_answer(args):
-    start = time.monotonic()
+    # From --since (time.time_ns() of the replica's launch, taken before it), else from now.
+    start = time.monotonic() - ((time.time_ns() - args.since) / 1e9 if args.since else 0)
+    if args.http:
+        # First the replica's own word that every shard's snapshot is in (its link streaming).
+        import urllib.request
+        while True:
+            if time.monotonic() - start > args.timeout:
+                print("timeout", file=sys.stderr)
+                return 1
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/api/replication" % args.http, timeout=2) as r:
+                    links = json.load(r)["links"]
+                if links and all(link["state"] == "streaming" for link in links):
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.02)
     transport, dns = await udp_endpoint(args.dns)
     while time.monotonic() - start < args.timeout:
         if answered(await dns.ask(transport, None, lambda q: dns_query(q, args.name), 0.5)):
@@ -203,6 +221,8 @@ def main():
     w.add_argument("--dns", type=int, required=True)
     w.add_argument("--name", required=True)
     w.add_argument("--timeout", type=float, default=900)
+    w.add_argument("--since", type=int, default=0)
+    w.add_argument("--http", type=int, default=0, help="first wait for /api/replication to say streaming")
     lg = sub.add_parser("lag")
     lg.add_argument("server", choices=("knot", "idnode"))
     lg.add_argument("--primary", type=int, required=True)
