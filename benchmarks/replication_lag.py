@@ -10,7 +10,7 @@ the same code drives Knot DNS and idnode, and the same DNS prober asks both repl
 
   replication_lag.py lag knot --primary PORT --replica-dns PORT [--rate R] [--seconds S]
   replication_lag.py lag idnode --primary PORT --secret FILE --replica-dns PORT [...]
-      writes at R writes/s (open loop: write i is due at start + i/R) for S seconds, each a new
+      offers R writes/s (open loop: write i is due at start + i/R) for S seconds, each a new
       OID's record: to Knot as a DNS UPDATE adding a NAPTR (UDP, one in flight per due time), to
       idnode as a Handle CREATE_HANDLE with a URL (TCP, the HS_SECKEY challenge answered, over
       --connections connections). Every --sample'th write is probed: from its acknowledgement, the
@@ -159,16 +159,22 @@ async def lag(args):
     start = time.monotonic() + 0.2
     counter = iter(range(total))
 
+    # Writes are offered for --seconds: a server that acknowledges fewer than due in that time
+    # is not given longer (its achieved rate is reported).
+    deadline = start + args.seconds
+
     async def due(i):
         delay = start + i / args.rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        return time.monotonic() < deadline
 
     if args.server == "knot":
         transport, dns = await udp_endpoint(args.primary)
 
         async def one(i):
-            await due(i)
+            if not await due(i):
+                return
             oid = "%s.%d.%d" % (WRITE_ARC, run, i)
             reply = await dns.ask(transport, None,
                                   lambda q: dns_update(q, oid, "https://example.cn/w/%d" % i), 10)
@@ -177,6 +183,8 @@ async def lag(args):
 
         async def worker():
             for i in counter:
+                if time.monotonic() >= deadline:
+                    break
                 await one(i)
         await asyncio.gather(*(worker() for _ in range(args.connections)))
     else:
@@ -187,7 +195,8 @@ async def lag(args):
             reader, writer = await asyncio.open_connection("127.0.0.1", args.primary)
             try:
                 for i in counter:
-                    await due(i)
+                    if not await due(i):
+                        break
                     oid = "%s.%d.%d" % (WRITE_ARC, run, i)
                     body = ht.values_body("OID/" + oid, [ht.encode_value(1, "URL", b"https://example.cn/w/%d" % i)])
                     writer.write(ht.message(ht.OC_CREATE, body, ht.next_request_id(), flags=0))
@@ -202,7 +211,7 @@ async def lag(args):
             finally:
                 writer.close()
         await asyncio.gather(*(worker() for _ in range(args.connections)))
-    elapsed = time.monotonic() - start
+    elapsed = max(time.monotonic(), deadline) - start
     await asyncio.gather(*probes)
     lags.sort()
 

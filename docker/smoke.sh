@@ -20,8 +20,9 @@ fail() { echo "smoke: FAILED: $*" >&2; exit 1; }
 down() {
   log "teardown"
   "${compose[@]}" down -v >/dev/null 2>&1 || true
-  podman volume rm -f idnode-smoke_certs idnode-smoke_top-data idnode-smoke_sn1-data \
-    idnode-smoke_sn2-data >/dev/null 2>&1 || true
+  podman volume rm -f idnode-smoke_ca idnode-smoke_top-certs idnode-smoke_sn1-certs \
+    idnode-smoke_sn2-certs idnode-smoke_top-data idnode-smoke_sn1-data idnode-smoke_sn2-data \
+    >/dev/null 2>&1 || true
   echo "containers left: $(podman ps -a --filter label=io.podman.compose.project=idnode-smoke -q | wc -l)"
 }
 

@@ -360,6 +360,20 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   auto replication_built =
       BuildReplication(config, *registry, replication_status, &replication_source, &replica);
   if (!replication_built.ok()) return Failure{replication_built.error()};
+  {
+    // Saved positions of replicas no longer in replication.peers hold the changelog for nobody.
+    std::vector<std::string> peer_names;
+    for (const auto& text : config.replication.peers) {
+      config::ReplicationPeer peer;
+      std::string why;
+      if (config::ParseReplicationPeer(text, &peer, &why)) peer_names.push_back(peer.name);
+    }
+    auto forgotten = registry->ForgetPeerPositionsExcept(peer_names);
+    if (!forgotten.ok()) return Failure{"replication: " + forgotten.error()};
+    if (*forgotten > 0)
+      spdlog::warn("replication: forgot {} saved positions of replicas no longer configured",
+                   *forgotten);
+  }
   if (replication_source) {
     // Writers only flag the change; sessions read the changelog on the replication thread.
     registry->SetChangeListener(

@@ -1335,6 +1335,39 @@ Result<Unit, std::string> Registry::SavePeerPositions(
   return Unit{};
 }
 
+Result<Unit, std::string> Registry::SyncShard(uint32_t shard) {
+  auto synced = store_->SyncWal(shard);
+  if (!synced.ok()) {
+    write_failed_.store(true);
+    return Failure{StorageMessage(synced.error())};
+  }
+  return Unit{};
+}
+
+Result<uint64_t, std::string> Registry::ForgetPeerPositionsExcept(
+    const std::vector<std::string>& peers) {
+  uint64_t forgotten = 0;
+  for (uint32_t shard = 0; shard < shards_.size(); ++shard) {
+    ShardState& state = *shards_[shard];
+    std::vector<std::string> gone;
+    {
+      std::lock_guard lock(state.pins_mutex);
+      for (const auto& [peer, sequence] : state.peer_positions) {
+        if (std::find(peers.begin(), peers.end(), peer) == peers.end()) gone.push_back(peer);
+      }
+    }
+    if (gone.empty()) continue;
+    storage::Batch batch;
+    for (const auto& peer : gone) batch.Delete(Column::kMeta, std::string(kMetaPeerPrefix) + peer);
+    auto written = store_->Write(shard, batch);
+    if (!written.ok()) return Failure{StorageMessage(written.error())};
+    std::lock_guard lock(state.pins_mutex);
+    for (const auto& peer : gone) state.peer_positions.erase(peer);
+    forgotten += gone.size();
+  }
+  return forgotten;
+}
+
 std::vector<std::pair<std::string, uint64_t>> Registry::PeerPositions(uint32_t shard) const {
   std::lock_guard lock(shards_[shard]->pins_mutex);
   return {shards_[shard]->peer_positions.begin(), shards_[shard]->peer_positions.end()};
@@ -1603,7 +1636,7 @@ Result<Unit, std::string> Registry::PutRecords(uint32_t shard,
 
 Result<Unit, std::string> Registry::ApplyReplicated(
     uint32_t shard, const std::vector<ReplicatedChange>& changes,
-    const std::vector<std::pair<std::string, std::string>>& meta, bool logged) {
+    const std::vector<std::pair<std::string, std::string>>& meta, bool logged, bool sync) {
   ShardState& state = *shards_[shard];
   std::lock_guard lock(state.write_mutex);
   if (write_failed())
@@ -1666,7 +1699,7 @@ Result<Unit, std::string> Registry::ApplyReplicated(
   if (batch.count() == 0) return Unit{};
   // A snapshot's records need no sync of their own: until its end (meta: the cursor, written
   // synced, which makes the WAL before it durable too) a crash takes the snapshot again.
-  auto written = store_->Write(shard, batch, /*sync=*/logged || !meta.empty());
+  auto written = store_->Write(shard, batch, /*sync=*/sync && (logged || !meta.empty()));
   if (!written.ok()) {
     write_failed_.store(true);
     return Failure{StorageMessage(written.error())};

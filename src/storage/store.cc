@@ -284,6 +284,13 @@ StorageResult<Unit> Store::Write(uint32_t shard, Batch& batch, bool sync) {
   return Unit{};
 }
 
+StorageResult<Unit> Store::SyncWal(uint32_t shard) {
+  if (!options_.sync_writes) return Unit{};
+  rocksdb::Status s = shards_[shard].db->SyncWAL();
+  if (!s.ok()) return Failure{Translate(s)};
+  return Unit{};
+}
+
 std::unique_ptr<Snapshot> Store::TakeSnapshot(uint32_t shard) const {
   rocksdb::DB* db = shards_[shard].db;
   return std::make_unique<Snapshot>(db, db->GetSnapshot());

@@ -262,6 +262,9 @@ class Registry {
       std::string_view peer, const std::vector<std::pair<uint32_t, uint64_t>>& positions);
   // Every replica's saved position in `shard`.
   std::vector<std::pair<std::string, uint64_t>> PeerPositions(uint32_t shard) const;
+  // Deletes the saved positions of replicas not in `peers` (no longer configured: they would hold
+  // the changelog for nobody). Returns how many positions went.
+  Result<uint64_t, std::string> ForgetPeerPositionsExcept(const std::vector<std::string>& peers);
   // Deletes changelog entries beyond the retention policy (never pinned ones) and forgotten
   // transaction outcomes. Returns the number of changelog entries deleted.
   Result<uint64_t, std::string> ApplyRetention(std::chrono::system_clock::time_point now);
@@ -313,9 +316,15 @@ class Registry {
   // snapshot being applied), no changelog entries are written and the shard's history moves to a
   // new lineage id in the same batch, as for an import: this node's own replicas then take a
   // snapshot too.
+  // `sync` false: the batch is committed (visible, in the WAL) but durable only with the shard's
+  // next synced write or SyncShard, so that a replica applying a burst of changes pays one fsync
+  // per shard for the burst (group commit) before it acknowledges.
   Result<Unit, std::string> ApplyReplicated(
       uint32_t shard, const std::vector<ReplicatedChange>& changes,
-      const std::vector<std::pair<std::string, std::string>>& meta, bool logged = true);
+      const std::vector<std::pair<std::string, std::string>>& meta, bool logged = true,
+      bool sync = true);
+  // Makes the shard's committed writes durable (see ApplyReplicated's `sync`).
+  Result<Unit, std::string> SyncShard(uint32_t shard);
   // Small values of the shard's meta column for other rooms (replication cursors: keys under
   // "repl/"). ReadMeta gives nullopt when absent.
   Result<std::optional<std::string>, std::string> ReadMeta(uint32_t shard,

@@ -141,6 +141,10 @@ class Store {
   // snapshot being applied, whose completion is written synced).
   StorageResult<Unit> Write(uint32_t shard, Batch& batch, bool sync = true);
 
+  // Makes every write of the shard so far durable (one fsync of its WAL): how a group of
+  // unsynced writes is committed at once.
+  StorageResult<Unit> SyncWal(uint32_t shard);
+
   std::unique_ptr<Snapshot> TakeSnapshot(uint32_t shard) const;
 
   // Visits keys of a column in order from `begin` (inclusive) to `end` (exclusive; empty = to the

@@ -661,6 +661,14 @@ TEST_F(RegistryTest, ReplicasSavedPositionsHoldRetentionAcrossRestarts) {
   registry_->SetRetentionPolicy(policy);
   ASSERT_TRUE(registry_->ApplyRetention(std::chrono::system_clock::now()).ok());
   EXPECT_EQ(registry_->FirstRetainedSequence(shard), last - 9);
+  // A replica taken out of the configuration: its saved position goes, for good.
+  ASSERT_TRUE(registry_->SavePeerPositions("replica-2", {{shard, last}}).ok());
+  auto forgotten = registry_->ForgetPeerPositionsExcept({"replica-2"});
+  ASSERT_TRUE(forgotten.ok());
+  EXPECT_EQ(*forgotten, 1u);
+  Reopen();
+  EXPECT_EQ(registry_->PeerPositions(shard),
+            (std::vector<std::pair<std::string, uint64_t>>{{"replica-2", last}}));
 }
 
 TEST_F(RegistryTest, ReplicatedChangesCommitWithTheirCursorAndAreLoggedOrMoveTheHistory) {
