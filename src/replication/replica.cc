@@ -117,6 +117,10 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     bool in_snapshot = false;
     std::vector<std::string> sweep_from;  // per shard of this node: the last key swept
     std::vector<bool> swept_any;
+    // Per shard of this node: it held no record of the subscription when the snapshot began (a
+    // new replica), so there is nothing to sweep and nothing identical to skip: the snapshot's
+    // records are written straight away (no range scans, no lookups).
+    std::vector<bool> held_none;
   };
 
   // Everything, the mirrors this node holds from this source, or nothing to pull.
@@ -514,6 +518,20 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
       return "a snapshot of shard " + std::to_string(begin.shard()) + " not announced";
     sh.in_snapshot = true;
     sh.lineage = begin.lineage_id();
+    sh.held_none.assign(registry_.shard_count(), false);
+    for (uint32_t j = 0; j < registry_.shard_count(); ++j) {
+      bool any = false;
+      for (const auto& [range_begin, range_end] : subscription_.KeyRanges()) {
+        auto scanned = registry_.store().Scan(j, storage::Column::kRecords, range_begin, range_end,
+                                              [&](std::string_view, std::string_view) {
+                                                any = true;
+                                                return false;
+                                              });
+        if (!scanned.ok()) return "snapshot: " + scanned.error().message;
+        if (any) break;
+      }
+      sh.held_none[j] = !any;
+    }
     // From here until its end the position means nothing: a crash takes the snapshot again.
     const std::string key = CursorKey(config_.name, begin.shard());
     const std::string value = Resyncing().SerializeAsString();
@@ -584,25 +602,31 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     for (size_t k = 0; k < keys.size(); ++k) by_target[registry_.ShardOf(keys[k])].push_back(k);
     for (uint32_t j = 0; j < targets; ++j) {
       if (by_target[j].empty()) continue;
-      std::vector<std::string_view> present;
-      std::vector<std::string> lookup;
-      for (size_t k : by_target[j]) {
-        present.emplace_back(keys[k]);
-        lookup.push_back(keys[k]);
-      }
       std::vector<registry::Registry::ReplicatedChange> changes;
-      auto swept = Sweep(chunk.shard(), j, sh.sweep_from[j], sh.swept_any[j],
-                         &keys[by_target[j].back()], present, changes);
-      if (!swept.ok()) return "snapshot: " + swept.error();
-      // Records this node already holds exactly as the source does are not written again.
-      auto existing = registry_.store().MultiGet(j, storage::Column::kRecords, lookup);
-      if (!existing.ok()) return "snapshot: " + existing.error().message;
-      for (size_t n = 0; n < by_target[j].size(); ++n) {
-        const size_t k = by_target[j][n];
-        const std::string& bytes = chunk.records(static_cast<int>(k));
-        if ((*existing)[n] && *(*existing)[n] == bytes) continue;
-        if (!Allowed(keys[k])) continue;
-        changes.push_back({keys[k], bytes});
+      if (sh.held_none[j]) {
+        for (size_t k : by_target[j]) {
+          if (Allowed(keys[k])) changes.push_back({keys[k], chunk.records(static_cast<int>(k))});
+        }
+      } else {
+        std::vector<std::string_view> present;
+        std::vector<std::string> lookup;
+        for (size_t k : by_target[j]) {
+          present.emplace_back(keys[k]);
+          lookup.push_back(keys[k]);
+        }
+        auto swept = Sweep(chunk.shard(), j, sh.sweep_from[j], sh.swept_any[j],
+                           &keys[by_target[j].back()], present, changes);
+        if (!swept.ok()) return "snapshot: " + swept.error();
+        // Records this node already holds exactly as the source does are not written again.
+        auto existing = registry_.store().MultiGet(j, storage::Column::kRecords, lookup);
+        if (!existing.ok()) return "snapshot: " + existing.error().message;
+        for (size_t n = 0; n < by_target[j].size(); ++n) {
+          const size_t k = by_target[j][n];
+          const std::string& bytes = chunk.records(static_cast<int>(k));
+          if ((*existing)[n] && *(*existing)[n] == bytes) continue;
+          if (!Allowed(keys[k])) continue;
+          changes.push_back({keys[k], bytes});
+        }
       }
       if (!changes.empty()) {
         auto applied = registry_.ApplyReplicated(j, changes, {}, /*logged=*/false);
@@ -627,8 +651,10 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     const std::string value = cursor.SerializeAsString();
     for (uint32_t j = 0; j < registry_.shard_count(); ++j) {
       std::vector<registry::Registry::ReplicatedChange> deletes;
-      auto swept = Sweep(end.shard(), j, sh.sweep_from[j], sh.swept_any[j], nullptr, {}, deletes);
-      if (!swept.ok()) return "snapshot: " + swept.error();
+      if (!sh.held_none[j]) {
+        auto swept = Sweep(end.shard(), j, sh.sweep_from[j], sh.swept_any[j], nullptr, {}, deletes);
+        if (!swept.ok()) return "snapshot: " + swept.error();
+      }
       // The last batch carries the cursor (and is written synced, with all before it).
       for (size_t from = 0;; from += kApplyBatch) {
         const size_t to = std::min(deletes.size(), from + kApplyBatch);
