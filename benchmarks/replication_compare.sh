@@ -202,7 +202,7 @@ out.append("| bootstrap: empty replica to its last record answerable, s (Knot: A
     idnode_boot, knot_boot, idnode_boot / knot_boot))
 for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
     i, k = med("idnode", key), med("knot", key)
-    out.append("| lag %s ms, write acknowledged to replica answering (Knot: NOTIFY + IXFR; median of 3 rounds, range) | %.1f (%.1f-%.1f) | %.1f (%.1f-%.1f) | %.2fx |" % (
+    out.append("| lag %s ms, write acknowledged to replica answering (Knot: NOTIFY + IXFR; median of 3 rounds, range) | %.1f (%.1f-%.1f) | %.1f (%.1f-%.1f) | %.4fx |" % (
         label, i[0], i[1], i[2], k[0], k[1], k[2], i[0] / k[0]))
 i, k = med("idnode", "rate"), med("knot", "rate")
 out.append("| writes/s acknowledged (due: %s/s) | %d | %d | |" % (rate, i[0], k[0]))

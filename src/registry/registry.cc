@@ -23,6 +23,8 @@ using storage::Column;
 constexpr std::string_view kMetaSequence = "seq";
 constexpr std::string_view kMetaFirstSequence = "first";
 constexpr std::string_view kMetaLineage = "lineage";
+constexpr std::string_view kMetaLineageForks = "lineage_forks";
+constexpr int kMaxLineageForks = 32;
 // A replica's acknowledged position in this shard: "peer/<name>" -> sequence (8 bytes, BE).
 constexpr std::string_view kMetaPeerPrefix = "peer/";
 constexpr std::string_view kMetaPrefixPrefix = "prefix/";
@@ -178,12 +180,29 @@ Result<Unit, std::string> Registry::LoadShardState(uint32_t shard) {
   std::string lineage;
   auto got = store_->Get(shard, Column::kMeta, kMetaLineage, &lineage);
   if (!got.ok()) return Failure{got.error().message};
-  if (!*got) {
+  proto::LineageForks forks;
+  std::string forks_bytes;
+  auto got_forks = store_->Get(shard, Column::kMeta, kMetaLineageForks, &forks_bytes);
+  if (!got_forks.ok()) return Failure{got_forks.error().message};
+  if (*got_forks && !forks.ParseFromString(forks_bytes))
+    return Failure{std::string("shard ") + std::to_string(shard) + ": unreadable lineage forks"};
+  {
+    // Every open forks the history: whatever this shard's last sequence is now (after a crash
+    // that lost unsynced changes, or a restored backup) continues under a new id, and the old
+    // id is kept with the sequence it ends at, so that replicas at or below it resume.
+    if (*got) {
+      auto* fork = forks.add_forks();
+      fork->set_lineage_id(lineage);
+      fork->set_last_sequence(last);
+      if (forks.forks_size() > kMaxLineageForks)
+        forks.mutable_forks()->DeleteSubrange(0, forks.forks_size() - kMaxLineageForks);
+    }
     auto fresh = NewLineageId();
     if (!fresh.ok()) return Failure{fresh.error()};
     lineage = *fresh;
     storage::Batch batch;
     batch.Put(Column::kMeta, kMetaLineage, lineage);
+    batch.Put(Column::kMeta, kMetaLineageForks, forks.SerializeAsString());
     auto written = store_->Write(shard, batch);
     if (!written.ok()) return Failure{written.error().message};
   }
@@ -199,6 +218,7 @@ Result<Unit, std::string> Registry::LoadShardState(uint32_t shard) {
   if (!scanned.ok()) return Failure{scanned.error().message};
   std::lock_guard lock(shards_[shard]->pins_mutex);
   shards_[shard]->lineage = std::move(lineage);
+  shards_[shard]->forks = std::move(forks);
   shards_[shard]->peer_positions = std::move(peers);
   return Unit{};
 }
@@ -1250,6 +1270,22 @@ Result<std::vector<proto::PrefixState>, std::string> Registry::Prefixes() const 
 
 // ---- changelog ---------------------------------------------------------------------------------
 
+bool Registry::ResumableFrom(uint32_t shard, std::string_view lineage, uint64_t sequence,
+                             uint64_t highest) const {
+  const ShardState& state = *shards_[shard];
+  const uint64_t top = std::max(sequence, highest);
+  std::lock_guard lock(state.pins_mutex);
+  if (lineage == state.lineage) return top <= state.last_sequence.load();
+  // An earlier history: found, and no fork since it cuts below what the replica holds.
+  bool found = false;
+  for (const auto& fork : state.forks.forks()) {
+    if (!found && fork.lineage_id() != lineage) continue;
+    found = true;
+    if (top > fork.last_sequence()) return false;
+  }
+  return found && top <= state.last_sequence.load();
+}
+
 std::string Registry::ShardLineage(uint32_t shard) const {
   std::lock_guard lock(shards_[shard]->pins_mutex);
   return shards_[shard]->lineage;
@@ -1559,11 +1595,13 @@ Result<Unit, std::string> Registry::IngestSorted(uint32_t shard,
   auto lineage = NewLineageId();
   if (!lineage.ok()) return Failure{lineage.error()};
   batch.Put(Column::kMeta, kMetaLineage, *lineage);
+  batch.Delete(Column::kMeta, kMetaLineageForks);  // not a continuation of any earlier history
   auto written = store_->Write(shard, batch);
   if (!written.ok()) return Failure{StorageMessage(written.error())};
   {
     std::lock_guard pins_lock(shards_[shard]->pins_mutex);
     shards_[shard]->lineage = *lineage;
+    shards_[shard]->forks.Clear();
   }
   auto ingested = store_->IngestSorted(shard, Column::kRecords, sorted);
   if (!ingested.ok()) return Failure{StorageMessage(ingested.error())};
@@ -1651,6 +1689,7 @@ Result<Unit, std::string> Registry::ApplyReplicated(
     if (!fresh.ok()) return Failure{fresh.error()};
     new_lineage = *fresh;
     batch.Put(Column::kMeta, kMetaLineage, new_lineage);
+    batch.Delete(Column::kMeta, kMetaLineageForks);
   }
   for (const auto& change : changes) {
     // Checked again under the shard's write lock: a take-over (or a HOME_NA) that made the
@@ -1708,6 +1747,7 @@ Result<Unit, std::string> Registry::ApplyReplicated(
   if (!new_lineage.empty()) {
     std::lock_guard pins_lock(state.pins_mutex);
     state.lineage = std::move(new_lineage);
+    state.forks.Clear();
   }
   if (!prefix_states.empty()) {
     std::vector<std::pair<std::string, std::optional<proto::PrefixState>>> states(

@@ -370,18 +370,21 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
       if (source_shard >= kMaxShards) continue;
       bool complete = per_target.size() == registry_.shard_count();
       uint64_t position = UINT64_MAX;
+      uint64_t highest = 0;
       for (const auto& c : per_target) {
         if (!c || c->resyncing() || c->lineage_id() != per_target.front()->lineage_id()) {
           complete = false;
           break;
         }
         position = std::min(position, c->sequence());
+        highest = std::max(highest, c->sequence());
       }
       if (!complete) continue;
       auto* p = hello.add_positions();
       p->set_shard(source_shard);
       p->set_lineage_id(per_target.front()->lineage_id());
       p->set_sequence(position);
+      p->set_highest(highest);
     }
     for (const auto& st : MirroredHere()) {
       auto* l = hello.add_lineages();
@@ -415,10 +418,13 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     for (uint32_t s : welcome.snapshot_shards()) shards_[s].snapshot_expected = true;
     for (uint32_t i = 0; i < source_shards_; ++i) {
       if (shards_[i].snapshot_expected) continue;
-      // Resumed: each shard of this node must be in the source shard's history.
-      for (const auto& c : shards_[i].applied) {
-        if (c.resyncing() || c.lineage_id() != shards_[i].lineage)
+      // Resumed: each shard of this node must hold a position (the source checked that its
+      // history is the source shard's, or one the source shard forked from at or after it: such
+      // positions carry on under the source's current lineage id).
+      for (auto& c : shards_[i].applied) {
+        if (c.resyncing())
           return "the source resumes shard " + std::to_string(i) + " from a position not ours";
+        if (c.lineage_id() != shards_[i].lineage) c.set_lineage_id(shards_[i].lineage);
       }
     }
     welcome_lineages_.clear();

@@ -152,13 +152,15 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
       ShardCursor& c = cursors_[s];
       c.lineage = registry_.ShardLineage(s);
       auto it = positions.find(s);
-      bool resume =
-          histories_agree && it != positions.end() && it->second->lineage_id() == c.lineage;
+      bool resume = histories_agree && it != positions.end();
       if (resume) {
         const uint64_t position = it->second->sequence();
         c.pin = registry_.PinRetention(s, position + 1);  // first, then check what is retained
-        resume = position + 1 >= registry_.FirstRetainedSequence(s) &&
-                 position <= registry_.LastSequence(s);
+        // In this shard's history (or one it forked from, no further than the fork: a restart,
+        // a crash that lost unsynced changes, a restored backup), and still retained.
+        resume =
+            registry_.ResumableFrom(s, it->second->lineage_id(), position, it->second->highest()) &&
+            position + 1 >= registry_.FirstRetainedSequence(s);
         if (resume) {
           c.next = position + 1;
           c.acked = position;

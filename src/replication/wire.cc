@@ -24,6 +24,8 @@ Result<Unit, std::string> CheckPositions(
       return Failure{std::string(what) + ": bad shard " + std::to_string(p.shard())};
     if (p.lineage_id().size() > kMaxLineageBytes)
       return Failure{std::string(what) + ": lineage id too long"};
+    if (p.highest() != 0 && p.highest() < p.sequence())
+      return Failure{std::string(what) + ": a highest position below the position"};
   }
   return Unit{};
 }

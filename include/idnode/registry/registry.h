@@ -241,6 +241,11 @@ class Registry {
   // ---- changelog ----
   // The shard's history id (ChangelogEntry.lineage_id): a sequence number is a position only
   // within it. It changes when records enter the shard outside the changelog (IngestSorted).
+  // Whether a replica at `sequence` (and holding changes up to `highest`) of `lineage` can go on
+  // from there in this shard's current history: the current lineage, up to the last sequence; or
+  // an earlier one that the shard forked from (each open forks), no further than any fork since.
+  bool ResumableFrom(uint32_t shard, std::string_view lineage, uint64_t sequence,
+                     uint64_t highest) const;
   std::string ShardLineage(uint32_t shard) const;
   // Called after every commit that added changelog entries to `shard`, on the writer's thread
   // and possibly under the shard's write lock: it must not block or call into the registry. Set
@@ -349,6 +354,7 @@ class Registry {
     std::multiset<uint64_t> pins;
     std::map<std::string, uint64_t, std::less<>> peer_positions;  // under pins_mutex
     std::string lineage;                                          // under pins_mutex
+    proto::LineageForks forks;                                    // under pins_mutex
   };
   class ShardWriter;
 

@@ -631,8 +631,40 @@ TEST_F(RegistryTest, AnImportMovesTheShardsHistory) {
   ASSERT_TRUE(registry_->IngestSorted(shard, {{handle, record.SerializeAsString()}}).ok());
   const std::string after = registry_->ShardLineage(shard);
   EXPECT_NE(after, before);
+  // Not a continuation of the history before it: nobody resumes from there.
+  EXPECT_FALSE(registry_->ResumableFrom(shard, before, 0, 0));
   Reopen();
-  EXPECT_EQ(registry_->ShardLineage(shard), after);
+  // Reopened: a fork of `after`, from which replicas go on.
+  EXPECT_NE(registry_->ShardLineage(shard), after);
+  EXPECT_TRUE(registry_->ResumableFrom(shard, after, registry_->LastSequence(shard), 0));
+  EXPECT_FALSE(registry_->ResumableFrom(shard, before, 0, 0));
+}
+
+TEST_F(RegistryTest, EveryOpenForksTheHistoryAndReplicasResumeOnlyUpToTheFork) {
+  const std::string handle = identifier::Normalize("88.100.1/FORK");
+  const uint32_t shard = registry_->ShardOf(handle);
+  ASSERT_EQ(registry_->Apply(Create(handle, {MakeValue(1, "URL", "a")})).code,
+            ResponseCode::kSuccess);
+  const std::string first = registry_->ShardLineage(shard);
+  const uint64_t fork = registry_->LastSequence(shard);
+  EXPECT_TRUE(registry_->ResumableFrom(shard, first, fork, fork));
+  EXPECT_FALSE(registry_->ResumableFrom(shard, first, fork + 1, 0));  // not written yet
+  Reopen();
+  const std::string second = registry_->ShardLineage(shard);
+  EXPECT_NE(second, first);
+  ASSERT_EQ(registry_->Apply(Create(handle + "2", {MakeValue(1, "URL", "b")})).code,
+            ResponseCode::kSuccess);
+  // A replica of the first history at or below the fork goes on; one that got further (changes
+  // the shard lost in a crash, or that a restored backup never had) does not.
+  EXPECT_TRUE(registry_->ResumableFrom(shard, first, fork, 0));
+  EXPECT_FALSE(registry_->ResumableFrom(shard, first, fork, fork + 1));
+  EXPECT_FALSE(registry_->ResumableFrom(shard, first, fork + 1, 0));
+  EXPECT_TRUE(registry_->ResumableFrom(shard, second, registry_->LastSequence(shard), 0));
+  EXPECT_FALSE(registry_->ResumableFrom(shard, "unknown", 0, 0));
+  // Forks chain across opens.
+  Reopen();
+  EXPECT_TRUE(registry_->ResumableFrom(shard, first, fork, 0));
+  EXPECT_TRUE(registry_->ResumableFrom(shard, second, registry_->LastSequence(shard), 0));
 }
 
 TEST_F(RegistryTest, ReplicasSavedPositionsHoldRetentionAcrossRestarts) {
