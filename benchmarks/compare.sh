@@ -14,6 +14,8 @@
 #      same rounds), and with --prefixes N that many delegated prefixes in the table.
 #   3. HTTP: wrk against idnode's JSON API and nginx serving the same JSON documents as files.
 #   4. Storage: registry cold reads against raw RocksDB (registry_bench).
+#   5. Replication against a Knot primary and secondary (benchmarks/replication_compare.sh: AXFR
+#      bootstrap time, NOTIFY + IXFR lag under DNS UPDATEs), appended to RESULTS.md.
 #   Also: RSS with everything loaded and cached (idnode vs Knot), p99 at 80% of peak (open loop),
 #   and idbench's own ceiling against a trivial responder.
 # Prints one table and writes benchmarks/RESULTS.md.
@@ -357,3 +359,16 @@ echo "$table"
   echo "$table"
 } >benchmarks/RESULTS.md
 echo "wrote benchmarks/RESULTS.md"
+
+# ---- 5. replication against Knot (its own script, its own servers) --------------------------------
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
+echo "== replication: benchmarks/replication_compare.sh"
+bash benchmarks/replication_compare.sh --records "$records" --seconds "$seconds"
+{
+  echo
+  echo "## Replication"
+  echo
+  tail -n +3 benchmarks/RESULTS-replication.md
+} >>benchmarks/RESULTS.md

@@ -18,6 +18,10 @@ the same code drives Knot DNS and idnode, and the same DNS prober asks both repl
       waited so far) until it answers; the lag is the time from the acknowledgement to that answer.
       Prints one JSON line: writes acknowledged, the achieved rate, the lag p50/p90/p99/max in ms,
       probes unanswered.
+      idnode with --background-rate R --idbench PATH: the load comes from idbench instead (C++,
+      --writes 1.0 over TCP at R/s: Python's challenge-response tops out near 2,000 writes/s on
+      one core), and this tool's own writes, at --rate, are the probes (--sample 1); the JSON then
+      adds the background's achieved rate.
 """
 import argparse
 import asyncio
@@ -156,6 +160,14 @@ async def lag(args):
         if i % args.sample == 0:
             probes.append(asyncio.ensure_future(probe(oid, time.monotonic())))
 
+    background = None
+    if getattr(args, "background_rate", 0) and args.server == "idnode":
+        background = await asyncio.create_subprocess_exec(
+            args.idbench, "run", "--protocol", "tcp", "--server", "127.0.0.1:%d" % args.primary,
+            "--pattern", "OID/1.2.156.3001.{0..999}", "--writes", "1.0", "--write-prefix", "OID",
+            "--identity", args.identity, "--secret-file", args.secret, "--rate", str(args.background_rate),
+            "--seconds", str(args.seconds + 0.2), "--concurrency", "64", "--connections", "16",
+            "--json", args.background_json, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     start = time.monotonic() + 0.2
     counter = iter(range(total))
 
@@ -213,13 +225,21 @@ async def lag(args):
         await asyncio.gather(*(worker() for _ in range(args.connections)))
     elapsed = max(time.monotonic(), deadline) - start
     await asyncio.gather(*probes)
+    background_rate = None
+    if background is not None:
+        await background.wait()
+        try:
+            background_rate = round(json.load(open(args.background_json))["requests_per_second"])
+        except (OSError, ValueError, KeyError):
+            background_rate = -1
     lags.sort()
 
     def pct(p):
         return round(lags[min(len(lags) - 1, int(p / 100 * len(lags)))], 2) if lags else None
     print(json.dumps({"server": args.server, "writes": acked[0], "due": total, "rate": round(acked[0] / elapsed),
                       "probes": len(lags), "unanswered": unanswered[0], "p50_ms": pct(50), "p90_ms": pct(90),
-                      "p99_ms": pct(99), "max_ms": round(lags[-1], 2) if lags else None}))
+                      "p99_ms": pct(99), "max_ms": round(lags[-1], 2) if lags else None,
+                      "background_rate": background_rate}))
     return 0
 
 
@@ -242,6 +262,9 @@ def main():
     lg.add_argument("--connections", type=int, default=16)
     lg.add_argument("--secret")
     lg.add_argument("--identity", default="300:OID/admin")
+    lg.add_argument("--background-rate", type=float, default=0)
+    lg.add_argument("--idbench")
+    lg.add_argument("--background-json", default="/tmp/replication_lag_background.json")
     args = parser.parse_args()
     return asyncio.run(wait_answer(args) if args.command == "wait-answer" else lag(args))
 
