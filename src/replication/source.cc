@@ -196,7 +196,8 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
       for (uint32_t s = 0; s < shards; ++s) {
         ShardCursor& c = cursors_[s];
         if (registry_.ShardLineage(s) != c.lineage)
-          co_return "shard " + std::to_string(s) + "'s history changed (an import, or a snapshot applied here): resync";
+          co_return "shard " + std::to_string(s) +
+              "'s history changed (an import, or a snapshot applied here): resync";
         if (c.snapshot) {
           if (auto failed = co_await SendSnapshot(s)) co_return *failed;
           sent = true;
