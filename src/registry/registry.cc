@@ -545,6 +545,23 @@ bool Registry::IsWritable(std::string_view handle) const {
   return served_here(table.Nearest(ParentPrefix(prefix)));
 }
 
+bool Registry::OwnedHere(std::string_view key) const {
+  const PrefixTable::View& table = ThreadView(prefix_table_);
+  const bool prefix_handle = identifier::IsPrefixHandle(key);
+  std::string_view start = prefix_handle
+                               ? ParentPrefix(key.substr(identifier::kPrefixHandlePrefix.size()))
+                               : identifier::PrefixOf(key);
+  for (std::string_view q = start; !q.empty(); q = ParentPrefix(q)) {
+    const PrefixEntry* e = table.Find(q);
+    if (e == nullptr) continue;
+    if (e->role == PrefixRole::kHomed) return true;
+    if (e->role == PrefixRole::kMirrored) return false;
+  }
+  if (!prefix_handle) return false;
+  const PrefixEntry* root = table.Find("0.NA");
+  return root != nullptr && root->role == PrefixRole::kHomed;
+}
+
 bool Registry::HoldsData(std::string_view handle) const {
   if (IsWritable(handle)) return true;
   std::string key = identifier::Normalize(handle);
@@ -1695,7 +1712,7 @@ Result<Unit, std::string> Registry::ApplyReplicated(
     // Checked again under the shard's write lock: a take-over (or a HOME_NA) that made the
     // prefix ours after the replica vetted this batch wins, and a write acknowledged here since
     // is never overwritten by the old owner's copy.
-    if (IsWritable(change.key)) continue;
+    if (OwnedHere(change.key)) continue;
     proto::Record record;
     const bool prefix_handle = identifier::IsPrefixHandle(change.key);
     if (change.record) {

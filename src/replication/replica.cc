@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <map>
 #include <random>
 #include <set>
@@ -195,19 +194,33 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
     boost::system::error_code ec;
     auto address = asio::ip::make_address(config_.host, ec);
     if (!ec) co_return std::vector<tcp::endpoint>{tcp::endpoint(address, config_.port)};
-    using namespace boost::asio::experimental::awaitable_operators;
     auto executor = co_await asio::this_coro::executor;
-    tcp::resolver resolver(executor);
-    asio::steady_timer limit(executor, owner_.options_.connect_timeout);
-    // getaddrinfo runs on Asio's resolver thread and cannot be interrupted: the link gives up on
-    // it when the timer fires first (the lookup itself ends when the C library's does; a stop
-    // meanwhile waits for it).
-    auto raced = co_await (resolver.async_resolve(config_.host, std::to_string(config_.port),
-                                                  asio::as_tuple(asio::use_awaitable)) ||
-                           limit.async_wait(asio::as_tuple(asio::use_awaitable)));
-    if (raced.index() == 1)
+    // getaddrinfo runs on Asio's resolver thread and cannot be interrupted: the link waits on a
+    // timer that the lookup's completion cancels, and gives up on the lookup when the timer fires
+    // first (its late result is dropped; a stop meanwhile waits for the C library's timeout).
+    struct Lookup {
+      boost::system::error_code ec;
+      tcp::resolver::results_type results;
+      bool done = false;
+    };
+    auto lookup = std::make_shared<Lookup>();
+    auto resolver = std::make_shared<tcp::resolver>(executor);
+    auto limit = std::make_shared<asio::steady_timer>(executor, owner_.options_.connect_timeout);
+    resolver->async_resolve(config_.host, std::to_string(config_.port),
+                            [lookup, limit, resolver](const boost::system::error_code& lookup_ec,
+                                                      tcp::resolver::results_type results) {
+                              lookup->ec = lookup_ec;
+                              lookup->results = std::move(results);
+                              lookup->done = true;
+                              limit->cancel();
+                            });
+    co_await limit->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!lookup->done) {
+      resolver->cancel();
       co_return Failure{"resolve " + config_.host + ": no answer within the connect timeout"};
-    auto [resolve_ec, results] = std::get<0>(std::move(raced));
+    }
+    const auto resolve_ec = lookup->ec;
+    const auto& results = lookup->results;
     if (resolve_ec) co_return Failure{"resolve " + config_.host + ": " + resolve_ec.message()};
     std::vector<tcp::endpoint> out;
     for (const auto& entry : results) {
@@ -427,6 +440,9 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
         if (c.lineage_id() != shards_[i].lineage) c.set_lineage_id(shards_[i].lineage);
       }
     }
+    // The relabelled positions are stored at once (synced): a crash before the next flush must
+    // not leave cursors of one source shard in two histories (that would cost a snapshot).
+    FlushCursors();
     welcome_lineages_.clear();
     homed_on_both_.clear();
     for (const auto& l : welcome.lineages()) welcome_lineages_[l.prefix()] = l.lineage_id();

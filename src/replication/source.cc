@@ -79,13 +79,7 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
       co_return "certificate \"" + name + "\" is not a configured replication peer";
     }
     peer_ = name;
-    // The newest connection of a peer is its stream: an older one (half-open, the replica has
-    // reconnected) is closed, and only the newest writes the peer's status.
-    generation_ = ++owner_.peer_generations_[peer_];
-    for (auto& weak : owner_.sessions_) {
-      auto other = weak.lock();
-      if (other && other.get() != this && other->peer_ == peer_) other->Close();
-    }
+
     std::vector<uint8_t> body;
     if (auto failed = co_await detail::ReadFrame(stream_, 1u << 20, body)) co_return *failed;
     const uint32_t shards = registry_.shard_count();
@@ -104,6 +98,13 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
     if (!grant->allowed.Contains(subscription_)) {
       co_return co_await Refuse("\"" + peer_ + "\" may replicate " + grant->allowed.ToString() +
                                 ", not " + subscription_.ToString());
+    }
+    // A valid hello: the newest connection of a peer is its stream. An older one (half-open, the
+    // replica has reconnected) is closed, and only the newest writes the peer's status.
+    generation_ = ++owner_.peer_generations_[peer_];
+    for (auto& weak : owner_.sessions_) {
+      auto other = weak.lock();
+      if (other && other.get() != this && other->peer_ == peer_) other->Close();
     }
     window_ =
         std::min<uint64_t>(hello.window_bytes() == 0 ? options_.window_bytes : hello.window_bytes(),
@@ -445,7 +446,13 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
   }
 
   void Finish(const std::string& why) {
-    if (!peer_.empty() && !cursors_.empty()) SavePositions();
+    // Only the peer's newest connection saves positions and writes status (an older one would
+    // move them back); generation 0: the hello never got that far.
+    const auto generation = owner_.peer_generations_.find(peer_);
+    const bool streamed_before = generation != owner_.peer_generations_.end();
+    const bool newest =
+        !peer_.empty() && generation_ != 0 && streamed_before && generation->second == generation_;
+    if (newest && !cursors_.empty()) SavePositions();
     Close();
     deadline_->done = true;
     deadline_->timer.cancel();
@@ -455,8 +462,11 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
       spdlog::warn("replication: connection from {} ended: {}", address_, why);
       return;
     }
-    if (owner_.peer_generations_[peer_] != generation_) {
-      spdlog::warn("replication: an older connection of {} ({}) ended: {}", peer_, address_, why);
+    if (!newest && (generation_ != 0 || streamed_before)) {
+      // An older connection, or a refused one while the peer has a stream: that stream's
+      // status stands.
+      spdlog::warn("replication: a connection of {} ({}) that is not its stream ended: {}", peer_,
+                   address_, why);
       return;
     }
     owner_.status_.Update("serving", peer_, [&](LinkStatus& l) {

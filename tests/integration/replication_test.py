@@ -432,6 +432,20 @@ class Replication(unittest.TestCase):
         link = replica.link("top")
         self.assertEqual(link["resyncs"], 0, link)  # resumed from its cursor: no snapshot
         self.assertEqual(link["snapshots"], 0, link)
+        # The source restarts (its shards' histories fork at their last sequences): the replica
+        # goes on from its cursor in the forked history, still without a snapshot.
+        connects = link["connects"]
+        top.stop()
+        top.start()
+        harness.wait_until(lambda: (replica.link("top") or {}).get("connects", 0) > connects and
+                           replica.link("top")["state"] == "streaming", 60, "the replica back on the restarted source")
+        writer = Writer(top)
+        for i in range(50):
+            self.assertEqual(writer.create("%s.8/after-restart-%d" % (PREFIX, i), "https://example.cn/r/%d" % i), 1)
+        writer.close()
+        wait_converged(replica, top)
+        link = replica.link("top")
+        self.assertEqual((link["resyncs"], link["snapshots"]), (0, 0), link)
         replica.stop()
         # No change applied twice: the replica's own changelog has each record's versions in strictly
         # increasing order.

@@ -222,6 +222,10 @@ class Registry {
   // whose copy is whole (not waiting on its first snapshot). Identities are verified against what
   // the node holds, so a standby's server admins can authenticate with mirrored keys (take-over).
   bool HoldsData(std::string_view handle) const;
+  // Whether a replicated change to `key` (normalised) would overwrite this node's own data: the
+  // nearest homed or mirrored entry above it is homed here (for an identifier, from its prefix
+  // up; for a prefix handle 0.NA/P, from P's parent up, then 0.NA: the rule replicas filter by).
+  bool OwnedHere(std::string_view key) const;
   // Moves whenever the prefix table changes.
   uint64_t prefix_generation() const { return prefix_table_.generation(); }
   // This node's own HS_SITE (the application sets it once, after binding and before requests are
@@ -316,7 +320,7 @@ class Registry {
   // shard's sequences, prefix states derived from prefix handles) together with `meta` (the
   // replica's cursors: key, value) in ONE batch, then invalidates the caches: so a crash never
   // loses a cursor's changes or applies them twice. The caller decides what it may apply
-  // (mirrored prefixes); a change to a handle writable here (IsWritable: a take-over since the
+  // (mirrored prefixes); a change to a handle owned here (OwnedHere: a take-over since the
   // caller checked) is skipped under the shard's write lock, never applied. Without `logged` (a
   // snapshot being applied), no changelog entries are written and the shard's history moves to a
   // new lineage id in the same batch, as for an import: this node's own replicas then take a

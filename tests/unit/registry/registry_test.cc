@@ -748,8 +748,15 @@ TEST_F(RegistryTest, ReplicatedChangesCommitWithTheirCursorAndAreLoggedOrMoveThe
                              })
                   .ok());
   EXPECT_EQ(keys, std::vector<std::string>{"repl/top/0"});
+  // What a replicated change may never overwrite: a mirror's records and its derived prefixes'
+  // handles are the owner's (applied); once taken over, they are this node's.
+  const std::string derived_handle = identifier::Normalize("0.NA/88.300.1");
+  EXPECT_FALSE(registry_->OwnedHere(key));
+  EXPECT_FALSE(registry_->OwnedHere(derived_handle));
   // Taken over since the replica vetted its batch: the old owner's copy never lands.
   ASSERT_EQ(registry_->TakeOverPrefix("88.300").code, ResponseCode::kSuccess);
+  EXPECT_TRUE(registry_->OwnedHere(key));
+  EXPECT_TRUE(registry_->OwnedHere(derived_handle));
   record.set_version(8);
   ASSERT_TRUE(registry_
                   ->ApplyReplicated(shard, {{key, record.SerializeAsString()}},
