@@ -195,18 +195,38 @@ class PortConflicts(unittest.TestCase):
         # only: a plain bind with SO_REUSEPORT would join it; idnode must refuse instead.
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
             with self.subTest(kind="udp" if kind == socket.SOCK_DGRAM else "tcp"):
-                holder = socket.socket(socket.AF_INET, kind)
+                holder = hold_port_free_for_the_other_kind(kind)
                 try:
-                    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                    holder.bind(("127.0.0.1", 0))
-                    if kind == socket.SOCK_STREAM:
-                        holder.listen(8)
                     port = holder.getsockname()[1]
                     transport = "UDP" if kind == socket.SOCK_DGRAM else "TCP"
                     self.refused("held-" + transport.lower(), "handle", port, "Handle " + transport)
                 finally:
                     holder.close()
         self.assert_first_node_serves()
+
+
+def hold_port_free_for_the_other_kind(kind):
+    """A socket of `kind` holding an ephemeral port with SO_REUSEPORT (listening, for TCP), on a
+    port the other kind is free on at that moment: otherwise another test's connection that
+    happens to use the same number for the other transport (parallel ctest) would make idnode
+    fail on that transport instead of the held one."""
+    other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+    for _ in range(50):
+        holder = socket.socket(socket.AF_INET, kind)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", 0))
+        probe = socket.socket(socket.AF_INET, other)
+        try:
+            probe.bind(("127.0.0.1", holder.getsockname()[1]))
+        except OSError:
+            holder.close()
+            continue
+        finally:
+            probe.close()
+        if kind == socket.SOCK_STREAM:
+            holder.listen(8)
+        return holder
+    raise AssertionError("no ephemeral port free for both UDP and TCP")
 
 
 def cpu_seconds(pid):
