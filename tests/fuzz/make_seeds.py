@@ -5,8 +5,10 @@ Run from the repository root after the vectors change: python3 tests/fuzz/make_s
 The output is committed; CI only reads it.
 """
 import hashlib
+import os
 import pathlib
 import struct
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent
 VECTORS = ROOT.parent / "data" / "vectors" / "handle"
@@ -155,23 +157,8 @@ def replication_streams():
     """fuzz_replication_stream: [selector][frames], the frames Protobuf messages encoded here by
     hand (proto/idnode/replication.proto field numbers): a source's stream (selector bit 0) with a
     welcome, a snapshot and changes; a replica's with a hello and acks; and broken ones."""
-    def varint(n):
-        out = b""
-        while True:
-            byte = n & 0x7F
-            n >>= 7
-            if n:
-                out += bytes([byte | 0x80])
-            else:
-                return out + bytes([byte])
-
-    def field(number, value):
-        if isinstance(value, int):
-            return varint(number << 3) + varint(value)
-        return varint(number << 3 | 2) + varint(len(value)) + value
-
-    def frame(message):
-        return struct.pack(">I", len(message)) + message
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+    from protowire import field, frame  # noqa: E402
 
     def record(handle):
         value = field(1, 1) + field(2, b"URL") + field(3, b"https://example.org/" + handle)

@@ -32,6 +32,7 @@ import hierarchy_test as ht
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from fault_proxy import FaultProxy  # noqa: E402
+from protowire import field, frame  # noqa: E402
 
 IDNODE = IDCTL = None
 ROOT = None  # the run's temp dir: certificates, and one directory per test
@@ -256,34 +257,9 @@ class BackgroundWriter(threading.Thread):
 # ---- the peer side of the stream, from proto/idnode/replication.proto ------------------------------
 
 
-def varint(n):
-    out = b""
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
-
-
-def field(number, value):
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int):
-        return varint(number << 3) + varint(value)
-    if isinstance(value, str):
-        value = value.encode()
-    return varint(number << 3 | 2) + varint(len(value)) + value
-
-
 def hello(prefixes=(), everything=False):
     body = field(1, 1) + (field(2, True) if everything else b"") + b"".join(field(3, p) for p in prefixes)
     return field(1, body)  # ReplicaMessage.hello
-
-
-def frame(message):
-    return struct.pack(">I", len(message)) + message
 
 
 def tls_client(node, cert, ca=None):
