@@ -323,9 +323,9 @@ def source_node(name="top", records=20000, oids=0, peers=("replica 88.100 OID",)
     return node.start()
 
 
-def replica_node(source, name="replica", prefixes="88.100 OID", via=None, extra=""):
+def replica_node(source, name="replica", prefixes="88.100 OID", via=None, extra="", host="127.0.0.1"):
     port = via.port if via else source.ports["replication"]
-    return Node(name, sources=["%s 127.0.0.1:%d %s" % (source.name, port, prefixes)], extra=extra).start()
+    return Node(name, sources=["%s %s:%d %s" % (source.name, host, port, prefixes)], extra=extra).start()
 
 
 class Replication(unittest.TestCase):
@@ -654,7 +654,8 @@ class Replication(unittest.TestCase):
 
     def test_8_an_import_into_the_source_is_followed(self):
         top = source_node(records=0)
-        replica = replica_node(top)
+        # The source by host name (resolved at each connection; localhost is loopback).
+        replica = replica_node(top, host="localhost")
         wait_converged(replica, top)
         self.assertEqual(replica.link("top")["resyncs"], 1)
         top.stop()
