@@ -1,5 +1,7 @@
 #include "idnode/auth/credentials.h"
 
+#include "openssl_detail.h"
+
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -16,31 +18,8 @@
 
 namespace idnode::auth {
 
-namespace {
-
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct PkeyCtxFree {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-struct BnFree {
-  void operator()(BIGNUM* p) const { BN_free(p); }
-};
-struct ParamBldFree {
-  void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
-};
-struct ParamFree {
-  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
+// Shared with the other OpenSSL users of this room (openssl_detail.h).
+namespace detail {
 
 std::vector<uint8_t> Concat(std::span<const uint8_t> a, std::span<const uint8_t> b) {
   std::vector<uint8_t> out(a.begin(), a.end());
@@ -144,7 +123,7 @@ Bn ToBn(std::span<const uint8_t> magnitude) {
 }
 
 Pkey KeyFromParams(const char* type, std::initializer_list<std::pair<const char*, BIGNUM*>> bns,
-                   int selection = EVP_PKEY_PUBLIC_KEY) {
+                   int selection) {
   std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree> bld(OSSL_PARAM_BLD_new());
   if (!bld) return nullptr;
   for (const auto& [name, bn] : bns) {
@@ -168,8 +147,8 @@ Pkey PublicKeyFromValue(std::span<const uint8_t> key_data, bool* unsupported) {
   if (const auto* rsa = std::get_if<protocol::RsaPublicKey>(&decoded->key)) {
     Bn n = ToBn(rsa->modulus);
     Bn e = ToBn(rsa->exponent);
-    return KeyFromParams("RSA",
-                         {{OSSL_PKEY_PARAM_RSA_N, n.get()}, {OSSL_PKEY_PARAM_RSA_E, e.get()}});
+    return KeyFromParams("RSA", {{OSSL_PKEY_PARAM_RSA_N, n.get()}, {OSSL_PKEY_PARAM_RSA_E, e.get()}},
+                         EVP_PKEY_PUBLIC_KEY);
   }
   if (const auto* dsa = std::get_if<protocol::DsaPublicKey>(&decoded->key)) {
     Bn p = ToBn(dsa->p);
@@ -179,7 +158,8 @@ Pkey PublicKeyFromValue(std::span<const uint8_t> key_data, bool* unsupported) {
     return KeyFromParams("DSA", {{OSSL_PKEY_PARAM_FFC_P, p.get()},
                                  {OSSL_PKEY_PARAM_FFC_Q, q.get()},
                                  {OSSL_PKEY_PARAM_FFC_G, g.get()},
-                                 {OSSL_PKEY_PARAM_PUB_KEY, y.get()}});
+                                 {OSSL_PKEY_PARAM_PUB_KEY, y.get()}},
+                         EVP_PKEY_PUBLIC_KEY);
   }
   *unsupported = true;  // a DH key cannot sign
   return nullptr;
@@ -278,7 +258,9 @@ std::vector<uint8_t> JavaMagnitude(const EVP_PKEY* key, const char* name) {
   return out;
 }
 
-}  // namespace
+}  // namespace detail
+
+using namespace detail;  // NOLINT: this file defines them
 
 std::string Identity::ToString() const {
   return std::to_string(index) + ":" + handle;
