@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "idnode/auth/authorizer.h"
+#include "idnode/auth/message_auth.h"
+#include "idnode/auth/sessions.h"
 #include "idnode/cache/answer_cache.h"
 #include "idnode/dns/dns_server.h"
 #include "idnode/http/http_server.h"
@@ -52,7 +54,7 @@ proto::Value AdminValue(const std::string& prefix) {
 
 // This node's HS_SITE: one primary server listening on the Handle and HTTP ports.
 std::vector<uint8_t> BuildSiteInfo(const config::Config& config, uint16_t handle_port,
-                                   uint16_t http_port) {
+                                   uint16_t http_port, std::span<const uint8_t> server_key) {
   protocol::SiteInfo site;
   site.serial_number = config.node.site_serial;
   site.attributes.push_back({"desc", config.node.site_description});
@@ -67,6 +69,7 @@ std::vector<uint8_t> BuildSiteInfo(const config::Config& config, uint16_t handle
     auto b = address.to_v6().to_bytes();
     std::copy(b.begin(), b.end(), server.address.begin());
   }
+  server.public_key = server_key;  // clients check certified answers with it
   namespace it = protocol::interface_type;
   namespace ip = protocol::interface_protocol;
   if (config.handle.tcp) server.interfaces.push_back({it::kBoth, ip::kTcp, handle_port});
@@ -329,9 +332,18 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
                                   config.auth.challenge_timeout);
   auth::FailureThrottle failed_proofs(config.auth.failed_proofs_per_minute,
                                       config.auth.failed_proofs_per_key_per_minute);
+  const std::string key_path = config.auth.server_key_file.empty()
+                                   ? config.node.data_dir + "/server_key.pem"
+                                   : config.auth.server_key_file;
+  auto server_key = auth::ServerKey::LoadOrCreate(key_path, config.auth.server_key_file.empty());
+  if (!server_key.ok()) return Failure{server_key.error()};
+  auth::SessionTable sessions(config.auth.max_sessions, config.auth.max_sessions_per_source,
+                              config.auth.max_session_lifetime);
   net::AdminService admin(*registry, authorizer, challenges, failed_proofs,
                           config.node.site_serial);
+  admin.SetSessions(&sessions, *server_key);
   net::HandleService service(resolver, {}, config.node.site_serial, &admin);
+  service.SetCredentials(*server_key, &sessions);
   net::HandleServer handle_server(config.handle, service, metrics);
   std::atomic<bool> ready{false};
   http::Api api(
@@ -391,7 +403,8 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   api.AddEndpoint(
       {"/api/digest", true, [digests](std::string_view query) { return (*digests)(query); }});
 
-  auto site = BuildSiteInfo(config, handle_server.port(), http_server.port());
+  auto site = BuildSiteInfo(config, handle_server.port(), http_server.port(),
+                            (*server_key)->public_key_value());
   service.SetSiteInfo(site);
   api.SetSiteInfo(site);
   registry->SetOwnSite(site);  // before requests: delegations to this node are served here

@@ -186,6 +186,9 @@ bool AdminService::Handles(uint32_t opcode) {
     case OpCode::kUnhomeNa:
     case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
+    case OpCode::kSessionSetup:
+    case OpCode::kSessionTerminate:
+    case OpCode::kSessionExchangeKey:
       return true;
     default:
       return false;
@@ -193,15 +196,31 @@ bool AdminService::Handles(uint32_t opcode) {
 }
 
 Handled AdminService::Handle(const Message& request, std::span<const uint8_t> request_bytes,
-                             std::span<uint8_t> out, const auth::Origin& origin) const {
+                             std::span<uint8_t> out, const auth::Origin& origin,
+                             const SessionContext& session) const {
   switch (static_cast<OpCode>(request.header.opcode)) {
     case OpCode::kResponseToChallenge:
       return Answer(request, out, origin);
     case OpCode::kVerifyChallenge:
       return Verify(request, request_bytes, out, origin);
+    case OpCode::kSessionSetup:
+      return SessionSetup(request, request_bytes, out, origin);
+    case OpCode::kSessionTerminate:
+      return SessionEnd(request, request_bytes, out, session);
+    case OpCode::kSessionExchangeKey:
+      return SessionKeyExchange(request, request_bytes, out, session);
     default:
-      return Challenge(request, request_bytes, out, origin);
+      break;
   }
+  if (session.session != nullptr && session.session->authenticated) {
+    // CNRI's verifyIdentity for an authenticated session: its requests must carry its MAC.
+    if (!session.mac_verified) {
+      return Error(request, ResponseCode::kInvalidCredential, "Session request missing MAC code.",
+                   request_bytes, site_serial_, out);
+    }
+    return Challenge(request, request_bytes, out, origin, &*session.session->authenticated);
+  }
+  return Challenge(request, request_bytes, out, origin, nullptr);
 }
 
 std::optional<std::pair<std::string, proto::Record>> AdminService::MirrorReferral(
@@ -230,7 +249,8 @@ std::optional<std::pair<std::string, proto::Record>> AdminService::MirrorReferra
 }
 
 Handled AdminService::Challenge(const Message& request, std::span<const uint8_t> request_bytes,
-                                std::span<uint8_t> out, const auth::Origin& origin) const {
+                                std::span<uint8_t> out, const auth::Origin& origin,
+                                const auth::Identity* identity) const {
   std::string_view handle = TargetHandle(request);
   const auto opcode = static_cast<OpCode>(request.header.opcode);
   // What the reference server checks before it asks who the client is.
@@ -268,6 +288,13 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
   if (registry_.write_failed()) {
     return Error(request, ResponseCode::kError, "storage failed: writes are refused", request_bytes,
                  site_serial_, out);
+  }
+  if (identity != nullptr) {
+    if (origin.datagram && opcode == OpCode::kListHomedNas) {
+      return Error(request, ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP",
+                   request_bytes, site_serial_, out);
+    }
+    return Execute(request, request_bytes, *identity, request.envelope, out);
   }
   auth::PendingChallenge pending;
   // Over UDP the session is always a new random one (as the reference server's 402 carries): a
@@ -328,6 +355,10 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
     return fail(ForClient(verdict), auth::VerdictName(verdict));
   }
   failures_.Succeeded(identity, proven, now);
+  // The identity a session named at setup has now proved itself in it: the session's MAC'd
+  // requests are its own from here on (CNRI's setSessionAuthenticated).
+  if (sessions_ != nullptr && answer.envelope.session_id != 0)
+    (void)sessions_->MarkAuthenticated(answer.envelope.session_id, identity);
   if (origin.datagram && original->header.opcode == static_cast<uint32_t>(OpCode::kListHomedNas)) {
     return fail(ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP");
   }
@@ -548,6 +579,165 @@ Handled AdminService::Verify(const Message& request, std::span<const uint8_t> re
   return Respond(request.envelope, request.header, ResponseCode::kSuccess,
                  protocol::VerifyChallengeResult{verdict == auth::Verdict::kValid}, request_bytes,
                  site_serial_, out, request.envelope.session_id);
+}
+
+namespace {
+
+// CNRI's key exchange modes (Common.KEY_EXCHANGE_*).
+constexpr uint16_t kKeyExchangeCipherClient = 1;
+constexpr uint16_t kKeyExchangeCipherServer = 2;
+constexpr uint16_t kKeyExchangeCipherHandle = 3;
+constexpr uint16_t kKeyExchangeDh = 4;
+// AES-128 session keys for the modes where this side chooses the key.
+constexpr size_t kChosenSessionKeyBytes = 16;
+constexpr std::string_view kInvalidSession =
+    "Invalid session id or session time out. Please try again.";
+
+std::vector<uint8_t> CipherCodeAndKey(std::span<const uint8_t> key) {
+  std::vector<uint8_t> out(4 + key.size());
+  protocol::WireWriter w(out);
+  w.U32(auth::kCipherAes);
+  w.Bytes(key);
+  return out;
+}
+
+}  // namespace
+
+Handled AdminService::SessionSetup(const Message& request, std::span<const uint8_t> request_bytes,
+                                   std::span<uint8_t> out, const auth::Origin& origin) const {
+  if (sessions_ == nullptr) {
+    return Error(request, ResponseCode::kOperationNotSupported, "sessions are not enabled",
+                 request_bytes, site_serial_, out);
+  }
+  const auto* opaque = std::get_if<protocol::OpaqueBody>(&request.body);
+  if (opaque == nullptr) return {};
+  // Encoder.decodeSessionSetupRequest: mode(2) timeout(4) identity(str) index(4), then the
+  // exchange key by mode. CNRI counts 4 bytes for the mode and writes 2, so 2 bytes may follow.
+  protocol::WireReader r(opaque->bytes);
+  const uint16_t mode = r.U16();
+  const int32_t timeout = r.I32();
+  const std::string_view identity_handle = r.Text();
+  const int32_t identity_index = r.I32();
+  std::span<const uint8_t> client_key;
+  std::string_view key_handle;
+  int32_t key_index = 0;
+  if (mode == kKeyExchangeCipherClient || mode == kKeyExchangeDh) {
+    client_key = r.LengthPrefixed();
+  } else if (mode == kKeyExchangeCipherHandle) {
+    key_handle = r.Text();
+    key_index = r.I32();
+  }
+  auto fail = [&](ResponseCode rc, std::string_view why) {
+    return Error(request, rc, why, request_bytes, site_serial_, out);
+  };
+  if (!r.ok() || r.remaining() > 4 || identity_handle.size() > protocol::kMaxHandleLength) {
+    return fail(ResponseCode::kInvalidSessionSetupRequest, "malformed session setup request");
+  }
+  if (!protocol::AtLeast(protocol::ResponseEnvelopeFor(request.envelope).version(), 2, 7)) {
+    // Earlier clients MAC and encrypt with layouts (and DES) this node does not offer.
+    return fail(ResponseCode::kSessionFailed, "sessions need protocol 2.7 or later");
+  }
+  std::vector<uint8_t> key;
+  std::vector<uint8_t> data;  // the response's exchange data
+  switch (mode) {
+    case kKeyExchangeDh: {
+      std::vector<uint8_t> server_value;
+      auto agreed = auth::DiffieHellman(client_key, &server_value);
+      if (!agreed.ok()) return fail(ResponseCode::kSessionFailed, agreed.error());
+      key = std::move(*agreed);
+      data = CipherCodeAndKey({});
+      data.insert(data.end(), server_value.begin(), server_value.end());
+      break;
+    }
+    case kKeyExchangeCipherClient:
+    case kKeyExchangeCipherHandle: {
+      std::string key_value;
+      if (mode == kKeyExchangeCipherHandle) {
+        auto found = authorizer_.FindKey(auth::Identity{std::string(key_handle), key_index},
+                                         protocol::kTypePublicKey);
+        if (found.code != ResponseCode::kSuccess)
+          return fail(ResponseCode::kSessionFailed, "No key found in key exchange handle.");
+        key_value = std::move(found.data);
+        client_key = {reinterpret_cast<const uint8_t*>(key_value.data()), key_value.size()};
+      }
+      key.resize(kChosenSessionKeyBytes);
+      if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1)
+        return fail(ResponseCode::kSessionFailed, "no randomness");
+      data = auth::EncryptToPublicKey(client_key, CipherCodeAndKey(key));
+      if (data.empty()) {
+        return fail(ResponseCode::kSessionFailed,
+                    "Error performing cipher key exchange: not a usable RSA key");
+      }
+      break;
+    }
+    case kKeyExchangeCipherServer:
+      if (!server_key_ || !server_key_->is_rsa())
+        return fail(ResponseCode::kSessionFailed, "KEY_EXCHANGE_CIPHER_SERVER not supported");
+      data = server_key_->public_key_value();
+      break;
+    default:
+      return fail(ResponseCode::kSessionFailed, "Unrecognized key exchange mode");
+  }
+  std::optional<auth::Identity> identity;
+  if (!identity_handle.empty() && identity_index >= 0)
+    identity = auth::Identity{std::string(identity_handle), identity_index};
+  const uint32_t id = sessions_->Open(origin, std::move(key), mode, std::move(identity), timeout,
+                                      std::chrono::steady_clock::now());
+  if (id == 0) return fail(ResponseCode::kServerTooBusy, "too many sessions");
+  // Encoder.encodeSessionSetupResponse: mode(2) data(str), and the 2 bytes its length counts.
+  std::vector<uint8_t> body(2 + 4 + data.size() + 2);
+  protocol::WireWriter w(body);
+  w.U16(mode);
+  w.LengthPrefixed(data);
+  w.U16(0);
+  return Respond(request.envelope, request.header, ResponseCode::kSuccess,
+                 protocol::OpaqueBody{body}, request_bytes, site_serial_, out, id);
+}
+
+Handled AdminService::SessionEnd(const Message& request, std::span<const uint8_t> request_bytes,
+                                 std::span<uint8_t> out, const SessionContext& session) const {
+  if (sessions_ == nullptr || session.session == nullptr) {
+    return Error(request, ResponseCode::kSessionTimeout, kInvalidSession, request_bytes,
+                 site_serial_, out);
+  }
+  // Only the holder of the session key may end it (CNRI's doSessionTerminate).
+  if (!session.mac_verified) {
+    return Error(request, ResponseCode::kInvalidSessionKey, "Invalid session key.", request_bytes,
+                 site_serial_, out);
+  }
+  (void)sessions_->Close(session.session->id);
+  return Respond(request.envelope, request.header, ResponseCode::kSuccess, protocol::EmptyBody{},
+                 request_bytes, site_serial_, out, request.envelope.session_id);
+}
+
+Handled AdminService::SessionKeyExchange(const Message& request,
+                                         std::span<const uint8_t> request_bytes,
+                                         std::span<uint8_t> out,
+                                         const SessionContext& session) const {
+  auto fail = [&](ResponseCode rc, std::string_view why) {
+    return Error(request, rc, why, request_bytes, site_serial_, out);
+  };
+  if (sessions_ == nullptr || session.session == nullptr)
+    return fail(ResponseCode::kSessionTimeout, kInvalidSession);
+  if (session.session->key_exchange_mode != kKeyExchangeCipherServer || !server_key_ ||
+      !session.session->key.empty()) {
+    return fail(ResponseCode::kSessionFailed, "Invalid session id. Session failed.");
+  }
+  const auto* opaque = std::get_if<protocol::OpaqueBody>(&request.body);
+  if (opaque == nullptr) return {};
+  protocol::WireReader r(opaque->bytes);
+  auto sealed = r.LengthPrefixed();
+  if (!r.ok()) return fail(ResponseCode::kInvalidSessionSetupRequest, "malformed key exchange");
+  std::vector<uint8_t> opened = server_key_->Decrypt(sealed);
+  protocol::WireReader k(opened);
+  const uint32_t cipher = k.U32();
+  auto key = k.Bytes(k.remaining());
+  if (!k.ok() || cipher != auth::kCipherAes || key.size() < kChosenSessionKeyBytes)
+    return fail(ResponseCode::kSessionFailed, "Can't decrypt client session key.");
+  if (!sessions_->SetKey(session.session->id, {key.begin(), key.end()}))
+    return fail(ResponseCode::kSessionFailed, "Invalid session id. Session failed.");
+  return Respond(request.envelope, request.header, ResponseCode::kSuccess, protocol::EmptyBody{},
+                 request_bytes, site_serial_, out, request.envelope.session_id);
 }
 
 }  // namespace idnode::net

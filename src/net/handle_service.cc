@@ -127,11 +127,106 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
   }
   const Message& req = *decoded;
   if (!req.header.is_request()) return {};
+  // Certified answers are signed, and session messages checked, off the event loop.
+  const bool needs_credentials = req.envelope.encrypted || req.envelope.session_id != 0 ||
+                                 req.header.has(protocol::opflag::kCertify);
+  if (needs_credentials && !from_storage)
+    return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
   if (req.envelope.encrypted) {
-    return EncodeError(req.envelope, nullptr, ResponseCode::kSessionFailed, "no such session",
-                       site_serial_, out, size_limit);
+    // Everything after the envelope is the session's ciphertext (HdlTcpRequestHandler).
+    auto session = sessions_ != nullptr
+                       ? sessions_->Find(req.envelope.session_id, std::chrono::steady_clock::now())
+                       : std::nullopt;
+    if (!session || session->key.empty()) {
+      return EncodeError(
+          req.envelope, nullptr,
+          sessions_ != nullptr ? ResponseCode::kSessionTimeout : ResponseCode::kSessionFailed,
+          "no such session: cannot decrypt", site_serial_, out, size_limit);
+    }
+    auto plain = auth::DecryptMessage(request, session->key);
+    if (!plain.ok()) {
+      return EncodeError(req.envelope, nullptr, ResponseCode::kSessionFailed,
+                         "Exception decrypting request with session key", site_serial_, out,
+                         size_limit);
+    }
+    auto inner = protocol::DecodeMessage(*plain);
+    if (!inner.ok() || !inner->header.is_request()) {
+      return EncodeError(req.envelope, nullptr, ResponseCode::kProtocolError,
+                         "the decrypted request does not decode", site_serial_, out, size_limit);
+    }
+    return Checked(*inner, *plain, out, scratch, size_limit, origin);
   }
+  if (needs_credentials) return Checked(req, request, out, scratch, size_limit, origin);
+  return Answer(req, request, out, scratch, size_limit, from_storage, origin, SessionContext{});
+}
 
+Handled HandleService::Checked(const Message& req, std::span<const uint8_t> request,
+                               std::span<uint8_t> out, ServiceScratch& scratch, size_t size_limit,
+                               const auth::Origin& origin) const {
+  std::optional<auth::SessionView> session;
+  SessionContext context;
+  if (req.envelope.session_id != 0 && sessions_ != nullptr) {
+    session = sessions_->Find(req.envelope.session_id, std::chrono::steady_clock::now());
+    const bool has_mac = req.credential.present && req.credential.type == "HS_MAC";
+    const auto opcode = static_cast<protocol::OpCode>(req.header.opcode);
+    if (!session) {
+      // A MAC'd message or a session operation in a session that is gone (expired, ended, or
+      // never opened here): the client sets up a new one. Other requests may carry the session
+      // id of a 402 challenge, which is no session here.
+      if (has_mac || opcode == protocol::OpCode::kSessionTerminate ||
+          opcode == protocol::OpCode::kSessionExchangeKey) {
+        return EncodeError(req.envelope, &req.header, ResponseCode::kSessionTimeout,
+                           "Invalid session id or session time out. Please try again.",
+                           site_serial_, out, size_limit);
+      }
+    } else if (has_mac) {
+      if (auth::VerifyMac(req, request, session->key) != auth::Verdict::kValid) {
+        return EncodeError(req.envelope, &req.header, ResponseCode::kInvalidSessionKey,
+                           "Session authentication failed.", site_serial_, out, size_limit);
+      }
+      if (!sessions_->AcceptCounter(session->id,
+                                    static_cast<uint32_t>(req.credential.signer_index))) {
+        return EncodeError(req.envelope, &req.header, ResponseCode::kSessionMessageRejected,
+                           "Duplicate session counter", site_serial_, out, size_limit);
+      }
+      context.mac_verified = true;
+    }
+    if (session) context.session = &*session;
+  }
+  Handled handled = Answer(req, request, out, scratch, size_limit, true, origin, context);
+  return Seal(req, handled, out, context.session);
+}
+
+Handled HandleService::Seal(const Message& req, Handled handled, std::span<uint8_t> out,
+                            const auth::SessionView* session) const {
+  if (handled.disposition != Disposition::kAnswered) return handled;
+  const auto opcode = static_cast<protocol::OpCode>(req.header.opcode);
+  // A session setup or key exchange is not MAC'd with the key it is establishing: the client
+  // checks it against the node's key (CNRI's sendResponse).
+  const bool session_key_usable = session != nullptr && !session->key.empty() &&
+                                  opcode != protocol::OpCode::kSessionSetup &&
+                                  opcode != protocol::OpCode::kSessionExchangeKey;
+  if (req.header.has(protocol::opflag::kCertify)) {
+    size_t sealed = 0;
+    if (session_key_usable) {
+      sealed = auth::MacEncoded(out, handled.response_size, session->key,
+                                sessions_->NextServerCounter(session->id));
+    }
+    if (sealed == 0 && server_key_)
+      sealed = auth::SignEncoded(out, handled.response_size, *server_key_);
+    if (sealed != 0) handled.response_size = sealed;
+  }
+  if (session_key_usable && req.header.has(protocol::opflag::kEncrypt)) {
+    const size_t sealed = auth::EncryptEncoded(out, handled.response_size, session->key);
+    if (sealed != 0) handled.response_size = sealed;
+  }
+  return handled;
+}
+
+Handled HandleService::Answer(const Message& req, std::span<const uint8_t> request,
+                              std::span<uint8_t> out, ServiceScratch& scratch, size_t size_limit,
+                              bool from_storage, const auth::Origin& origin,
+                              const SessionContext& session) const {
   Message response;
   response.envelope = protocol::ResponseEnvelopeFor(req.envelope);
   const protocol::ProtocolVersion version = response.envelope.version();
@@ -203,7 +298,7 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
       if (admin_ != nullptr && AdminService::Handles(req.header.opcode)) {
         // Admin requests write (and verify signatures): never on a worker thread.
         if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
-        return admin_->Handle(req, request, out, origin);
+        return admin_->Handle(req, request, out, origin, session);
       }
       response.header = protocol::ResponseHeaderFor(
           req.header, ResponseCode::kOperationNotSupported, site_serial_, version);

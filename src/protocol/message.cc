@@ -495,7 +495,8 @@ Header ResponseHeaderFor(const Header& request, ResponseCode rc, uint16_t site_i
   Header h;
   h.opcode = request.opcode;
   h.response_code = ResponseCodeOnWire(static_cast<uint32_t>(rc), response_version);
-  h.op_flags = request.op_flags | opflag::kAuthoritative;
+  // CT is set by whoever signs the answer (auth::SignEncoded): never on an unsigned one.
+  h.op_flags = (request.op_flags | opflag::kAuthoritative) & ~opflag::kCertify;
   if (rc == ResponseCode::kAuthenticationNeeded) h.op_flags |= opflag::kRequestDigest;
   h.site_info_serial = site_info_serial;
   h.recursion_count = request.recursion_count;

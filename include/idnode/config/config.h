@@ -103,6 +103,15 @@ struct AuthConfig {
   // Failed proofs for one key from all sources in a minute before the key's proofs are refused
   // from every source that has not proved it in the last day (a distributed guessing attack).
   uint32_t failed_proofs_per_key_per_minute = 200;
+  // This node's signing key (PEM, or the reference's privkey.bin unencrypted): certified answers
+  // and session setups are signed with it, and its public half is the HS_PUBKEY of the node's
+  // HS_SITE. Empty: <data_dir>/server_key.pem, a 2048-bit RSA key generated on first start.
+  std::string server_key_file;
+  // Sessions (OC 400): how many may be open, how many one source address may set up, and the
+  // longest lifetime a client may ask for.
+  uint32_t max_sessions = 4096;
+  uint32_t max_sessions_per_source = 64;
+  std::chrono::seconds max_session_lifetime{86400};
 };
 
 struct StorageConfig {

@@ -23,6 +23,8 @@
 #include <utility>
 
 #include "idnode/auth/authorizer.h"
+#include "idnode/auth/message_auth.h"
+#include "idnode/auth/sessions.h"
 #include "idnode/net/handle_service.h"
 #include "idnode/protocol/message.h"
 #include "idnode/registry/registry.h"
@@ -50,15 +52,35 @@ class AdminService {
   void SetOnPrefixRolesChanged(std::function<void()> hook) {
     on_prefix_roles_changed_ = std::move(hook);
   }
+  // Sessions (OC 400-402) and the key that KEY_EXCHANGE_CIPHER_SERVER sessions use; without
+  // them session setups are answered RC_OPERATION_NOT_SUPPORTED. Set once at startup.
+  void SetSessions(auth::SessionTable* sessions, std::shared_ptr<const auth::ServerKey> key) {
+    sessions_ = sessions;
+    server_key_ = std::move(key);
+  }
 
   // `request` is the decoded `request_bytes`, from `origin` (challenges are bound to its address,
   // failed proofs counted against it); `out` holds at least kMaxMessageLength bytes.
+  // `session`: the request's session as the caller checked it. An admin request MAC'd in a
+  // session whose identity has answered a challenge runs as that identity without a new one.
   Handled Handle(const protocol::Message& request, std::span<const uint8_t> request_bytes,
-                 std::span<uint8_t> out, const auth::Origin& origin) const;
+                 std::span<uint8_t> out, const auth::Origin& origin,
+                 const SessionContext& session = {}) const;
 
  private:
+  // Checks what the reference checks before asking who the client is, then challenges (402) or,
+  // with `identity` (an authenticated session's), executes.
   Handled Challenge(const protocol::Message& request, std::span<const uint8_t> request_bytes,
-                    std::span<uint8_t> out, const auth::Origin& origin) const;
+                    std::span<uint8_t> out, const auth::Origin& origin,
+                    const auth::Identity* identity) const;
+  // OC 400 SESSION_SETUP, 401 SESSION_TERMINATE, 402 SESSION_EXCHANGEKEY.
+  Handled SessionSetup(const protocol::Message& request, std::span<const uint8_t> request_bytes,
+                       std::span<uint8_t> out, const auth::Origin& origin) const;
+  Handled SessionEnd(const protocol::Message& request, std::span<const uint8_t> request_bytes,
+                     std::span<uint8_t> out, const SessionContext& session) const;
+  Handled SessionKeyExchange(const protocol::Message& request,
+                             std::span<const uint8_t> request_bytes, std::span<uint8_t> out,
+                             const SessionContext& session) const;
   Handled Answer(const protocol::Message& answer, std::span<uint8_t> out,
                  const auth::Origin& origin) const;
   // HOME_NA, UNHOME_NA, LIST_HOMED_NAS (server admins only).
@@ -85,6 +107,8 @@ class AdminService {
   uint16_t site_serial_;
   std::function<void()> after_decision_for_test_;
   std::function<void()> on_prefix_roles_changed_;
+  auth::SessionTable* sessions_ = nullptr;
+  std::shared_ptr<const auth::ServerKey> server_key_;
 };
 
 }  // namespace idnode::net

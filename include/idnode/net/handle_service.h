@@ -2,8 +2,11 @@
 // TCP front ends alike. Resolutions are answered from the cache on the calling (worker) thread;
 // when the answer needs storage, Handle() says so and the caller runs HandleFromStorage() on a
 // storage thread. GET_SITE_INFO answers this node's HS_SITE. Administrative operations (create,
-// delete, values) and challenge answers go to the AdminService, always on a storage thread;
-// sessions (OC 400–402) are answered RC_OPERATION_NOT_SUPPORTED.
+// delete, values), challenge answers and sessions (OC 400-402) go to the AdminService, always on
+// a storage thread. So do requests that ask for a certified answer (CT: signed with the node's
+// key, or MAC'd with the session key in a session), name a session (its HS_MAC is checked here,
+// before anything else) or are encrypted with a session key (decrypted here; the answer is
+// encrypted when the request asks for it with ENC).
 //
 // Shared by all threads; each thread passes its own Scratch.
 #pragma once
@@ -13,6 +16,8 @@
 #include <vector>
 
 #include "idnode/auth/authorizer.h"
+#include "idnode/auth/message_auth.h"
+#include "idnode/auth/sessions.h"
 #include "idnode/protocol/message.h"
 #include "idnode/resolver/resolver.h"
 
@@ -38,6 +43,12 @@ struct Handled {
 };
 
 class AdminService;
+
+// What the Handle service found out about a request's session before answering it.
+struct SessionContext {
+  const auth::SessionView* session = nullptr;  // the live session the request names, if any
+  bool mac_verified = false;                   // it carried a valid, fresh HS_MAC of that session
+};
 
 class HandleService {
  public:
@@ -66,15 +77,35 @@ class HandleService {
   // Set once at startup, after the listeners are bound (their ports go into HS_SITE) and before
   // the workers run.
   void SetSiteInfo(std::vector<uint8_t> site_info) { site_info_ = std::move(site_info); }
+  // The key certified answers are signed with and the sessions; without a key CT requests get
+  // unsigned answers without CT. Set once at startup, before the workers run.
+  void SetCredentials(std::shared_ptr<const auth::ServerKey> key, auth::SessionTable* sessions) {
+    server_key_ = std::move(key);
+    sessions_ = sessions;
+  }
 
  private:
   Handled Process(std::span<const uint8_t> request, std::span<uint8_t> out, ServiceScratch& scratch,
                   bool limit_to_request_size, bool from_storage, const auth::Origin& origin) const;
+  // The answer to a decoded request; `session` as checked by Process.
+  Handled Answer(const protocol::Message& req, std::span<const uint8_t> request,
+                 std::span<uint8_t> out, ServiceScratch& scratch, size_t size_limit,
+                 bool from_storage, const auth::Origin& origin,
+                 const SessionContext& session) const;
+  // Checks the session a request names (its HS_MAC, counter) and answers it, sealed.
+  Handled Checked(const protocol::Message& req, std::span<const uint8_t> request,
+                  std::span<uint8_t> out, ServiceScratch& scratch, size_t size_limit,
+                  const auth::Origin& origin) const;
+  // Signs (CT) and encrypts (ENC in a session) the answer in `out`, as the request asks.
+  Handled Seal(const protocol::Message& req, Handled handled, std::span<uint8_t> out,
+               const auth::SessionView* session) const;
 
   const resolver::Resolver& resolver_;
   std::vector<uint8_t> site_info_;
   uint16_t site_serial_;
   const AdminService* admin_;
+  std::shared_ptr<const auth::ServerKey> server_key_;
+  auth::SessionTable* sessions_ = nullptr;
 };
 
 }  // namespace idnode::net

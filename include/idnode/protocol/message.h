@@ -269,7 +269,8 @@ Decoded<size_t> EncodeMessage(const Message& message, std::span<uint8_t> out);
 size_t EncodedMessageSize(const Message& message);
 
 // The header of a response to `request`: same opcode and expiration, the request's flags echoed
-// with AT added (and RD kept), the response code mapped for the response version.
+// with AT added (and RD kept) but CT cleared (signing sets it), the response code mapped for the
+// response version.
 Header ResponseHeaderFor(const Header& request, ResponseCode rc, uint16_t site_info_serial,
                          ProtocolVersion response_version);
 // The envelope of a response to `request` (HANDLE.md §1.9): encoded in the request's suggested
