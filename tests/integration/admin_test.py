@@ -219,6 +219,252 @@ class Administration(unittest.TestCase):
             self.assertEqual(set(codes), {"1"}, out.stdout)
 
 
+
+# ---- certified answers and sessions, checked with Python's `cryptography` (not idnode's code) ----
+
+# The reference client's DH group (RFC 2409 group 2, as the capture's session setups carry it).
+OAKLEY2_P = int("ffffffffffffffffc90fdaa22168c234c4c6628b80dc1cd129024e088a67cc74020bbea63b139b22514a0879"
+                "8e3404ddef9519b3cd3a431b302b0a6df25f14374fe1356d6d51c245e485b576625e7ec6f44c42e9a637ed6b0b"
+                "ff5cb6f406b7edee386bfb5a899fa5ae9f24117c4b1fe649286651ece65381ffffffffffffffff", 16)
+
+
+def java_int(n):
+    """BigInteger.toByteArray of a positive number."""
+    b = n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big")
+    return b
+
+
+def read_text(buf, at):
+    (n,) = struct.unpack(">I", buf[at:at + 4])
+    return buf[at + 4:at + 4 + n], at + 4 + n
+
+
+def site_public_key():
+    """The RSA key of the node's HS_SITE (GET_SITE_INFO), as a `cryptography` key."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    reply = st.udp_exchange(message(2, text("/"), 77), timeout=3)
+    site = reply[44:44 + st.header(reply)["body_length"]]
+    at = 8
+    _, at = read_text(site, at)  # hash filter
+    (attributes,) = struct.unpack(">I", site[at:at + 4])
+    at += 4
+    for _ in range(attributes):
+        _, at = read_text(site, at)
+        _, at = read_text(site, at)
+    (servers,) = struct.unpack(">I", site[at:at + 4])
+    assert servers == 1
+    at += 4 + 4 + 16
+    key, at = read_text(site, at)
+    kind, k = read_text(key, 0)
+    assert kind == b"RSA_PUB_KEY", kind
+    e, k = read_text(key, k + 2)
+    n, k = read_text(key, k)
+    return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+
+
+def credential_of(reply):
+    """(type, algorithm, signer index, signature, covered header+body) of a decoded answer."""
+    body_end = 44 + st.header(reply)["body_length"]
+    (length,) = struct.unpack(">I", reply[body_end:body_end + 4])
+    cred = reply[body_end + 4:body_end + 4 + length]
+    if not cred:
+        return None
+    _, at = read_text(cred, 4)
+    (index,) = struct.unpack(">i", cred[at:at + 4])
+    kind, at = read_text(cred, at + 4)
+    alg, at2 = read_text(cred, at + 4)
+    sig, _ = read_text(cred, at2)
+    return kind, alg, index, sig, reply[20:body_end]
+
+
+def preamble(msg, counter):
+    return msg[0:2] + bytes([msg[2] & 3, msg[3]]) + msg[4:12] + struct.pack(">I", counter)
+
+
+def verify_signed(reply, public_key):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    kind, alg, index, sig, covered = credential_of(reply)
+    assert (kind, alg) == (b"HS_SIGNED", b"SHA-256"), (kind, alg)
+    public_key.verify(sig, preamble(reply, index) + covered, padding.PKCS1v15(), hashes.SHA256())
+
+
+def with_mac(msg, key, counter):
+    """`msg` (built by message(), empty credential) with an HS_MAC credential of session `key`."""
+    covered = msg[20:-4]
+    mac = hmac.new(key, preamble(msg, counter) + covered, hashlib.sha256).digest()
+    info = text("HMAC-SHA256") + text(mac)
+    cred = b"\0\0\0\0" + text("") + struct.pack(">i", counter) + text("HS_MAC") + struct.pack(">I", len(info)) + info
+    whole = covered + struct.pack(">I", len(cred)) + cred
+    return msg[:16] + struct.pack(">I", len(whole)) + whole
+
+
+def encrypted(msg, key):
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    iv = os.urandom(16)
+    padder = sympad.PKCS7(128).padder()
+    plain = padder.update(msg[20:]) + padder.finalize()
+    enc = Cipher(algorithms.AES(key[:16]), modes.CBC(iv)).encryptor()
+    sealed = iv + enc.update(plain) + enc.finalize()
+    return msg[:2] + bytes([msg[2] | 0x40]) + msg[3:16] + struct.pack(">I", len(sealed)) + sealed
+
+
+def decrypted(reply, key):
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    assert reply[2] & 0x40, "the answer is not encrypted"
+    dec = Cipher(algorithms.AES(key[:16]), modes.CBC(reply[20:36])).decryptor()
+    padded = dec.update(reply[36:]) + dec.finalize()
+    unpadder = sympad.PKCS7(128).unpadder()
+    plain = unpadder.update(padded) + unpadder.finalize()
+    return reply[:2] + bytes([reply[2] & ~0x40 & 0xFF]) + reply[3:16] + struct.pack(">I", len(plain)) + plain
+
+
+def open_session(identity=b"0.NA/ADM.1", index=300):
+    """OC 400 over UDP with CT|RD and a DH key, as the reference client sends it: (id, key, reply)."""
+    from cryptography.hazmat.primitives.asymmetric import dh
+    private = dh.DHParameterNumbers(OAKLEY2_P, 2).parameters().generate_private_key()
+    y = private.public_key().public_numbers().y
+    public = text("DH_PUB_KEY") + b"\0\0" + text(java_int(y)) + text(java_int(OAKLEY2_P)) + text(java_int(2))
+    body = struct.pack(">Hi", 4, 86400) + text(identity) + struct.pack(">i", index) + text(public) + b"\0\0"
+    reply = st.udp_exchange(message(400, body, 4001, flags=0x59800000), timeout=3)
+    h = st.header(reply)
+    assert (h["opcode"], h["rc"]) == (400, 1), h
+    session_id = struct.unpack(">I", reply[4:8])[0]
+    at = 44 + 33  # after the RD prefix (SHA-256)
+    (mode,) = struct.unpack(">H", reply[at:at + 2])
+    assert mode == 4
+    data, _ = read_text(reply, at + 2)
+    assert struct.unpack(">I", data[:4])[0] == 3  # AES
+    kind, k = read_text(data, 4)
+    assert kind == b"DH_PUB_KEY"
+    server_y, k = read_text(data, k + 2)
+    peer = dh.DHPublicNumbers(int.from_bytes(server_y, "big"),
+                              dh.DHParameterNumbers(OAKLEY2_P, 2)).public_key()
+    secret = private.exchange(peer)
+    i = 0
+    while i + 32 < len(secret) and secret[i] == 0:
+        i += 1
+    return session_id, secret[i:i + 32], reply
+
+
+class CertifiedAnswersAndSessions(unittest.TestCase):
+    def test_certified_resolution_verifies_with_the_published_key(self):
+        key = site_public_key()
+        created = tcp_admin(message(100, values_body("ADM.1/certified", [url_value(1, "https://c.example")]), 61))
+        self.assertEqual(st.header(created)["rc"], 1)
+        for flags in (0x59000000, 0x59800000):  # CT, and CT with RD
+            reply = st.udp_exchange(st.resolution_request("ADM.1/certified", flags=flags), timeout=3)
+            h = st.header(reply)
+            self.assertEqual(h["rc"], 1)
+            self.assertTrue(h["flags"] & 0x40000000, "CT on a signed answer")
+            verify_signed(reply, key)
+            tampered = bytearray(reply)
+            tampered[60] ^= 1
+            with self.assertRaises(Exception):
+                verify_signed(bytes(tampered), key)
+        plain = st.udp_exchange(st.resolution_request("ADM.1/certified"), timeout=3)
+        self.assertFalse(st.header(plain)["flags"] & 0x40000000, "no CT on an unsigned answer")
+        self.assertIsNone(credential_of(plain))
+        # Errors are signed too when asked: a handle that does not exist.
+        missing = st.udp_exchange(st.resolution_request("ADM.1/none", flags=0x59000000), timeout=3)
+        self.assertEqual(st.header(missing)["rc"], 100)
+        verify_signed(missing, key)
+
+    def test_session_as_the_reference_client_drives_it(self):
+        key = site_public_key()
+        session, session_key, setup = open_session()
+        verify_signed(setup, key)  # the setup answer is signed with the node's key
+        s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=5)
+        try:
+            def exchange(msg):
+                s.sendall(msg)
+                return st.read_message(s)
+
+            create = with_mac(message(100, values_body("ADM.1/sess", [url_value(1, "https://s1.example")]), 71,
+                                      session_id=session), session_key, 1)
+            challenge = exchange(create)
+            self.assertEqual(st.header(challenge)["rc"], 402)
+            self.assertEqual(struct.unpack(">I", challenge[4:8])[0], session)  # the session's own
+            done = exchange(answer(challenge, request_id=72))
+            self.assertEqual((st.header(done)["opcode"], st.header(done)["rc"]), (100, 1))
+            # The identity proved itself in this session: its MAC'd requests need no challenge now.
+            modify = with_mac(message(104, values_body("ADM.1/sess", [url_value(1, "https://s2.example")]), 73,
+                                      session_id=session), session_key, 2)
+            self.assertEqual(st.header(exchange(modify))["rc"], 1)
+            self.assertIn(b"https://s2.example", resolved_url("ADM.1/sess")[1])
+            # The same message again: the counter was used.
+            self.assertEqual(st.header(exchange(modify))["rc"], 505)
+            # A wrong MAC.
+            forged = bytearray(with_mac(message(104, values_body("ADM.1/sess", [url_value(1, "https://evil")]), 74,
+                                                session_id=session), session_key, 3))
+            forged[-1] ^= 1
+            self.assertEqual(st.header(exchange(bytes(forged)))["rc"], 502)
+            # Without a MAC, an authenticated session's request is refused (CNRI: 404).
+            bare = message(104, values_body("ADM.1/sess", [url_value(1, "https://evil")]), 75, session_id=session)
+            self.assertEqual(st.header(exchange(bare))["rc"], 404)
+            self.assertNotIn(b"https://evil", resolved_url("ADM.1/sess")[1])
+            # Encrypted (EC) with ENC and CT: the answer comes back encrypted, MAC'd with the session key.
+            sealed = encrypted(with_mac(message(104, values_body("ADM.1/sess", [url_value(1, "https://s3.example")]),
+                                                76, session_id=session, flags=0x79000000), session_key, 4),
+                               session_key)
+            reply = decrypted(exchange(sealed), session_key)
+            self.assertEqual(st.header(reply)["rc"], 1)
+            kind, alg, counter, mac, covered = credential_of(reply)
+            self.assertEqual((kind, alg), (b"HS_MAC", b"HMAC-SHA256"))
+            self.assertEqual(mac, hmac.new(session_key, preamble(reply, counter) + covered, hashlib.sha256).digest())
+            self.assertIn(b"https://s3.example", resolved_url("ADM.1/sess")[1])
+            # Terminate, then the session is gone.
+            ended = exchange(with_mac(message(401, b"", 77, session_id=session), session_key, 5))
+            self.assertEqual(st.header(ended)["rc"], 1)
+            after = exchange(with_mac(message(104, values_body("ADM.1/sess", [url_value(1, "https://late")]), 78,
+                                              session_id=session), session_key, 6))
+            self.assertEqual(st.header(after)["rc"], 500)
+        finally:
+            s.close()
+
+    def test_an_anonymous_or_unproven_session_is_still_challenged(self):
+        session, session_key, _ = open_session(identity=b"", index=-1)
+        for n, counter in ((81, 1), (83, 2)):
+            request = with_mac(message(100, values_body("ADM.1/anon%d" % n, [url_value(1, "https://a")]), n,
+                                       session_id=session), session_key, counter)
+            s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=5)
+            try:
+                s.sendall(request)
+                challenge = st.read_message(s)
+                self.assertEqual(st.header(challenge)["rc"], 402)
+                s.sendall(answer(challenge, request_id=n + 1))
+                self.assertEqual(st.header(st.read_message(s))["rc"], 1)
+            finally:
+                s.close()
+        # A session named for one identity is not authenticated by another's answer.
+        session, session_key, _ = open_session(identity=b"ADM.1/user", index=300)
+        request = with_mac(message(100, values_body("ADM.1/other", [url_value(1, "https://o")]), 91,
+                                   session_id=session), session_key, 1)
+        s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=5)
+        try:
+            s.sendall(request)
+            challenge = st.read_message(s)
+            s.sendall(answer(challenge, request_id=92))
+            self.assertEqual(st.header(st.read_message(s))["rc"], 1)  # 0.NA/ADM.1 wrote it
+            again = with_mac(message(101, text("ADM.1/other"), 93, session_id=session), session_key, 2)
+            s.sendall(again)
+            self.assertEqual(st.header(st.read_message(s))["rc"], 402)  # still challenged
+        finally:
+            s.close()
+
+    def test_unknown_sessions_and_bad_setups(self):
+        stale = with_mac(message(104, values_body("ADM.1/x", [url_value(1, "https://x")]), 95,
+                                 session_id=0x7fff1234), os.urandom(32), 1)
+        self.assertEqual(st.header(st.tcp_exchange([stale])[0])["rc"], 500)
+        truncated = message(400, struct.pack(">H", 4), 96)
+        self.assertEqual(st.header(st.udp_exchange(truncated, timeout=3))["rc"], 504)
+        not_dh = struct.pack(">Hi", 4, 60) + text("") + struct.pack(">i", -1) + text(b"garbage")
+        self.assertEqual(st.header(st.udp_exchange(message(400, not_dh, 97), timeout=3))["rc"], 501)
+        unknown_mode = struct.pack(">Hi", 9, 60) + text("") + struct.pack(">i", -1)
+        self.assertEqual(st.header(st.udp_exchange(message(400, unknown_mode, 98), timeout=3))["rc"], 501)
+
 if __name__ == "__main__":
     IDNODE, IDCTL, IDBENCH = sys.argv[1], sys.argv[2], sys.argv[3]
     del sys.argv[1:4]

@@ -327,8 +327,8 @@ class HandleVectors(unittest.TestCase):
                 self.assertEqual(tcp_exchange([one(request)])[0], one(response))
 
     def test_certified_request_gets_the_same_values(self):
-        # The certified response (06) carries the reference server's RSA signature; this node has
-        # no server key yet (auth room), so everything but the credential is compared.
+        # The certified response (06) carries the reference server's RSA signature; this node signs
+        # with its own key (admin_test.py verifies it), so everything but the credential is compared.
         expected = b"".join(d[20:] for d in vector("06-udp-resolve-certified.response-2-datagrams.hex"))
         got = udp_exchange(one("06-udp-resolve-certified.request.hex"))
         self.assertIsNotNone(got)
