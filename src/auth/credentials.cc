@@ -147,7 +147,8 @@ Pkey PublicKeyFromValue(std::span<const uint8_t> key_data, bool* unsupported) {
   if (const auto* rsa = std::get_if<protocol::RsaPublicKey>(&decoded->key)) {
     Bn n = ToBn(rsa->modulus);
     Bn e = ToBn(rsa->exponent);
-    return KeyFromParams("RSA", {{OSSL_PKEY_PARAM_RSA_N, n.get()}, {OSSL_PKEY_PARAM_RSA_E, e.get()}},
+    return KeyFromParams("RSA",
+                         {{OSSL_PKEY_PARAM_RSA_N, n.get()}, {OSSL_PKEY_PARAM_RSA_E, e.get()}},
                          EVP_PKEY_PUBLIC_KEY);
   }
   if (const auto* dsa = std::get_if<protocol::DsaPublicKey>(&decoded->key)) {
@@ -155,10 +156,11 @@ Pkey PublicKeyFromValue(std::span<const uint8_t> key_data, bool* unsupported) {
     Bn q = ToBn(dsa->q);
     Bn g = ToBn(dsa->g);
     Bn y = ToBn(dsa->y);
-    return KeyFromParams("DSA", {{OSSL_PKEY_PARAM_FFC_P, p.get()},
-                                 {OSSL_PKEY_PARAM_FFC_Q, q.get()},
-                                 {OSSL_PKEY_PARAM_FFC_G, g.get()},
-                                 {OSSL_PKEY_PARAM_PUB_KEY, y.get()}},
+    return KeyFromParams("DSA",
+                         {{OSSL_PKEY_PARAM_FFC_P, p.get()},
+                          {OSSL_PKEY_PARAM_FFC_Q, q.get()},
+                          {OSSL_PKEY_PARAM_FFC_G, g.get()},
+                          {OSSL_PKEY_PARAM_PUB_KEY, y.get()}},
                          EVP_PKEY_PUBLIC_KEY);
   }
   *unsupported = true;  // a DH key cannot sign

@@ -64,8 +64,8 @@ size_t WriteCredentialAt(std::span<uint8_t> buffer, size_t at, std::string_view 
   c.type = type;
   c.digest_algorithm = algorithm;
   c.signature = signature;
-  const size_t section = 4 + 1 + 1 + 2 + 4 + 4 + 4 + type.size() + 4 + 4 + algorithm.size() + 4 +
-                         signature.size();
+  const size_t section =
+      4 + 1 + 1 + 2 + 4 + 4 + 4 + type.size() + 4 + 4 + algorithm.size() + 4 + signature.size();
   if (at + section > buffer.size()) return 0;
   protocol::WireWriter w(buffer.subspan(at, section));
   w.U32(static_cast<uint32_t>(section - 4));
@@ -92,7 +92,9 @@ std::span<const uint8_t> HeaderAndBody(const protocol::Message& message,
 
 // ---- ServerKey ----------------------------------------------------------------------------
 
-ServerKey::~ServerKey() { EVP_PKEY_free(static_cast<EVP_PKEY*>(key_)); }
+ServerKey::~ServerKey() {
+  EVP_PKEY_free(static_cast<EVP_PKEY*>(key_));
+}
 
 std::shared_ptr<const ServerKey> ServerKey::FromPem(std::string_view pem) {
   Pkey key = ReadPrivateKey(pem);
@@ -135,8 +137,8 @@ Result<std::shared_ptr<const ServerKey>, std::string> ServerKey::LoadOrCreate(
   const std::string temporary = path + ".tmp";
   int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Failure{"cannot create " + temporary + ": " + std::strerror(errno)};
-  bool written = ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()) &&
-                 ::fsync(fd) == 0;
+  bool written =
+      ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()) && ::fsync(fd) == 0;
   ::close(fd);
   if (!written || ::rename(temporary.c_str(), path.c_str()) != 0) {
     ::unlink(temporary.c_str());
@@ -228,13 +230,12 @@ size_t SignEncoded(std::span<uint8_t> buffer, size_t size, const ServerKey& key)
   const uint8_t flags_before = buffer[protocol::kEnvelopeSize + 8];
   buffer[protocol::kEnvelopeSize + 8] |= 0x40;  // CT: part of what is signed
   std::vector<uint8_t> preamble = CredentialPreamble(*envelope, 0);
-  std::vector<uint8_t> signature =
-      key.Sign({preamble, buffer.subspan(protocol::kEnvelopeSize, end - protocol::kEnvelopeSize)},
-               sha256);
-  const size_t new_end = signature.empty() ? 0
-                                           : WriteCredentialAt(buffer, end, kSigned, 0,
-                                                               sha256 ? "SHA-256" : "SHA1",
-                                                               signature);
+  std::vector<uint8_t> signature = key.Sign(
+      {preamble, buffer.subspan(protocol::kEnvelopeSize, end - protocol::kEnvelopeSize)}, sha256);
+  const size_t new_end =
+      signature.empty()
+          ? 0
+          : WriteCredentialAt(buffer, end, kSigned, 0, sha256 ? "SHA-256" : "SHA1", signature);
   if (new_end == 0) {
     buffer[protocol::kEnvelopeSize + 8] = flags_before;
     return 0;
@@ -256,9 +257,9 @@ size_t MacEncoded(std::span<uint8_t> buffer, size_t size, std::span<const uint8_
               buffer.begin() + static_cast<std::ptrdiff_t>(end));
   std::vector<uint8_t> mac = Hmac(EVP_sha256(), session_key, data);
   const size_t new_end =
-      mac.empty() ? 0
-                  : WriteCredentialAt(buffer, end, kMac, static_cast<int32_t>(counter),
-                                      kHmacSha256, mac);
+      mac.empty()
+          ? 0
+          : WriteCredentialAt(buffer, end, kMac, static_cast<int32_t>(counter), kHmacSha256, mac);
   if (new_end == 0) {
     buffer[protocol::kEnvelopeSize + 8] = flags_before;
     return 0;
@@ -315,20 +316,23 @@ Result<std::vector<uint8_t>, std::string> DiffieHellman(
   const auto* dh = std::get_if<protocol::DhPublicKey>(&decoded->key);
   if (dh == nullptr) return Failure{std::string("the client's key is not a DH key")};
   Bn p = ToBn(dh->p), g = ToBn(dh->g), y = ToBn(dh->y);
-  Pkey group = KeyFromParams("DH", {{OSSL_PKEY_PARAM_FFC_P, p.get()}, {OSSL_PKEY_PARAM_FFC_G, g.get()}},
-                             EVP_PKEY_KEY_PARAMETERS);
+  Pkey group =
+      KeyFromParams("DH", {{OSSL_PKEY_PARAM_FFC_P, p.get()}, {OSSL_PKEY_PARAM_FFC_G, g.get()}},
+                    EVP_PKEY_KEY_PARAMETERS);
   Pkey peer = KeyFromParams("DH",
                             {{OSSL_PKEY_PARAM_FFC_P, p.get()},
                              {OSSL_PKEY_PARAM_FFC_G, g.get()},
                              {OSSL_PKEY_PARAM_PUB_KEY, y.get()}},
                             EVP_PKEY_PUBLIC_KEY);
   if (!group || !peer) return Failure{std::string("the client's DH group is not usable")};
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> gen(EVP_PKEY_CTX_new_from_pkey(nullptr, group.get(), nullptr));
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> gen(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, group.get(), nullptr));
   EVP_PKEY* ours_raw = nullptr;
   if (!gen || EVP_PKEY_keygen_init(gen.get()) != 1 || EVP_PKEY_generate(gen.get(), &ours_raw) != 1)
     return Failure{std::string("cannot make a DH key in the client's group")};
   Pkey ours(ours_raw);
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> derive(EVP_PKEY_CTX_new_from_pkey(nullptr, ours.get(), nullptr));
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> derive(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, ours.get(), nullptr));
   size_t size = 0;
   if (!derive || EVP_PKEY_derive_init(derive.get()) != 1 ||
       EVP_PKEY_derive_set_peer_ex(derive.get(), peer.get(), 1) != 1 ||
@@ -382,7 +386,7 @@ std::vector<uint8_t> EncryptBody(std::span<const uint8_t> session_key,
   std::vector<uint8_t> out(kAesBlock + plaintext.size() + kAesBlock);
   if (RAND_bytes(out.data(), static_cast<int>(kAesBlock)) != 1) return {};
   std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
-                                                                       &EVP_CIPHER_CTX_free);
+                                                                      &EVP_CIPHER_CTX_free);
   int n = 0, tail = 0;
   if (!ctx ||
       EVP_EncryptInit_ex(ctx.get(), EVP_aes_128_cbc(), nullptr, session_key.data(), out.data()) !=
@@ -403,7 +407,7 @@ Result<std::vector<uint8_t>, std::string> DecryptBody(std::span<const uint8_t> s
     return Failure{std::string("not whole AES blocks")};
   std::vector<uint8_t> out(iv_and_ciphertext.size());
   std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
-                                                                       &EVP_CIPHER_CTX_free);
+                                                                      &EVP_CIPHER_CTX_free);
   int n = 0, tail = 0;
   if (!ctx ||
       EVP_DecryptInit_ex(ctx.get(), EVP_aes_128_cbc(), nullptr, session_key.data(),

@@ -92,8 +92,8 @@ inline constexpr uint32_t kCipherAes = 3;
 // encoding. On success, `server_public_value` gets this side's DH_PUB_KEY encoding and the
 // session key is returned: the shared secret's first 32 bytes after leading zeros
 // (GenericProvider.getKeyFromDH for AES).
-Result<std::vector<uint8_t>, std::string> DiffieHellman(std::span<const uint8_t> client_public_value,
-                                                        std::vector<uint8_t>* server_public_value);
+Result<std::vector<uint8_t>, std::string> DiffieHellman(
+    std::span<const uint8_t> client_public_value, std::vector<uint8_t>* server_public_value);
 
 // RSA PKCS#1 v1.5 encryption to an HS_PUBKEY RSA value (KEY_EXCHANGE_CIPHER_CLIENT/HDL: the
 // session key travels as cipher code(4) ‖ key). Empty when the value is not a usable RSA key.

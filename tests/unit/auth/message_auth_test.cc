@@ -289,8 +289,7 @@ TEST(SessionKeys, RsaDeliveredKeysDecryptWithThePrivateHalf) {
   auto sealed = EncryptToPublicKey(key->public_key_value(), secret);
   ASSERT_FALSE(sealed.empty());
   EXPECT_EQ(key->Decrypt(sealed), secret);
-  EXPECT_TRUE(TestKey("RSA")->Decrypt(sealed).empty() ||
-              TestKey("RSA")->Decrypt(sealed) != secret);
+  EXPECT_TRUE(TestKey("RSA")->Decrypt(sealed).empty() || TestKey("RSA")->Decrypt(sealed) != secret);
 }
 
 }  // namespace
