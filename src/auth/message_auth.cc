@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -31,6 +32,8 @@ constexpr size_t kHeaderBodyLengthAt = protocol::kEnvelopeSize + 20;
 constexpr size_t kAesKeyBytes = 16;
 constexpr size_t kAesBlock = 16;
 constexpr size_t kDhSessionKeyBytes = 32;
+constexpr size_t kMaxDhGroupBits = 4096;
+constexpr int kDhPrivateBits = 256;
 
 uint32_t ReadU32(std::span<const uint8_t> b, size_t at) {
   return uint32_t{b[at]} << 24 | uint32_t{b[at + 1]} << 16 | uint32_t{b[at + 2]} << 8 | b[at + 3];
@@ -58,12 +61,6 @@ size_t HeaderBodyEnd(std::span<const uint8_t> buffer, size_t size) {
 size_t WriteCredentialAt(std::span<uint8_t> buffer, size_t at, std::string_view type,
                          int32_t signer_index, std::string_view algorithm,
                          std::span<const uint8_t> signature) {
-  protocol::Credential c;
-  c.present = true;
-  c.signer_index = signer_index;
-  c.type = type;
-  c.digest_algorithm = algorithm;
-  c.signature = signature;
   const size_t section =
       4 + 1 + 1 + 2 + 4 + 4 + 4 + type.size() + 4 + 4 + algorithm.size() + 4 + signature.size();
   if (at + section > buffer.size()) return 0;
@@ -113,6 +110,7 @@ std::shared_ptr<const ServerKey> ServerKey::FromPem(std::string_view pem) {
 Result<std::shared_ptr<const ServerKey>, std::string> ServerKey::LoadOrCreate(
     const std::string& path, bool create) {
   std::ifstream in(path, std::ios::binary);
+  const int open_errno = in ? 0 : errno;
   if (in) {
     std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)),
                               std::istreambuf_iterator<char>());
@@ -122,7 +120,10 @@ Result<std::shared_ptr<const ServerKey>, std::string> ServerKey::LoadOrCreate(
     if (!key) return Failure{"server key " + path + ": not an RSA or DSA private key"};
     return key;
   }
-  if (!create) return Failure{"server key " + path + ": cannot read it: " + std::strerror(errno)};
+  // Generated only where there is no file at all: a key that cannot be read (permissions, too
+  // many files) is an error, never a reason to replace it.
+  if (!create || open_errno != ENOENT)
+    return Failure{"server key " + path + ": cannot read it: " + std::strerror(open_errno)};
   Pkey generated(EVP_RSA_gen(2048));
   if (!generated) return Failure{std::string("cannot generate an RSA key")};
   std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
@@ -135,15 +136,18 @@ Result<std::shared_ptr<const ServerKey>, std::string> ServerKey::LoadOrCreate(
   std::string pem(data, static_cast<size_t>(length));
   // Owner-only from its first byte, complete before it appears under its name.
   const std::string temporary = path + ".tmp";
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Failure{"cannot create " + temporary + ": " + std::strerror(errno)};
   bool written =
       ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()) && ::fsync(fd) == 0;
   ::close(fd);
-  if (!written || ::rename(temporary.c_str(), path.c_str()) != 0) {
+  // link(), not rename(): a key that appeared meanwhile is never replaced.
+  if (!written || ::link(temporary.c_str(), path.c_str()) != 0) {
+    const int error = errno;
     ::unlink(temporary.c_str());
-    return Failure{"cannot write " + path + ": " + std::strerror(errno)};
+    return Failure{"cannot write " + path + ": " + std::strerror(error)};
   }
+  ::unlink(temporary.c_str());
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
   int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -272,6 +276,9 @@ Verdict VerifyMac(const protocol::Message& message, std::span<const uint8_t> byt
                   std::span<const uint8_t> session_key) {
   const auto& c = message.credential;
   if (!c.present || c.type != kMac) return Verdict::kMalformed;
+  // A session without its key yet (CIPHER_SERVER before OC 402) verifies nothing: an HMAC under
+  // an empty key is anyone's.
+  if (session_key.size() < kAesKeyBytes) return Verdict::kInvalid;
   if (!protocol::AtLeast(message.envelope.version(), 2, 7)) return Verdict::kUnsupported;
   if (!SameAlgorithmName(c.digest_algorithm, kHmacSha256)) return Verdict::kUnsupported;
   auto covered = HeaderAndBody(message, bytes);
@@ -316,6 +323,9 @@ Result<std::vector<uint8_t>, std::string> DiffieHellman(
   const auto* dh = std::get_if<protocol::DhPublicKey>(&decoded->key);
   if (dh == nullptr) return Failure{std::string("the client's key is not a DH key")};
   Bn p = ToBn(dh->p), g = ToBn(dh->g), y = ToBn(dh->y);
+  // The client picks the group and anyone may ask: bound the work one setup can cost.
+  if (!p || BN_num_bits(p.get()) > static_cast<int>(kMaxDhGroupBits))
+    return Failure{std::string("DH groups above 4096 bits are not accepted")};
   Pkey group =
       KeyFromParams("DH", {{OSSL_PKEY_PARAM_FFC_P, p.get()}, {OSSL_PKEY_PARAM_FFC_G, g.get()}},
                     EVP_PKEY_KEY_PARAMETERS);
@@ -328,7 +338,15 @@ Result<std::vector<uint8_t>, std::string> DiffieHellman(
   std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> gen(
       EVP_PKEY_CTX_new_from_pkey(nullptr, group.get(), nullptr));
   EVP_PKEY* ours_raw = nullptr;
-  if (!gen || EVP_PKEY_keygen_init(gen.get()) != 1 || EVP_PKEY_generate(gen.get(), &ours_raw) != 1)
+  if (!gen || EVP_PKEY_keygen_init(gen.get()) != 1)
+    return Failure{std::string("cannot make a DH key in the client's group")};
+  // A 256-bit private exponent (128-bit strength, the most a 4096-bit group gives) instead of
+  // one as long as p: a setup costs two short exponentiations, not two full ones.
+  int private_bits = kDhPrivateBits;
+  OSSL_PARAM length[] = {OSSL_PARAM_construct_int(OSSL_PKEY_PARAM_DH_PRIV_LEN, &private_bits),
+                         OSSL_PARAM_construct_end()};
+  if (EVP_PKEY_CTX_set_params(gen.get(), length) != 1 ||
+      EVP_PKEY_generate(gen.get(), &ours_raw) != 1)
     return Failure{std::string("cannot make a DH key in the client's group")};
   Pkey ours(ours_raw);
   std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> derive(

@@ -143,16 +143,19 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
           sessions_ != nullptr ? ResponseCode::kSessionTimeout : ResponseCode::kSessionFailed,
           "no such session: cannot decrypt", site_serial_, out, size_limit);
     }
+    // Whatever fails past this point (padding, decoding, the MAC inside) gets the same answer and
+    // ends the session, so that an encrypted message cannot be probed for its padding.
     auto plain = auth::DecryptMessage(request, session->key);
-    if (!plain.ok()) {
+    auto inner = plain.ok() ? protocol::DecodeMessage(*plain)
+                            : protocol::Decoded<Message>(Failure{protocol::ProtocolError{}});
+    if (!inner.ok() || !inner->header.is_request() ||
+        inner->envelope.session_id != req.envelope.session_id ||
+        (inner->credential.present &&
+         auth::VerifyMac(*inner, *plain, session->key) != auth::Verdict::kValid)) {
+      (void)sessions_->Close(session->id);
       return EncodeError(req.envelope, nullptr, ResponseCode::kSessionFailed,
-                         "Exception decrypting request with session key", site_serial_, out,
+                         "session message rejected; the session is closed", site_serial_, out,
                          size_limit);
-    }
-    auto inner = protocol::DecodeMessage(*plain);
-    if (!inner.ok() || !inner->header.is_request()) {
-      return EncodeError(req.envelope, nullptr, ResponseCode::kProtocolError,
-                         "the decrypted request does not decode", site_serial_, out, size_limit);
     }
     return Checked(*inner, *plain, out, scratch, size_limit, origin);
   }
@@ -193,7 +196,10 @@ Handled HandleService::Checked(const Message& req, std::span<const uint8_t> requ
     }
     if (session) context.session = &*session;
   }
-  Handled handled = Answer(req, request, out, scratch, size_limit, true, origin, context);
+  // From the cache when it can answer (a certified resolution costs a signature, not a read).
+  Handled handled = Answer(req, request, out, scratch, size_limit, false, origin, context);
+  if (handled.disposition == Disposition::kNeedsStorage)
+    handled = Answer(req, request, out, scratch, size_limit, true, origin, context);
   return Seal(req, handled, out, context.session);
 }
 
@@ -201,6 +207,22 @@ Handled HandleService::Seal(const Message& req, Handled handled, std::span<uint8
                             const auth::SessionView* session) const {
   if (handled.disposition != Disposition::kAnswered) return handled;
   const auto opcode = static_cast<protocol::OpCode>(req.header.opcode);
+  const bool wants_encryption = session != nullptr && req.header.has(protocol::opflag::kEncrypt);
+  auto refuse = [&](std::string_view why) {
+    return EncodeError(req.envelope, &req.header, ResponseCode::kError, why, site_serial_, out,
+                       out.size());
+  };
+  // A streamed answer (CN: several messages back to back) is left as it is: unsigned (CT stays
+  // clear), and refused rather than sent in the clear when encryption was asked for.
+  const size_t first_message =
+      handled.response_size >= protocol::kEnvelopeSize
+          ? protocol::kEnvelopeSize + (uint32_t{out[16]} << 24 | uint32_t{out[17]} << 16 |
+                                       uint32_t{out[18]} << 8 | out[19])
+          : 0;
+  if (first_message != handled.response_size) {
+    if (wants_encryption) return refuse("a streamed answer cannot be encrypted; ask without ENC");
+    return handled;
+  }
   // A session setup or key exchange is not MAC'd with the key it is establishing: the client
   // checks it against the node's key (CNRI's sendResponse).
   const bool session_key_usable = session != nullptr && !session->key.empty() &&
@@ -216,9 +238,12 @@ Handled HandleService::Seal(const Message& req, Handled handled, std::span<uint8
       sealed = auth::SignEncoded(out, handled.response_size, *server_key_);
     if (sealed != 0) handled.response_size = sealed;
   }
-  if (session_key_usable && req.header.has(protocol::opflag::kEncrypt)) {
-    const size_t sealed = auth::EncryptEncoded(out, handled.response_size, session->key);
-    if (sealed != 0) handled.response_size = sealed;
+  if (wants_encryption && opcode != protocol::OpCode::kSessionSetup &&
+      opcode != protocol::OpCode::kSessionExchangeKey) {
+    const size_t sealed =
+        session->key.empty() ? 0 : auth::EncryptEncoded(out, handled.response_size, session->key);
+    if (sealed == 0) return refuse("the answer could not be encrypted");
+    handled.response_size = sealed;
   }
   return handled;
 }

@@ -362,7 +362,8 @@ class CertifiedAnswersAndSessions(unittest.TestCase):
             verify_signed(reply, key)
             tampered = bytearray(reply)
             tampered[60] ^= 1
-            with self.assertRaises(Exception):
+            from cryptography.exceptions import InvalidSignature
+            with self.assertRaises(InvalidSignature):
                 verify_signed(bytes(tampered), key)
         plain = st.udp_exchange(st.resolution_request("ADM.1/certified"), timeout=3)
         self.assertFalse(st.header(plain)["flags"] & 0x40000000, "no CT on an unsigned answer")
@@ -415,6 +416,13 @@ class CertifiedAnswersAndSessions(unittest.TestCase):
             self.assertEqual((kind, alg), (b"HS_MAC", b"HMAC-SHA256"))
             self.assertEqual(mac, hmac.new(session_key, preamble(reply, counter) + covered, hashlib.sha256).digest())
             self.assertIn(b"https://s3.example", resolved_url("ADM.1/sess")[1])
+            # An encrypted message that does not decrypt: one answer (501), and the session ends.
+            second, second_key, _ = open_session()
+            garbage = bytearray(encrypted(message(104, b"", 79, session_id=second), second_key))
+            garbage[-1] ^= 1  # breaks the padding
+            self.assertEqual(st.header(st.tcp_exchange([bytes(garbage)])[0])["rc"], 501)
+            late = with_mac(message(101, text("ADM.1/none"), 80, session_id=second), second_key, 1)
+            self.assertEqual(st.header(st.tcp_exchange([late])[0])["rc"], 500)
             # Terminate, then the session is gone.
             ended = exchange(with_mac(message(401, b"", 77, session_id=session), session_key, 5))
             self.assertEqual(st.header(ended)["rc"], 1)

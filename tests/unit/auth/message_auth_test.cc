@@ -257,6 +257,13 @@ TEST(SessionKeys, DiffieHellmanAgreesWithTheClientsSide) {
   EXPECT_TRUE(std::equal(ours.p.begin(), ours.p.end(), theirs.p.begin(), theirs.p.end()));
   // A key that is not DH is refused.
   EXPECT_FALSE(DiffieHellman(ReferenceServerKey(), &server_value).ok());
+  // So is a group above 4096 bits: anyone may ask for a setup, and its cost must stay bounded.
+  std::vector<uint8_t> huge_p(4200 / 8, 0xff), two = {2}, three = {3};
+  protocol::PublicKey huge;
+  huge.key = protocol::DhPublicKey{three, huge_p, two};
+  auto refused = DiffieHellman(protocol::EncodePublicKey(huge), &server_value);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().find("4096"), std::string::npos);
 }
 
 TEST(SessionKeys, EncryptedMessagesRoundTripAndWrongKeysFail) {
