@@ -316,6 +316,26 @@ Verdict VerifySigned(const protocol::Message& message, std::span<const uint8_t> 
 
 // ---- session keys -----------------------------------------------------------------------
 
+Result<SessionSetupRequest, std::string> ParseSessionSetup(std::span<const uint8_t> body) {
+  protocol::WireReader r(body);
+  SessionSetupRequest s;
+  s.mode = r.U16();
+  s.timeout_seconds = r.I32();
+  s.identity_handle = r.Text();
+  s.identity_index = r.I32();
+  if (s.mode == key_exchange::kCipherClient || s.mode == key_exchange::kDiffieHellman) {
+    s.client_key = r.LengthPrefixed();
+  } else if (s.mode == key_exchange::kCipherHandle) {
+    s.key_handle = r.Text();
+    s.key_index = r.I32();
+  }
+  if (!r.ok() || r.remaining() > 4 || s.identity_handle.size() > protocol::kMaxHandleLength ||
+      s.key_handle.size() > protocol::kMaxHandleLength) {
+    return Failure{std::string("malformed session setup request")};
+  }
+  return s;
+}
+
 Result<std::vector<uint8_t>, std::string> DiffieHellman(
     std::span<const uint8_t> client_public_value, std::vector<uint8_t>* server_public_value) {
   auto decoded = protocol::DecodePublicKey(client_public_value);

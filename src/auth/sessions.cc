@@ -28,11 +28,16 @@ void SessionTable::DropExpired(std::chrono::steady_clock::time_point now) {
 
 bool SessionTable::DropOldestUnauthenticated(const Origin* source) {
   auto oldest = sessions_.end();
+  auto oldest_unconfirmed = sessions_.end();
   for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
     if (it->second.view.authenticated) continue;
     if (source != nullptr && it->second.origin.address != source->address) continue;
     if (oldest == sessions_.end() || it->second.opened < oldest->second.opened) oldest = it;
+    if (!it->second.confirmed && (oldest_unconfirmed == sessions_.end() ||
+                                  it->second.opened < oldest_unconfirmed->second.opened))
+      oldest_unconfirmed = it;
   }
+  if (oldest_unconfirmed != sessions_.end()) oldest = oldest_unconfirmed;
   if (oldest == sessions_.end()) return false;
   Erase(oldest);
   return true;
@@ -59,7 +64,9 @@ uint32_t SessionTable::Open(const Origin& origin, std::vector<uint8_t> key,
   entry.view.key = std::move(key);
   entry.view.key_exchange_mode = key_exchange_mode;
   entry.view.identity = std::move(identity);
+  entry.view.origin_address = origin.address;
   entry.origin = origin;
+  entry.confirmed = !origin.datagram;
   entry.opened = now;
   std::chrono::seconds lifetime = max_lifetime_;
   if (requested_seconds > 0) lifetime = std::min(lifetime, std::chrono::seconds(requested_seconds));
@@ -82,6 +89,7 @@ bool SessionTable::AcceptCounter(uint32_t id, uint32_t counter) {
   auto it = sessions_.find(id);
   if (it == sessions_.end() || counter == 0) return false;
   Entry& e = it->second;
+  e.confirmed = true;  // only messages whose MAC checked are counted
   if (counter > e.highest_counter) {
     const uint32_t shift = counter - e.highest_counter;
     if (shift >= kReplayWindow) {

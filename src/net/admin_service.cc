@@ -208,7 +208,7 @@ Handled AdminService::Handle(const Message& request, std::span<const uint8_t> re
     case OpCode::kSessionTerminate:
       return SessionEnd(request, request_bytes, out, session);
     case OpCode::kSessionExchangeKey:
-      return SessionKeyExchange(request, request_bytes, out, session);
+      return SessionKeyExchange(request, request_bytes, out, origin, session);
     default:
       break;
   }
@@ -583,11 +583,10 @@ Handled AdminService::Verify(const Message& request, std::span<const uint8_t> re
 
 namespace {
 
-// CNRI's key exchange modes (Common.KEY_EXCHANGE_*).
-constexpr uint16_t kKeyExchangeCipherClient = 1;
-constexpr uint16_t kKeyExchangeCipherServer = 2;
-constexpr uint16_t kKeyExchangeCipherHandle = 3;
-constexpr uint16_t kKeyExchangeDh = 4;
+constexpr uint16_t kKeyExchangeCipherClient = auth::key_exchange::kCipherClient;
+constexpr uint16_t kKeyExchangeCipherServer = auth::key_exchange::kCipherServer;
+constexpr uint16_t kKeyExchangeCipherHandle = auth::key_exchange::kCipherHandle;
+constexpr uint16_t kKeyExchangeDh = auth::key_exchange::kDiffieHellman;
 // AES-128 session keys for the modes where this side chooses the key.
 constexpr size_t kChosenSessionKeyBytes = 16;
 constexpr std::string_view kInvalidSession =
@@ -611,28 +610,13 @@ Handled AdminService::SessionSetup(const Message& request, std::span<const uint8
   }
   const auto* opaque = std::get_if<protocol::OpaqueBody>(&request.body);
   if (opaque == nullptr) return {};
-  // Encoder.decodeSessionSetupRequest: mode(2) timeout(4) identity(str) index(4), then the
-  // exchange key by mode. CNRI counts 4 bytes for the mode and writes 2, so 2 bytes may follow.
-  protocol::WireReader r(opaque->bytes);
-  const uint16_t mode = r.U16();
-  const int32_t timeout = r.I32();
-  const std::string_view identity_handle = r.Text();
-  const int32_t identity_index = r.I32();
-  std::span<const uint8_t> client_key;
-  std::string_view key_handle;
-  int32_t key_index = 0;
-  if (mode == kKeyExchangeCipherClient || mode == kKeyExchangeDh) {
-    client_key = r.LengthPrefixed();
-  } else if (mode == kKeyExchangeCipherHandle) {
-    key_handle = r.Text();
-    key_index = r.I32();
-  }
   auto fail = [&](ResponseCode rc, std::string_view why) {
     return Error(request, rc, why, request_bytes, site_serial_, out);
   };
-  if (!r.ok() || r.remaining() > 4 || identity_handle.size() > protocol::kMaxHandleLength) {
-    return fail(ResponseCode::kInvalidSessionSetupRequest, "malformed session setup request");
-  }
+  auto parsed = auth::ParseSessionSetup(opaque->bytes);
+  if (!parsed.ok()) return fail(ResponseCode::kInvalidSessionSetupRequest, parsed.error());
+  const uint16_t mode = parsed->mode;
+  std::span<const uint8_t> client_key = parsed->client_key;
   if (!protocol::AtLeast(protocol::ResponseEnvelopeFor(request.envelope).version(), 2, 7)) {
     // Earlier clients MAC and encrypt with layouts (and DES) this node does not offer.
     return fail(ResponseCode::kSessionFailed, "sessions need protocol 2.7 or later");
@@ -653,8 +637,9 @@ Handled AdminService::SessionSetup(const Message& request, std::span<const uint8
     case kKeyExchangeCipherHandle: {
       std::string key_value;
       if (mode == kKeyExchangeCipherHandle) {
-        auto found = authorizer_.FindKey(auth::Identity{std::string(key_handle), key_index},
-                                         protocol::kTypePublicKey);
+        auto found =
+            authorizer_.FindKey(auth::Identity{std::string(parsed->key_handle), parsed->key_index},
+                                protocol::kTypePublicKey);
         if (found.code != ResponseCode::kSuccess)
           return fail(ResponseCode::kSessionFailed, "No key found in key exchange handle.");
         key_value = std::move(found.data);
@@ -679,10 +664,10 @@ Handled AdminService::SessionSetup(const Message& request, std::span<const uint8
       return fail(ResponseCode::kSessionFailed, "Unrecognized key exchange mode");
   }
   std::optional<auth::Identity> identity;
-  if (!identity_handle.empty() && identity_index >= 0)
-    identity = auth::Identity{std::string(identity_handle), identity_index};
-  const uint32_t id = sessions_->Open(origin, std::move(key), mode, std::move(identity), timeout,
-                                      std::chrono::steady_clock::now());
+  if (!parsed->identity_handle.empty() && parsed->identity_index >= 0)
+    identity = auth::Identity{std::string(parsed->identity_handle), parsed->identity_index};
+  const uint32_t id = sessions_->Open(origin, std::move(key), mode, std::move(identity),
+                                      parsed->timeout_seconds, std::chrono::steady_clock::now());
   if (id == 0) return fail(ResponseCode::kServerTooBusy, "too many sessions");
   // Encoder.encodeSessionSetupResponse: mode(2) data(str), and the 2 bytes its length counts.
   std::vector<uint8_t> body(2 + 4 + data.size() + 2);
@@ -712,15 +697,17 @@ Handled AdminService::SessionEnd(const Message& request, std::span<const uint8_t
 
 Handled AdminService::SessionKeyExchange(const Message& request,
                                          std::span<const uint8_t> request_bytes,
-                                         std::span<uint8_t> out,
+                                         std::span<uint8_t> out, const auth::Origin& origin,
                                          const SessionContext& session) const {
   auto fail = [&](ResponseCode rc, std::string_view why) {
     return Error(request, rc, why, request_bytes, site_serial_, out);
   };
   if (sessions_ == nullptr || session.session == nullptr)
     return fail(ResponseCode::kSessionTimeout, kInvalidSession);
+  // Only from the address that set the session up: the session id travels in the clear, and
+  // the first key exchanged is the session's.
   if (session.session->key_exchange_mode != kKeyExchangeCipherServer || !server_key_ ||
-      !session.session->key.empty()) {
+      !session.session->key.empty() || session.session->origin_address != origin.address) {
     return fail(ResponseCode::kSessionFailed, "Invalid session id. Session failed.");
   }
   const auto* opaque = std::get_if<protocol::OpaqueBody>(&request.body);

@@ -214,5 +214,36 @@ def challenge_answers():
     seed(8 | 2 << 4, bytes([0, 0x22 ^ 0x12]))  # PBKDF2 relabelled as HMAC-SHA1
 
 
+def session_messages():
+    """fuzz_session_message: [selector][bytes]. 0: the capture's OC 400 setup bodies (DH); 1: a
+    message encrypted with the target's session key (32 x 0x42, AES-128-CBC, a fixed IV so that
+    the seed is stable); 2: the capture's HS_MAC'd session messages; 3: mutation strings."""
+    from cryptography.hazmat.primitives import padding as sympad
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    for path in sorted(VECTORS.glob("session-*.hex.txt")):
+        for line in path.read_text().splitlines():
+            fields = line.split()
+            if len(fields) != 5 or fields[2] != "C>S":
+                continue
+            m = bytes.fromhex(fields[4])
+            if len(m) < 44 or u32(m, 20) == 0:
+                continue
+            if u32(m, 20) == 400:
+                write("fuzz_session_message", b"\x00" + m[44:44 + u32(m, 40)])
+            elif fields[1] == "TCP" and not (m[2] & 0x40):
+                write("fuzz_session_message", b"\x02" + m)
+    plain = bytes.fromhex("020b020b00000007000000630000000000000019000000650000000000000000ffff000000000000"
+                          "0000000a38382e312f636f6e7400000000")
+    padder = sympad.PKCS7(128).padder()
+    padded = padder.update(plain[20:]) + padder.finalize()
+    iv = bytes(range(16))
+    sealed = iv + Cipher(algorithms.AES(bytes([0x42]) * 16), modes.CBC(iv)).encryptor().update(padded)
+    write("fuzz_session_message", b"\x01" + plain[:2] + bytes([plain[2] | 0x40]) + plain[3:16]
+          + struct.pack(">I", len(sealed)) + sealed)
+    for mutation in (b"", bytes([3, 1, 17, 0x80]), bytes([0x80 | 40]), bytes([30, 1]), bytes([70, 0x10])):
+        write("fuzz_session_message", b"\x03" + mutation)
+
+
 if __name__ == "__main__":
     main()
+    session_messages()

@@ -462,6 +462,56 @@ class CertifiedAnswersAndSessions(unittest.TestCase):
         finally:
             s.close()
 
+    def test_sessions_keyed_by_rsa_either_way(self):
+        """KEY_EXCHANGE_CIPHER_CLIENT (the node encrypts the key to the client's RSA key) and
+        CIPHER_SERVER (the client encrypts one to the node's key, OC 402)."""
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        client = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        numbers = client.public_key().public_numbers()
+        value = text("RSA_PUB_KEY") + b"\0\0" + text(java_int(numbers.e)) + text(java_int(numbers.n)) + text(b"")
+
+        def setup(mode, key_field):
+            body = struct.pack(">Hi", mode, 600) + text("0.NA/ADM.1") + struct.pack(">i", 300) + key_field + b"\0\0"
+            reply = st.udp_exchange(message(400, body, 4100 + mode, flags=0x59800000), timeout=3)
+            self.assertEqual(st.header(reply)["rc"], 1)
+            verify_signed(reply, site_public_key())
+            (m,) = struct.unpack(">H", reply[77:79])
+            self.assertEqual(m, mode)
+            data, _ = read_text(reply, 79)
+            return struct.unpack(">I", reply[4:8])[0], data
+
+        def write_in(session, key, name, first_counter):
+            s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=5)
+            try:
+                s.sendall(with_mac(message(100, values_body(name, [url_value(1, "https://r")]), 130,
+                                           session_id=session), key, first_counter))
+                challenge = st.read_message(s)
+                self.assertEqual(st.header(challenge)["rc"], 402)
+                s.sendall(answer(challenge, request_id=131))
+                self.assertEqual(st.header(st.read_message(s))["rc"], 1)
+                s.sendall(with_mac(message(101, text(name), 132, session_id=session), key, first_counter + 1))
+                self.assertEqual(st.header(st.read_message(s))["rc"], 1)  # no challenge now
+            finally:
+                s.close()
+
+        session, sealed = setup(1, text(value))
+        opened = client.decrypt(sealed, padding.PKCS1v15())
+        self.assertEqual(struct.unpack(">I", opened[:4])[0], 3)
+        write_in(session, opened[4:], "ADM.1/rsa-client", 1)
+
+        session, server_value = setup(2, b"")
+        kind, k = read_text(server_value, 0)
+        self.assertEqual(kind, b"RSA_PUB_KEY")
+        e, k = read_text(server_value, k + 2)
+        n, _ = read_text(server_value, k)
+        server_key = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+        chosen = os.urandom(16)
+        exchange = message(402, text(server_key.encrypt(struct.pack(">I", 3) + chosen, padding.PKCS1v15())), 140,
+                           session_id=session)
+        self.assertEqual(st.header(st.udp_exchange(exchange, timeout=3))["rc"], 1)
+        self.assertEqual(st.header(st.udp_exchange(exchange, timeout=3))["rc"], 501)  # the key is set once
+        write_in(session, chosen, "ADM.1/rsa-server", 1)
+
     def test_unknown_sessions_and_bad_setups(self):
         stale = with_mac(message(104, values_body("ADM.1/x", [url_value(1, "https://x")]), 95,
                                  session_id=0x7fff1234), os.urandom(32), 1)

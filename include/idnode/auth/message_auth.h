@@ -85,6 +85,30 @@ std::vector<uint8_t> CredentialPreamble(const protocol::Envelope& envelope, uint
 
 // ---- session keys and encrypted bodies ------------------------------------------------------
 
+// CNRI's key exchange modes (Common.KEY_EXCHANGE_*).
+namespace key_exchange {
+inline constexpr uint16_t kCipherClient = 1;  // a key RSA-encrypted to the client's key
+inline constexpr uint16_t kCipherServer = 2;  // the client sends a key encrypted to ours (OC 402)
+inline constexpr uint16_t kCipherHandle = 3;  // a key RSA-encrypted to a key held in a handle
+inline constexpr uint16_t kDiffieHellman = 4;
+}  // namespace key_exchange
+
+// An OC 400 SESSION_SETUP body (Encoder.decodeSessionSetupRequest); views into the message.
+struct SessionSetupRequest {
+  uint16_t mode = 0;
+  int32_t timeout_seconds = 0;
+  std::string_view identity_handle;  // empty (index -1): an anonymous session
+  int32_t identity_index = -1;
+  std::span<const uint8_t> client_key;  // kCipherClient, kDiffieHellman: an HS_PUBKEY encoding
+  std::string_view key_handle;          // kCipherHandle
+  int32_t key_index = 0;
+};
+// Parses it: mode(2) timeout(4) identity(str) index(4), then the exchange key by mode. CNRI
+// counts 4 bytes for the mode and writes 2, so up to 4 bytes may follow; any other leftover, a
+// short field or an identity longer than a handle may be is an error (RC 504). An unknown mode
+// parses (the caller answers RC 501, as the reference).
+Result<SessionSetupRequest, std::string> ParseSessionSetup(std::span<const uint8_t> body);
+
 // CNRI's cipher codes (HdlSecurityProvider.ENCRYPT_ALG_*); idnode offers AES only.
 inline constexpr uint32_t kCipherAes = 3;
 

@@ -8,6 +8,7 @@
 // requests; one mutex, since sessions are admin traffic, never on the resolution path.
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <chrono>
 #include <cstdint>
@@ -25,8 +26,9 @@ struct SessionView {
   uint32_t id = 0;
   std::vector<uint8_t> key;  // empty until a KEY_EXCHANGE_CIPHER_SERVER session's OC 402
   uint32_t key_exchange_mode = 0;
-  std::optional<Identity> identity;       // named at setup (absent: an anonymous session)
-  std::optional<Identity> authenticated;  // set once `identity` answered a challenge here
+  std::optional<Identity> identity;          // named at setup (absent: an anonymous session)
+  std::optional<Identity> authenticated;     // set once `identity` answered a challenge here
+  std::array<uint8_t, 16> origin_address{};  // where the setup came from
 };
 
 class SessionTable {
@@ -36,15 +38,18 @@ class SessionTable {
   // Opens a session for `origin` with `key` (may be empty, see SessionView) that lives
   // min(requested, max_lifetime) (requested 0 or negative: max_lifetime). Makes room by dropping
   // expired sessions, then the oldest unauthenticated session of the same source (when it has
-  // max_per_source) or of all (when the table is full): an authenticated session is never pushed
-  // out by new ones. Returns the new session id, or 0 when there is no room.
+  // max_per_source) or of all (when the table is full), unconfirmed ones first (set up over UDP,
+  // whose source may be forged, and not yet used with a valid MAC): an authenticated session is
+  // never pushed out by new ones, nor a confirmed one by a spoofed flood. Returns the new
+  // session id, or 0 when there is no room.
   uint32_t Open(const Origin& origin, std::vector<uint8_t> key, uint32_t key_exchange_mode,
                 std::optional<Identity> identity, int32_t requested_seconds,
                 std::chrono::steady_clock::time_point now);
   std::optional<SessionView> Find(uint32_t id, std::chrono::steady_clock::time_point now) const;
 
-  // Records a client message counter; false if it is 0, was seen, or is older than the replay
-  // window (RC_SESSION_MESSAGE_REJECTED), or the session is gone.
+  // Records the counter of a client message whose MAC checked (which confirms the session);
+  // false if it is 0, was seen, or is older than the replay window (RC_SESSION_MESSAGE_REJECTED),
+  // or the session is gone.
   bool AcceptCounter(uint32_t id, uint32_t counter);
   // The counter for this server's next MAC'd message in the session.
   uint32_t NextServerCounter(uint32_t id);
@@ -66,11 +71,13 @@ class SessionTable {
     std::chrono::steady_clock::time_point opened;
     std::chrono::steady_clock::time_point expires;
     uint32_t next_server_counter = 1;
+    bool confirmed = false;  // set up over TCP, or used since with a valid MAC
     uint32_t highest_counter = 0;
     std::bitset<kReplayWindow> seen;  // bit i: highest_counter - i was seen
   };
   void DropExpired(std::chrono::steady_clock::time_point now);
-  // Drops the oldest unauthenticated session (of `source` only, if given); false if none.
+  // Drops the oldest unauthenticated session (of `source` only, if given), an unconfirmed one if
+  // there is one; false if none.
   bool DropOldestUnauthenticated(const Origin* source);
   void Erase(std::unordered_map<uint32_t, Entry>::iterator it);
 

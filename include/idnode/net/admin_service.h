@@ -80,7 +80,7 @@ class AdminService {
                      std::span<uint8_t> out, const SessionContext& session) const;
   Handled SessionKeyExchange(const protocol::Message& request,
                              std::span<const uint8_t> request_bytes, std::span<uint8_t> out,
-                             const SessionContext& session) const;
+                             const auth::Origin& origin, const SessionContext& session) const;
   Handled Answer(const protocol::Message& answer, std::span<uint8_t> out,
                  const auth::Origin& origin) const;
   // HOME_NA, UNHOME_NA, LIST_HOMED_NAS (server admins only).
