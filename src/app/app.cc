@@ -13,6 +13,7 @@
 #include "idnode/auth/sessions.h"
 #include "idnode/cache/answer_cache.h"
 #include "idnode/dns/dns_server.h"
+#include "idnode/http/admin_api.h"
 #include "idnode/http/http_server.h"
 #include "idnode/identifier/identifier.h"
 #include "idnode/metrics/metrics.h"
@@ -344,10 +345,13 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   admin.SetSessions(&sessions, *server_key);
   net::HandleService service(resolver, {}, config.node.site_serial, &admin);
   service.SetCredentials(*server_key, &sessions);
+  // The JSON API's writes (over HTTPS): the same decisions as the admin path above.
+  http::AdminApi admin_api(*registry, authorizer, admin, failed_proofs);
   net::HandleServer handle_server(config.handle, service, metrics);
   std::atomic<bool> ready{false};
   http::Api api(
       resolver, metrics, [&ready] { return ready.load(); }, json_cache);
+  api.SetAdmin(&admin_api);
   http::HttpServer http_server(config.http, api, metrics);
   dns::ResponderOptions dns_options = dns::OptionsFrom(config.dns);
   // The SOA serial moves with each start: nothing follows it (no zone transfers), caches may.

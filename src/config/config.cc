@@ -541,6 +541,9 @@ void Validate(const Config& c, Errors& errors) {
   if (c.cache.capacity_bytes < uint64_t{c.cache.shards} * 4096) {
     errors.Add(none, "cache.capacity_bytes must be at least 4096 bytes per cache shard");
   }
+  if (c.http.tls_cert_file.empty() != c.http.tls_key_file.empty()) {
+    errors.Add(none, "http.tls_cert_file and http.tls_key_file go together");
+  }
   if (c.http.enabled && c.handle.port != 0 && c.http.port == c.handle.port) {
     errors.Add(none, "http.port and handle.port must differ");
   }
@@ -615,7 +618,9 @@ Fields Schema(Config& c, Reader& r) {
                    {"max_body_bytes", r.Unsigned(&c.http.max_body_bytes, 0, 67108864)},
                    {"request_timeout_ms", r.Millis(&c.http.request_timeout, 100, 3600000)},
                    {"storage_threads", r.Unsigned(&c.http.storage_threads, 1, 256)},
-                   {"storage_queue", r.Unsigned(&c.http.storage_queue, 1, 1000000)}})},
+                   {"storage_queue", r.Unsigned(&c.http.storage_queue, 1, 1000000)},
+                   {"tls_cert_file", r.String(&c.http.tls_cert_file, true)},
+                   {"tls_key_file", r.String(&c.http.tls_key_file, true)}})},
       {"auth",
        Section(
            r,

@@ -4,10 +4,12 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <ctime>
 #include <tuple>
 
+#include "idnode/http/admin_api.h"
 #include "idnode/net/listeners.h"
 #include "idnode/protocol/utf8.h"
 #include "idnode/protocol/wire.h"
@@ -220,7 +222,7 @@ Api::Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics,
       json_cache_(std::move(json_cache)) {}
 
 HttpResponse Api::Handle(std::string_view method, std::string_view target, bool has_authorization,
-                         Stage stage, bool* needs_storage) const {
+                         Stage stage, bool* needs_storage, const RequestContext* context) const {
   size_t question = target.find('?');
   std::string_view path = target.substr(0, question);
   std::string_view query =
@@ -267,13 +269,28 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
   if (!DecodePercent(api ? path.substr(kApi.size()) : path.substr(1), &handle)) {
     return JsonResponse(400, R"({"responseCode":4,"message":"malformed path"})");
   }
-  if (method != "GET" && method != "HEAD") {
-    if (api && (method == "PUT" || method == "DELETE" || method == "POST")) {
-      // Writes need authentication, and authentication needs HTTPS (HANDLE.md §2): refused here.
-      HttpResponse r = JsonResponse(has_authorization ? 403 : 401,
-                                    R"({"responseCode":402,"handle":)" + JsonString(handle) + "}");
-      if (!has_authorization) r.headers.push_back({"WWW-Authenticate", "Basic realm=\"handle\""});
-      return r;
+  const bool listing = path == "/api/handles" && (method == "GET" || method == "HEAD");
+  const bool batch = path == "/api/batch";
+  if ((method != "GET" && method != "HEAD") || listing) {
+    const bool write =
+        (api && (method == "PUT" || method == "DELETE")) || (batch && method == "POST");
+    if (write || listing) {
+      // Writes need authentication, and authentication needs HTTPS (HANDLE.md §2).
+      const bool over_tls = context != nullptr && context->tls;
+      if (!has_authorization || !over_tls || admin_ == nullptr) {
+        HttpResponse r =
+            JsonResponse(has_authorization ? 403 : 401,
+                         R"({"responseCode":402,"handle":)" + JsonString(handle) + "}");
+        if (!has_authorization) r.headers.push_back({"WWW-Authenticate", "Basic realm=\"handle\""});
+        return r;
+      }
+      if (stage == Stage::kMemory) {
+        if (needs_storage != nullptr) *needs_storage = true;
+        return {};
+      }
+      if (listing) return admin_->List(query, *context);
+      if (batch) return admin_->Batch(query, *context);
+      return admin_->Write(method, handle, query, *context);
     }
     HttpResponse r = JsonResponse(405, R"({"responseCode":5,"message":"method not allowed"})");
     r.headers.push_back({"Allow", "GET, HEAD"});
@@ -287,6 +304,14 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
     return r;
   }
   return Resolve(handle, query, !api, stage, needs_storage);
+}
+
+bool Api::TakesBody(std::string_view method, std::string_view target) const {
+  if (admin_ == nullptr) return false;
+  std::string_view path = target.substr(0, target.find('?'));
+  constexpr std::string_view kApi = "/api/handles/";
+  return (method == "PUT" && path.substr(0, kApi.size()) == kApi) ||
+         (method == "POST" && path == "/api/batch");
 }
 
 HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, bool proxy,
@@ -453,6 +478,7 @@ struct HttpServer::State {
   };
   std::vector<Acceptor> acceptors;
   net::AcceptCounters accept_counters;
+  std::unique_ptr<asio::ssl::context> tls;  // when http.tls_cert_file is set
 };
 
 namespace {
@@ -494,17 +520,20 @@ constexpr size_t kMaxLingerBytes = 64 * 1024;
 // The body a GET or HEAD may carry (it means nothing to them; larger ones get 413).
 constexpr uint64_t kMaxReadBodyBytes = 4096;
 
-asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
-                              metrics::RequestCounters& counters, net::ConnectionSlot slot,
-                              net::StoragePool& storage) {
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer(config.max_header_bytes);
+// The request loop of one connection, over TCP or TLS (`tls`); `buffer` may hold bytes already
+// read (the TLS detection's).
+template <typename Stream>
+asio::awaitable<void> Serve(Stream& stream, beast::flat_buffer& buffer, bool tls,
+                            const std::array<uint8_t, 16>& source, const config::HttpConfig& config,
+                            const Api& api, metrics::RequestCounters& counters,
+                            net::StoragePool& storage) {
+  auto& lowest = beast::get_lowest_layer(stream);
   std::string out;  // the serialized response, reused
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(config.max_header_bytes);
     parser.body_limit(config.max_body_bytes);
-    stream.expires_after(config.request_timeout);  // covers slow headers (slowloris) and bodies
+    lowest.expires_after(config.request_timeout);  // covers slow headers (slowloris) and bodies
     // Take the header block first and look at it raw: Beast accepts obs-fold continuation lines
     // (RFC 9112 §5.2 lets a server refuse them, and a smuggling-safe one does).
     bool obs_fold = false;
@@ -541,16 +570,24 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
     }
     auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser,
                                                      asio::as_tuple(asio::use_awaitable));
-    // This API takes no request bodies (it refuses writes): a request with one is answered from
-    // its head and the connection closed, rather than reading up to max_body_bytes only to throw
-    // them away (a thousand connections would hold a GiB). A GET or HEAD body (meaningless) is read
-    // up to kMaxReadBodyBytes.
+    // Only authenticated writes over TLS have their bodies read (up to max_body_bytes): any other
+    // request with one is answered from its head and the connection closed, rather than reading
+    // up to max_body_bytes only to throw them away (a thousand connections would hold a GiB). A
+    // GET or HEAD body (meaningless) is read up to kMaxReadBodyBytes.
     bool body_left_unread = false;
     if (!ec && !parser.is_done()) {
       const bhttp::verb method = parser.get().method();
       const uint64_t limit = std::min<uint64_t>(config.max_body_bytes, kMaxReadBodyBytes);
-      if ((method == bhttp::verb::get || method == bhttp::verb::head) &&
-          parser.content_length().value_or(0) > limit) {
+      const auto& head = parser.get();
+      const bool takes_body =
+          tls && head.find(bhttp::field::authorization) != head.end() &&
+          api.TakesBody({head.method_string().data(), head.method_string().size()},
+                        {head.target().data(), head.target().size()});
+      if (takes_body) {
+        std::tie(ec, n) =
+            co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      } else if ((method == bhttp::verb::get || method == bhttp::verb::head) &&
+                 parser.content_length().value_or(0) > limit) {
         ec = bhttp::error::body_limit;  // 413 from the head, without waiting for the body
         body_left_unread = true;
       } else if (method == bhttp::verb::get || method == bhttp::verb::head) {
@@ -611,8 +648,19 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
         const std::string_view method(req.method_string().data(), req.method_string().size());
         const std::string_view target(req.target().data(), req.target().size());
         const bool authorization = req.find(bhttp::field::authorization) != req.end();
+        RequestContext context;
+        context.tls = tls;
+        context.source = source;
+        if (authorization) {
+          auto a = req[bhttp::field::authorization];
+          context.authorization = {a.data(), a.size()};
+        }
+        auto content_type = req[bhttp::field::content_type];
+        context.content_type = {content_type.data(), content_type.size()};
+        context.body = req.body();
         bool needs_storage = false;
-        response = api.Handle(method, target, authorization, Api::Stage::kMemory, &needs_storage);
+        response = api.Handle(method, target, authorization, Api::Stage::kMemory, &needs_storage,
+                              &context);
         if (needs_storage) {
           // A cache miss reads RocksDB, which can stall: never on this event loop.
           if (!storage.TryAcquire()) {
@@ -620,7 +668,10 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
           } else {
             response = co_await net::OnStoragePool<HttpResponse>(
                 storage,
-                [&] { return api.Handle(method, target, authorization, Api::Stage::kStorage); },
+                [&] {
+                  return api.Handle(method, target, authorization, Api::Stage::kStorage, nullptr,
+                                    &context);
+                },
                 JsonResponse(500, R"({"responseCode":2,"message":"internal error"})"));
           }
         }
@@ -642,8 +693,8 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
         // the client before it reads our answer. Send FIN, then drain what is in flight, bounded
         // in bytes and time.
         beast::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        stream.expires_after(std::chrono::seconds(1));
+        lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        lowest.expires_after(std::chrono::seconds(1));
         std::array<char, 4096> sink;
         for (size_t drained = 0; drained < kMaxLingerBytes;) {
           auto [read_ec, read_n] = co_await stream.async_read_some(
@@ -655,6 +706,44 @@ asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& conf
       break;
     }
   }
+}
+
+asio::awaitable<void> Session(tcp::socket socket, const config::HttpConfig& config, const Api& api,
+                              metrics::RequestCounters& counters, net::ConnectionSlot slot,
+                              net::StoragePool& storage, asio::ssl::context* tls_context) {
+  std::array<uint8_t, 16> source{};
+  {
+    beast::error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    if (!ec) {
+      auto address = peer.address();
+      source = address.is_v4()
+                   ? asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes()
+                   : address.to_v6().to_bytes();
+    }
+  }
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer(config.max_header_bytes);
+  if (tls_context != nullptr) {
+    // Port unification: a TLS ClientHello starts with 0x16; anything else is plain HTTP.
+    stream.expires_after(config.request_timeout);
+    auto [detect_ec, is_tls] =
+        co_await beast::async_detect_ssl(stream, buffer, asio::as_tuple(asio::use_awaitable));
+    if (detect_ec) co_return;
+    if (is_tls) {
+      beast::ssl_stream<beast::tcp_stream> secure(std::move(stream), *tls_context);
+      auto [handshake_ec, used] = co_await secure.async_handshake(
+          asio::ssl::stream_base::server, buffer.data(), asio::as_tuple(asio::use_awaitable));
+      if (handshake_ec) co_return;
+      buffer.consume(used);
+      co_await Serve(secure, buffer, true, source, config, api, counters, storage);
+      beast::get_lowest_layer(secure).expires_after(std::chrono::seconds(1));
+      (void)co_await secure.async_shutdown(asio::as_tuple(asio::use_awaitable));
+      (void)slot;  // released with the connection
+      co_return;
+    }
+  }
+  co_await Serve(stream, buffer, false, source, config, api, counters, storage);
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   (void)slot;  // released with the connection
@@ -680,6 +769,19 @@ Result<Unit, std::string> HttpServer::Bind(unsigned threads) {
       std::make_unique<net::StoragePool>(config_.storage_threads, config_.storage_queue);
   state_->workers = std::make_unique<net::WorkerPool>(std::max(1u, threads));
   counters_ = &metrics_.NewCounters();
+  if (!config_.tls_cert_file.empty()) {
+    try {
+      auto tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+      tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1);
+      tls->use_certificate_chain_file(config_.tls_cert_file);
+      tls->use_private_key_file(config_.tls_key_file, asio::ssl::context::pem);
+      state_->tls = std::move(tls);
+    } catch (const boost::system::system_error& e) {
+      return Failure{"http.tls_cert_file / tls_key_file: " + std::string(e.what())};
+    }
+  }
   try {
     for (const auto& bind : config_.bind) {
       beast::error_code ec;
@@ -710,11 +812,11 @@ void HttpServer::Run() {
     asio::co_spawn(worker->io,
                    net::AcceptLoop(*a.acceptor, connections_, state_->accept_counters,
                                    [this, worker](tcp::socket socket, net::ConnectionSlot slot) {
-                                     asio::co_spawn(
-                                         worker->io,
-                                         Session(std::move(socket), config_, api_, *counters_,
-                                                 std::move(slot), *state_->storage),
-                                         asio::detached);
+                                     asio::co_spawn(worker->io,
+                                                    Session(std::move(socket), config_, api_,
+                                                            *counters_, std::move(slot),
+                                                            *state_->storage, state_->tls.get()),
+                                                    asio::detached);
                                    }),
                    asio::detached);
   }

@@ -10,6 +10,7 @@
 #include "idnode/protocol/digest.h"
 #include "idnode/protocol/value_types.h"
 #include "idnode/registry/values.h"
+#include "idnode/resolver/resolver.h"
 
 namespace idnode::net {
 
@@ -55,25 +56,12 @@ std::string_view TargetHandle(const Message& m) {
   if (const auto* v = std::get_if<protocol::HandleValuesBody>(&m.body)) return v->handle;
   if (const auto* h = std::get_if<protocol::HandleBody>(&m.body)) return h->handle;
   if (const auto* r = std::get_if<protocol::RemoveValuesRequest>(&m.body)) return r->handle;
+  if (const auto* q = std::get_if<protocol::ResolutionRequest>(&m.body)) return q->handle;
   return {};
 }
 
 bool IsAdminType(std::string_view type) {
   return registry::TypeMatches(protocol::kTypeAdmin, type);
-}
-
-// A version-4 UUID, as CNRI's MINT appends to the prefix.
-std::string NewUuid() {
-  uint8_t b[16];
-  (void)RAND_bytes(b, sizeof b);
-  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);
-  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);
-  char text[37];
-  std::snprintf(text, sizeof text,
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-                b[15]);
-  return text;
 }
 
 // HANDLE_NOT_FOUND and VALUES_NOT_FOUND carry an empty message, as CNRI's do (CAP 02, 03).
@@ -116,8 +104,8 @@ std::string PrefixOfHomingRequest(std::string_view handle) {
 constexpr size_t kPrefixesPerMessage = 50;
 
 // The HS_ADMIN permissions an operation needs on `record` (nullptr: the handle does not exist).
-uint16_t NeededPermissions(OpCode opcode, const registry::Operation& op,
-                           const proto::Record* record, bool overwrite) {
+uint16_t NeededPermissions(const registry::Operation& op, const proto::Record* record) {
+  const bool overwrite = op.overwrite;
   auto touches_admin_at = [&](int32_t index) {
     if (record == nullptr) return false;
     for (const auto& v : record->values()) {
@@ -126,27 +114,27 @@ uint16_t NeededPermissions(OpCode opcode, const registry::Operation& op,
     return false;
   };
   uint16_t needed = 0;
-  switch (opcode) {
-    case OpCode::kCreateHandle:
+  switch (op.kind) {
+    case registry::OpKind::kCreate:
       needed = perm::kAddHandle;
       if (record != nullptr && overwrite) needed |= perm::kDeleteHandle;
       break;
-    case OpCode::kDeleteHandle:
+    case registry::OpKind::kDelete:
       needed = perm::kDeleteHandle;
       break;
-    case OpCode::kAddValue:
+    case registry::OpKind::kAddValues:
       for (const auto& v : op.values) {
         needed |= IsAdminType(v.type()) ? perm::kAddAdmin : perm::kAddValue;
         if (overwrite && touches_admin_at(v.index())) needed |= perm::kModifyAdmin;
       }
       break;
-    case OpCode::kModifyValue:
+    case registry::OpKind::kModifyValues:
       for (const auto& v : op.values) {
         needed |= IsAdminType(v.type()) || touches_admin_at(v.index()) ? perm::kModifyAdmin
                                                                        : perm::kModifyValue;
       }
       break;
-    case OpCode::kRemoveValue:
+    case registry::OpKind::kRemoveValues:
       for (int32_t index : op.indexes) {
         needed |= touches_admin_at(index) ? perm::kRemoveAdmin : perm::kRemoveValue;
       }
@@ -163,6 +151,19 @@ ResponseCode ForClient(auth::Verdict verdict) {
 }
 
 }  // namespace
+
+std::string NewUuid() {
+  uint8_t b[16];
+  (void)RAND_bytes(b, sizeof b);
+  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);
+  char text[37];
+  std::snprintf(text, sizeof text,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
+  return text;
+}
 
 AdminService::AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
                            auth::ChallengeTable& challenges, auth::FailureThrottle& failures,
@@ -259,6 +260,8 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
       return Error(request, ResponseCode::kInvalidHandle, "Handle is not a prefix handle",
                    request_bytes, site_serial_, out);
     }
+  } else if (opcode == OpCode::kResolution) {
+    // A read of values without PUBLIC_READ (HandleService found some): no write checks.
   } else if (opcode == OpCode::kListHomedNas) {
     if (origin.datagram) {
       // The list may take several messages (CN): a connection's, as the reference client sends it.
@@ -285,7 +288,7 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                    request_bytes, site_serial_, out);
     }
   }
-  if (registry_.write_failed()) {
+  if (registry_.write_failed() && opcode != OpCode::kResolution) {
     return Error(request, ResponseCode::kError, "storage failed: writes are refused", request_bytes,
                  site_serial_, out);
   }
@@ -379,6 +382,8 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
     case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
       return ExecutePrefixOperation(original, original_bytes, identity, answer_envelope, out);
+    case OpCode::kResolution:
+      return ExecuteRead(original, original_bytes, identity, answer_envelope, out);
     default:
       break;
   }
@@ -417,49 +422,9 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
     default:
       return respond(ResponseCode::kOperationNotSupported, protocol::ErrorBody{"not an admin op"});
   }
-  // Decide on the record as read, then apply only if it is still that record (compare-and-apply):
-  // another storage thread may change it in between (e.g. remove this identity's HS_ADMIN value),
-  // and the change must never apply under a permission that no longer holds. On a conflict the
-  // decision is made again on the record as it is now.
-  registry::OpResult result;
-  for (int attempt = 0;; ++attempt) {
-    if (attempt == kMaxDecisions) {
-      return respond(ResponseCode::kServerTooBusy,
-                     protocol::ErrorBody{"the handle kept changing; try again"});
-    }
-    std::string authorised;
-    const registry::ReadOutcome read = registry_.GetSerialized(op.handle, &authorised);
-    if (read == registry::ReadOutcome::kError) {
-      return respond(ResponseCode::kError,
-                     protocol::ErrorBody{RefusalMessage(ResponseCode::kError)});
-    }
-    proto::Record current;
-    const proto::Record* record = nullptr;
-    if (read == registry::ReadOutcome::kFound) {
-      if (!current.ParseFromString(authorised)) {
-        return respond(ResponseCode::kError,
-                       protocol::ErrorBody{RefusalMessage(ResponseCode::kError)});
-      }
-      record = &current;
-    }
-    const uint16_t needed = NeededPermissions(opcode, op, record, overwrite);
-    if (needed == 0) {
-      return respond(ResponseCode::kOperationNotSupported, protocol::ErrorBody{"not an admin op"});
-    }
-    // Creation asks the prefix's admins (there are no values yet); a record without HS_ADMIN
-    // values falls back to them too.
-    if (!authorizer_.IsAuthorized(identity, op.handle,
-                                  opcode == OpCode::kCreateHandle ? nullptr : record, needed)) {
-      // CAP session message #7: an authenticated identity that is not an admin.
-      return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
-    }
-    if (after_decision_for_test_) after_decision_for_test_();
-    op.expected_record = std::move(authorised);
-    result = registry_.Apply(op);
-    if (!result.conflict) break;
-  }
-  if (result.code != ResponseCode::kSuccess) {
-    return respond(result.code, protocol::ErrorBody{RefusalMessage(result.code)});
+  const WriteOutcome outcome = ApplyAs(identity, op);
+  if (outcome.code != ResponseCode::kSuccess) {
+    return respond(outcome.code, protocol::ErrorBody{outcome.message});
   }
   if (opcode == OpCode::kCreateHandle) {
     // v9 answers with the created handle (so MINT works); CAP vector 09.
@@ -579,6 +544,127 @@ Handled AdminService::Verify(const Message& request, std::span<const uint8_t> re
   return Respond(request.envelope, request.header, ResponseCode::kSuccess,
                  protocol::VerifyChallengeResult{verdict == auth::Verdict::kValid}, request_bytes,
                  site_serial_, out, request.envelope.session_id);
+}
+
+AdminService::WriteOutcome AdminService::ApplyAs(const auth::Identity& identity,
+                                                 registry::Operation op) const {
+  // Decide on the record as read, then apply only if it is still that record (compare-and-apply):
+  // another storage thread may change it in between (e.g. remove this identity's HS_ADMIN value),
+  // and the change must never apply under a permission that no longer holds. On a conflict the
+  // decision is made again on the record as it is now.
+  for (int attempt = 0; attempt < kMaxDecisions; ++attempt) {
+    WriteOutcome refused;
+    if (!Decide(identity, op, &refused)) return refused;
+    if (after_decision_for_test_) after_decision_for_test_();
+    const registry::OpResult result = registry_.Apply(op);
+    if (result.conflict) continue;
+    return {result.code,
+            std::string(result.code == ResponseCode::kSuccess ? std::string_view{}
+                                                              : RefusalMessage(result.code))};
+  }
+  return {ResponseCode::kServerTooBusy, "the handle kept changing; try again"};
+}
+
+bool AdminService::Decide(const auth::Identity& identity, registry::Operation& op,
+                          WriteOutcome* refused) const {
+  std::string authorised;
+  const registry::ReadOutcome read = registry_.GetSerialized(op.handle, &authorised);
+  proto::Record current;
+  const proto::Record* record = nullptr;
+  if (read == registry::ReadOutcome::kError ||
+      (read == registry::ReadOutcome::kFound && !current.ParseFromString(authorised))) {
+    *refused = {ResponseCode::kError, std::string(RefusalMessage(ResponseCode::kError))};
+    return false;
+  }
+  if (read == registry::ReadOutcome::kFound) record = &current;
+  const uint16_t needed = NeededPermissions(op, record);
+  if (needed == 0) {
+    *refused = {ResponseCode::kOperationNotSupported, "not an admin op"};
+    return false;
+  }
+  // Creation asks the prefix's admins (there are no values yet); a record without HS_ADMIN
+  // values falls back to them too.
+  if (!authorizer_.IsAuthorized(identity, op.handle,
+                                op.kind == registry::OpKind::kCreate ? nullptr : record, needed)) {
+    // CAP session message #7: an authenticated identity that is not an admin.
+    *refused = {ResponseCode::kInvalidAdmin, {}};
+    return false;
+  }
+  op.expected_record = std::move(authorised);
+  return true;
+}
+
+std::vector<AdminService::WriteOutcome> AdminService::ApplyBatchAs(
+    const auth::Identity& identity, std::string_view transaction_id,
+    std::vector<registry::Operation> ops) const {
+  std::vector<WriteOutcome> outcomes(ops.size());
+  std::vector<registry::Operation> allowed;
+  std::vector<size_t> where;
+  allowed.reserve(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!registry_.IsWritable(ops[i].handle)) {
+      outcomes[i] = {ResponseCode::kServerNotResponsible, "That prefix doesn't live here"};
+      continue;
+    }
+    if (!Decide(identity, ops[i], &outcomes[i])) continue;
+    allowed.push_back(std::move(ops[i]));
+    where.push_back(i);
+  }
+  // One ApplyBatch: under a transaction id each operation's outcome is stored with it, so a retry
+  // of the same batch replays outcomes instead of applying anything twice.
+  // Each keeps its place in the client's batch as its transaction key, whichever were refused.
+  std::vector<uint32_t> positions(where.begin(), where.end());
+  const std::vector<registry::OpResult> results =
+      registry_.ApplyBatch(transaction_id, allowed, positions);
+  for (size_t j = 0; j < results.size(); ++j) {
+    WriteOutcome& o = outcomes[where[j]];
+    if (results[j].conflict) {
+      // Changed between the decision and the write: decided again, alone.
+      o = ApplyAs(identity, allowed[j]);
+      continue;
+    }
+    o.code = results[j].code;
+    if (o.code != ResponseCode::kSuccess) o.message = std::string(RefusalMessage(o.code));
+  }
+  return outcomes;
+}
+
+Handled AdminService::ExecuteRead(const Message& original, std::span<const uint8_t> original_bytes,
+                                  const auth::Identity& identity,
+                                  const protocol::Envelope& answer_envelope,
+                                  std::span<uint8_t> out) const {
+  auto respond = [&](ResponseCode rc, protocol::Body body) {
+    return Respond(answer_envelope, original.header, rc, std::move(body), original_bytes,
+                   site_serial_, out, answer_envelope.session_id);
+  };
+  const auto& query = std::get<protocol::ResolutionRequest>(original.body);
+  std::string stored;
+  const registry::ReadOutcome read = registry_.GetSerialized(query.handle, &stored);
+  proto::Record record;
+  if (read == registry::ReadOutcome::kError ||
+      (read == registry::ReadOutcome::kFound && !record.ParseFromString(stored))) {
+    return respond(ResponseCode::kError, protocol::ErrorBody{RefusalMessage(ResponseCode::kError)});
+  }
+  if (read != registry::ReadOutcome::kFound)
+    return respond(ResponseCode::kHandleNotFound, protocol::ErrorBody{});
+  // CNRI's checkReadAccess: the handle's admins with READ_VALUE (or its prefix's, or server
+  // admins) read what the public may not.
+  if (!authorizer_.IsAuthorized(identity, query.handle, &record, perm::kReadValue))
+    return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
+  resolver::Query selection;
+  selection.handle = query.handle;
+  selection.wire_indexes = query.indexes;
+  selection.wire_types = query.types;
+  std::vector<protocol::HandleValue> values;
+  for (const auto& v : record.values()) {
+    // Secret keys are never returned, to anyone: they are proved, not read.
+    if (registry::TypeMatches(protocol::kTypeSecretKey, v.type())) continue;
+    if (resolver::Selects(selection, v.index(), v.type(), static_cast<uint8_t>(v.permissions())))
+      values.push_back(registry::ToWire(v));
+  }
+  if (values.empty()) return respond(ResponseCode::kValuesNotFound, protocol::ErrorBody{});
+  return respond(ResponseCode::kSuccess,
+                 protocol::HandleValuesBody{query.handle, std::move(values)});
 }
 
 namespace {

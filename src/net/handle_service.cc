@@ -35,6 +35,34 @@ Handled EncodeError(const protocol::Envelope& envelope, const protocol::Header* 
   return {Disposition::kAnswered, *written, response.header.opcode, static_cast<uint32_t>(rc)};
 }
 
+enum class Restriction : uint8_t { kNone, kAdmins, kNobody };
+
+// Whether the values of an answer (count(4) + values) hold any without PUBLIC_READ, and whether
+// admins may read those (ADMIN_READ).
+Restriction RestrictedValues(std::span<const uint8_t> values) {
+  protocol::WireReader r(values);
+  const uint32_t count = r.U32();
+  Restriction found = Restriction::kNone;
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    (void)r.I32();  // index
+    (void)r.U32();  // timestamp
+    (void)r.U8();   // ttl type
+    (void)r.U32();  // ttl
+    const uint8_t permissions = r.U8();
+    (void)r.LengthPrefixed();  // type
+    (void)r.LengthPrefixed();  // data
+    const uint32_t references = r.U32();
+    for (uint32_t j = 0; j < references && r.ok(); ++j) {
+      (void)r.LengthPrefixed();
+      (void)r.U32();
+    }
+    if ((permissions & protocol::permission::kPublicRead) != 0) continue;
+    if ((permissions & protocol::permission::kAdminRead) == 0) return Restriction::kNobody;
+    found = Restriction::kAdmins;
+  }
+  return found;
+}
+
 }  // namespace
 
 HandleService::HandleService(const resolver::Resolver& resolver, std::vector<uint8_t> site_info,
@@ -270,9 +298,10 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
       query.handle = body.handle;
       query.wire_indexes = body.indexes;
       query.wire_types = body.types;
-      // Without the auth room nobody is authenticated, so values without PUBLIC_READ are always
-      // left out (the reference server answers 402 when PO is clear and such values exist).
-      query.public_only = true;
+      // PO: values without PUBLIC_READ are left out silently. Without it they are selected, and
+      // an answer holding any is for admins with READ_VALUE only (below).
+      const bool public_only = req.header.has(protocol::opflag::kPublicOnly) || admin_ == nullptr;
+      query.public_only = public_only;
       query.no_referral = req.header.has(protocol::opflag::kDoNotRefer);
       resolver::Answer answer;
       if (from_storage) {
@@ -281,6 +310,23 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
         bool needs_storage = false;
         answer = resolver_.ResolveFromCache(query, scratch.resolver, &needs_storage);
         if (needs_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+      }
+      const Restriction restriction = !public_only && answer.code == ResponseCode::kSuccess
+                                          ? RestrictedValues(answer.values)
+                                          : Restriction::kNone;
+      if (restriction == Restriction::kNobody) {
+        // CNRI's checkReadAccess: a selected value neither the public nor admins may read.
+        response.header = protocol::ResponseHeaderFor(
+            req.header, ResponseCode::kInsufficientPermissions, site_serial_, version);
+        with_digest(response);
+        response.body = protocol::ErrorBody{};
+        break;
+      }
+      if (restriction == Restriction::kAdmins) {
+        // Who the client is decides: challenged (or its authenticated session used) on a
+        // storage thread, like an administrative request.
+        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+        return admin_->Handle(req, request, out, origin, session);
       }
       if (answer.code == ResponseCode::kPrefixReferral && !protocol::AtLeast(version, 2, 5)) {
         // Below 2.5, 303 meant RC_SERVER_BACKUP (HANDLE.md §1.4): such a client is told the

@@ -109,7 +109,12 @@ bool GetInt32(const json::value& v, int32_t* out) {
 // The bytes of a value's "data" object, into `out` (reused: assigning keeps its capacity).
 Result<Unit, std::string> DataFromJson(const json::value& data, std::string_view type,
                                        std::string* out_bytes) {
-  if (!data.is_object()) return Failure{std::string("data must be an object")};
+  if (data.is_string()) {
+    // The JSON API's shorthand ("data":"https://..."): string data.
+    out_bytes->assign(data.as_string().data(), data.as_string().size());
+    return Unit{};
+  }
+  if (!data.is_object()) return Failure{std::string("data must be an object or a string")};
   const auto& obj = data.as_object();
   const auto* format = obj.if_contains("format");
   const auto* value = obj.if_contains("value");

@@ -576,7 +576,8 @@ OpResult Registry::Apply(const Operation& op) {
 }
 
 std::vector<OpResult> Registry::ApplyBatch(std::string_view transaction_id,
-                                           const std::vector<Operation>& ops) {
+                                           const std::vector<Operation>& ops,
+                                           std::span<const uint32_t> positions) {
   std::vector<OpResult> results(ops.size());
   if (ops.size() > kMaxBatchOperations) {
     for (auto& r : results) r.code = ResponseCode::kServerTooBusy;
@@ -589,7 +590,9 @@ std::vector<OpResult> Registry::ApplyBatch(std::string_view transaction_id,
     by_shard[ShardOf(identifier::Normalize(ops[i].handle))].push_back({i, &ops[i]});
   for (uint32_t shard = 0; shard < by_shard.size(); ++shard) {
     if (by_shard[shard].empty()) continue;
-    auto shard_results = ApplyOnShard(shard, transaction_id, by_shard[shard]);
+    auto shard_results =
+        ApplyOnShard(shard, transaction_id, by_shard[shard],
+                     positions.size() == ops.size() ? positions : std::span<const uint32_t>{});
     for (size_t j = 0; j < by_shard[shard].size(); ++j)
       results[by_shard[shard][j].first] = shard_results[j];
   }
@@ -598,7 +601,8 @@ std::vector<OpResult> Registry::ApplyBatch(std::string_view transaction_id,
 
 std::vector<OpResult> Registry::ApplyOnShard(
     uint32_t shard, std::string_view transaction_id,
-    const std::vector<std::pair<size_t, const Operation*>>& ops) {
+    const std::vector<std::pair<size_t, const Operation*>>& ops,
+    std::span<const uint32_t> positions) {
   ShardState& state = *shards_[shard];
   std::vector<OpResult> results(ops.size());
   for (auto& r : results) r.shard = shard;
@@ -625,7 +629,8 @@ std::vector<OpResult> Registry::ApplyOnShard(
     std::string key = identifier::Normalize(op.handle);
     std::string marker;
     if (!transaction_id.empty()) {
-      marker = TransactionKey(transaction_id, ops[j].first);
+      marker = TransactionKey(transaction_id,
+                              positions.empty() ? ops[j].first : positions[ops[j].first]);
       std::string stored;
       auto got = store_->Get(shard, Column::kMeta, marker, &stored);
       proto::TransactionOutcome outcome;

@@ -43,9 +43,9 @@ def message(opcode, body, request_id, session_id=0, flags=0x19000000):
     return struct.pack(">BBBBIIII", 2, 11, 2, 11, session_id, request_id, 0, len(m)) + m
 
 
-def url_value(index, url):
+def url_value(index, url, permissions=0x0E, kind="URL"):
     # index, timestamp, ttl type, ttl, permissions, type, data, no references
-    return (struct.pack(">iIBiB", index, 0, 0, 86400, 0x0E) + text("URL") + text(url) + struct.pack(">I", 0))
+    return (struct.pack(">iIBiB", index, 0, 0, 86400, permissions) + text(kind) + text(url) + struct.pack(">I", 0))
 
 
 def values_body(handle, values):
@@ -118,8 +118,75 @@ def start_module_node():
          "permissions": "1100"}]}
     with open(records, "w") as f:
         f.write(json.dumps(admin) + "\n" + json.dumps(user) + "\n")
-    NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "ADM.1", records, ["--workers", "2"])
+    # HTTPS on the HTTP port (port unification) with a self-signed certificate made here.
+    cert, key = write_test_certificate(work)
+    config = os.path.join(work, "idnode.yaml")
+    with open(config, "w") as f:
+        f.write("http:\n  tls_cert_file: %s\n  tls_key_file: %s\n  max_body_bytes: 4194304\n" % (cert, key))
+    NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "ADM.1", records,
+                                               ["--workers", "2", "--config", config])
     NODE["handle"] = ports["handle"]
+    NODE["http"] = ports["http"]
+
+
+def write_test_certificate(work):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(work, "http-cert.pem"), os.path.join(work, "http-key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def basic(identity, secret):
+    import base64
+    from urllib.parse import quote
+    return "Basic " + base64.b64encode((quote(identity, safe="") + ":" + secret).encode()).decode()
+
+
+ADMIN_AUTH = basic("300:0.NA/ADM.1", SECRET.decode())
+USER_AUTH = basic("300:ADM.1/user", "user-secret")
+
+
+def http_request(method, path, body=None, auth=None, tls=True, timeout=30):
+    """(status, headers, parsed JSON body or raw text) of one request to the node's HTTP port."""
+    import http.client
+    import ssl
+    if tls:
+        conn = http.client.HTTPSConnection("127.0.0.1", NODE["http"], timeout=timeout,
+                                           context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", NODE["http"], timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = auth
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body).encode(), headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = data.decode(errors="replace")
+        return r.status, r.getheaders(), parsed
+    finally:
+        conn.close()
+
+
+def changelog_total():
+    return sum(v for k, v in harness.metrics(NODE["http"]).items() if k.startswith("idnode_changelog_last_sequence"))
 
 
 def tearDownModule():
@@ -347,6 +414,161 @@ def open_session(identity=b"0.NA/ADM.1", index=300):
     while i + 32 < len(secret) and secret[i] == 0:
         i += 1
     return session_id, secret[i:i + 32], reply
+
+
+class JsonApiWrites(unittest.TestCase):
+    """The handle.net JSON API's writes (HANDLE.md §2, the reference transcript's exchanges) and
+    idnode's batch endpoint, over HTTPS on the HTTP port."""
+
+    def test_writes_need_credentials_and_tls(self):
+        value = {"values": [{"index": 1, "type": "URL", "data": "https://x"}]}
+        status, headers, body = http_request("PUT", "/api/handles/ADM.1/rest9", value)
+        self.assertEqual((status, body["responseCode"]), (401, 402))
+        self.assertIn(("WWW-Authenticate", 'Basic realm="handle"'), headers)
+        status, _, body = http_request("PUT", "/api/handles/ADM.1/rest9", value, auth=ADMIN_AUTH, tls=False)
+        self.assertEqual((status, body["responseCode"]), (403, 402))
+        status, headers, body = http_request("PUT", "/api/handles/ADM.1/rest9", value,
+                                             auth=basic("300:0.NA/ADM.1", "wrong"))
+        self.assertEqual(status, 401)
+        self.assertTrue(any("Identity not verified" in v for k, v in headers if k == "WWW-Authenticate"))
+        status, _, body = http_request("PUT", "/api/handles/ADM.1/rest9", value, auth=USER_AUTH)
+        self.assertEqual((status, body["responseCode"]), (403, 400))  # authenticated, not an admin
+        self.assertEqual(st.header(resolved_url("ADM.1/rest9")[1])["rc"], 100)
+
+    def test_the_reference_transcript_sequence(self):
+        path = "/api/handles/ADM.1/rest9"
+        created = {"values": [{"index": 1, "type": "URL", "data": {"format": "string", "value": "https://example.org/rest9"}},
+                              {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": {
+                                  "handle": "0.NA/ADM.1", "index": 300, "permissions": "011111111111"}}}]}
+        self.assertEqual(http_request("PUT", path, created, auth=ADMIN_AUTH)[:3:2],
+                         (201, {"responseCode": 1, "handle": "ADM.1/rest9"}))
+        self.assertIn(b"https://example.org/rest9", resolved_url("ADM.1/rest9")[1])  # caches coherent
+        status, _, body = http_request("PUT", path + "?overwrite=false",
+                                       {"values": [{"index": 1, "type": "URL", "data": "https://x"}]}, auth=ADMIN_AUTH)
+        self.assertEqual((status, body["responseCode"]), (409, 101))
+        status, _, _ = http_request("PUT", path + "?index=2",
+                                    {"index": 2, "type": "EMAIL", "data": {"format": "string", "value": "a@b.c"}},
+                                    auth=ADMIN_AUTH)
+        self.assertEqual(status, 201)
+        status, _, got = http_request("GET", path, tls=False)
+        self.assertEqual(status, 200)
+        self.assertEqual([v["index"] for v in got["values"]], [1, 2, 100])
+        self.assertEqual(http_request("DELETE", path + "?index=2", auth=ADMIN_AUTH)[0], 200)
+        self.assertEqual(http_request("DELETE", path, auth=ADMIN_AUTH)[0], 200)
+        status, _, body = http_request("DELETE", path, auth=ADMIN_AUTH)
+        self.assertEqual((status, body["responseCode"]), (404, 100))
+        # mintNewSuffix on the prefix: a new UUID handle.
+        status, _, body = http_request("PUT", "/api/handles/ADM.1/?mintNewSuffix=true",
+                                       [{"index": 1, "type": "URL", "data": "https://minted"}], auth=ADMIN_AUTH)
+        self.assertEqual(status, 201)
+        self.assertRegex(body["handle"], r"^ADM\.1/[0-9a-f-]{36}$")
+        self.assertEqual(st.header(resolved_url(body["handle"])[1])["rc"], 1)
+
+    def test_a_batch_of_2000_then_its_retry(self):
+        ops = [{"op": "create", "handle": "ADM.1/b%04d" % i,
+                "values": [{"index": 1, "type": "URL", "data": "https://b.example/%d" % i}]} for i in range(2000)]
+        before = changelog_total()
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "sn1-0001", "operations": ops},
+                                       auth=ADMIN_AUTH, timeout=120)
+        self.assertEqual(status, 200, body)
+        self.assertEqual([r["responseCode"] for r in body["results"]], [1] * 2000)
+        after = changelog_total()
+        self.assertEqual(after - before, 2000)
+        # The same request again (a retry after a timeout): every result success, nothing applied.
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "sn1-0001", "operations": ops},
+                                       auth=ADMIN_AUTH, timeout=120)
+        self.assertEqual([r["responseCode"] for r in body["results"]], [1] * 2000)
+        self.assertEqual(changelog_total(), after)
+        # Under another transaction id, "already exists with the same values" is success too.
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "sn1-0002", "operations": ops[:5]},
+                                       auth=ADMIN_AUTH)
+        self.assertEqual([r["responseCode"] for r in body["results"]], [1] * 5)
+        self.assertEqual(changelog_total(), after)
+        self.assertIn(b"https://b.example/1999", resolved_url("ADM.1/b1999")[1])
+        # The admin listing sees them.
+        status, _, listing = http_request("GET", "/api/handles?prefix=ADM.1&page=0&pageSize=10", auth=ADMIN_AUTH)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(listing["handles"]), 10)
+        self.assertGreaterEqual(int(listing["totalCount"]), 2000)
+        self.assertEqual(http_request("GET", "/api/handles?prefix=ADM.1", auth=USER_AUTH)[0], 403)
+
+    def test_one_refused_operation_fails_alone(self):
+        owned = {"values": [{"index": 1, "type": "URL", "data": "https://owned"},
+                            {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": {
+                                "handle": "ADM.1/user", "index": 300, "permissions": "011111111111"}}}]}
+        self.assertEqual(http_request("PUT", "/api/handles/ADM.1/owned", owned, auth=ADMIN_AUTH)[0], 201)
+        ops = [{"op": "modify", "handle": "ADM.1/owned", "values": [{"index": 1, "type": "URL", "data": "https://mine"}]},
+               {"op": "create", "handle": "ADM.1/not-mine", "values": [{"index": 1, "type": "URL", "data": "https://n"}]},
+               {"op": "create", "handle": "OTHER.9/x", "values": [{"index": 1, "type": "URL", "data": "https://o"}]}]
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "user-1", "operations": ops}, auth=USER_AUTH)
+        self.assertEqual(status, 200)
+        self.assertEqual([r["responseCode"] for r in body["results"]], [1, 400, 301])
+        self.assertIn(b"https://mine", resolved_url("ADM.1/owned")[1])
+        self.assertEqual(st.header(resolved_url("ADM.1/not-mine")[1])["rc"], 100)
+        # A malformed operation fails the whole request, nothing applied.
+        status, _, body = http_request("POST", "/api/batch", {"operations": [ops[0], {"op": "explode", "handle": "x"}]},
+                                       auth=USER_AUTH)
+        self.assertEqual(status, 400)
+
+
+class RestrictedValues(unittest.TestCase):
+    """Values without PUBLIC_READ: left out under PO; without PO, read by admins with READ_VALUE
+    after a challenge (CNRI's checkReadAccess); HS_SECKEY never returned."""
+
+    @classmethod
+    def setUpClass(cls):
+        created = tcp_admin(message(100, values_body("ADM.1/restricted", [
+            url_value(1, "https://public.example"),
+            url_value(2, "https://admins-only.example", permissions=0x0C),
+            url_value(3, "ops@nobody.example", permissions=0x04, kind="EMAIL")]), 201))
+        assert st.header(created)["rc"] == 1, st.header(created)
+
+    def test_public_only_leaves_them_out(self):
+        reply = st.udp_exchange(st.resolution_request("ADM.1/restricted", flags=0x19000000), timeout=3)
+        self.assertEqual(st.header(reply)["rc"], 1)
+        self.assertIn(b"public.example", reply)
+        self.assertNotIn(b"admins-only", reply)
+
+    def test_without_po_an_admin_reads_them_after_a_challenge(self):
+        request = st.resolution_request("ADM.1/restricted", types=["URL"], flags=0x18000000)
+        s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=5)
+        try:
+            s.sendall(request)
+            challenge = st.read_message(s)
+            self.assertEqual((st.header(challenge)["opcode"], st.header(challenge)["rc"]), (1, 402))
+            self.assertNotIn(b"admins-only", challenge)
+            s.sendall(answer(challenge, request_id=202))
+            reply = st.read_message(s)
+        finally:
+            s.close()
+        self.assertEqual((st.header(reply)["opcode"], st.header(reply)["rc"]), (1, 1))
+        self.assertIn(b"https://admins-only.example", reply)
+        self.assertIn(b"https://public.example", reply)
+        # Over UDP too, and a non-admin identity is refused (400) without seeing them.
+        challenge = st.udp_exchange(request, timeout=3)
+        self.assertEqual(st.header(challenge)["rc"], 402)
+        refused = st.udp_exchange(answer(challenge, identity=b"ADM.1/user", secret=b"user-secret"), timeout=3)
+        self.assertEqual(st.header(refused)["rc"], 400)
+        self.assertNotIn(b"admins-only", refused)
+
+    def test_a_value_nobody_may_read_is_refused_and_secret_keys_never_leave(self):
+        nobody = st.udp_exchange(st.resolution_request("ADM.1/restricted", flags=0x18000000), timeout=3)
+        self.assertEqual(st.header(nobody)["rc"], 401)  # index 3 has neither PUBLIC nor ADMIN read
+        self.assertNotIn(b"nobody.example", nobody)
+        challenge = st.tcp_exchange([st.resolution_request("0.NA/ADM.1", flags=0x18000000)])[0]
+        self.assertEqual(st.header(challenge)["rc"], 402)
+        s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=5)
+        try:
+            s.sendall(st.resolution_request("0.NA/ADM.1", flags=0x18000000))
+            challenge = st.read_message(s)
+            s.sendall(answer(challenge, request_id=203))
+            reply = st.read_message(s)
+        finally:
+            s.close()
+        self.assertEqual(st.header(reply)["rc"], 1)
+        self.assertIn(b"HS_ADMIN", reply)
+        self.assertNotIn(b"HS_SECKEY", reply)
+        self.assertNotIn(SECRET, reply)
 
 
 class CertifiedAnswersAndSessions(unittest.TestCase):

@@ -85,6 +85,10 @@ struct HttpConfig {
   // how many such requests may wait; past that, 503.
   uint32_t storage_threads = 2;
   uint32_t storage_queue = 1024;
+  // HTTPS on the same port (port unification): the certificate chain and its private key (PEM).
+  // Authenticated requests (writes, the admin listing) are accepted over HTTPS only.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // Who may administer handles over the Handle protocol (HANDLE.md §1.10).

@@ -3,11 +3,16 @@
 // HTML page of the values), /healthz, /readyz and /metrics. Boost.Beast, one coroutine per
 // connection, with caps on header bytes, body bytes, connections and time per request; a request
 // the parser refuses gets a 4xx and the connection is closed before any handler sees it.
-// Writes (PUT/DELETE) need the auth room and are refused (401/403 with response code 402).
+// Writes (PUT/DELETE /api/handles/{handle}, POST /api/batch) and the admin listing (GET
+// /api/handles?prefix=) are authenticated and go to the AdminApi (http/admin_api.h), over HTTPS
+// only: when http.tls_cert_file is set the port serves both, told apart by the first bytes (port
+// unification, as the reference's 8000); an authenticated request over plain HTTP gets 403 and one
+// without credentials 401, both with response code 402 and read from the head alone.
 //
 // Owned by the application; its threads run their own io_context.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -30,6 +35,17 @@ struct HttpResponse {
   std::string body;
 };
 
+// What the connection knows about a request beyond its target (writes need all of it).
+struct RequestContext {
+  bool tls = false;
+  std::string_view authorization;  // the Authorization header's value, if any
+  std::string_view content_type;
+  std::string_view body;             // read only for authenticated requests over TLS
+  std::array<uint8_t, 16> source{};  // the client's address; IPv4 as ::ffff:a.b.c.d
+};
+
+class AdminApi;
+
 // The routing and rendering of one request, separate from the sockets so tests can call it.
 class Api {
  public:
@@ -43,7 +59,13 @@ class Api {
   enum class Stage : uint8_t { kMemory, kStorage };
   // `target` is the request target ("/api/handles/...?..."), already length-limited by the parser.
   HttpResponse Handle(std::string_view method, std::string_view target, bool has_authorization,
-                      Stage stage = Stage::kStorage, bool* needs_storage = nullptr) const;
+                      Stage stage = Stage::kStorage, bool* needs_storage = nullptr,
+                      const RequestContext* context = nullptr) const;
+  // Whether a request is one the AdminApi answers from its body (an authenticated write), so
+  // that the connection reads the body (up to http.max_body_bytes) instead of refusing it.
+  bool TakesBody(std::string_view method, std::string_view target) const;
+  // The authenticated JSON API; without one, writes are refused (403). Set once at startup.
+  void SetAdmin(const AdminApi* admin) { admin_ = admin; }
   // This node's HS_SITE, for GET /api/site; set once at startup, before requests arrive.
   void SetSiteInfo(std::vector<uint8_t> site) { site_ = std::move(site); }
   // An operator endpoint answered by another room (GET /api/replication): `handler` gets the
@@ -65,6 +87,7 @@ class Api {
   std::vector<uint8_t> site_;
   std::shared_ptr<cache::AnswerCache> json_cache_;
   std::vector<Endpoint> endpoints_;
+  const AdminApi* admin_ = nullptr;
 };
 
 class HttpServer {

@@ -31,6 +31,9 @@
 
 namespace idnode::net {
 
+// A version-4 UUID, as CNRI's MINT (mintNewSuffix) appends to the prefix.
+std::string NewUuid();
+
 class AdminService {
  public:
   AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
@@ -61,6 +64,21 @@ class AdminService {
 
   // `request` is the decoded `request_bytes`, from `origin` (challenges are bound to its address,
   // failed proofs counted against it); `out` holds at least kMaxMessageLength bytes.
+  // The outcome of a write made for an identity.
+  struct WriteOutcome {
+    protocol::ResponseCode code = protocol::ResponseCode::kError;
+    std::string message;  // why, when not kSuccess
+  };
+  // Authorizes `op` for `identity` (the HS_ADMIN permissions its kind needs on the record as it
+  // is now) and applies it, compare-and-apply; caches are invalidated before it returns. For the
+  // JSON API's writes, on a storage thread. `op.handle` must be writable here.
+  WriteOutcome ApplyAs(const auth::Identity& identity, registry::Operation op) const;
+  // The same for many operations, each decided alone and all applied in one registry batch under
+  // `transaction_id` (a retry of the same id replays the stored outcomes; nothing applies twice).
+  std::vector<WriteOutcome> ApplyBatchAs(const auth::Identity& identity,
+                                         std::string_view transaction_id,
+                                         std::vector<registry::Operation> ops) const;
+
   // `session`: the request's session as the caller checked it. An admin request MAC'd in a
   // session whose identity has answered a challenge runs as that identity without a new one.
   Handled Handle(const protocol::Message& request, std::span<const uint8_t> request_bytes,
@@ -93,6 +111,14 @@ class AdminService {
   // public location values (HS_SITE, HS_SITE.6, HS_SERV), for a 302 referral to it.
   std::optional<std::pair<std::string, proto::Record>> MirrorReferral(
       std::string_view handle) const;
+  // Reads the record `op` is about and decides whether `identity` may make it; sets
+  // op.expected_record (compare-and-apply). False with `refused` set when it may not.
+  bool Decide(const auth::Identity& identity, registry::Operation& op, WriteOutcome* refused) const;
+  // A resolution of values without PUBLIC_READ, for `identity`: answered if it holds READ_VALUE
+  // over the handle (HS_SECKEY values are never returned).
+  Handled ExecuteRead(const protocol::Message& original, std::span<const uint8_t> original_bytes,
+                      const auth::Identity& identity, const protocol::Envelope& answer_envelope,
+                      std::span<uint8_t> out) const;
   Handled Verify(const protocol::Message& request, std::span<const uint8_t> request_bytes,
                  std::span<uint8_t> out, const auth::Origin& origin) const;
   // Authorizes and applies `original` for `identity`; the answer goes to `answer_envelope`.

@@ -158,8 +158,11 @@ class Registry {
   // Applies up to kMaxBatchOperations operations, a result for each in order. Operations on one
   // shard commit together; with a non-empty transaction id, each operation's outcome is stored
   // with it so that a retried batch returns the same results without applying anything twice.
+  // `positions` (when given, one per operation) names each operation's place in the client's
+  // transaction, for a caller that passes only some of its operations (the others refused).
   std::vector<OpResult> ApplyBatch(std::string_view transaction_id,
-                                   const std::vector<Operation>& ops);
+                                   const std::vector<Operation>& ops,
+                                   std::span<const uint32_t> positions = {});
 
   // ---- prefix table (stored with the 0.NA/<prefix> records) ----
   // A prefix is homed or mirrored here by the operator (these calls, HOME_NA/UNHOME_NA), and
@@ -389,7 +392,8 @@ class Registry {
   StageImportedPrefixHandle(uint32_t shard, std::string_view key, std::string_view serialized,
                             storage::Batch& batch) const;
   std::vector<OpResult> ApplyOnShard(uint32_t shard, std::string_view transaction_id,
-                                     const std::vector<std::pair<size_t, const Operation*>>& ops);
+                                     const std::vector<std::pair<size_t, const Operation*>>& ops,
+                                     std::span<const uint32_t> positions);
   // Reads the stored state and prefix handle record of `prefix` under its shard's write lock,
   // lets `change` edit both (the state: homed/mirrored/none; false refuses with kInvalidValue),
   // then writes the record (with its changelog entry) and the derived state in one batch and
