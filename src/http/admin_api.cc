@@ -76,85 +76,6 @@ unsigned StatusFor(ResponseCode rc, bool created) {
   }
 }
 
-// key=value pairs of a query string, values percent-decoded ('+' is a space); false on a
-// malformed escape.
-bool ParseQuery(std::string_view query, std::vector<std::pair<std::string, std::string>>* out) {
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    const size_t eq = pair.find('=');
-    std::string key(pair.substr(0, eq));
-    std::string raw(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
-    for (char& c : raw) {
-      if (c == '+') c = ' ';
-    }
-    std::string value;
-    if (!DecodePercent(raw, &value)) return false;
-    out->emplace_back(std::move(key), std::move(value));
-  }
-  return true;
-}
-
-bool Base64Decode(std::string_view in, std::string* out) {
-  if (in.empty() || in.size() % 4 != 0 || in.size() > 16384) return false;
-  std::string decoded(in.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  if (n < 0) return false;
-  size_t size = static_cast<size_t>(n);
-  if (in.back() == '=') --size;
-  if (in.size() >= 2 && in[in.size() - 2] == '=') --size;
-  decoded.resize(size);
-  *out = std::move(decoded);
-  return true;
-}
-
-bool ParseInt(std::string_view text, int64_t lo, int64_t hi, int64_t* out) {
-  if (text.empty() || text.size() > 12) return false;
-  int64_t v = 0;
-  size_t i = 0;
-  const bool negative = text[0] == '-';
-  if (negative) ++i;
-  if (i == text.size()) return false;
-  for (; i < text.size(); ++i) {
-    if (text[i] < '0' || text[i] > '9') return false;
-    v = v * 10 + (text[i] - '0');
-  }
-  if (negative) v = -v;
-  if (v < lo || v > hi) return false;
-  *out = v;
-  return true;
-}
-
-// The values of a PUT body ({"values":[...]}, a bare array, or one value) as stored values of
-// `handle`; the error says what is wrong.
-Result<std::vector<proto::Value>, std::string> ValuesFromJson(const json::value& body,
-                                                              std::string_view handle) {
-  json::array values;
-  if (body.is_array()) {
-    values = body.as_array();
-  } else if (body.is_object() && body.as_object().contains("values")) {
-    const auto& v = body.as_object().at("values");
-    if (!v.is_array()) return Failure{std::string("\"values\" must be an array")};
-    values = v.as_array();
-  } else if (body.is_object()) {
-    values.push_back(body);
-  } else {
-    return Failure{
-        std::string("the body must be a value, an array of values or {\"values\":[...]}")};
-  }
-  json::object line;
-  line["handle"] = handle;
-  line["values"] = std::move(values);
-  auto record =
-      registry::RecordFromJson(json::serialize(line), static_cast<uint32_t>(std::time(nullptr)));
-  if (!record.ok()) return Failure{record.error()};
-  return std::vector<proto::Value>(record->values().begin(), record->values().end());
-}
-
 // Whether `record` holds exactly `values` (index, type, data, permissions, TTL): a create that
 // finds them there already has nothing left to do.
 bool SameValues(const proto::Record& record, const std::vector<proto::Value>& values) {
@@ -181,34 +102,13 @@ AdminApi::AdminApi(registry::Registry& registry, const auth::Authorizer& authori
 
 bool AdminApi::Authenticate(const RequestContext& request, auth::Identity* identity,
                             HttpResponse* refusal) const {
-  std::string_view header = request.authorization;
-  constexpr std::string_view kBasic = "Basic ";
-  if (header.size() < kBasic.size() ||
-      !identifier::SameIgnoringAsciiCase(header.substr(0, kBasic.size()), kBasic)) {
-    *refusal = Unauthorized(
-        "only Basic authentication (index:handle and its HS_SECKEY) is "
-        "offered here",
-        false);
+  auto credentials = ParseBasicAuthorization(request.authorization);
+  if (!credentials.ok()) {
+    *refusal = Unauthorized(credentials.error(), false);
     return false;
   }
-  std::string decoded;
-  if (!Base64Decode(header.substr(kBasic.size()), &decoded)) {
-    *refusal = Unauthorized("malformed Basic credentials", false);
-    return false;
-  }
-  // The identity is percent-encoded ("300%3A0.NA%2FP"), so the first ':' ends it.
-  const size_t colon = decoded.find(':');
-  std::string id;
-  if (colon == std::string::npos || !DecodePercent(decoded.substr(0, colon), &id)) {
-    *refusal = Unauthorized("malformed Basic credentials", false);
-    return false;
-  }
-  auto parsed = auth::Identity::Parse(id);
-  if (!parsed) {
-    *refusal = Unauthorized("the user name must be index:handle, percent-encoded", false);
-    return false;
-  }
-  const std::string_view secret = std::string_view(decoded).substr(colon + 1);
+  auth::Identity* parsed = &credentials->identity;
+  const std::string_view secret = credentials->secret;
   auth::Origin origin;
   origin.address = request.source;
   const auto now = std::chrono::steady_clock::now();
@@ -235,30 +135,14 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
   auth::Identity identity;
   HttpResponse refusal;
   if (!Authenticate(request, &identity, &refusal)) return refusal;
-  std::vector<std::pair<std::string, std::string>> params;
-  if (!ParseQuery(query, &params))
-    return Refused(400, ResponseCode::kProtocolError, "malformed query string", handle_in);
-  bool overwrite = true;
-  bool mint = false;
-  bool all_indexes = false;
-  std::vector<int32_t> indexes;
-  for (const auto& [key, value] : params) {
-    if (key == "overwrite") {
-      overwrite = value != "false";
-    } else if (key == "mintNewSuffix") {
-      mint = value == "true";
-    } else if (key == "index") {
-      int64_t i = 0;
-      if (value == "various") {
-        all_indexes = true;
-      } else if (ParseInt(value, INT32_MIN, INT32_MAX, &i)) {
-        indexes.push_back(static_cast<int32_t>(i));
-      } else {
-        return Refused(400, ResponseCode::kProtocolError, "index must be an integer or various",
-                       handle_in);
-      }
-    }
-  }
+  auto parsed_query = ParseWriteQuery(query);
+  if (!parsed_query.ok())
+    return Refused(400, ResponseCode::kProtocolError, parsed_query.error(), handle_in);
+  const WriteQuery& q = *parsed_query;
+  const bool overwrite = q.overwrite;
+  const bool mint = q.mint;
+  const bool all_indexes = q.all_indexes;
+  const std::vector<int32_t>& indexes = q.indexes;
   std::string handle(handle_in);
   if (mint && method == "PUT" && !handle.empty() && handle.back() == '/') handle += net::NewUuid();
   if (!identifier::IsValidHandle(handle))
@@ -274,10 +158,7 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
     if (!request.content_type.empty() && request.content_type.substr(0, 16) != "application/json") {
       return Refused(400, ResponseCode::kProtocolError, "Unsupported media type", handle);
     }
-    json::error_code ec;
-    json::value body = json::parse(request.body, ec);
-    if (ec) return Refused(400, ResponseCode::kProtocolError, "the body is not JSON", handle);
-    auto values = ValuesFromJson(body, handle);
+    auto values = ParseValuesBody(request.body, handle);
     if (!values.ok()) return Refused(400, ResponseCode::kInvalidValue, values.error(), handle);
     if (indexes.empty() && !all_indexes) {
       op.kind = registry::OpKind::kCreate;  // the whole record
@@ -316,82 +197,15 @@ HttpResponse AdminApi::Batch(std::string_view /*query*/, const RequestContext& r
   auth::Identity identity;
   HttpResponse refusal;
   if (!Authenticate(request, &identity, &refusal)) return refusal;
-  json::error_code ec;
-  json::value body = json::parse(request.body, ec);
-  if (ec || !body.is_object())
-    return Refused(400, ResponseCode::kProtocolError, "the body must be a JSON object");
-  const auto& top = body.as_object();
-  std::string transaction;
-  if (const auto* t = top.if_contains("transaction")) {
-    if (!t->is_string() || t->as_string().size() > 256)
-      return Refused(400, ResponseCode::kProtocolError, "\"transaction\" must be a short string");
-    transaction = std::string(t->as_string());
-  }
-  const auto* operations = top.if_contains("operations");
-  if (operations == nullptr || !operations->is_array())
-    return Refused(400, ResponseCode::kProtocolError, "\"operations\" must be an array");
-  const auto& list = operations->as_array();
-  if (list.empty() || list.size() > kMaxBatchOperations) {
-    return Refused(400, ResponseCode::kProtocolError,
-                   "a batch holds 1 to " + std::to_string(kMaxBatchOperations) + " operations");
-  }
-  // Parse everything first: a malformed operation fails the whole request (nothing applied).
-  std::vector<registry::Operation> ops;
-  ops.reserve(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    auto bad = [&](std::string_view why) {
-      return Refused(400, ResponseCode::kProtocolError,
-                     "operation " + std::to_string(i) + ": " + std::string(why));
-    };
-    if (!list[i].is_object()) return bad("not an object");
-    const auto& o = list[i].as_object();
-    const auto* kind = o.if_contains("op");
-    const auto* handle = o.if_contains("handle");
-    if (kind == nullptr || !kind->is_string() || handle == nullptr || !handle->is_string())
-      return bad("needs \"op\" and \"handle\" strings");
-    registry::Operation op;
-    op.handle = std::string(handle->as_string());
-    if (!identifier::IsValidHandle(op.handle)) return bad("invalid handle");
-    const std::string_view k = kind->as_string();
-    if (k == "create") {
-      op.kind = registry::OpKind::kCreate;
-    } else if (k == "add") {
-      op.kind = registry::OpKind::kAddValues;
-    } else if (k == "modify") {
-      op.kind = registry::OpKind::kModifyValues;
-    } else if (k == "remove") {
-      op.kind = registry::OpKind::kRemoveValues;
-    } else if (k == "delete") {
-      op.kind = registry::OpKind::kDelete;
-    } else {
-      return bad("\"op\" is create, add, modify, remove or delete");
-    }
-    if (const auto* overwrite = o.if_contains("overwrite")) {
-      if (!overwrite->is_bool()) return bad("\"overwrite\" must be true or false");
-      op.overwrite = overwrite->as_bool();
-    }
-    if (op.kind == registry::OpKind::kCreate || op.kind == registry::OpKind::kAddValues ||
-        op.kind == registry::OpKind::kModifyValues) {
-      const auto* values = o.if_contains("values");
-      if (values == nullptr || !values->is_array()) return bad("needs a \"values\" array");
-      auto parsed = ValuesFromJson(*values, op.handle);
-      if (!parsed.ok()) return bad(parsed.error());
-      op.values = std::move(*parsed);
-    } else if (op.kind == registry::OpKind::kRemoveValues) {
-      const auto* indexes = o.if_contains("indexes");
-      if (indexes == nullptr || !indexes->is_array() || indexes->as_array().empty())
-        return bad("needs an \"indexes\" array");
-      for (const auto& index : indexes->as_array()) {
-        if (!index.is_int64() || index.as_int64() < INT32_MIN || index.as_int64() > INT32_MAX)
-          return bad("indexes are integers");
-        op.indexes.push_back(static_cast<int32_t>(index.as_int64()));
-      }
-    }
-    ops.push_back(std::move(op));
-  }
+  auto batch = ParseBatch(request.body);
+  if (!batch.ok()) return Refused(400, ResponseCode::kProtocolError, batch.error());
+  std::vector<registry::Operation>& ops = batch->operations;
+  const std::string& transaction = batch->transaction;
   // Kept for the "already there" check: ApplyBatchAs consumes the operations.
   std::vector<std::pair<std::string, std::vector<proto::Value>>> creates(ops.size());
+  std::vector<std::string> handles(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
+    handles[i] = ops[i].handle;
     if (ops[i].kind == registry::OpKind::kCreate) creates[i] = {ops[i].handle, ops[i].values};
   }
   auto outcomes = admin_.ApplyBatchAs(identity, transaction, std::move(ops));
@@ -407,7 +221,7 @@ HttpResponse AdminApi::Batch(std::string_view /*query*/, const RequestContext& r
         outcome = {ResponseCode::kSuccess, {}};
     }
     json::object r;
-    r["handle"] = list[i].as_object().at("handle");
+    r["handle"] = handles[i];
     r["responseCode"] = static_cast<int>(outcome.code);
     if (!outcome.message.empty()) r["message"] = outcome.message;
     results.push_back(std::move(r));
@@ -423,23 +237,11 @@ HttpResponse AdminApi::List(std::string_view query, const RequestContext& reques
   auth::Identity identity;
   HttpResponse refusal;
   if (!Authenticate(request, &identity, &refusal)) return refusal;
-  std::vector<std::pair<std::string, std::string>> params;
-  if (!ParseQuery(query, &params))
-    return Refused(400, ResponseCode::kProtocolError, "malformed query string");
-  std::string prefix;
-  int64_t page = 0;
-  int64_t page_size = 1000;
-  for (const auto& [key, value] : params) {
-    if (key == "prefix") {
-      prefix = value;
-    } else if (key == "page" && !ParseInt(value, 0, 1'000'000'000, &page)) {
-      return Refused(400, ResponseCode::kProtocolError, "page must be 0 or more");
-    } else if (key == "pageSize" &&
-               !ParseInt(value, 1, static_cast<int64_t>(kMaxPageSize), &page_size)) {
-      return Refused(400, ResponseCode::kProtocolError,
-                     "pageSize must be 1 to " + std::to_string(kMaxPageSize));
-    }
-  }
+  auto list_query = ParseListQuery(query);
+  if (!list_query.ok()) return Refused(400, ResponseCode::kProtocolError, list_query.error());
+  const std::string& prefix = list_query->prefix;
+  const uint64_t page = list_query->page;
+  const uint64_t page_size = list_query->page_size;
   std::string key = identifier::Normalize(prefix);
   if (identifier::IsPrefixHandle(key)) key.erase(0, identifier::kPrefixHandlePrefix.size());
   if (key.empty() || key.find('/') != std::string::npos)
@@ -454,7 +256,7 @@ HttpResponse AdminApi::List(std::string_view query, const RequestContext& reques
                                 protocol::admin_permission::kListHandles)) {
     return Refused(403, ResponseCode::kInvalidAdmin, {});
   }
-  const uint64_t first = static_cast<uint64_t>(page) * static_cast<uint64_t>(page_size);
+  const uint64_t first = page * page_size;
   uint64_t total = 0;
   json::array handles;
   for (uint32_t shard = 0; shard < registry_.shard_count(); ++shard) {
@@ -462,8 +264,7 @@ HttpResponse AdminApi::List(std::string_view query, const RequestContext& reques
     auto scanned = registry_.ScanSnapshot(snapshot, key, [&](const proto::Record& r) {
       // Only P's own handles, not those of its derived prefixes.
       if (identifier::PrefixOf(identifier::Normalize(r.handle())) != key) return true;
-      if (total >= first && total < first + static_cast<uint64_t>(page_size))
-        handles.emplace_back(r.handle());
+      if (total >= first && total < first + page_size) handles.emplace_back(r.handle());
       ++total;
       return true;
     });

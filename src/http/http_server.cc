@@ -188,32 +188,6 @@ HttpResponse JsonResponse(unsigned status, std::string body) {
 
 }  // namespace
 
-bool DecodePercent(std::string_view in, std::string* out) {
-  out->clear();
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%') {
-      if (i + 2 >= in.size()) return false;
-      int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
-      if (hi < 0 || lo < 0) return false;
-      char c = static_cast<char>(hi << 4 | lo);
-      if (c == '\0') return false;
-      out->push_back(c);
-      i += 2;
-    } else if (in[i] == '+') {
-      out->push_back(' ');
-    } else {
-      out->push_back(in[i]);
-    }
-  }
-  return protocol::IsValidUtf8(*out);
-}
-
 Api::Api(const resolver::Resolver& resolver, metrics::MetricsHub& metrics,
          std::function<bool()> ready, std::shared_ptr<cache::AnswerCache> json_cache)
     : resolver_(resolver),

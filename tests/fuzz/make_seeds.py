@@ -244,6 +244,27 @@ def session_messages():
         write("fuzz_session_message", b"\x03" + mutation)
 
 
+def http_writes():
+    """fuzz_http_write: [selector][bytes], selector 0 Basic credentials, 1 write query, 2 listing
+    query, 3 PUT body, 4 batch body (the reference transcript's shapes)."""
+    import base64
+    write("fuzz_http_write", b"\x00Basic " + base64.b64encode(b"301%3A0.NA%2F20.500.12345:secretpw"))
+    write("fuzz_http_write", b"\x00Basic " + base64.b64encode(b"300:0.NA/x:y"))
+    write("fuzz_http_write", b"\x00Handle sessionId=\"x\", id=\"300:0.NA/x\"")
+    write("fuzz_http_write", b"\x01overwrite=false&index=2&index=various&mintNewSuffix=true")
+    write("fuzz_http_write", b"\x02prefix=20.500.12345&page=0&pageSize=2")
+    write("fuzz_http_write", b'\x03{"values":[{"index":1,"type":"URL","data":{"format":"string",'
+          b'"value":"https://example.org/rest9"}},{"index":100,"type":"HS_ADMIN","data":{"format":"admin",'
+          b'"value":{"handle":"0.NA/20.500.12345","index":300,"permissions":"011111111111"}}}]}')
+    write("fuzz_http_write", b'\x03[{"index":1,"type":"URL","data":"x"}]')
+    write("fuzz_http_write", b'\x03{"index":2,"type":"EMAIL","data":{"format":"string","value":"a@b.c"}}')
+    write("fuzz_http_write", b'\x04{"transaction":"sn1-1","operations":[{"op":"create","handle":"88.100/A",'
+          b'"values":[{"index":1,"type":"URL","data":"https://a"}]},{"op":"remove","handle":"88.100/B",'
+          b'"indexes":[2]},{"op":"delete","handle":"88.100/C"},{"op":"modify","handle":"88.100/D",'
+          b'"values":[{"index":1,"type":"URL","data":{"format":"hex","value":"6869"}}],"overwrite":true}]}')
+
+
 if __name__ == "__main__":
     main()
     session_messages()
+    http_writes()

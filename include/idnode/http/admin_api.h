@@ -43,9 +43,6 @@ class AdminApi {
   // 10,000.
   HttpResponse List(std::string_view query, const RequestContext& request) const;
 
-  static constexpr size_t kMaxBatchOperations = 2000;
-  static constexpr size_t kMaxPageSize = 10000;
-
  private:
   // The identity the Authorization header proves; otherwise `*refusal` is what to answer.
   bool Authenticate(const RequestContext& request, auth::Identity* identity,

@@ -23,6 +23,7 @@
 #include "idnode/common/connection_caps.h"
 #include "idnode/common/result.h"
 #include "idnode/config/config.h"
+#include "idnode/http/write_requests.h"
 #include "idnode/metrics/metrics.h"
 #include "idnode/resolver/resolver.h"
 
@@ -116,8 +117,5 @@ class HttpServer {
   bool started_ = false;
   ConnectionCaps connections_;  // in all and per source
 };
-
-// Percent-decodes a path segment; false on a malformed escape, %00, or invalid UTF-8.
-bool DecodePercent(std::string_view in, std::string* out);
 
 }  // namespace idnode::http

@@ -1,0 +1,270 @@
+#include "idnode/http/write_requests.h"
+
+#include <openssl/evp.h>
+
+#include <boost/json.hpp>
+#include <ctime>
+
+#include "idnode/identifier/identifier.h"
+#include "idnode/protocol/utf8.h"
+#include "idnode/registry/json_records.h"
+
+namespace idnode::http {
+
+namespace json = boost::json;
+
+namespace {
+
+// The longest Authorization header value decoded (the HTTP parser caps headers anyway).
+constexpr size_t kMaxCredentialsBase64 = 16384;
+
+// key=value pairs of a query string, values percent-decoded; false on a malformed escape.
+bool ParseQueryPairs(std::string_view query,
+                     std::vector<std::pair<std::string, std::string>>* out) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string value;
+    if (!DecodePercent(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1),
+                       &value)) {
+      return false;
+    }
+    out->emplace_back(std::string(pair.substr(0, eq)), std::move(value));
+  }
+  return true;
+}
+
+bool Base64Decode(std::string_view in, std::string* out) {
+  if (in.empty() || in.size() % 4 != 0 || in.size() > kMaxCredentialsBase64) return false;
+  std::string decoded(in.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  if (n < 0) return false;
+  size_t size = static_cast<size_t>(n);
+  if (in.back() == '=') --size;
+  if (in[in.size() - 2] == '=') --size;
+  decoded.resize(size);
+  *out = std::move(decoded);
+  return true;
+}
+
+bool ParseInt(std::string_view text, int64_t lo, int64_t hi, int64_t* out) {
+  if (text.empty() || text.size() > 12) return false;
+  size_t i = text[0] == '-' ? 1 : 0;
+  if (i == text.size()) return false;
+  int64_t v = 0;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    v = v * 10 + (text[i] - '0');
+  }
+  if (text[0] == '-') v = -v;
+  if (v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+Result<std::vector<proto::Value>, std::string> ValuesFromJson(const json::value& body,
+                                                              std::string_view handle) {
+  json::array values;
+  if (body.is_array()) {
+    values = body.as_array();
+  } else if (body.is_object() && body.as_object().contains("values")) {
+    const auto& v = body.as_object().at("values");
+    if (!v.is_array()) return Failure{std::string("\"values\" must be an array")};
+    values = v.as_array();
+  } else if (body.is_object()) {
+    values.push_back(body);
+  } else {
+    return Failure{
+        std::string("the body must be a value, an array of values or {\"values\":[...]}")};
+  }
+  json::object line;
+  line["handle"] = handle;
+  line["values"] = std::move(values);
+  auto record =
+      registry::RecordFromJson(json::serialize(line), static_cast<uint32_t>(std::time(nullptr)));
+  if (!record.ok()) return Failure{record.error()};
+  return std::vector<proto::Value>(record->values().begin(), record->values().end());
+}
+
+}  // namespace
+
+bool DecodePercent(std::string_view in, std::string* out) {
+  out->clear();
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      char c = static_cast<char>(hi << 4 | lo);
+      if (c == '\0') return false;
+      out->push_back(c);
+      i += 2;
+    } else if (in[i] == '+') {
+      out->push_back(' ');
+    } else {
+      out->push_back(in[i]);
+    }
+  }
+  return protocol::IsValidUtf8(*out);
+}
+
+Result<BasicCredentials, std::string> ParseBasicAuthorization(std::string_view header) {
+  constexpr std::string_view kBasic = "Basic ";
+  if (header.size() < kBasic.size() ||
+      !identifier::SameIgnoringAsciiCase(header.substr(0, kBasic.size()), kBasic)) {
+    return Failure{
+        std::string("only Basic authentication (index:handle and its HS_SECKEY) is offered here")};
+  }
+  std::string decoded;
+  if (!Base64Decode(header.substr(kBasic.size()), &decoded))
+    return Failure{std::string("malformed Basic credentials")};
+  // The identity is percent-encoded ("300%3A0.NA%2FP"), so the first ':' ends it.
+  const size_t colon = decoded.find(':');
+  std::string id;
+  if (colon == std::string::npos || !DecodePercent(decoded.substr(0, colon), &id))
+    return Failure{std::string("malformed Basic credentials")};
+  auto identity = auth::Identity::Parse(id);
+  if (!identity) return Failure{std::string("the user name must be index:handle, percent-encoded")};
+  BasicCredentials out;
+  out.identity = std::move(*identity);
+  out.secret = decoded.substr(colon + 1);
+  return out;
+}
+
+Result<WriteQuery, std::string> ParseWriteQuery(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> params;
+  if (!ParseQueryPairs(query, &params)) return Failure{std::string("malformed query string")};
+  WriteQuery q;
+  for (const auto& [key, value] : params) {
+    if (key == "overwrite") {
+      q.overwrite = value != "false";
+    } else if (key == "mintNewSuffix") {
+      q.mint = value == "true";
+    } else if (key == "index") {
+      int64_t i = 0;
+      if (value == "various") {
+        q.all_indexes = true;
+      } else if (ParseInt(value, INT32_MIN, INT32_MAX, &i) && q.indexes.size() < 2048) {
+        q.indexes.push_back(static_cast<int32_t>(i));
+      } else {
+        return Failure{std::string("index must be an integer or various")};
+      }
+    }
+  }
+  return q;
+}
+
+Result<ListQuery, std::string> ParseListQuery(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> params;
+  if (!ParseQueryPairs(query, &params)) return Failure{std::string("malformed query string")};
+  ListQuery q;
+  for (const auto& [key, value] : params) {
+    int64_t n = 0;
+    if (key == "prefix") {
+      q.prefix = value;
+    } else if (key == "page") {
+      if (!ParseInt(value, 0, 1'000'000'000, &n))
+        return Failure{std::string("page must be 0 or more")};
+      q.page = static_cast<uint64_t>(n);
+    } else if (key == "pageSize") {
+      if (!ParseInt(value, 1, kMaxPageSize, &n))
+        return Failure{"pageSize must be 1 to " + std::to_string(kMaxPageSize)};
+      q.page_size = static_cast<uint32_t>(n);
+    }
+  }
+  return q;
+}
+
+Result<std::vector<proto::Value>, std::string> ParseValuesBody(std::string_view body,
+                                                               std::string_view handle) {
+  json::error_code ec;
+  json::value parsed = json::parse(body, ec);
+  if (ec) return Failure{std::string("the body is not JSON")};
+  return ValuesFromJson(parsed, handle);
+}
+
+Result<BatchRequest, std::string> ParseBatch(std::string_view body) {
+  json::error_code ec;
+  json::value parsed = json::parse(body, ec);
+  if (ec || !parsed.is_object()) return Failure{std::string("the body must be a JSON object")};
+  const auto& top = parsed.as_object();
+  BatchRequest batch;
+  if (const auto* t = top.if_contains("transaction")) {
+    if (!t->is_string() || t->as_string().size() > 256)
+      return Failure{std::string("\"transaction\" must be a string of at most 256 bytes")};
+    batch.transaction = std::string(t->as_string());
+  }
+  const auto* operations = top.if_contains("operations");
+  if (operations == nullptr || !operations->is_array())
+    return Failure{std::string("\"operations\" must be an array")};
+  const auto& list = operations->as_array();
+  if (list.empty() || list.size() > kMaxBatchOperations)
+    return Failure{"a batch holds 1 to " + std::to_string(kMaxBatchOperations) + " operations"};
+  batch.operations.reserve(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    auto bad = [&](std::string_view why) {
+      return Failure{"operation " + std::to_string(i) + ": " + std::string(why)};
+    };
+    if (!list[i].is_object()) return bad("not an object");
+    const auto& o = list[i].as_object();
+    const auto* kind = o.if_contains("op");
+    const auto* handle = o.if_contains("handle");
+    if (kind == nullptr || !kind->is_string() || handle == nullptr || !handle->is_string())
+      return bad("needs \"op\" and \"handle\" strings");
+    registry::Operation op;
+    op.handle = std::string(handle->as_string());
+    if (!identifier::IsValidHandle(op.handle)) return bad("invalid handle");
+    const std::string_view k = kind->as_string();
+    if (k == "create") {
+      op.kind = registry::OpKind::kCreate;
+    } else if (k == "add") {
+      op.kind = registry::OpKind::kAddValues;
+    } else if (k == "modify") {
+      op.kind = registry::OpKind::kModifyValues;
+    } else if (k == "remove") {
+      op.kind = registry::OpKind::kRemoveValues;
+    } else if (k == "delete") {
+      op.kind = registry::OpKind::kDelete;
+    } else {
+      return bad("\"op\" is create, add, modify, remove or delete");
+    }
+    if (const auto* overwrite = o.if_contains("overwrite")) {
+      if (!overwrite->is_bool()) return bad("\"overwrite\" must be true or false");
+      op.overwrite = overwrite->as_bool();
+    }
+    if (op.kind == registry::OpKind::kCreate || op.kind == registry::OpKind::kAddValues ||
+        op.kind == registry::OpKind::kModifyValues) {
+      const auto* values = o.if_contains("values");
+      if (values == nullptr || !values->is_array()) return bad("needs a \"values\" array");
+      auto parsed_values = ValuesFromJson(*values, op.handle);
+      if (!parsed_values.ok()) return bad(parsed_values.error());
+      op.values = std::move(*parsed_values);
+    } else if (op.kind == registry::OpKind::kRemoveValues) {
+      const auto* indexes = o.if_contains("indexes");
+      if (indexes == nullptr || !indexes->is_array() || indexes->as_array().empty() ||
+          indexes->as_array().size() > 2048) {
+        return bad("needs an \"indexes\" array (1 to 2048)");
+      }
+      for (const auto& index : indexes->as_array()) {
+        if (!index.is_int64() || index.as_int64() < INT32_MIN || index.as_int64() > INT32_MAX)
+          return bad("indexes are integers");
+        op.indexes.push_back(static_cast<int32_t>(index.as_int64()));
+      }
+    }
+    batch.operations.push_back(std::move(op));
+  }
+  return batch;
+}
+
+}  // namespace idnode::http
