@@ -304,6 +304,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   registry_options.storage.sync_writes = config.storage.sync_writes;
   registry_options.retention.max_entries_per_shard = config.storage.changelog_max_entries;
   registry_options.retention.max_age = config.storage.changelog_max_age;
+  registry_options.retention.audit_max_age = config.storage.audit_max_age;
   registry_options.retention.max_peer_lag_entries = config.replication.max_lag_entries;
   registry_options.cache = cache;
   // Rendered JSON answers get their own, smaller cache (an eighth of the answer cache's budget).

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 
@@ -21,6 +22,7 @@
 #include "admin_client.h"
 #include "idnode/auth/credentials.h"
 #include "idnode/common/hex.h"
+#include "idnode/http/write_requests.h"
 #include "idnode/protocol/describe.h"
 #include "idnode/protocol/message.h"
 #include "idnode/protocol/transport.h"
@@ -66,6 +68,11 @@ commands:
   compact --data-dir DIR [--shards N]
                  rewrite a stopped node's storage into its final form: an import writes fast
                  (LZ4) SST files, and compaction recompresses them with zstd (smaller on disk)
+  audit --data-dir DIR [--since T] [--prefix P] [--identity INDEX:HANDLE] [--limit N]
+                 print a stopped node's audit log as JSON Lines, oldest first: every write and
+                 every refused administrative decision (time, identity, source address, via,
+                 operation, handle, response code); T is ISO-8601 UTC or milliseconds; a running
+                 node serves the same to server admins as GET /api/audit over HTTPS
   export --data-dir DIR [--shards N] [--prefix P]
                  write every record (or those under prefix P) as JSON Lines to standard output
   prefix home|delegate|mirror|takeover|forget --data-dir DIR [--shards N] PREFIX
@@ -153,7 +160,24 @@ struct DataArgs {
   uint32_t shards = 8;
   std::string prefix;
   std::vector<std::string> positional;
+  // audit's filters, as the query string of GET /api/audit.
+  std::string audit_query;
 };
+
+// Percent-encodes a query value.
+std::string QueryValue(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '/') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
 
 std::optional<DataArgs> ParseDataArgs(int argc, char** argv) {
   DataArgs args;
@@ -174,6 +198,11 @@ std::optional<DataArgs> ParseDataArgs(int argc, char** argv) {
       const char* v = value("--prefix");
       if (!v) return std::nullopt;
       args.prefix = v;
+    } else if (a == "--since" || a == "--identity" || a == "--limit") {
+      const char* v = value(argv[i]);
+      if (!v) return std::nullopt;
+      if (!args.audit_query.empty()) args.audit_query += '&';
+      args.audit_query += std::string(a.substr(2)) + "=" + QueryValue(v);
     } else if (a == "--shards") {
       const char* v = value("--shards");
       if (!v) return std::nullopt;
@@ -446,6 +475,28 @@ int PrintChangelog(const DataArgs& args) {
   return 0;
 }
 
+int PrintAudit(const DataArgs& args) {
+  std::string query = args.audit_query;
+  if (!args.prefix.empty())
+    query += (query.empty() ? "prefix=" : "&prefix=") + QueryValue(args.prefix);
+  auto filter = idnode::http::ParseAuditQuery(query);
+  if (!filter.ok()) {
+    std::cerr << "idctl: " << filter.error() << "\n";
+    return 2;
+  }
+  auto registry = OpenData(args, /*create=*/false);
+  if (!registry) return 1;
+  auto entries =
+      registry->ReadAudit(filter->since_ms, filter->limit,
+                          [&](const idnode::proto::AuditEntry& e) { return filter->Keeps(e); });
+  if (!entries.ok()) {
+    std::cerr << "idctl: the audit log: " << entries.error() << "\n";
+    return 1;
+  }
+  for (const auto& e : *entries) std::cout << idnode::http::AuditEntryToJson(e) << "\n";
+  return 0;
+}
+
 int Compact(const DataArgs& args) {
   auto registry = OpenData(args, /*create=*/false);
   if (!registry) return 1;
@@ -659,9 +710,10 @@ int main(int argc, char** argv) {
     return idnode::cmd::PrintReplicationStatus(options);
   }
   if (command == "import" || command == "export" || command == "digest" || command == "prefix" ||
-      command == "compact" || command == "changelog") {
+      command == "compact" || command == "changelog" || command == "audit") {
     auto args = ParseDataArgs(argc, argv);
     if (!args) return 2;
+    if (command == "audit") return PrintAudit(*args);
     if (command == "changelog") return PrintChangelog(*args);
     if (command == "prefix") return Prefix(*args);
     if (command == "compact") return Compact(*args);

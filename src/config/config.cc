@@ -642,6 +642,8 @@ Fields Schema(Config& c, Reader& r) {
                                r.Unsigned(&c.storage.changelog_max_entries, 1, UINT64_MAX / 2)},
                               {"changelog_max_age_seconds",
                                r.Seconds(&c.storage.changelog_max_age, 1, 10ull * 365 * 24 * 3600)},
+                              {"audit_max_age_seconds",
+                               r.Seconds(&c.storage.audit_max_age, 3600, 100ull * 365 * 24 * 3600)},
                               {"changelog_trim_interval_ms",
                                r.Millis(&c.storage.changelog_trim_interval, 100, 86400000)}})},
       {"cache", Section(r, {{"capacity_bytes", r.Bytes(&c.cache.capacity_bytes, 1 << 16)},

@@ -100,19 +100,25 @@ AdminApi::AdminApi(registry::Registry& registry, const auth::Authorizer& authori
                    const net::AdminService& admin, auth::FailureThrottle& failures)
     : registry_(registry), authorizer_(authorizer), admin_(admin), failures_(failures) {}
 
-bool AdminApi::Authenticate(const RequestContext& request, auth::Identity* identity,
+bool AdminApi::Authenticate(const RequestContext& request, std::string_view handle,
+                            std::string_view operation, auth::Identity* identity,
                             HttpResponse* refusal) const {
   auto credentials = ParseBasicAuthorization(request.authorization);
   if (!credentials.ok()) {
     *refusal = Unauthorized(credentials.error(), false);
     return false;
   }
+  auto audit_refusal = [&](ResponseCode rc) {
+    (void)registry_.AppendAudit(handle, operation,
+                                {credentials->identity.ToString(), request.source, "http"}, rc);
+  };
   auth::Identity* parsed = &credentials->identity;
   const std::string_view secret = credentials->secret;
   auth::Origin origin;
   origin.address = request.source;
   const auto now = std::chrono::steady_clock::now();
   if (!failures_.Allowed(*parsed, origin, now)) {
+    audit_refusal(ResponseCode::kServerTooBusy);
     *refusal = Refused(429, ResponseCode::kServerTooBusy, kTooManyFailures);
     return false;
   }
@@ -122,6 +128,7 @@ bool AdminApi::Authenticate(const RequestContext& request, auth::Identity* ident
                      CRYPTO_memcmp(key.data.data(), secret.data(), secret.size()) == 0;
   if (!right) {
     if (key.code == ResponseCode::kSuccess) failures_.Failed(*parsed, origin, now);
+    audit_refusal(ResponseCode::kAuthenticationFailed);
     *refusal = Unauthorized("Identity not verified", true);
     return false;
   }
@@ -134,7 +141,8 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
                              std::string_view query, const RequestContext& request) const {
   auth::Identity identity;
   HttpResponse refusal;
-  if (!Authenticate(request, &identity, &refusal)) return refusal;
+  if (!Authenticate(request, handle_in, method == "PUT" ? "put" : "delete", &identity, &refusal))
+    return refusal;
   auto parsed_query = ParseWriteQuery(query);
   if (!parsed_query.ok())
     return Refused(400, ResponseCode::kProtocolError, parsed_query.error(), handle_in);
@@ -184,6 +192,7 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
       op.indexes = indexes;
     }
   }
+  op.audit = registry::AuditContext{identity.ToString(), request.source, "http"};
   const auto outcome = admin_.ApplyAs(identity, std::move(op));
   if (outcome.code != ResponseCode::kSuccess)
     return Refused(StatusFor(outcome.code, false), outcome.code, outcome.message, handle);
@@ -196,12 +205,14 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
 HttpResponse AdminApi::Batch(std::string_view /*query*/, const RequestContext& request) const {
   auth::Identity identity;
   HttpResponse refusal;
-  if (!Authenticate(request, &identity, &refusal)) return refusal;
+  if (!Authenticate(request, {}, "batch", &identity, &refusal)) return refusal;
   auto batch = ParseBatch(request.body);
   if (!batch.ok()) return Refused(400, ResponseCode::kProtocolError, batch.error());
   std::vector<registry::Operation>& ops = batch->operations;
   const std::string& transaction = batch->transaction;
   // Kept for the "already there" check: ApplyBatchAs consumes the operations.
+  for (auto& op : ops)
+    op.audit = registry::AuditContext{identity.ToString(), request.source, "http"};
   std::vector<std::pair<std::string, std::vector<proto::Value>>> creates(ops.size());
   std::vector<std::string> handles(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
@@ -236,7 +247,7 @@ HttpResponse AdminApi::Batch(std::string_view /*query*/, const RequestContext& r
 HttpResponse AdminApi::List(std::string_view query, const RequestContext& request) const {
   auth::Identity identity;
   HttpResponse refusal;
-  if (!Authenticate(request, &identity, &refusal)) return refusal;
+  if (!Authenticate(request, {}, "list", &identity, &refusal)) return refusal;
   auto list_query = ParseListQuery(query);
   if (!list_query.ok()) return Refused(400, ResponseCode::kProtocolError, list_query.error());
   const std::string& prefix = list_query->prefix;
@@ -254,6 +265,9 @@ HttpResponse AdminApi::List(std::string_view query, const RequestContext& reques
   if (!authorizer_.IsAuthorized(identity, prefix_handle,
                                 record.code == ResponseCode::kSuccess ? &record.record : nullptr,
                                 protocol::admin_permission::kListHandles)) {
+    (void)registry_.AppendAudit(prefix_handle, "list",
+                                {identity.ToString(), request.source, "http"},
+                                ResponseCode::kInvalidAdmin);
     return Refused(403, ResponseCode::kInvalidAdmin, {});
   }
   const uint64_t first = page * page_size;
@@ -277,6 +291,28 @@ HttpResponse AdminApi::List(std::string_view query, const RequestContext& reques
   o["page"] = page;
   o["pageSize"] = page_size;
   o["handles"] = std::move(handles);
+  return Json(200, o);
+}
+
+HttpResponse AdminApi::Audit(std::string_view query, const RequestContext& request) const {
+  auth::Identity identity;
+  HttpResponse refusal;
+  if (!Authenticate(request, {}, "audit", &identity, &refusal)) return refusal;
+  if (!authorizer_.IsServerAdmin(identity)) {
+    (void)registry_.AppendAudit({}, "audit", {identity.ToString(), request.source, "http"},
+                                ResponseCode::kInvalidAdmin);
+    return Refused(403, ResponseCode::kInvalidAdmin, "the audit log is for server admins");
+  }
+  auto filter = ParseAuditQuery(query);
+  if (!filter.ok()) return Refused(400, ResponseCode::kProtocolError, filter.error());
+  auto entries = registry_.ReadAudit(filter->since_ms, filter->limit,
+                                     [&](const proto::AuditEntry& e) { return filter->Keeps(e); });
+  if (!entries.ok()) return Refused(500, ResponseCode::kError, entries.error());
+  json::array out;
+  for (const auto& e : *entries) out.push_back(json::parse(AuditEntryToJson(e)));
+  json::object o;
+  o["responseCode"] = 1;
+  o["entries"] = std::move(out);
   return Json(200, o);
 }
 

@@ -243,7 +243,8 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
   if (!DecodePercent(api ? path.substr(kApi.size()) : path.substr(1), &handle)) {
     return JsonResponse(400, R"({"responseCode":4,"message":"malformed path"})");
   }
-  const bool listing = path == "/api/handles" && (method == "GET" || method == "HEAD");
+  const bool listing =
+      (path == "/api/handles" || path == "/api/audit") && (method == "GET" || method == "HEAD");
   const bool batch = path == "/api/batch";
   if ((method != "GET" && method != "HEAD") || listing) {
     const bool write =
@@ -262,6 +263,7 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
         if (needs_storage != nullptr) *needs_storage = true;
         return {};
       }
+      if (listing && path == "/api/audit") return admin_->Audit(query, *context);
       if (listing) return admin_->List(query, *context);
       if (batch) return admin_->Batch(query, *context);
       return admin_->Write(method, handle, query, *context);

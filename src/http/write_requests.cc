@@ -1,8 +1,10 @@
 #include "idnode/http/write_requests.h"
 
+#include <arpa/inet.h>
 #include <openssl/evp.h>
 
 #include <boost/json.hpp>
+#include <cstring>
 #include <ctime>
 
 #include "idnode/identifier/identifier.h"
@@ -53,7 +55,7 @@ bool Base64Decode(std::string_view in, std::string* out) {
 }
 
 bool ParseInt(std::string_view text, int64_t lo, int64_t hi, int64_t* out) {
-  if (text.empty() || text.size() > 12) return false;
+  if (text.empty() || text.size() > 18) return false;  // no overflow below 19 digits
   size_t i = text[0] == '-' ? 1 : 0;
   if (i == text.size()) return false;
   int64_t v = 0;
@@ -265,6 +267,68 @@ Result<BatchRequest, std::string> ParseBatch(std::string_view body) {
     batch.operations.push_back(std::move(op));
   }
   return batch;
+}
+
+bool AuditFilter::Keeps(const proto::AuditEntry& entry) const {
+  if (!identity.empty() && entry.identity() != identity) return false;
+  if (prefix.empty()) return true;
+  std::string key = identifier::Normalize(entry.handle());
+  if (identifier::IsPrefixHandle(key)) key.erase(0, identifier::kPrefixHandlePrefix.size());
+  const std::string_view of = identifier::PrefixOf(key);
+  return of == prefix || key == prefix;
+}
+
+Result<AuditFilter, std::string> ParseAuditQuery(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> params;
+  if (!ParseQueryPairs(query, &params)) return Failure{std::string("malformed query string")};
+  AuditFilter f;
+  for (const auto& [key, value] : params) {
+    int64_t n = 0;
+    if (key == "since") {
+      uint32_t seconds = 0;
+      if (registry::ParseIsoTime(value, &seconds)) {
+        f.since_ms = uint64_t{seconds} * 1000;
+      } else if (ParseInt(value, 0, INT64_C(99999999999999), &n)) {
+        f.since_ms = static_cast<uint64_t>(n);
+      } else {
+        return Failure{std::string("since is an ISO-8601 UTC time or milliseconds")};
+      }
+    } else if (key == "limit") {
+      if (!ParseInt(value, 1, static_cast<int64_t>(kMaxAuditEntries), &n))
+        return Failure{"limit must be 1 to " + std::to_string(kMaxAuditEntries)};
+      f.limit = static_cast<size_t>(n);
+    } else if (key == "prefix") {
+      f.prefix = identifier::Normalize(value);
+      if (identifier::IsPrefixHandle(f.prefix))
+        f.prefix.erase(0, identifier::kPrefixHandlePrefix.size());
+    } else if (key == "identity") {
+      f.identity = value;
+    }
+  }
+  return f;
+}
+
+std::string AuditEntryToJson(const proto::AuditEntry& entry) {
+  char address[INET6_ADDRSTRLEN] = "";
+  const std::string& source = entry.source();
+  if (source.size() == 16) {
+    static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(source.data(), kMapped, sizeof kMapped) == 0) {
+      inet_ntop(AF_INET, source.data() + 12, address, sizeof address);
+    } else {
+      inet_ntop(AF_INET6, source.data(), address, sizeof address);
+    }
+  }
+  json::object o;
+  o["time"] = registry::FormatIsoTime(static_cast<uint32_t>(entry.time_ms() / 1000));
+  o["timeMs"] = entry.time_ms();
+  o["identity"] = entry.identity();
+  o["source"] = address;
+  o["via"] = entry.via();
+  o["operation"] = entry.operation();
+  o["handle"] = entry.handle();
+  o["responseCode"] = entry.response_code();
+  return json::serialize(o);
 }
 
 }  // namespace idnode::http

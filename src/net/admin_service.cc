@@ -100,6 +100,38 @@ std::string PrefixOfHomingRequest(std::string_view handle) {
   return key;
 }
 
+// The audit log's name of an administrative request's operation.
+std::string_view OperationNameOf(const Message& m) {
+  switch (static_cast<OpCode>(m.header.opcode)) {
+    case OpCode::kCreateHandle:
+      return "create";
+    case OpCode::kDeleteHandle:
+      return "delete";
+    case OpCode::kAddValue:
+      return "add";
+    case OpCode::kModifyValue:
+      return "modify";
+    case OpCode::kRemoveValue:
+      return "remove";
+    case OpCode::kHomeNa:
+      return "home";
+    case OpCode::kUnhomeNa:
+      return "unhome";
+    case OpCode::kTakeoverNa:
+      return "takeover";
+    case OpCode::kListHomedNas:
+      return "list-homed";
+    case OpCode::kResolution:
+      return "read";
+    default:
+      return "admin";
+  }
+}
+
+registry::AuditContext Who(const auth::Identity& identity, const auth::Origin& origin) {
+  return {identity.ToString(), origin.address, origin.datagram ? "handle/udp" : "handle/tcp"};
+}
+
 // Homed prefixes listed per message of a streamed LIST_HOMED_NAS answer (the reference's).
 constexpr size_t kPrefixesPerMessage = 50;
 
@@ -297,7 +329,8 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
       return Error(request, ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP",
                    request_bytes, site_serial_, out);
     }
-    return Execute(request, request_bytes, *identity, request.envelope, out);
+    return Execute(request, request_bytes, *identity, request.envelope, out,
+                   Who(*identity, origin));
   }
   auth::PendingChallenge pending;
   // Over UDP the session is always a new random one (as the reference server's 402 carries): a
@@ -334,11 +367,14 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
   }
   auto original = protocol::DecodeMessage(pending->request);
   if (!original.ok()) return {};  // it decoded when it was stored
+  auth::Identity identity{std::string(body.user_id_handle), body.user_id_index};
   auto fail = [&](ResponseCode rc, std::string_view message) {
+    // A refused proof of identity goes to the audit log on its own.
+    (void)registry_.AppendAudit(TargetHandle(*original), OperationNameOf(*original),
+                                Who(identity, pending->origin), rc);
     return Respond(answer.envelope, original->header, rc, protocol::ErrorBody{message},
                    pending->request, site_serial_, out, answer.envelope.session_id);
   };
-  auth::Identity identity{std::string(body.user_id_handle), body.user_id_index};
   auto key = authorizer_.FindKey(identity, body.auth_type);
   if (key.code != ResponseCode::kSuccess) return fail(key.code, key.message);
   // An answer comes from the address its challenge went to, in a session only that address was
@@ -365,13 +401,14 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
   if (origin.datagram && original->header.opcode == static_cast<uint32_t>(OpCode::kListHomedNas)) {
     return fail(ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP");
   }
-  return Execute(*original, pending->request, identity, answer.envelope, out);
+  return Execute(*original, pending->request, identity, answer.envelope, out,
+                 Who(identity, pending->origin));
 }
 
 Handled AdminService::Execute(const Message& original, std::span<const uint8_t> original_bytes,
                               const auth::Identity& identity,
-                              const protocol::Envelope& answer_envelope,
-                              std::span<uint8_t> out) const {
+                              const protocol::Envelope& answer_envelope, std::span<uint8_t> out,
+                              const registry::AuditContext& who) const {
   auto respond = [&](ResponseCode rc, protocol::Body body) {
     return Respond(answer_envelope, original.header, rc, std::move(body), original_bytes,
                    site_serial_, out, answer_envelope.session_id);
@@ -381,9 +418,9 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
     case OpCode::kUnhomeNa:
     case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
-      return ExecutePrefixOperation(original, original_bytes, identity, answer_envelope, out);
+      return ExecutePrefixOperation(original, original_bytes, identity, answer_envelope, out, who);
     case OpCode::kResolution:
-      return ExecuteRead(original, original_bytes, identity, answer_envelope, out);
+      return ExecuteRead(original, original_bytes, identity, answer_envelope, out, who);
     default:
       break;
   }
@@ -422,6 +459,7 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
     default:
       return respond(ResponseCode::kOperationNotSupported, protocol::ErrorBody{"not an admin op"});
   }
+  op.audit = who;
   const WriteOutcome outcome = ApplyAs(identity, op);
   if (outcome.code != ResponseCode::kSuccess) {
     return respond(outcome.code, protocol::ErrorBody{outcome.message});
@@ -437,8 +475,15 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
                                              std::span<const uint8_t> original_bytes,
                                              const auth::Identity& identity,
                                              const protocol::Envelope& answer_envelope,
-                                             std::span<uint8_t> out) const {
+                                             std::span<uint8_t> out,
+                                             const registry::AuditContext& who) const {
+  const auto opcode = static_cast<OpCode>(original.header.opcode);
   auto respond = [&](ResponseCode rc, protocol::Body body) {
+    if (opcode != OpCode::kListHomedNas || rc != ResponseCode::kSuccess) {
+      // The prefix table's changes are written by the registry in their own batches; their
+      // audit entries follow them (best effort: a failed append does not undo the change).
+      (void)registry_.AppendAudit(TargetHandle(original), OperationNameOf(original), who, rc);
+    }
     return Respond(answer_envelope, original.header, rc, std::move(body), original_bytes,
                    site_serial_, out, answer_envelope.session_id);
   };
@@ -447,7 +492,6 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
   if (!authorizer_.IsServerAdmin(identity)) {
     return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
   }
-  const auto opcode = static_cast<OpCode>(original.header.opcode);
   if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa || opcode == OpCode::kTakeoverNa) {
     const std::string prefix = PrefixOfHomingRequest(TargetHandle(original));
     registry::OpResult result;
@@ -588,6 +632,10 @@ bool AdminService::Decide(const auth::Identity& identity, registry::Operation& o
                                 op.kind == registry::OpKind::kCreate ? nullptr : record, needed)) {
     // CAP session message #7: an authenticated identity that is not an admin.
     *refused = {ResponseCode::kInvalidAdmin, {}};
+    if (op.audit) {
+      (void)registry_.AppendAudit(op.handle, registry::Registry::OperationName(op.kind), *op.audit,
+                                  refused->code);
+    }
     return false;
   }
   op.expected_record = std::move(authorised);
@@ -631,8 +679,8 @@ std::vector<AdminService::WriteOutcome> AdminService::ApplyBatchAs(
 
 Handled AdminService::ExecuteRead(const Message& original, std::span<const uint8_t> original_bytes,
                                   const auth::Identity& identity,
-                                  const protocol::Envelope& answer_envelope,
-                                  std::span<uint8_t> out) const {
+                                  const protocol::Envelope& answer_envelope, std::span<uint8_t> out,
+                                  const registry::AuditContext& who) const {
   auto respond = [&](ResponseCode rc, protocol::Body body) {
     return Respond(answer_envelope, original.header, rc, std::move(body), original_bytes,
                    site_serial_, out, answer_envelope.session_id);
@@ -649,8 +697,10 @@ Handled AdminService::ExecuteRead(const Message& original, std::span<const uint8
     return respond(ResponseCode::kHandleNotFound, protocol::ErrorBody{});
   // CNRI's checkReadAccess: the handle's admins with READ_VALUE (or its prefix's, or server
   // admins) read what the public may not.
-  if (!authorizer_.IsAuthorized(identity, query.handle, &record, perm::kReadValue))
+  if (!authorizer_.IsAuthorized(identity, query.handle, &record, perm::kReadValue)) {
+    (void)registry_.AppendAudit(query.handle, "read", who, ResponseCode::kInvalidAdmin);
     return respond(ResponseCode::kInvalidAdmin, protocol::ErrorBody{});
+  }
   resolver::Query selection;
   selection.handle = query.handle;
   selection.wire_indexes = query.indexes;

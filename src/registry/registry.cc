@@ -31,6 +31,8 @@ constexpr std::string_view kMetaPrefixPrefix = "prefix/";
 // Set in a shard's meta once its prefix handles' prefix states have been derived.
 constexpr std::string_view kMetaPrefixDerivation = "prefix-derivation";
 constexpr std::string_view kMetaTransactionPrefix = "txn/";
+// Audit entries: "audit/" + big-endian time (ms) + a counter, so a shard's keys are in time order.
+constexpr std::string_view kMetaAuditPrefix = "audit/";
 constexpr size_t kMaxValueTypeLength = 256;
 
 uint64_t NowMs(std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) {
@@ -53,6 +55,26 @@ std::string TransactionKey(std::string_view transaction_id, size_t op_index) {
   for (int shift = 24; shift >= 0; shift -= 8)
     key.push_back(static_cast<char>((op_index >> shift) & 0xff));
   return key;
+}
+
+std::string AuditKey(uint64_t time_ms, uint64_t counter) {
+  std::string key(kMetaAuditPrefix);
+  for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>(time_ms >> shift));
+  for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>(counter >> shift));
+  return key;
+}
+
+std::string AuditBytes(uint64_t time_ms, std::string_view handle, std::string_view operation,
+                       const AuditContext& who, ResponseCode result) {
+  proto::AuditEntry entry;
+  entry.set_time_ms(time_ms);
+  entry.set_identity(who.identity);
+  entry.set_source(reinterpret_cast<const char*>(who.source.data()), who.source.size());
+  entry.set_via(who.via);
+  entry.set_operation(std::string(operation));
+  entry.set_handle(std::string(handle));
+  entry.set_response_code(static_cast<uint32_t>(result));
+  return entry.SerializeAsString();
 }
 
 std::string StorageMessage(const storage::StorageError& e) {
@@ -755,6 +777,11 @@ std::vector<OpResult> Registry::ApplyOnShard(
     }
 
     result.code = code;
+    if (op.audit && !result.conflict) {
+      // In the batch that makes the change (or that records nothing else, for a refused one).
+      batch.Put(Column::kMeta, AuditKey(now_ms, audit_counter_.fetch_add(1)),
+                AuditBytes(now_ms, op.handle, OperationName(op.kind), *op.audit, code));
+    }
     if (code == ResponseCode::kSuccess) {
       proto::ChangelogEntry entry;
       entry.set_sequence(++sequence);
@@ -1481,6 +1508,20 @@ Result<uint64_t, std::string> Registry::ApplyRetention(std::chrono::system_clock
                        return batch.count() < 100000;
                      });
     if (!txns.ok()) return Failure{StorageMessage(txns.error())};
+    // Audit entries past their age go as one range (their keys are in time order).
+    const uint64_t audit_age_ms = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(policy.audit_max_age).count());
+    if (NowMs(now) > audit_age_ms) {
+      const std::string audit_cutoff = AuditKey(NowMs(now) - audit_age_ms, 0);
+      bool any_expired = false;  // no range tombstone every interval for nothing
+      auto audit = store_->Scan(shard, Column::kMeta, AuditKey(0, 0), audit_cutoff,
+                                [&](std::string_view, std::string_view) {
+                                  any_expired = true;
+                                  return false;
+                                });
+      if (!audit.ok()) return Failure{StorageMessage(audit.error())};
+      if (any_expired) batch.DeleteRange(Column::kMeta, AuditKey(0, 0), audit_cutoff);
+    }
 
     std::lock_guard lock(state.write_mutex);
     {
@@ -1811,6 +1852,67 @@ Result<Unit, std::string> Registry::WriteMeta(
   auto written = store_->Write(shard, batch);
   if (!written.ok()) return Failure{StorageMessage(written.error())};
   return Unit{};
+}
+
+std::string_view Registry::OperationName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kCreate:
+      return "create";
+    case OpKind::kDelete:
+      return "delete";
+    case OpKind::kAddValues:
+      return "add";
+    case OpKind::kModifyValues:
+      return "modify";
+    case OpKind::kRemoveValues:
+      return "remove";
+  }
+  return "write";
+}
+
+Result<Unit, std::string> Registry::AppendAudit(std::string_view handle, std::string_view operation,
+                                                const AuditContext& who, ResponseCode result) {
+  const uint64_t now_ms = NowMs();
+  const uint32_t shard = ShardOf(identifier::Normalize(handle));
+  storage::Batch batch;
+  batch.Put(Column::kMeta, AuditKey(now_ms, audit_counter_.fetch_add(1)),
+            AuditBytes(now_ms, handle, operation, who, result));
+  // Not synced: a flood of refusals must not buy an fsync each; the next synced write (or the
+  // WAL's own flush) carries it.
+  auto written = store_->Write(shard, batch, /*sync=*/false);
+  if (!written.ok()) return Failure{StorageMessage(written.error())};
+  return Unit{};
+}
+
+Result<std::vector<proto::AuditEntry>, std::string> Registry::ReadAudit(
+    uint64_t since_ms, size_t limit,
+    const std::function<bool(const proto::AuditEntry&)>& keep) const {
+  // Each shard's entries are in time order: take the first `limit` kept from each, then merge.
+  std::vector<std::pair<std::string, proto::AuditEntry>> all;
+  std::string end(kMetaAuditPrefix);
+  end.back() = static_cast<char>(end.back() + 1);
+  for (uint32_t shard = 0; shard < store_->shard_count(); ++shard) {
+    size_t taken = 0;
+    auto scanned =
+        store_->Scan(shard, Column::kMeta, AuditKey(since_ms, 0), end,
+                     [&](std::string_view key, std::string_view value) {
+                       proto::AuditEntry entry;
+                       if (!entry.ParseFromArray(value.data(), static_cast<int>(value.size())))
+                         return true;  // unreadable: skipped
+                       if (!keep || keep(entry)) {
+                         all.emplace_back(std::string(key), std::move(entry));
+                         ++taken;
+                       }
+                       return taken < limit;
+                     });
+    if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (all.size() > limit) all.resize(limit);
+  std::vector<proto::AuditEntry> out;
+  out.reserve(all.size());
+  for (auto& [key, entry] : all) out.push_back(std::move(entry));
+  return out;
 }
 
 }  // namespace idnode::registry

@@ -123,6 +123,7 @@ def start_module_node():
     config = os.path.join(work, "idnode.yaml")
     with open(config, "w") as f:
         f.write("http:\n  tls_cert_file: %s\n  tls_key_file: %s\n  max_body_bytes: 4194304\n" % (cert, key))
+        f.write('auth:\n  server_admins: ["300:0.NA/ADM.1"]\n')
     NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "ADM.1", records,
                                                ["--workers", "2", "--config", config])
     NODE["handle"] = ports["handle"]
@@ -509,6 +510,32 @@ class JsonApiWrites(unittest.TestCase):
         status, _, body = http_request("POST", "/api/batch", {"operations": [ops[0], {"op": "explode", "handle": "x"}]},
                                        auth=USER_AUTH)
         self.assertEqual(status, 400)
+
+
+class AuditLog(unittest.TestCase):
+    def test_writes_and_refusals_are_logged(self):
+        since = int(time.time() * 1000)
+        created = tcp_admin(message(100, values_body("ADM.1/audited", [url_value(1, "https://a")]), 301))
+        self.assertEqual(st.header(created)["rc"], 1)
+        refused = tcp_admin(message(101, text("ADM.1/audited"), 302), secret=b"wrong")
+        self.assertEqual(st.header(refused)["rc"], 403)
+        status, _, _ = http_request("PUT", "/api/handles/ADM.1/audited",
+                                    [{"index": 1, "type": "URL", "data": "https://u"}], auth=USER_AUTH)
+        self.assertEqual(status, 403)
+        status, _, body = http_request("GET", "/api/audit?prefix=ADM.1&since=%d" % since, auth=ADMIN_AUTH)
+        self.assertEqual(status, 200, body)
+        seen = [(e["operation"], e["handle"], e["identity"], e["via"], e["responseCode"]) for e in body["entries"]]
+        self.assertIn(("create", "ADM.1/audited", "300:0.NA/ADM.1", "handle/tcp", 1), seen)
+        self.assertIn(("delete", "ADM.1/audited", "300:0.NA/ADM.1", "handle/tcp", 403), seen)
+        self.assertIn(("create", "ADM.1/audited", "300:ADM.1/user", "http", 400), seen)
+        self.assertTrue(all(e["source"] == "127.0.0.1" for e in body["entries"]))
+        self.assertEqual([e["timeMs"] for e in body["entries"]], sorted(e["timeMs"] for e in body["entries"]))
+        status, _, only_user = http_request("GET", "/api/audit?identity=300:ADM.1/user&since=%d" % since,
+                                            auth=ADMIN_AUTH)
+        self.assertTrue(only_user["entries"])
+        self.assertTrue(all(e["identity"] == "300:ADM.1/user" for e in only_user["entries"]))
+        # Only server admins read it.
+        self.assertEqual(http_request("GET", "/api/audit", auth=USER_AUTH)[0], 403)
 
 
 class RestrictedValues(unittest.TestCase):

@@ -126,6 +126,8 @@ struct StorageConfig {
   uint64_t changelog_max_entries = 10'000'000;  // per shard
   std::chrono::seconds changelog_max_age{7 * 24 * 3600};
   std::chrono::milliseconds changelog_trim_interval{60000};
+  // The audit log (every write, every refused admin decision) keeps entries this long.
+  std::chrono::seconds audit_max_age{365 * 24 * 3600};
 };
 
 // "HOST:PORT" with HOST an IP address (IPv6 in brackets); false when it is not one. Port 0 (an

@@ -42,10 +42,15 @@ class AdminApi {
   // prefixes), for an admin of 0.NA/P with LIST_HANDLES. pageSize defaults to 1,000, at most
   // 10,000.
   HttpResponse List(std::string_view query, const RequestContext& request) const;
+  // GET /api/audit?since=ISO-or-ms&prefix=P&identity=I&limit=N (server admins): the audit log,
+  // oldest first.
+  HttpResponse Audit(std::string_view query, const RequestContext& request) const;
 
  private:
   // The identity the Authorization header proves; otherwise `*refusal` is what to answer.
-  bool Authenticate(const RequestContext& request, auth::Identity* identity,
+  // A refusal goes to the audit log as `operation` on `handle`.
+  bool Authenticate(const RequestContext& request, std::string_view handle,
+                    std::string_view operation, auth::Identity* identity,
                     HttpResponse* refusal) const;
 
   registry::Registry& registry_;

@@ -57,4 +57,20 @@ inline constexpr size_t kMaxBatchOperations = 2000;
 // "values":[...],"indexes":[...],"overwrite":bool}, ...]}; 1 to kMaxBatchOperations operations.
 Result<BatchRequest, std::string> ParseBatch(std::string_view body);
 
+// The filters of the audit log (GET /api/audit, idctl audit).
+struct AuditFilter {
+  uint64_t since_ms = 0;
+  size_t limit = 1000;
+  std::string prefix;    // normalised; empty: all
+  std::string identity;  // "index:handle"; empty: all
+  bool Keeps(const proto::AuditEntry& entry) const;
+};
+inline constexpr size_t kMaxAuditEntries = 100000;
+// since= (ISO-8601 UTC, or milliseconds since the epoch), prefix=, identity=, limit= (1 to
+// kMaxAuditEntries).
+Result<AuditFilter, std::string> ParseAuditQuery(std::string_view query);
+// One entry as a JSON object: time (ISO), timeMs, identity, source (an IP address), via,
+// operation, handle, responseCode.
+std::string AuditEntryToJson(const proto::AuditEntry& entry);
+
 }  // namespace idnode::http

@@ -105,8 +105,8 @@ class AdminService {
   Handled ExecutePrefixOperation(const protocol::Message& original,
                                  std::span<const uint8_t> original_bytes,
                                  const auth::Identity& identity,
-                                 const protocol::Envelope& answer_envelope,
-                                 std::span<uint8_t> out) const;
+                                 const protocol::Envelope& answer_envelope, std::span<uint8_t> out,
+                                 const registry::AuditContext& who) const;
   // For a write to `handle` under a prefix mirrored here: the owner's prefix handle and its
   // public location values (HS_SITE, HS_SITE.6, HS_SERV), for a 302 referral to it.
   std::optional<std::pair<std::string, proto::Record>> MirrorReferral(
@@ -118,13 +118,14 @@ class AdminService {
   // over the handle (HS_SECKEY values are never returned).
   Handled ExecuteRead(const protocol::Message& original, std::span<const uint8_t> original_bytes,
                       const auth::Identity& identity, const protocol::Envelope& answer_envelope,
-                      std::span<uint8_t> out) const;
+                      std::span<uint8_t> out, const registry::AuditContext& who) const;
   Handled Verify(const protocol::Message& request, std::span<const uint8_t> request_bytes,
                  std::span<uint8_t> out, const auth::Origin& origin) const;
   // Authorizes and applies `original` for `identity`; the answer goes to `answer_envelope`.
+  // `who` names the client in the audit log.
   Handled Execute(const protocol::Message& original, std::span<const uint8_t> original_bytes,
                   const auth::Identity& identity, const protocol::Envelope& answer_envelope,
-                  std::span<uint8_t> out) const;
+                  std::span<uint8_t> out, const registry::AuditContext& who) const;
 
   registry::Registry& registry_;
   const auth::Authorizer& authorizer_;

@@ -50,6 +50,8 @@ struct RetentionPolicy {
   // across restarts, unless it is this far behind the shard's last sequence: that replica is lost
   // and will take a snapshot.
   uint64_t max_peer_lag_entries = 20'000'000;
+  // Audit log entries older than this are deleted.
+  std::chrono::seconds audit_max_age{365 * 24 * 3600};
   // Called in ApplyRetention after each shard's changelog scan, before its trim is written (a test
   // writes from there to show that the scan does not hold the shard's writers).
   std::function<void(uint32_t shard)> during_scan_for_test;
@@ -68,8 +70,17 @@ struct RegistryOptions {
 
 enum class OpKind : uint8_t { kCreate, kDelete, kAddValues, kRemoveValues, kModifyValues };
 
+// Who asked for a write, for the audit log (written in the same batch as the write).
+struct AuditContext {
+  std::string identity;  // "index:handle"
+  std::array<uint8_t, 16> source{};
+  std::string via;  // "handle/tcp", "handle/udp", "http"
+};
+
 struct Operation {
   OpKind kind = OpKind::kCreate;
+  // When set, the operation's outcome is appended to the audit log in its own WriteBatch.
+  std::optional<AuditContext> audit;
   std::string handle;
   std::vector<proto::Value> values;  // create, add, modify
   std::vector<int32_t> indexes;      // remove
@@ -163,6 +174,18 @@ class Registry {
   std::vector<OpResult> ApplyBatch(std::string_view transaction_id,
                                    const std::vector<Operation>& ops,
                                    std::span<const uint32_t> positions = {});
+
+  // ---- the audit log ----
+  // Appends a refused administrative decision (or any event without a write) for `handle`, in a
+  // batch of its own on the handle's shard.
+  Result<Unit, std::string> AppendAudit(std::string_view handle, std::string_view operation,
+                                        const AuditContext& who, ResponseCode result);
+  // The entries at or after `since_ms`, oldest first, that `keep` accepts, at most `limit`.
+  Result<std::vector<proto::AuditEntry>, std::string> ReadAudit(
+      uint64_t since_ms, size_t limit,
+      const std::function<bool(const proto::AuditEntry&)>& keep) const;
+  // The name of an operation kind in the audit log.
+  static std::string_view OperationName(OpKind kind);
 
   // ---- prefix table (stored with the 0.NA/<prefix> records) ----
   // A prefix is homed or mirrored here by the operator (these calls, HOME_NA/UNHOME_NA), and
@@ -408,6 +431,8 @@ class Registry {
   std::vector<std::unique_ptr<ShardState>> shards_;
   PrefixTable prefix_table_;
   mutable std::atomic<uint64_t> read_errors_{0};
+  // Makes audit keys written in the same millisecond distinct.
+  std::atomic<uint64_t> audit_counter_{0};
   // This node's Handle endpoints (address as 16 bytes, IPv4 right-aligned; port), from SetOwnSite.
   std::vector<std::pair<std::array<uint8_t, 16>, uint32_t>> own_endpoints_;
   std::atomic<bool> write_failed_{false};

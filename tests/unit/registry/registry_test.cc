@@ -229,6 +229,46 @@ TEST_F(RegistryTest, ChangelogHasOneEntryPerChangeWithoutHoles) {
   EXPECT_FALSE(entries[0].lineage_id().empty());
 }
 
+TEST_F(RegistryTest, TheAuditLogHoldsWritesWithTheirOutcomeAndRefusalsAndAges) {
+  AuditContext who{"300:0.NA/88.100.1", {}, "handle/tcp"};
+  who.source[15] = 7;
+  Operation created = Create("88.100.1/A1", {MakeValue(1, "URL", "u")});
+  created.audit = who;
+  ASSERT_EQ(registry_->Apply(created).code, ResponseCode::kSuccess);
+  // The same create again fails (101); its outcome is logged too.
+  EXPECT_EQ(registry_->Apply(created).code, ResponseCode::kHandleAlreadyExists);
+  // A write without an audit context (replication, imports) is not logged.
+  ASSERT_EQ(registry_->Apply(Create("88.100.1/A2", {MakeValue(1, "URL", "u")})).code,
+            ResponseCode::kSuccess);
+  ASSERT_TRUE(
+      registry_->AppendAudit("88.100.1/A3", "delete", who, ResponseCode::kInvalidAdmin).ok());
+  auto all = registry_->ReadAudit(0, 100, nullptr);
+  ASSERT_TRUE(all.ok()) << all.error();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].operation(), "create");
+  EXPECT_EQ((*all)[0].response_code(), 1u);
+  EXPECT_EQ((*all)[1].response_code(), 101u);
+  EXPECT_EQ((*all)[2].operation(), "delete");
+  EXPECT_EQ((*all)[2].handle(), "88.100.1/A3");
+  EXPECT_EQ((*all)[2].identity(), "300:0.NA/88.100.1");
+  EXPECT_EQ((*all)[2].source()[15], 7);
+  for (size_t i = 1; i < all->size(); ++i) EXPECT_LE((*all)[i - 1].time_ms(), (*all)[i].time_ms());
+  // Filters and limits.
+  auto refusals = registry_->ReadAudit(
+      0, 100, [](const proto::AuditEntry& e) { return e.response_code() != 1; });
+  ASSERT_TRUE(refusals.ok());
+  EXPECT_EQ(refusals->size(), 2u);
+  EXPECT_EQ(registry_->ReadAudit(0, 1, nullptr)->size(), 1u);
+  EXPECT_TRUE(registry_->ReadAudit((*all)[2].time_ms() + 1, 100, nullptr)->empty());
+  // It survives a restart, and ages out with retention.
+  Reopen();
+  EXPECT_EQ(registry_->ReadAudit(0, 100, nullptr)->size(), 3u);
+  ASSERT_TRUE(
+      registry_->ApplyRetention(std::chrono::system_clock::now() + std::chrono::hours(24 * 400))
+          .ok());
+  EXPECT_TRUE(registry_->ReadAudit(0, 100, nullptr)->empty());
+}
+
 TEST_F(RegistryTest, BatchesAreIdempotentUnderATransactionId) {
   std::vector<Operation> ops;
   for (int i = 0; i < 50; ++i)
