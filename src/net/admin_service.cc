@@ -42,7 +42,7 @@ Handled Respond(const protocol::Envelope& envelope, const protocol::Header& head
   response.body = std::move(body);
   auto written = protocol::EncodeMessage(response, out);
   if (!written.ok()) return {};
-  return {Disposition::kAnswered, *written, header.opcode, static_cast<uint32_t>(rc)};
+  return {Disposition::kAnswered, *written, header.opcode, static_cast<uint32_t>(rc), nullptr};
 }
 
 Handled Error(const Message& request, ResponseCode rc, std::string_view message,
@@ -123,6 +123,8 @@ std::string_view OperationNameOf(const Message& m) {
       return "list-homed";
     case OpCode::kResolution:
       return "read";
+    case OpCode::kListHandles:
+      return "list";
     default:
       return "admin";
   }
@@ -219,6 +221,7 @@ bool AdminService::Handles(uint32_t opcode) {
     case OpCode::kUnhomeNa:
     case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
+    case OpCode::kListHandles:
     case OpCode::kSessionSetup:
     case OpCode::kSessionTerminate:
     case OpCode::kSessionExchangeKey:
@@ -294,6 +297,20 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
     }
   } else if (opcode == OpCode::kResolution) {
     // A read of values without PUBLIC_READ (HandleService found some): no write checks.
+  } else if (opcode == OpCode::kListHandles) {
+    const std::string prefix = PrefixOfHomingRequest(handle);
+    if (prefix.empty()) {
+      return Error(request, ResponseCode::kInvalidHandle, "Handle is not a prefix handle",
+                   request_bytes, site_serial_, out);
+    }
+    if (!registry_.IsWritable(prefix + "/x")) {
+      return Error(request, ResponseCode::kServerNotResponsible, "That prefix doesn't live here",
+                   request_bytes, site_serial_, out);
+    }
+    if (origin.datagram) {
+      return Error(request, ResponseCode::kOperationNotSupported, "LIST_HANDLES needs TCP",
+                   request_bytes, site_serial_, out);
+    }
   } else if (opcode == OpCode::kListHomedNas) {
     if (origin.datagram) {
       // The list may take several messages (CN): a connection's, as the reference client sends it.
@@ -320,7 +337,7 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                    request_bytes, site_serial_, out);
     }
   }
-  if (registry_.write_failed() && opcode != OpCode::kResolution) {
+  if (registry_.write_failed() && opcode != OpCode::kResolution && opcode != OpCode::kListHandles) {
     return Error(request, ResponseCode::kError, "storage failed: writes are refused", request_bytes,
                  site_serial_, out);
   }
@@ -398,8 +415,9 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
   // requests are its own from here on (CNRI's setSessionAuthenticated).
   if (sessions_ != nullptr && answer.envelope.session_id != 0)
     (void)sessions_->MarkAuthenticated(answer.envelope.session_id, identity);
-  if (origin.datagram && original->header.opcode == static_cast<uint32_t>(OpCode::kListHomedNas)) {
-    return fail(ResponseCode::kOperationNotSupported, "LIST_HOMED_NAS needs TCP");
+  if (origin.datagram && (original->header.opcode == static_cast<uint32_t>(OpCode::kListHomedNas) ||
+                          original->header.opcode == static_cast<uint32_t>(OpCode::kListHandles))) {
+    return fail(ResponseCode::kOperationNotSupported, "listing needs TCP");
   }
   return Execute(*original, pending->request, identity, answer.envelope, out,
                  Who(identity, pending->origin));
@@ -421,6 +439,8 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
       return ExecutePrefixOperation(original, original_bytes, identity, answer_envelope, out, who);
     case OpCode::kResolution:
       return ExecuteRead(original, original_bytes, identity, answer_envelope, out, who);
+    case OpCode::kListHandles:
+      return ExecuteList(original, original_bytes, identity, answer_envelope, out, who);
     default:
       break;
   }
@@ -559,7 +579,7 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
     next = end;
   } while (next < homed.size());
   return {Disposition::kAnswered, written, original.header.opcode,
-          static_cast<uint32_t>(ResponseCode::kSuccess)};
+          static_cast<uint32_t>(ResponseCode::kSuccess), nullptr};
 }
 
 Handled AdminService::Verify(const Message& request, std::span<const uint8_t> request_bytes,
@@ -675,6 +695,105 @@ std::vector<AdminService::WriteOutcome> AdminService::ApplyBatchAs(
     if (o.code != ResponseCode::kSuccess) o.message = std::string(RefusalMessage(o.code));
   }
   return outcomes;
+}
+
+namespace {
+
+// Handles listed per LIST_HANDLES message (the reference's LIST_HANDLES_PER_MSG), and per part
+// of the stream made on a storage thread (about 64 KiB for handles of ~50 bytes).
+constexpr size_t kHandlesPerMessage = 50;
+constexpr size_t kHandlesPerPart = 1000;
+
+// OC 105's answer: the handles of a prefix, 50 a message, CN on all but the last, part by part.
+class HandleListing : public Continuation {
+ public:
+  HandleListing(const registry::Registry& registry, std::string prefix, Message original,
+                std::vector<uint8_t> original_bytes, protocol::Envelope answer_envelope,
+                uint16_t serial)
+      : registry_(registry),
+        prefix_(std::move(prefix)),
+        original_bytes_(std::move(original_bytes)),
+        answer_envelope_(answer_envelope),
+        serial_(serial) {
+    header_ = original.header;
+  }
+
+  Handled Next(std::span<uint8_t> out) override {
+    std::vector<std::string> handles;
+    auto listed = registry_.ListHandles(prefix_, &cursor_, kHandlesPerPart, &handles);
+    Handled h;
+    h.opcode = header_.opcode;
+    if (!listed.ok()) return h;  // storage failed mid-stream: the connection closes
+    const bool last_part = *listed;
+    size_t written = 0;
+    size_t next = 0;
+    do {
+      const size_t end = std::min(handles.size(), next + kHandlesPerMessage);
+      protocol::HandleListBody chunk;
+      for (size_t i = next; i < end; ++i) chunk.handles.push_back(handles[i]);
+      Message response;
+      response.envelope = protocol::ResponseEnvelopeFor(answer_envelope_);
+      response.envelope.session_id = answer_envelope_.session_id;
+      response.header = protocol::ResponseHeaderFor(header_, ResponseCode::kSuccess, serial_,
+                                                    response.envelope.version());
+      response.header.op_flags &= ~protocol::opflag::kContinuous;
+      if (!last_part || end < handles.size())
+        response.header.op_flags |= protocol::opflag::kContinuous;
+      protocol::DigestValue digest;
+      if (response.header.has(protocol::opflag::kRequestDigest)) {
+        digest = protocol::RequestDigest(original_bytes_, response.envelope.version());
+        response.request_digest = protocol::RequestDigestField{digest.algorithm, digest.view()};
+      }
+      response.body = std::move(chunk);
+      auto encoded = protocol::EncodeMessage(response, out.subspan(written));
+      if (!encoded.ok()) return Handled{};  // cannot happen: a part is far below the buffer
+      written += *encoded;
+      next = end;
+    } while (next < handles.size());
+    h.disposition = Disposition::kAnswered;
+    h.response_size = written;
+    h.response_code = static_cast<uint32_t>(ResponseCode::kSuccess);
+    if (!last_part) h.more = self_.lock();
+    return h;
+  }
+
+  void SetSelf(const std::shared_ptr<HandleListing>& self) { self_ = self; }
+
+ private:
+  const registry::Registry& registry_;
+  const std::string prefix_;
+  protocol::Header header_;
+  const std::vector<uint8_t> original_bytes_;  // for the RD digest of every message
+  const protocol::Envelope answer_envelope_;
+  const uint16_t serial_;
+  registry::Registry::ListCursor cursor_;
+  std::weak_ptr<HandleListing> self_;
+};
+
+}  // namespace
+
+Handled AdminService::ExecuteList(const Message& original, std::span<const uint8_t> original_bytes,
+                                  const auth::Identity& identity,
+                                  const protocol::Envelope& answer_envelope, std::span<uint8_t> out,
+                                  const registry::AuditContext& who) const {
+  const std::string prefix = PrefixOfHomingRequest(TargetHandle(original));
+  const std::string prefix_handle = identifier::PrefixHandleFor(prefix);
+  auto record = registry_.Get(prefix_handle);
+  // CNRI's doListHandles: an admin of the prefix (its handle's HS_ADMIN) with LIST_HANDLES.
+  if (!authorizer_.IsAuthorized(identity, prefix_handle,
+                                record.code == ResponseCode::kSuccess ? &record.record : nullptr,
+                                perm::kListHandles)) {
+    (void)registry_.AppendAudit(prefix_handle, "list", who, ResponseCode::kInvalidAdmin);
+    return Respond(answer_envelope, original.header, ResponseCode::kInvalidAdmin,
+                   protocol::ErrorBody{}, original_bytes, site_serial_, out,
+                   answer_envelope.session_id);
+  }
+  auto listing = std::make_shared<HandleListing>(
+      registry_, prefix, original,
+      std::vector<uint8_t>(original_bytes.begin(), original_bytes.end()), answer_envelope,
+      site_serial_);
+  listing->SetSelf(listing);
+  return listing->Next(out);
 }
 
 Handled AdminService::ExecuteRead(const Message& original, std::span<const uint8_t> original_bytes,

@@ -222,7 +222,26 @@ class HandleStream {
   SessionOutcome AnswerFromStorage(std::span<const uint8_t> request, std::vector<uint8_t>& reply) {
     StorageThreadState& thread = ThisStorageThread();
     last_ = service_->HandleFromStorage(request, thread.out, thread.scratch, origin_);
-    return Finish(thread.out, reply);
+    const SessionOutcome outcome = Finish(thread.out, reply);
+    if (outcome == SessionOutcome::kAnswered && last_.more) {
+      more_ = std::move(last_.more);
+      return SessionOutcome::kAnsweredMore;
+    }
+    return outcome;
+  }
+
+  // The next part of a streamed answer (LIST_HANDLES), on a storage thread.
+  SessionOutcome ContinueFromStorage(std::vector<uint8_t>& reply) {
+    if (!more_) return SessionOutcome::kClose;
+    StorageThreadState& thread = ThisStorageThread();
+    Handled part = more_->Next(thread.out);
+    more_ = std::move(part.more);
+    if (part.disposition != Disposition::kAnswered) {
+      more_.reset();
+      return SessionOutcome::kClose;
+    }
+    Copy(thread.out, part, reply);
+    return more_ ? SessionOutcome::kAnsweredMore : SessionOutcome::kAnswered;
   }
 
   SessionOutcome Busy(std::span<const uint8_t> request, std::vector<uint8_t>& reply) {
@@ -252,6 +271,7 @@ class HandleStream {
   uint32_t max_message_;
   auth::Origin origin_;
   Handled last_;
+  std::shared_ptr<Continuation> more_;  // the rest of a streamed answer being written
 };
 
 auth::Origin OriginOfPeer(const std::string& address) {

@@ -32,7 +32,8 @@ Handled EncodeError(const protocol::Envelope& envelope, const protocol::Header* 
   if (protocol::EncodedMessageSize(response) > size_limit) return {};  // would amplify: drop
   auto written = protocol::EncodeMessage(response, out);
   if (!written.ok()) return {};
-  return {Disposition::kAnswered, *written, response.header.opcode, static_cast<uint32_t>(rc)};
+  return {Disposition::kAnswered, *written, response.header.opcode, static_cast<uint32_t>(rc),
+          nullptr};
 }
 
 enum class Restriction : uint8_t { kNone, kAdmins, kNobody };
@@ -159,7 +160,7 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
   const bool needs_credentials = req.envelope.encrypted || req.envelope.session_id != 0 ||
                                  req.header.has(protocol::opflag::kCertify);
   if (needs_credentials && !from_storage)
-    return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+    return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
   if (req.envelope.encrypted) {
     // Everything after the envelope is the session's ciphertext (HdlTcpRequestHandler).
     auto session = sessions_ != nullptr
@@ -309,7 +310,7 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
       } else {
         bool needs_storage = false;
         answer = resolver_.ResolveFromCache(query, scratch.resolver, &needs_storage);
-        if (needs_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+        if (needs_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
       }
       const Restriction restriction = !public_only && answer.code == ResponseCode::kSuccess
                                           ? RestrictedValues(answer.values)
@@ -325,7 +326,7 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
       if (restriction == Restriction::kAdmins) {
         // Who the client is decides: challenged (or its authenticated session used) on a
         // storage thread, like an administrative request.
-        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
         return admin_->Handle(req, request, out, origin, session);
       }
       if (answer.code == ResponseCode::kPrefixReferral && !protocol::AtLeast(version, 2, 5)) {
@@ -368,7 +369,7 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
     default:
       if (admin_ != nullptr && AdminService::Handles(req.header.opcode)) {
         // Admin requests write (and verify signatures): never on a worker thread.
-        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0};
+        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
         return admin_->Handle(req, request, out, origin, session);
       }
       response.header = protocol::ResponseHeaderFor(
@@ -382,7 +383,8 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
     return EncodeError(req.envelope, &req.header, ResponseCode::kError, "answer too large",
                        site_serial_, out, size_limit);
   }
-  return {Disposition::kAnswered, *written, req.header.opcode, response.header.response_code};
+  return {Disposition::kAnswered, *written, req.header.opcode, response.header.response_code,
+          nullptr};
 }
 
 }  // namespace idnode::net

@@ -1915,4 +1915,42 @@ Result<std::vector<proto::AuditEntry>, std::string> Registry::ReadAudit(
   return out;
 }
 
+Result<bool, std::string> Registry::ListHandles(std::string_view prefix, ListCursor* cursor,
+                                                size_t max,
+                                                std::vector<std::string>* handles) const {
+  // P's own handles are the keys "P/..." : [P "/", P "0") ('0' follows '/').
+  std::string begin_of_prefix(prefix);
+  begin_of_prefix.push_back('/');
+  std::string end_of_prefix(prefix);
+  end_of_prefix.push_back('0');
+  size_t added = 0;
+  while (cursor->shard < store_->shard_count() && added < max) {
+    std::string begin = begin_of_prefix;
+    if (!cursor->after.empty()) {
+      begin = cursor->after;
+      begin.push_back('\0');  // just after the last key given
+    }
+    bool filled = false;
+    auto scanned =
+        store_->Scan(cursor->shard, Column::kRecords, begin, end_of_prefix,
+                     [&](std::string_view key, std::string_view value) {
+                       proto::Record record;
+                       if (record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+                         handles->push_back(record.handle());
+                       } else {
+                         handles->emplace_back(key);  // unreadable: its key
+                       }
+                       cursor->after.assign(key);
+                       if (++added < max) return true;
+                       filled = true;
+                       return false;
+                     });
+    if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
+    if (filled) break;  // the shard may hold more
+    ++cursor->shard;
+    cursor->after.clear();
+  }
+  return cursor->shard >= store_->shard_count();
+}
+
 }  // namespace idnode::registry

@@ -538,6 +538,57 @@ class AuditLog(unittest.TestCase):
         self.assertEqual(http_request("GET", "/api/audit", auth=USER_AUTH)[0], 403)
 
 
+class ListHandles(unittest.TestCase):
+    def test_list_handles_streams_every_handle_with_cn(self):
+        ops = [{"op": "create", "handle": "ADM.1/list%04d" % i,
+                "values": [{"index": 1, "type": "URL", "data": "https://l/%d" % i}]} for i in range(1234)]
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "list-setup", "operations": ops},
+                                       auth=ADMIN_AUTH, timeout=120)
+        self.assertEqual(status, 200)
+        _, _, listing = http_request("GET", "/api/handles?prefix=ADM.1&pageSize=1", auth=ADMIN_AUTH)
+        total = int(listing["totalCount"])
+        s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=10)
+        got, flags = [], []
+        try:
+            s.sendall(message(105, text("0.NA/ADM.1"), 401))
+            challenge = st.read_message(s)
+            self.assertEqual((st.header(challenge)["opcode"], st.header(challenge)["rc"]), (105, 402))
+            s.sendall(answer(challenge, request_id=402))
+            while True:
+                m = st.read_message(s)
+                h = st.header(m)
+                self.assertEqual((h["opcode"], h["rc"]), (105, 1))
+                body = m[44:44 + h["body_length"]]
+                (count,) = struct.unpack(">I", body[:4])
+                self.assertLessEqual(count, 50)
+                at = 4
+                for _ in range(count):
+                    name, at = read_text(body, at)
+                    got.append(name.decode())
+                flags.append(bool(h["flags"] & 0x04000000))
+                if not flags[-1]:
+                    break
+        finally:
+            s.close()
+        self.assertEqual(len(got), total)
+        self.assertEqual(len(set(got)), total)
+        self.assertTrue(all(f for f in flags[:-1]))
+        self.assertGreater(len(flags), 20)
+        for i in (0, 617, 1233):
+            self.assertIn("ADM.1/list%04d" % i, got)
+        # Only admins of the prefix with LIST_HANDLES; never over UDP.
+        s = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=10)
+        try:
+            s.sendall(message(105, text("0.NA/ADM.1"), 403))
+            challenge = st.read_message(s)
+            s.sendall(answer(challenge, identity=b"ADM.1/user", secret=b"user-secret", request_id=404))
+            self.assertEqual(st.header(st.read_message(s))["rc"], 400)
+        finally:
+            s.close()
+        self.assertEqual(st.header(st.udp_exchange(message(105, text("0.NA/ADM.1"), 405), timeout=3))["rc"], 5)
+        self.assertEqual(st.header(st.tcp_exchange([message(105, text("0.NA/NOT.HERE"), 406)])[0])["rc"], 301)
+
+
 class RestrictedValues(unittest.TestCase):
     """Values without PUBLIC_READ: left out under PO; without PO, read by admins with READ_VALUE
     after a challenge (CNRI's checkReadAccess); HS_SECKEY never returned."""

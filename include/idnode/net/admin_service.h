@@ -114,6 +114,11 @@ class AdminService {
   // Reads the record `op` is about and decides whether `identity` may make it; sets
   // op.expected_record (compare-and-apply). False with `refused` set when it may not.
   bool Decide(const auth::Identity& identity, registry::Operation& op, WriteOutcome* refused) const;
+  // OC 105 LIST_HANDLES for `identity` (an admin of the prefix with LIST_HANDLES): the first part
+  // of the stream, its Handled::more making the rest.
+  Handled ExecuteList(const protocol::Message& original, std::span<const uint8_t> original_bytes,
+                      const auth::Identity& identity, const protocol::Envelope& answer_envelope,
+                      std::span<uint8_t> out, const registry::AuditContext& who) const;
   // A resolution of values without PUBLIC_READ, for `identity`: answered if it holds READ_VALUE
   // over the handle (HS_SECKEY values are never returned).
   Handled ExecuteRead(const protocol::Message& original, std::span<const uint8_t> original_bytes,

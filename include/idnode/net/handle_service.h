@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -35,11 +36,25 @@ enum class Disposition : uint8_t {
   kDrop,          // say nothing (not a request, or too short to answer)
 };
 
+class Continuation;
+
 struct Handled {
   Disposition disposition = Disposition::kDrop;
   size_t response_size = 0;
   uint32_t opcode = 0;
   uint32_t response_code = 0;
+  // Set when `out` holds the first part of a streamed answer (CN): the TCP session writes it,
+  // then asks this for the next part, on a storage thread, until a part comes without one.
+  std::shared_ptr<Continuation> more;
+};
+
+// The rest of a streamed answer, made part by part. Owned by the connection; each Next runs on
+// a storage thread, one at a time.
+class Continuation {
+ public:
+  virtual ~Continuation() = default;
+  // The next part into `out` (whole messages); its `more` is set again while parts remain.
+  virtual Handled Next(std::span<uint8_t> out) = 0;
 };
 
 class AdminService;

@@ -21,6 +21,8 @@
 //   SessionOutcome Answer(std::span<const uint8_t> request, std::vector<uint8_t>& reply);
 //   SessionOutcome AnswerFromStorage(std::span<const uint8_t> request, std::vector<uint8_t>&
 //   reply); SessionOutcome Busy(std::span<const uint8_t> request, std::vector<uint8_t>& reply);
+//   SessionOutcome ContinueFromStorage(std::vector<uint8_t>& reply);  // only handlers that
+//       stream long answers (kAnsweredMore) provide it: the next part, on a storage thread
 //   void Answered(Clock::time_point start);  // after the answer was written: count it
 //   void Dropped();                          // a request not answered: count it
 #pragma once
@@ -40,6 +42,8 @@ namespace idnode::net {
 
 enum class SessionOutcome : uint8_t {
   kAnswered,      // `reply` holds the answer, framing included
+  kAnsweredMore,  // `reply` holds a part of a streamed answer: write it, then ask for the next
+                  // part (ContinueFromStorage, on a storage thread) until kAnswered
   kNeedsStorage,  // run AnswerFromStorage on a storage thread
   kIgnore,        // nothing to answer (a response sent to us); keep the connection
   kClose,         // close the connection
@@ -120,6 +124,31 @@ boost::asio::awaitable<void> ServeFramed(Stream stream, ConnectionSlot slot, Tcp
     auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(reply),
                                                           asio::as_tuple(asio::use_awaitable));
     if (write_ec) break;
+    if constexpr (requires { handler.ContinueFromStorage(reply); }) {
+      // A streamed answer: each part is made on a storage thread once the previous one is
+      // written, so a slow reader holds one part in memory, and every write has its deadline.
+      bool failed = false;
+      while (outcome == SessionOutcome::kAnsweredMore) {
+        if (!storage.TryAcquire()) {
+          failed = true;  // the pool is full: the stream ends here, the connection closes
+          break;
+        }
+        outcome = co_await OnStoragePool<SessionOutcome>(
+            storage, [&] { return handler.ContinueFromStorage(reply); }, SessionOutcome::kClose);
+        if (outcome != SessionOutcome::kAnswered && outcome != SessionOutcome::kAnsweredMore) {
+          failed = true;
+          break;
+        }
+        watch->Set(Clock::now() + limits.io_timeout);
+        auto [more_ec, more_written] = co_await asio::async_write(
+            stream, asio::buffer(reply), asio::as_tuple(asio::use_awaitable));
+        if (more_ec) {
+          failed = true;
+          break;
+        }
+      }
+      if (failed) break;
+    }
     handler.Answered(start);
     if (request.capacity() > kKeptSessionBuffer) std::vector<uint8_t>().swap(request);
     if (reply.capacity() > kKeptSessionBuffer) std::vector<uint8_t>().swap(reply);

@@ -175,6 +175,18 @@ class Registry {
                                    const std::vector<Operation>& ops,
                                    std::span<const uint32_t> positions = {});
 
+  // ---- listing ----
+  // Where a listing of a prefix's handles stands: the shard, and the last key given in it.
+  struct ListCursor {
+    uint32_t shard = 0;
+    std::string after;
+  };
+  // Appends to `handles` up to `max` handles of `prefix` (normalised; its own handles, not those
+  // of its derived prefixes), as first spelled, shard by shard in key order from `*cursor`, which
+  // it advances. True when none are left. Reads storage (a storage thread's work).
+  Result<bool, std::string> ListHandles(std::string_view prefix, ListCursor* cursor, size_t max,
+                                        std::vector<std::string>* handles) const;
+
   // ---- the audit log ----
   // Appends a refused administrative decision (or any event without a write) for `handle`, in a
   // batch of its own on the handle's shard.
