@@ -9,7 +9,9 @@
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 
+#include <array>
 #include <charconv>
 #include <memory>
 
@@ -551,6 +553,88 @@ Result<std::string, std::string> PrivateKeyPem(std::span<const uint8_t> file,
   std::string pem(data, static_cast<size_t>(size));
   OPENSSL_cleanse(data, static_cast<size_t>(size));  // the key leaves this buffer for `pem` only
   return pem;
+}
+
+Result<std::vector<uint8_t>, std::string> ReferenceKeyFile(std::string_view private_key_pem,
+                                                           std::string_view passphrase) {
+  Pkey key = ReadPrivateKey(private_key_pem);
+  if (!key) return Failure{std::string("not a private key in PEM")};
+  std::vector<std::vector<uint8_t>> parts;
+  std::string_view type;
+  if (EVP_PKEY_is_a(key.get(), "RSA")) {
+    type = "RSA_PRIVCRT_KEY";
+    for (const char* name :
+         {OSSL_PKEY_PARAM_RSA_N, OSSL_PKEY_PARAM_RSA_E, OSSL_PKEY_PARAM_RSA_D,
+          OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_FACTOR2, OSSL_PKEY_PARAM_RSA_EXPONENT1,
+          OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1}) {
+      parts.push_back(JavaMagnitude(key.get(), name));
+    }
+  } else if (EVP_PKEY_is_a(key.get(), "DSA")) {
+    type = "DSA_PRIV_KEY";
+    for (const char* name : {OSSL_PKEY_PARAM_PRIV_KEY, OSSL_PKEY_PARAM_FFC_P, OSSL_PKEY_PARAM_FFC_Q,
+                             OSSL_PKEY_PARAM_FFC_G}) {
+      parts.push_back(JavaMagnitude(key.get(), name));
+    }
+  } else {
+    return Failure{std::string("only RSA and DSA keys have a reference key file format")};
+  }
+  size_t size = 4 + type.size();
+  for (const auto& p : parts) {
+    if (p.empty()) return Failure{std::string("the key lacks a component")};
+    size += 4 + p.size();
+  }
+  std::vector<uint8_t> inner(size);
+  protocol::WireWriter w(inner);
+  w.Text(type);
+  for (const auto& p : parts) w.LengthPrefixed(p);
+  for (auto& p : parts) OPENSSL_cleanse(p.data(), p.size());
+  std::vector<uint8_t> out;
+  auto append_u32 = [&out](uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+  };
+  auto append_bytes = [&](std::span<const uint8_t> b) {
+    append_u32(static_cast<uint32_t>(b.size()));
+    out.insert(out.end(), b.begin(), b.end());
+  };
+  if (passphrase.empty()) {
+    append_u32(1);  // not encrypted
+    out.insert(out.end(), inner.begin(), inner.end());
+    OPENSSL_cleanse(inner.data(), inner.size());
+    return out;
+  }
+  constexpr uint32_t kIterations = 10000;
+  std::array<uint8_t, 16> salt{}, iv{}, aes_key{};
+  if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1 ||
+      RAND_bytes(iv.data(), static_cast<int>(iv.size())) != 1)
+    return Failure{std::string("no randomness")};
+  std::string password = JavaPbkdf2Password(passphrase);
+  const bool derived =
+      PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(),
+                        static_cast<int>(salt.size()), static_cast<int>(kIterations), EVP_sha1(),
+                        static_cast<int>(aes_key.size()), aes_key.data()) == 1;
+  OPENSSL_cleanse(password.data(), password.size());
+  if (!derived) return Failure{std::string("PBKDF2 failed")};
+  std::vector<uint8_t> ciphertext(inner.size() + 16);
+  int n = 0, tail = 0;
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      &EVP_CIPHER_CTX_free);
+  const bool sealed =
+      ctx &&
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_128_cbc(), nullptr, aes_key.data(), iv.data()) == 1 &&
+      EVP_EncryptUpdate(ctx.get(), ciphertext.data(), &n, inner.data(),
+                        static_cast<int>(inner.size())) == 1 &&
+      EVP_EncryptFinal_ex(ctx.get(), ciphertext.data() + n, &tail) == 1;
+  OPENSSL_cleanse(aes_key.data(), aes_key.size());
+  OPENSSL_cleanse(inner.data(), inner.size());
+  if (!sealed) return Failure{std::string("encryption failed")};
+  ciphertext.resize(static_cast<size_t>(n + tail));
+  append_u32(4);  // PBKDF2 with AES/CBC
+  append_bytes(salt);
+  append_u32(kIterations);
+  append_u32(128);
+  append_bytes(iv);
+  append_bytes(ciphertext);
+  return out;
 }
 
 }  // namespace idnode::auth

@@ -5,6 +5,9 @@
 //            directory, its digest, its storage compacted
 #include <arpa/inet.h>
 #include <malloc.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -59,6 +62,11 @@ commands:
                  privkey.bin, encrypted or not); HS_ADMIN data is INDEX:HANDLE; HS_PUBKEY data
                  @FILE is the public half of the (unencrypted) private key in FILE; exit status 0
                  on RC_SUCCESS
+  keygen [--type rsa|dsa] [--bits N] --out DIR [--passphrase-file FILE]
+                 make a key pair for an HS_PUBKEY identity: DIR/privkey.bin in the reference's
+                 own format (what its tools read; PBKDF2-AES encrypted with a passphrase),
+                 DIR/privkey.pem (PKCS#8; encrypted with one) and DIR/pubkey.bin (the HS_PUBKEY
+                 value data to register); private files are owner-only, never overwritten
   decode FILE    decode Handle messages written as hex, one datagram or TCP message per line
                  ("-" reads standard input); prints each message field by field
   import --data-dir DIR [--shards N] FILE
@@ -497,6 +505,129 @@ int PrintAudit(const DataArgs& args) {
   return 0;
 }
 
+// Writes `bytes` to `path`, readable by its owner only (a private key).
+bool WritePrivate(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
+  FILE* f = std::fopen(path.c_str(), "wbx");  // never over an existing file
+  if (f == nullptr) {
+    std::cerr << "idctl keygen: cannot create " << path << " (" << std::strerror(errno) << ")\n";
+    return false;
+  }
+  ::fchmod(fileno(f), 0600);
+  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  return std::fclose(f) == 0 && ok;
+}
+
+int Keygen(int argc, char** argv) {
+  std::string type = "rsa";
+  std::string out_dir;
+  std::string passphrase;
+  int bits = 2048;
+  for (int i = 2; i < argc; ++i) {
+    std::string_view a = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (a == "--type" && v) {
+      type = argv[++i];
+    } else if (a == "--bits" && v) {
+      bits = std::atoi(argv[++i]);
+    } else if (a == "--out" && v) {
+      out_dir = argv[++i];
+    } else if (a == "--passphrase-file" && v) {
+      std::ifstream in(argv[++i], std::ios::binary);
+      if (!in || !std::getline(in, passphrase) || passphrase.empty()) {
+        std::cerr << "idctl keygen: cannot read a passphrase from " << argv[i] << "\n";
+        return 2;
+      }
+    } else {
+      std::cerr << "usage: idctl keygen [--type rsa|dsa] [--bits N] --out DIR "
+                   "[--passphrase-file FILE]\n";
+      return 2;
+    }
+  }
+  if (out_dir.empty() || bits < 2048 || bits > 8192) {
+    std::cerr << "usage: idctl keygen [--type rsa|dsa] [--bits N (2048-8192)] --out DIR "
+                 "[--passphrase-file FILE]\n";
+    return 2;
+  }
+  if (type == "sm2") {
+    std::cerr << "idctl keygen: SM2 identities are not offered by this version yet\n";
+    return 2;
+  }
+  if (type != "rsa" && type != "dsa") {
+    std::cerr << "idctl keygen: --type is rsa or dsa\n";
+    return 2;
+  }
+  EVP_PKEY* key = nullptr;
+  if (type == "rsa") {
+    key = EVP_RSA_gen(static_cast<unsigned>(bits));
+  } else {
+    EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_from_name(nullptr, "DSA", nullptr);
+    EVP_PKEY* params = nullptr;
+    if (pctx && EVP_PKEY_paramgen_init(pctx) == 1 &&
+        EVP_PKEY_CTX_set_dsa_paramgen_bits(pctx, bits) == 1 &&
+        EVP_PKEY_paramgen(pctx, &params) == 1) {
+      EVP_PKEY_CTX* kctx = EVP_PKEY_CTX_new_from_pkey(nullptr, params, nullptr);
+      if (kctx && EVP_PKEY_keygen_init(kctx) == 1) (void)EVP_PKEY_generate(kctx, &key);
+      EVP_PKEY_CTX_free(kctx);
+    }
+    EVP_PKEY_free(params);
+    EVP_PKEY_CTX_free(pctx);
+  }
+  if (key == nullptr) {
+    std::cerr << "idctl keygen: key generation failed\n";
+    return 1;
+  }
+  BIO* bio = BIO_new(BIO_s_mem());
+  const bool pem_ok =
+      bio != nullptr &&
+      PEM_write_bio_PrivateKey(bio, key, passphrase.empty() ? nullptr : EVP_aes_256_cbc(), nullptr,
+                               0, nullptr, passphrase.empty() ? nullptr : passphrase.data()) == 1;
+  std::string pem;
+  if (pem_ok) {
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio, &data);
+    pem.assign(data, static_cast<size_t>(n));
+  }
+  BIO_free(bio);
+  // The unencrypted PEM, for the two encodings made from it (kept in memory only).
+  BIO* plain_bio = BIO_new(BIO_s_mem());
+  std::string plain_pem;
+  if (plain_bio != nullptr &&
+      PEM_write_bio_PrivateKey(plain_bio, key, nullptr, nullptr, 0, nullptr, nullptr) == 1) {
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(plain_bio, &data);
+    plain_pem.assign(data, static_cast<size_t>(n));
+  }
+  BIO_free(plain_bio);
+  EVP_PKEY_free(key);
+  auto reference = idnode::auth::ReferenceKeyFile(plain_pem, passphrase);
+  const std::vector<uint8_t> public_value = idnode::auth::PublicKeyValueFor(plain_pem);
+  OPENSSL_cleanse(plain_pem.data(), plain_pem.size());
+  if (!pem_ok || !reference.ok() || public_value.empty()) {
+    std::cerr << "idctl keygen: cannot encode the key\n";
+    return 1;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  const std::filesystem::path dir(out_dir);
+  const bool written =
+      WritePrivate(dir / "privkey.bin", *reference) &&
+      WritePrivate(dir / "privkey.pem", {reinterpret_cast<const uint8_t*>(pem.data()), pem.size()});
+  OPENSSL_cleanse(pem.data(), pem.size());
+  if (!written) return 1;
+  std::ofstream pub(dir / "pubkey.bin", std::ios::binary | std::ios::trunc);
+  pub.write(reinterpret_cast<const char*>(public_value.data()),
+            static_cast<std::streamsize>(public_value.size()));
+  if (!pub) {
+    std::cerr << "idctl keygen: cannot write " << (dir / "pubkey.bin") << "\n";
+    return 1;
+  }
+  std::cout << "wrote " << (dir / "privkey.bin").string() << " (the reference's format"
+            << (passphrase.empty() ? "" : ", encrypted") << "), " << (dir / "privkey.pem").string()
+            << " (PKCS#8 PEM" << (passphrase.empty() ? "" : ", encrypted") << ") and "
+            << (dir / "pubkey.bin").string() << " (the HS_PUBKEY value data)\n";
+  return 0;
+}
+
 int Compact(const DataArgs& args) {
   auto registry = OpenData(args, /*create=*/false);
   if (!registry) return 1;
@@ -557,6 +688,7 @@ int main(int argc, char** argv) {
     std::cout << "idctl " << IDNODE_VERSION << "\n";
     return 0;
   }
+  if (command == "keygen") return Keygen(argc, argv);
   if (command == "decode") {
     if (argc != 3) {
       std::cerr << "usage: idctl decode FILE\n";

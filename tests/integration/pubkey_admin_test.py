@@ -183,6 +183,64 @@ class KeyFiles(unittest.TestCase):
         self.create_with("dsa-bin-aes", path, identity=301, passphrase=PASSPHRASE)
 
 
+class Keygen(unittest.TestCase):
+    """idctl keygen's files, read back here independently: privkey.bin byte for byte as this
+    test's own writer of the reference format makes it (and decrypted here when encrypted),
+    privkey.pem with `cryptography`; then the new key administers as a registered identity."""
+
+    def keygen(self, name, *extra):
+        out = os.path.join(NODE["work"], name)
+        result = subprocess.run([IDCTL, "keygen", "--out", out, *extra], capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        for private in ("privkey.bin", "privkey.pem"):
+            self.assertEqual(os.stat(os.path.join(out, private)).st_mode & 0o077, 0, private + " is not owner-only")
+        return out
+
+    def test_files_in_the_reference_formats(self):
+        plain = self.keygen("kg-plain")
+        with open(os.path.join(plain, "privkey.pem"), "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), password=None)
+        with open(os.path.join(plain, "privkey.bin"), "rb") as f:
+            self.assertEqual(f.read(), reference_key_file(key))
+        with open(os.path.join(plain, "pubkey.bin"), "rb") as f:
+            # CNRI's Util.getBytesFromPublicKey sizes an RSA key's buffer one int larger than it
+            # fills: its encodings end in 4 zero bytes (an empty field), and idnode writes them so.
+            self.assertEqual(f.read(), hs_pubkey(key) + b"\0\0\0\0")
+        again = subprocess.run([IDCTL, "keygen", "--out", plain], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(again.returncode, 0)  # never over an existing key
+        passphrase_file = write("kg-pass", PASSPHRASE + b"\n")
+        sealed = self.keygen("kg-sealed", "--type", "dsa", "--passphrase-file", passphrase_file)
+        with open(os.path.join(sealed, "privkey.pem"), "rb") as f:
+            dsa_key = serialization.load_pem_private_key(f.read(), password=PASSPHRASE)
+        with open(os.path.join(sealed, "privkey.bin"), "rb") as f:
+            data = f.read()
+        self.assertEqual(struct.unpack(">i", data[:4])[0], 4)
+        at = 4
+        (n,) = struct.unpack(">I", data[at:at + 4]); salt = data[at + 4:at + 4 + n]; at += 4 + n
+        iterations, bits = struct.unpack(">ii", data[at:at + 8]); at += 8
+        (n,) = struct.unpack(">I", data[at:at + 4]); iv = data[at + 4:at + 4 + n]; at += 4 + n
+        (n,) = struct.unpack(">I", data[at:at + 4]); ciphertext = data[at + 4:at + 4 + n]
+        aes_key = PBKDF2HMAC(algorithm=hashes.SHA1(), length=bits // 8, salt=salt, iterations=iterations).derive(PASSPHRASE)
+        decryptor = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).decryptor()
+        unpadder = padding.PKCS7(128).unpadder()
+        inner = unpadder.update(decryptor.update(ciphertext) + decryptor.finalize()) + unpadder.finalize()
+        self.assertEqual(inner, reference_key_encoding(dsa_key))
+        self.assertEqual(subprocess.run([IDCTL, "keygen", "--type", "sm2", "--out", os.path.join(NODE["work"], "kg-sm2")],
+                                        capture_output=True, timeout=30).returncode, 2)
+
+    def test_a_new_key_administers_once_registered(self):
+        made = self.keygen("kg-admin")
+        rc, out = idctl_admin("add", "0.NA/" + PREFIX, "--value", "103:HS_ADMIN:303:0.NA/" + PREFIX,
+                              "--value", "303:HS_PUBKEY:@" + os.path.join(made, "privkey.pem"),
+                              key=write("rsa-for-keygen.pem", pem(KEYS["rsa"])))
+        self.assertEqual(rc, 0, out)
+        handle = PREFIX + "/made-by-keygen"
+        rc, out = idctl_admin("create", handle, "--value", "1:URL:https://example.org/keygen",
+                              key=os.path.join(made, "privkey.bin"), identity=303)
+        self.assertEqual(rc, 0, out)
+        self.assertTrue(resolves(handle))
+
+
 class Refusals(unittest.TestCase):
     def test_another_key_is_not_the_identity(self):
         rc, out = idctl_admin("create", PREFIX + "/x-other", "--value", "1:URL:https://x",

@@ -90,6 +90,13 @@ std::vector<uint8_t> PublicKeyAnswer(std::string_view private_key_pem,
 Result<std::string, std::string> PrivateKeyPem(std::span<const uint8_t> file,
                                                std::string_view passphrase);
 
+// A private key (PEM) in the reference's own key file format (hdl-keygen's privkey.bin), which
+// its tools read: unencrypted when `passphrase` is empty, else PBKDF2-HMAC-SHA1 (10,000
+// iterations, Java's password encoding) with AES-128-CBC, as hdl-keygen writes it. RSA (with its
+// CRT components) or DSA.
+Result<std::vector<uint8_t>, std::string> ReferenceKeyFile(std::string_view private_key_pem,
+                                                           std::string_view passphrase);
+
 // The HS_PUBKEY value data for the public half of a PEM private key (RSA or DSA); empty if the
 // key is of another type.
 std::vector<uint8_t> PublicKeyValueFor(std::string_view private_key_pem);
