@@ -15,9 +15,11 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 #include <string>
 
+#include "idnode/auth/credentials.h"
 #include "idnode/loadgen/engine.h"
 #include "idnode/loadgen/keys.h"
 
@@ -30,7 +32,8 @@ constexpr const char* kUsage = R"(usage:
               [--order uniform|sequential|zipf:S] [--missing FRACTION] [--seconds S]
               [--concurrency N] [--connections C] [--rate R] [--timeout S] [--json FILE] [--html FILE]
               [--requests N]
-              [--writes SHARE --write-prefix P --identity INDEX:HANDLE --secret-file FILE]
+              [--writes SHARE --write-prefix P --identity INDEX:HANDLE
+               (--secret-file FILE | --key FILE [--passphrase-file FILE])]
       closed loop (N requests in flight) by default; --rate R runs an open loop at R requests/s
       with latency measured from each request's intended send time. --requests N stops after N
       requests are answered (--seconds is then a limit): with --order sequential and N the number
@@ -38,7 +41,8 @@ constexpr const char* kUsage = R"(usage:
       a second; the summary to stdout. Default server: 127.0.0.1:2641 (udp/tcp), :8000 (http).
       --writes SHARE (0..1, udp/tcp) mixes in writes: CREATE_HANDLE of fresh handles under P and
       MODIFY_VALUE of those, each answering the server's challenge with the identity's HS_SECKEY
-      (HMAC-SHA256; the secret is the first line of FILE).
+      (HMAC-SHA256; the secret is the first line of FILE), or signed with an HS_PUBKEY identity's
+      private key (--key: PEM or the reference's privkey.bin).
       --protocol dns [--apex oid-res.org.] [--qtype NAPTR|TXT|SOA] sends DNS queries (default port
       5353): keys that are OIDs (1.2.156.3001.1) are asked as ORS names under the apex, others as
       DNS names; the codes reported are DNS RCODEs.
@@ -183,6 +187,8 @@ int Responder(int argc, char** argv) {
 int RunCommand(int argc, char** argv) {
   RunOptions run;
   KeyOptions key_options;
+  std::string key_file_bytes;  // --key
+  std::string passphrase;      // --passphrase-file
   std::string json_file, html_file, server;
   bool protocol_given = false;
   for (int i = 2; i < argc; ++i) {
@@ -282,10 +288,33 @@ int RunCommand(int argc, char** argv) {
         std::cerr << "idbench: cannot read the secret file\n";
         return 2;
       }
+    } else if (a == "--key" || a == "--passphrase-file") {
+      // An HS_PUBKEY identity's private key (PEM or the reference's privkey.bin).
+      std::ifstream in(next(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (!in && bytes.empty()) {
+        std::cerr << "idbench: cannot read " << a.substr(2) << "\n";
+        return 2;
+      }
+      if (a == "--key") {
+        key_file_bytes = std::move(bytes);
+      } else {
+        passphrase = bytes.substr(0, bytes.find('\n'));
+      }
     } else {
       std::cerr << "idbench: unknown option " << a << "\n" << kUsage;
       return 2;
     }
+  }
+  if (!key_file_bytes.empty()) {
+    auto pem = idnode::auth::PrivateKeyPem(
+        {reinterpret_cast<const uint8_t*>(key_file_bytes.data()), key_file_bytes.size()},
+        passphrase);
+    if (!pem.ok()) {
+      std::cerr << "idbench: --key: " << pem.error() << "\n";
+      return 2;
+    }
+    run.writes.private_key_pem = std::move(*pem);
   }
   if (!protocol_given || (key_options.file.empty() == key_options.pattern.empty())) {
     std::cerr << kUsage;

@@ -381,10 +381,13 @@ class Engine {
     if (body == nullptr) return false;
     Slot& slot = slots_[s];
     const auto& w = o_.writes;
-    auto mac =
-        auth::SecretKeyAnswer(auth::mac_code::kHmacSha256,
-                              {reinterpret_cast<const uint8_t*>(w.secret.data()), w.secret.size()},
-                              body->nonce, decoded->request_digest->digest);
+    const bool by_key = !w.private_key_pem.empty();
+    auto mac = by_key ? auth::PublicKeyAnswer(w.private_key_pem, body->nonce,
+                                              decoded->request_digest->digest)
+                      : auth::SecretKeyAnswer(
+                            auth::mac_code::kHmacSha256,
+                            {reinterpret_cast<const uint8_t*>(w.secret.data()), w.secret.size()},
+                            body->nonce, decoded->request_digest->digest);
     slot.generation = (slot.generation + 1) & 0x7ffff;
     slot.answering = true;
     slot.expected = slot.received = 0;
@@ -395,8 +398,8 @@ class Engine {
     m.header.op_flags = protocol::opflag::kRecursive | protocol::opflag::kCacheCertify;
     m.header.site_info_serial = 0xffff;
     m.header.expiration_time = decoded->header.expiration_time;
-    m.body = protocol::ChallengeAnswer{auth::kAuthTypeSecretKey, w.identity_handle,
-                                       w.identity_index, mac};
+    m.body = protocol::ChallengeAnswer{by_key ? auth::kAuthTypePublicKey : auth::kAuthTypeSecretKey,
+                                       w.identity_handle, w.identity_index, mac};
     auto bytes = Encoded(m);
     if (o_.protocol == Protocol::kUdp) {
       QueueUdp(s, bytes);
@@ -683,11 +686,12 @@ RunResult Run(const RunOptions& options, KeySource& keys,
     return r;
   }
   if (w.share > 0 && (options.protocol == Protocol::kHttp || options.protocol == Protocol::kDns ||
-                      w.prefix.empty() || w.identity_handle.empty() || w.secret.empty())) {
+                      w.prefix.empty() || w.identity_handle.empty() ||
+                      (w.secret.empty() && w.private_key_pem.empty()))) {
     RunResult r;
     r.error = options.protocol == Protocol::kHttp || options.protocol == Protocol::kDns
                   ? "writes go over the Handle protocol (udp or tcp)"
-                  : "writes need a prefix, an identity and its secret";
+                  : "writes need a prefix, an identity and its secret or key";
     return r;
   }
   auto cpu_seconds = [] {

@@ -18,6 +18,7 @@ harness.py (a crash or an unclean exit fails the run).
 import base64
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives import padding
 import harness
 import server_test as st
 
-IDNODE = IDCTL = None
+IDNODE = IDCTL = IDBENCH = None
 NODE = st.NODE
 PREFIX = "20.500.7"
 PASSPHRASE = b"correct horse"
@@ -239,6 +240,16 @@ class Keygen(unittest.TestCase):
                               key=os.path.join(made, "privkey.bin"), identity=303)
         self.assertEqual(rc, 0, out)
         self.assertTrue(resolves(handle))
+        # idbench writes as that identity too (--key, the reference's file).
+        out = subprocess.run(
+            [IDBENCH, "run", "--protocol", "tcp", "--server", "127.0.0.1:%d" % NODE["handle"],
+             "--pattern", PREFIX + "/SN{0..9}", "--seconds", "1", "--concurrency", "4", "--writes", "1.0",
+             "--write-prefix", PREFIX, "--identity", "303:0.NA/" + PREFIX, "--key", os.path.join(made, "privkey.bin")],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        codes = dict(re.findall(r"^write code (\d+): (\d+)$", out.stdout, re.M))
+        self.assertGreater(int(codes.get("1", 0)), 5, out.stdout)
+        self.assertEqual(set(codes), {"1"}, out.stdout)
 
 
 class Refusals(unittest.TestCase):
@@ -299,6 +310,6 @@ class PublicKeyAdministration(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    IDNODE, IDCTL = sys.argv[1], sys.argv[2]
-    del sys.argv[1:3]
+    IDNODE, IDCTL, IDBENCH = sys.argv[1], sys.argv[2], sys.argv[3]
+    del sys.argv[1:4]
     unittest.main(verbosity=2)

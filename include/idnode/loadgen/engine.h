@@ -25,14 +25,17 @@ enum class Protocol : uint8_t { kUdp, kTcp, kHttp, kDns };
 // A share of writes beside the reads (Handle over UDP or TCP), for the registration path: each
 // write is a CREATE_HANDLE (with OVRW) of a fresh handle under `prefix`, or every other one a
 // MODIFY_VALUE of a handle this run created, authenticated by answering the server's 402 challenge
-// with the identity's HS_SECKEY (HMAC-SHA256). A write's latency runs from its intended send time
-// to the final answer, both round trips included.
+// with the identity's HS_SECKEY (HMAC-SHA256) or HS_PUBKEY private key. A write's latency runs from
+// its intended send time to the final answer, both round trips included.
 struct WriteMix {
   double share = 0;  // 0..1 of all requests
   std::string prefix;
   std::string identity_handle;  // e.g. 0.NA/BENCH.1
   int32_t identity_index = 300;
   std::string secret;
+  // Instead of `secret`: an HS_PUBKEY identity's private key (PEM), the challenge answered with a
+  // SHA-256 signature.
+  std::string private_key_pem;
 };
 
 struct RunOptions {
