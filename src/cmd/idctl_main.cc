@@ -23,6 +23,7 @@
 #include <string>
 
 #include "admin_client.h"
+#include "batch_client.h"
 #include "idnode/auth/credentials.h"
 #include "idnode/common/hex.h"
 #include "idnode/http/write_requests.h"
@@ -62,6 +63,13 @@ commands:
                  privkey.bin, encrypted or not); HS_ADMIN data is INDEX:HANDLE; HS_PUBKEY data
                  @FILE is the public half of the (unencrypted) private key in FILE; exit status 0
                  on RC_SUCCESS
+  batch FILE --server https://HOST:PORT --identity INDEX:HANDLE --secret-file FILE
+        [--transaction ID] [--ca-file PEM | --insecure]
+                 send the operations of FILE (JSON Lines, one {"op":"create|add|modify|remove|
+                 delete","handle":...,"values":[...],"indexes":[...]} per line) to a running
+                 node's POST /api/batch, 2,000 per request, under a transaction id derived from
+                 the file (running the same file again applies nothing twice); prints the
+                 operations that failed; exit status 0 when all succeeded
   keygen [--type rsa|dsa] [--bits N] --out DIR [--passphrase-file FILE]
                  make a key pair for an HS_PUBKEY identity: DIR/privkey.bin in the reference's
                  own format (what its tools read; PBKDF2-AES encrypted with a passphrase),
@@ -689,6 +697,42 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "keygen") return Keygen(argc, argv);
+  if (command == "batch") {
+    idnode::cmd::BatchOptions options;
+    for (int i = 2; i < argc; ++i) {
+      std::string_view a = argv[i];
+      const bool has_value = i + 1 < argc;
+      if (a == "--server" && has_value) {
+        options.server = argv[++i];
+      } else if (a == "--identity" && has_value) {
+        options.identity = argv[++i];
+      } else if (a == "--secret-file" && has_value) {
+        std::ifstream in(argv[++i], std::ios::binary);
+        if (!in || !std::getline(in, options.secret) || options.secret.empty()) {
+          std::cerr << "idctl batch: cannot read a secret from " << argv[i] << "\n";
+          return 2;
+        }
+      } else if (a == "--transaction" && has_value) {
+        options.transaction = argv[++i];
+      } else if (a == "--ca-file" && has_value) {
+        options.ca_file = argv[++i];
+      } else if (a == "--insecure") {
+        options.insecure = true;
+      } else if (a.size() > 1 && a[0] == '-' && a != "-") {
+        options.file.clear();
+        break;
+      } else {
+        options.file = a;
+      }
+    }
+    if (options.file.empty() || options.server.empty() || options.secret.empty() ||
+        !idnode::auth::Identity::Parse(options.identity)) {
+      std::cerr << "usage: idctl batch FILE --server https://HOST:PORT --identity INDEX:HANDLE "
+                   "--secret-file FILE [--transaction ID] [--ca-file PEM | --insecure]\n";
+      return 2;
+    }
+    return idnode::cmd::RunBatch(options);
+  }
   if (command == "decode") {
     if (argc != 3) {
       std::cerr << "usage: idctl decode FILE\n";

@@ -120,6 +120,7 @@ def start_module_node():
         f.write(json.dumps(admin) + "\n" + json.dumps(user) + "\n")
     # HTTPS on the HTTP port (port unification) with a self-signed certificate made here.
     cert, key = write_test_certificate(work)
+    NODE["cert"] = cert
     config = os.path.join(work, "idnode.yaml")
     with open(config, "w") as f:
         f.write("http:\n  tls_cert_file: %s\n  tls_key_file: %s\n  max_body_bytes: 4194304\n" % (cert, key))
@@ -139,9 +140,13 @@ def write_test_certificate(work):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
+    import ipaddress
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
     cert_path, key_path = os.path.join(work, "http-cert.pem"), os.path.join(work, "http-key.pem")
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
@@ -492,6 +497,38 @@ class JsonApiWrites(unittest.TestCase):
         self.assertEqual(len(listing["handles"]), 10)
         self.assertGreaterEqual(int(listing["totalCount"]), 2000)
         self.assertEqual(http_request("GET", "/api/handles?prefix=ADM.1", auth=USER_AUTH)[0], 403)
+
+    def test_idctl_batch(self):
+        lines = [json.dumps({"op": "create", "handle": "ADM.1/idctl%04d" % i,
+                             "values": [{"index": 1, "type": "URL", "data": "https://i/%d" % i}]}) for i in range(2500)]
+        lines.append(json.dumps({"op": "delete", "handle": "ADM.1/never-there"}))
+        path = os.path.join(NODE["work"], "ops.jsonl")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        secret_file = os.path.join(NODE["work"], "batch-secret")
+        with open(secret_file, "wb") as f:
+            f.write(SECRET + b"\n")
+
+        def run(*extra):
+            return subprocess.run([IDCTL, "batch", path, "--server", "https://127.0.0.1:%d" % NODE["http"],
+                                   "--identity", "300:0.NA/ADM.1", "--secret-file", secret_file, *extra],
+                                  capture_output=True, text=True, timeout=120)
+
+        before = changelog_total()
+        out = run("--ca-file", NODE["cert"])
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)  # the delete of a missing handle
+        self.assertIn("2500 succeeded, 1 failed", out.stdout)
+        self.assertIn('"responseCode":100', out.stdout)
+        after = changelog_total()
+        self.assertEqual(after - before, 2500)
+        # The same file again: its transaction id makes it a replay; nothing applies twice.
+        out = run("--insecure")
+        self.assertIn("2500 succeeded, 1 failed", out.stdout)
+        self.assertEqual(changelog_total(), after)
+        self.assertIn(b"https://i/2499", resolved_url("ADM.1/idctl2499")[1])
+        # A certificate nobody vouches for is refused.
+        out = run()
+        self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
 
     def test_one_refused_operation_fails_alone(self):
         owned = {"values": [{"index": 1, "type": "URL", "data": "https://owned"},
