@@ -5,11 +5,14 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/obj_mac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include <array>
 #include <charconv>
@@ -295,16 +298,160 @@ std::string_view VerdictName(Verdict verdict) {
   return "?";
 }
 
+namespace {
+
+// The SM2 public key of an "SM2_PUB_KEY" HS_PUBKEY value (PEM text, as the SDK writes it, or DER,
+// as its reader expects); nullptr when the value is not one. `*is_sm2` tells whether it claimed to
+// be.
+Pkey Sm2KeyFromValue(std::span<const uint8_t> key_data, bool* is_sm2) {
+  protocol::WireReader r(key_data);
+  const std::string_view type = r.Text();
+  *is_sm2 = r.ok() && type == kKeyTypeSm2;
+  if (!*is_sm2) return nullptr;
+  (void)r.U16();  // flags
+  auto inner = r.LengthPrefixed();
+  if (!r.ok() || inner.empty() || inner.size() > 4096) return nullptr;
+  Pkey key;
+  const std::string_view text(reinterpret_cast<const char*>(inner.data()), inner.size());
+  if (text.find("-----BEGIN") != std::string_view::npos) {
+    std::unique_ptr<BIO, BioFree> bio(
+        BIO_new_mem_buf(inner.data(), static_cast<int>(inner.size())));
+    if (bio) key.reset(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  } else {
+    const unsigned char* p = inner.data();
+    key.reset(d2i_PUBKEY(nullptr, &p, static_cast<long>(inner.size())));
+  }
+  if (!key) return nullptr;
+  // Only a key on the SM2 curve.
+  char group[64] = "";
+  size_t group_length = 0;
+  if (EVP_PKEY_get_utf8_string_param(key.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                     &group_length) != 1 ||
+      std::string_view(group, group_length) != "SM2") {
+    return nullptr;
+  }
+  return key;
+}
+
+std::vector<uint8_t> Digest(const EVP_MD* md,
+                            std::initializer_list<std::span<const uint8_t>> parts) {
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  std::vector<uint8_t> out(EVP_MAX_MD_SIZE);
+  unsigned int size = 0;
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1) return {};
+  for (auto part : parts) {
+    if (EVP_DigestUpdate(ctx.get(), part.data(), part.size()) != 1) return {};
+  }
+  if (EVP_DigestFinal_ex(ctx.get(), out.data(), &size) != 1) return {};
+  out.resize(size);
+  return out;
+}
+
+std::vector<uint8_t> Padded(const BIGNUM* n, size_t size) {
+  std::vector<uint8_t> out(size);
+  if (BN_bn2binpad(n, out.data(), static_cast<int>(size)) < 0) return {};
+  return out;
+}
+
+// SM2 signature verification (GB/T 32918.2) with the hash `md` for Z_A and e: OpenSSL 3.0's SM2
+// signer takes SM3 only, and the SDK's "SHA-256" answers use SHA-256 in both places.
+Verdict VerifySm2(const EVP_PKEY* key, const EVP_MD* md, std::string_view user_id,
+                  std::span<const uint8_t> message, std::span<const uint8_t> der_signature) {
+  using Group = std::unique_ptr<EC_GROUP, decltype(&EC_GROUP_free)>;
+  using Point = std::unique_ptr<EC_POINT, decltype(&EC_POINT_free)>;
+  using Ctx = std::unique_ptr<BN_CTX, decltype(&BN_CTX_free)>;
+  using Sig = std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)>;
+  if (user_id.size() > 8191) return Verdict::kMalformed;  // ENTL is 16 bits of bits
+  Group group(EC_GROUP_new_by_curve_name(NID_sm2), &EC_GROUP_free);
+  Ctx ctx(BN_CTX_new(), &BN_CTX_free);
+  if (!group || !ctx) return Verdict::kMalformed;
+  std::vector<uint8_t> point_bytes(133);
+  size_t point_size = 0;
+  if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, point_bytes.data(),
+                                      point_bytes.size(), &point_size) != 1)
+    return Verdict::kMalformed;
+  Point public_point(EC_POINT_new(group.get()), &EC_POINT_free);
+  if (!public_point || EC_POINT_oct2point(group.get(), public_point.get(), point_bytes.data(),
+                                          point_size, ctx.get()) != 1)
+    return Verdict::kMalformed;
+  const unsigned char* der = der_signature.data();
+  Sig sig(d2i_ECDSA_SIG(nullptr, &der, static_cast<long>(der_signature.size())), &ECDSA_SIG_free);
+  if (!sig || der != der_signature.data() + der_signature.size()) return Verdict::kMalformed;
+  const BIGNUM* r = ECDSA_SIG_get0_r(sig.get());
+  const BIGNUM* s = ECDSA_SIG_get0_s(sig.get());
+  const BIGNUM* n = EC_GROUP_get0_order(group.get());
+  if (BN_is_zero(r) || BN_is_zero(s) || BN_cmp(r, n) >= 0 || BN_cmp(s, n) >= 0)
+    return Verdict::kInvalid;
+  // Z_A = H(ENTL ‖ ID ‖ a ‖ b ‖ xG ‖ yG ‖ xA ‖ yA)
+  Bn p(BN_new()), a(BN_new()), b(BN_new()), xg(BN_new()), yg(BN_new()), xa(BN_new()), ya(BN_new());
+  if (!p || !a || !b || !xg || !yg || !xa || !ya ||
+      EC_GROUP_get_curve(group.get(), p.get(), a.get(), b.get(), ctx.get()) != 1 ||
+      EC_POINT_get_affine_coordinates(group.get(), EC_GROUP_get0_generator(group.get()), xg.get(),
+                                      yg.get(), ctx.get()) != 1 ||
+      EC_POINT_get_affine_coordinates(group.get(), public_point.get(), xa.get(), ya.get(),
+                                      ctx.get()) != 1)
+    return Verdict::kMalformed;
+  const size_t bits = user_id.size() * 8;
+  const uint8_t entl[2] = {static_cast<uint8_t>(bits >> 8), static_cast<uint8_t>(bits)};
+  const std::span<const uint8_t> id(reinterpret_cast<const uint8_t*>(user_id.data()),
+                                    user_id.size());
+  std::vector<uint8_t> z =
+      Digest(md, {entl, id, Padded(a.get(), 32), Padded(b.get(), 32), Padded(xg.get(), 32),
+                  Padded(yg.get(), 32), Padded(xa.get(), 32), Padded(ya.get(), 32)});
+  std::vector<uint8_t> e_bytes = Digest(md, {z, message});
+  if (z.empty() || e_bytes.empty()) return Verdict::kMalformed;
+  Bn e(BN_bin2bn(e_bytes.data(), static_cast<int>(e_bytes.size()), nullptr));
+  Bn t(BN_new()), x1(BN_new()), big_r(BN_new());
+  Point sum(EC_POINT_new(group.get()), &EC_POINT_free);
+  if (!e || !t || !x1 || !big_r || !sum || BN_mod_add(t.get(), r, s, n, ctx.get()) != 1)
+    return Verdict::kMalformed;
+  if (BN_is_zero(t.get())) return Verdict::kInvalid;
+  // (x1, y1) = [s]G + [t]P_A; valid when (e + x1) mod n == r.
+  if (EC_POINT_mul(group.get(), sum.get(), s, public_point.get(), t.get(), ctx.get()) != 1 ||
+      EC_POINT_get_affine_coordinates(group.get(), sum.get(), x1.get(), nullptr, ctx.get()) != 1 ||
+      BN_mod_add(big_r.get(), e.get(), x1.get(), n, ctx.get()) != 1)
+    return Verdict::kInvalid;
+  return BN_cmp(big_r.get(), r) == 0 ? Verdict::kValid : Verdict::kInvalid;
+}
+
+Verdict VerifySm2Answer(const EVP_PKEY* key, std::span<const uint8_t> data,
+                        std::span<const uint8_t> answer, std::string_view identity_handle) {
+  protocol::WireReader r(answer);
+  auto alg = r.LengthPrefixed();
+  auto signature = r.LengthPrefixed();
+  r.ExpectEnd();
+  if (!r.ok() || signature.empty() || signature.size() > 256) return Verdict::kMalformed;
+  const std::string_view name(reinterpret_cast<const char*>(alg.data()), alg.size());
+  if (SameAlgorithmName(name, "SM3")) {
+    // The SDK hashes first, then signs the hash with SM2/SM3 under the identity handle.
+    std::vector<uint8_t> m = Digest(EVP_sm3(), {data});
+    return VerifySm2(key, EVP_sm3(), identity_handle, m, signature);
+  }
+  if (SameAlgorithmName(name, "SHA-256"))
+    return VerifySm2(key, EVP_sha256(), kSm2DefaultUserId, data, signature);
+  return Verdict::kUnsupported;
+}
+
+}  // namespace
+
 Verdict VerifyChallengeAnswer(std::string_view auth_type, std::span<const uint8_t> key_data,
                               std::span<const uint8_t> nonce,
                               std::span<const uint8_t> request_digest,
-                              std::span<const uint8_t> signed_response, bool legacy) {
+                              std::span<const uint8_t> signed_response, bool legacy,
+                              std::string_view identity_handle) {
   std::vector<uint8_t> data = Concat(nonce, request_digest);
   if (auth_type == kAuthTypeSecretKey) {
     return VerifySecretKeyAnswer(key_data, data, signed_response, legacy);
   }
-  if (auth_type == kAuthTypePublicKey)
+  if (auth_type == kAuthTypePublicKey) {
+    bool is_sm2 = false;
+    Pkey sm2 = Sm2KeyFromValue(key_data, &is_sm2);
+    if (is_sm2) {
+      if (!sm2) return Verdict::kMalformed;
+      return VerifySm2Answer(sm2.get(), data, signed_response, identity_handle);
+    }
     return VerifyPublicKeyAnswer(key_data, data, signed_response);
+  }
   return Verdict::kUnsupported;
 }
 

@@ -42,7 +42,8 @@ Handled Respond(const protocol::Envelope& envelope, const protocol::Header& head
   response.body = std::move(body);
   auto written = protocol::EncodeMessage(response, out);
   if (!written.ok()) return {};
-  return {Disposition::kAnswered, *written, header.opcode, static_cast<uint32_t>(rc), nullptr};
+  return {Disposition::kAnswered,    *written, header.opcode,
+          static_cast<uint32_t>(rc), nullptr,  nullptr};
 }
 
 Handled Error(const Message& request, ResponseCode rc, std::string_view message,
@@ -57,6 +58,7 @@ std::string_view TargetHandle(const Message& m) {
   if (const auto* h = std::get_if<protocol::HandleBody>(&m.body)) return h->handle;
   if (const auto* r = std::get_if<protocol::RemoveValuesRequest>(&m.body)) return r->handle;
   if (const auto* q = std::get_if<protocol::ResolutionRequest>(&m.body)) return q->handle;
+  if (const auto* l = std::get_if<protocol::LoginRequest>(&m.body)) return l->handle;
   return {};
 }
 
@@ -125,6 +127,8 @@ std::string_view OperationNameOf(const Message& m) {
       return "read";
     case OpCode::kListHandles:
       return "list";
+    case OpCode::kLoginIdSystem:
+      return "login";
     default:
       return "admin";
   }
@@ -222,6 +226,7 @@ bool AdminService::Handles(uint32_t opcode) {
     case OpCode::kTakeoverNa:
     case OpCode::kListHomedNas:
     case OpCode::kListHandles:
+    case OpCode::kLoginIdSystem:
     case OpCode::kSessionSetup:
     case OpCode::kSessionTerminate:
     case OpCode::kSessionExchangeKey:
@@ -255,6 +260,11 @@ Handled AdminService::Handle(const Message& request, std::span<const uint8_t> re
                    request_bytes, site_serial_, out);
     }
     return Challenge(request, request_bytes, out, origin, &*session.session->authenticated);
+  }
+  if (session.connection_login != nullptr &&
+      request.header.opcode != static_cast<uint32_t>(OpCode::kLoginIdSystem)) {
+    // Logged in on this connection (China's identifier SDK): no new challenge.
+    return Challenge(request, request_bytes, out, origin, session.connection_login);
   }
   return Challenge(request, request_bytes, out, origin, nullptr);
 }
@@ -293,6 +303,12 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
   if (opcode == OpCode::kHomeNa || opcode == OpCode::kUnhomeNa || opcode == OpCode::kTakeoverNa) {
     if (PrefixOfHomingRequest(handle).empty()) {
       return Error(request, ResponseCode::kInvalidHandle, "Handle is not a prefix handle",
+                   request_bytes, site_serial_, out);
+    }
+  } else if (opcode == OpCode::kLoginIdSystem) {
+    // Remembered per connection: over UDP there is none.
+    if (origin.datagram) {
+      return Error(request, ResponseCode::kOperationNotSupported, "LOGIN_ID_SYSTEM needs TCP",
                    request_bytes, site_serial_, out);
     }
   } else if (opcode == OpCode::kResolution) {
@@ -337,7 +353,8 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                    request_bytes, site_serial_, out);
     }
   }
-  if (registry_.write_failed() && opcode != OpCode::kResolution && opcode != OpCode::kListHandles) {
+  if (registry_.write_failed() && opcode != OpCode::kResolution && opcode != OpCode::kListHandles &&
+      opcode != OpCode::kLoginIdSystem) {
     return Error(request, ResponseCode::kError, "storage failed: writes are refused", request_bytes,
                  site_serial_, out);
   }
@@ -405,7 +422,7 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
   auth::Verdict verdict = auth::VerifyChallengeAnswer(
       body.auth_type, {reinterpret_cast<const uint8_t*>(key.data.data()), key.data.size()},
       pending->nonce, pending->digest.view(), body.signed_response,
-      !protocol::AtLeast(pending->version, 2, 1));
+      !protocol::AtLeast(pending->version, 2, 1), body.user_id_handle);
   if (verdict != auth::Verdict::kValid) {
     if (verdict != auth::Verdict::kUnsupported) failures_.Failed(identity, proven, now);
     return fail(ForClient(verdict), auth::VerdictName(verdict));
@@ -441,6 +458,20 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
       return ExecuteRead(original, original_bytes, identity, answer_envelope, out, who);
     case OpCode::kListHandles:
       return ExecuteList(original, original_bytes, identity, answer_envelope, out, who);
+    case OpCode::kLoginIdSystem: {
+      // The SDK logs in the identity its request names; only that identity's proof counts.
+      const auto& login = std::get<protocol::LoginRequest>(original.body);
+      if (identity.handle != login.handle || identity.index != login.index) {
+        (void)registry_.AppendAudit(login.handle, "login", who,
+                                    ResponseCode::kAuthenticationFailed);
+        return respond(ResponseCode::kAuthenticationFailed,
+                       protocol::ErrorBody{"the answer is not the login's identity"});
+      }
+      Handled done = respond(ResponseCode::kSuccess, protocol::EmptyBody{});
+      if (done.disposition == Disposition::kAnswered && !who.via.ends_with("udp"))
+        done.login = std::make_shared<const auth::Identity>(identity);
+      return done;
+    }
     default:
       break;
   }
@@ -578,8 +609,12 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
     written += *encoded;
     next = end;
   } while (next < homed.size());
-  return {Disposition::kAnswered, written, original.header.opcode,
-          static_cast<uint32_t>(ResponseCode::kSuccess), nullptr};
+  return {Disposition::kAnswered,
+          written,
+          original.header.opcode,
+          static_cast<uint32_t>(ResponseCode::kSuccess),
+          nullptr,
+          nullptr};
 }
 
 Handled AdminService::Verify(const Message& request, std::span<const uint8_t> request_bytes,

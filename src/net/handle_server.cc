@@ -221,7 +221,9 @@ class HandleStream {
 
   SessionOutcome AnswerFromStorage(std::span<const uint8_t> request, std::vector<uint8_t>& reply) {
     StorageThreadState& thread = ThisStorageThread();
-    last_ = service_->HandleFromStorage(request, thread.out, thread.scratch, origin_);
+    last_ = service_->HandleFromStorage(request, thread.out, thread.scratch, origin_, login_.get());
+    // A login (OC 2001) holds for the rest of this connection.
+    if (last_.login) login_ = std::move(last_.login);
     const SessionOutcome outcome = Finish(thread.out, reply);
     if (outcome == SessionOutcome::kAnswered && last_.more) {
       more_ = std::move(last_.more);
@@ -271,7 +273,8 @@ class HandleStream {
   uint32_t max_message_;
   auth::Origin origin_;
   Handled last_;
-  std::shared_ptr<Continuation> more_;  // the rest of a streamed answer being written
+  std::shared_ptr<Continuation> more_;           // the rest of a streamed answer being written
+  std::shared_ptr<const auth::Identity> login_;  // logged in on this connection (OC 2001)
 };
 
 auth::Origin OriginOfPeer(const std::string& address) {

@@ -32,8 +32,8 @@ Handled EncodeError(const protocol::Envelope& envelope, const protocol::Header* 
   if (protocol::EncodedMessageSize(response) > size_limit) return {};  // would amplify: drop
   auto written = protocol::EncodeMessage(response, out);
   if (!written.ok()) return {};
-  return {Disposition::kAnswered, *written, response.header.opcode, static_cast<uint32_t>(rc),
-          nullptr};
+  return {Disposition::kAnswered,    *written, response.header.opcode,
+          static_cast<uint32_t>(rc), nullptr,  nullptr};
 }
 
 enum class Restriction : uint8_t { kNone, kAdmins, kNobody };
@@ -79,9 +79,9 @@ Handled HandleService::Handle(std::span<const uint8_t> request, std::span<uint8_
 }
 
 Handled HandleService::HandleFromStorage(std::span<const uint8_t> request, std::span<uint8_t> out,
-                                         ServiceScratch& scratch,
-                                         const auth::Origin& origin) const {
-  return Process(request, out, scratch, false, true, origin);
+                                         ServiceScratch& scratch, const auth::Origin& origin,
+                                         const auth::Identity* connection_login) const {
+  return Process(request, out, scratch, false, true, origin, connection_login);
 }
 
 Handled HandleService::Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const {
@@ -113,7 +113,8 @@ Handled HandleService::RateLimited(std::span<const uint8_t> response, std::span<
 
 Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8_t> out,
                                ServiceScratch& scratch, bool limit_to_request_size,
-                               bool from_storage, const auth::Origin& origin) const {
+                               bool from_storage, const auth::Origin& origin,
+                               const auth::Identity* connection_login) const {
   const size_t size_limit = limit_to_request_size ? request.size() : out.size();
   auto envelope = protocol::DecodeEnvelope(request);
   if (!envelope.ok()) {
@@ -160,7 +161,7 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
   const bool needs_credentials = req.envelope.encrypted || req.envelope.session_id != 0 ||
                                  req.header.has(protocol::opflag::kCertify);
   if (needs_credentials && !from_storage)
-    return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
+    return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr, nullptr};
   if (req.envelope.encrypted) {
     // Everything after the envelope is the session's ciphertext (HdlTcpRequestHandler).
     auto session = sessions_ != nullptr
@@ -186,17 +187,22 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
                          "session message rejected; the session is closed", site_serial_, out,
                          size_limit);
     }
-    return Checked(*inner, *plain, out, scratch, size_limit, origin);
+    return Checked(*inner, *plain, out, scratch, size_limit, origin, connection_login);
   }
-  if (needs_credentials) return Checked(req, request, out, scratch, size_limit, origin);
-  return Answer(req, request, out, scratch, size_limit, from_storage, origin, SessionContext{});
+  if (needs_credentials)
+    return Checked(req, request, out, scratch, size_limit, origin, connection_login);
+  SessionContext context;
+  context.connection_login = connection_login;
+  return Answer(req, request, out, scratch, size_limit, from_storage, origin, context);
 }
 
 Handled HandleService::Checked(const Message& req, std::span<const uint8_t> request,
                                std::span<uint8_t> out, ServiceScratch& scratch, size_t size_limit,
-                               const auth::Origin& origin) const {
+                               const auth::Origin& origin,
+                               const auth::Identity* connection_login) const {
   std::optional<auth::SessionView> session;
   SessionContext context;
+  context.connection_login = connection_login;
   if (req.envelope.session_id != 0 && sessions_ != nullptr) {
     session = sessions_->Find(req.envelope.session_id, std::chrono::steady_clock::now());
     const bool has_mac = req.credential.present && req.credential.type == "HS_MAC";
@@ -310,7 +316,8 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
       } else {
         bool needs_storage = false;
         answer = resolver_.ResolveFromCache(query, scratch.resolver, &needs_storage);
-        if (needs_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
+        if (needs_storage)
+          return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr, nullptr};
       }
       const Restriction restriction = !public_only && answer.code == ResponseCode::kSuccess
                                           ? RestrictedValues(answer.values)
@@ -326,7 +333,8 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
       if (restriction == Restriction::kAdmins) {
         // Who the client is decides: challenged (or its authenticated session used) on a
         // storage thread, like an administrative request.
-        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
+        if (!from_storage)
+          return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr, nullptr};
         return admin_->Handle(req, request, out, origin, session);
       }
       if (answer.code == ResponseCode::kPrefixReferral && !protocol::AtLeast(version, 2, 5)) {
@@ -369,7 +377,8 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
     default:
       if (admin_ != nullptr && AdminService::Handles(req.header.opcode)) {
         // Admin requests write (and verify signatures): never on a worker thread.
-        if (!from_storage) return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr};
+        if (!from_storage)
+          return {Disposition::kNeedsStorage, 0, req.header.opcode, 0, nullptr, nullptr};
         return admin_->Handle(req, request, out, origin, session);
       }
       response.header = protocol::ResponseHeaderFor(
@@ -383,8 +392,8 @@ Handled HandleService::Answer(const Message& req, std::span<const uint8_t> reque
     return EncodeError(req.envelope, &req.header, ResponseCode::kError, "answer too large",
                        site_serial_, out, size_limit);
   }
-  return {Disposition::kAnswered, *written, req.header.opcode, response.header.response_code,
-          nullptr};
+  return {Disposition::kAnswered,        *written, req.header.opcode,
+          response.header.response_code, nullptr,  nullptr};
 }
 
 }  // namespace idnode::net

@@ -40,6 +40,8 @@ const char* KnownOpCodeName(uint32_t opcode) {
       return "OC_LIST_HOMED_NAS";
     case OpCode::kTakeoverNa:
       return "OC_TAKEOVER_NA";
+    case OpCode::kLoginIdSystem:
+      return "OC_LOGIN_ID_SYSTEM";
     case OpCode::kSessionSetup:
       return "OC_SESSION_SETUP";
     case OpCode::kSessionTerminate:

@@ -95,6 +95,12 @@ Body ReadRequestBody(WireReader& r, std::span<const uint8_t> body, uint32_t opco
       req.indexes = ReadIntList(r);
       return req;
     }
+    case OpCode::kLoginIdSystem: {
+      LoginRequest login;
+      login.handle = ReadHandle(r);
+      login.index = r.I32();
+      return login;
+    }
     case OpCode::kResponseToChallenge: {
       ChallengeAnswer a;
       a.auth_type = r.Text();
@@ -149,6 +155,7 @@ Body ReadSuccessBody(WireReader& r, uint32_t opcode) {
     case OpCode::kHomeNa:
     case OpCode::kUnhomeNa:
     case OpCode::kTakeoverNa:
+    case OpCode::kLoginIdSystem:
     case OpCode::kBackupServer:
       return EmptyBody{};
     default:
@@ -252,6 +259,9 @@ void WriteBody(WireWriter& w, const Body& body) {
         } else if constexpr (std::is_same_v<T, HandleListBody>) {
           w.U32(static_cast<uint32_t>(b.handles.size()));
           for (auto h : b.handles) w.Text(h);
+        } else if constexpr (std::is_same_v<T, LoginRequest>) {
+          w.Text(b.handle);
+          w.I32(b.index);
         }
       },
       body);

@@ -626,6 +626,80 @@ class ListHandles(unittest.TestCase):
         self.assertEqual(st.header(st.tcp_exchange([message(105, text("0.NA/NOT.HERE"), 406)])[0])["rc"], 301)
 
 
+def sdk_message(opcode, body, request_id, session_id, flags, credential=True):
+    """A request laid out as China's identifier SDK sends it (the sm2 captures): protocol 2.10
+    suggesting 2.11; its login carries no credential section at all."""
+    hdr = struct.pack(">IIIHBBII", opcode, 0, flags, 0xFFFF, 0, 0, int(time.time()) + 43200, len(body))
+    m = hdr + body + (struct.pack(">I", 0) if credential else b"")
+    return struct.pack(">BBBBIIII", 2, 10, 2, 11, session_id, request_id, 0, len(m)) + m
+
+
+def raw_value(index, kind, data, permissions=0x0E):
+    return struct.pack(">iIBiB", index, 0, 0, 86400, permissions) + text(kind) + text(data) + struct.pack(">I", 0)
+
+
+class Sm2Login(unittest.TestCase):
+    """China's identifier SDK: an SM2 identity logs in on a connection (OC 2001, 402, OC 200 signed
+    on either hash path), then writes on it without further challenges (HANDLE.md §3)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import sm2_sdk
+        cls.sdk = sm2_sdk
+        cls.d, cls.public = sm2_sdk.test_key()
+        made = tcp_admin(message(100, values_body("ADM.1/sm2admin", [
+            raw_value(300, "HS_PUBKEY", sm2_sdk.hs_pubkey_data())]), 501))
+        assert st.header(made)["rc"] == 1, st.header(made)
+        admin = struct.pack(">H", 0x0FFF) + text("ADM.1/sm2admin") + struct.pack(">i", 300)
+        made = tcp_admin(message(100, values_body("ADM.1/sm2target", [
+            url_value(1, "https://sm2"), raw_value(100, "HS_ADMIN", admin)]), 502))
+        assert st.header(made)["rc"] == 1, st.header(made)
+
+    def login(self, conn, path, d=None):
+        def ex(msg):
+            conn.sendall(msg)
+            return st.read_message(conn)
+        challenge = ex(sdk_message(2001, text("ADM.1/sm2admin") + struct.pack(">i", 300), 3, 10001, 0x10800000,
+                                   credential=False))
+        self.assertEqual((st.header(challenge)["opcode"], st.header(challenge)["rc"]), (2001, 402))
+        session, nonce, digest = challenge_parts(challenge)
+        signed = self.sdk.signed_response(d or self.d, self.public, "ADM.1/sm2admin", nonce, digest, path)
+        body = text("HS_PUBKEY") + text("ADM.1/sm2admin") + struct.pack(">i", 300) + text(signed)
+        return ex(sdk_message(200, body, 4, session, 0x10800000))
+
+    def test_login_on_both_hash_paths_then_write(self):
+        for path in ("SM3", "SHA-256"):
+            conn = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=10)
+            try:
+                done = self.login(conn, path)
+                self.assertEqual((st.header(done)["opcode"], st.header(done)["rc"]), (2001, 1), path)
+                index = 10 if path == "SM3" else 11
+                add = sdk_message(102, values_body("ADM.1/sm2target", [url_value(index, "https://sm2/" + path)]),
+                                  1, 10001, 0x19000000)
+                conn.sendall(add)
+                reply = st.read_message(conn)
+                self.assertEqual((st.header(reply)["opcode"], st.header(reply)["rc"]), (102, 1), path)
+            finally:
+                conn.close()
+            self.assertIn(("https://sm2/" + path).encode(), resolved_url("ADM.1/sm2target")[1])
+
+    def test_the_login_is_the_connections_and_the_keys(self):
+        add = sdk_message(102, values_body("ADM.1/sm2target", [url_value(20, "https://sm2/none")]), 1, 10001,
+                          0x19000000)
+        # Another connection is not logged in: challenged.
+        self.assertEqual(st.header(st.tcp_exchange([add])[0])["rc"], 402)
+        # A signature by another key: refused, and the connection stays unauthenticated.
+        conn = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=10)
+        try:
+            refused = self.login(conn, "SM3", d=12345678901234567890)
+            self.assertEqual(st.header(refused)["rc"], 403)
+            conn.sendall(add)
+            self.assertEqual(st.header(st.read_message(conn))["rc"], 402)
+        finally:
+            conn.close()
+        self.assertNotIn(b"https://sm2/none", resolved_url("ADM.1/sm2target")[1])
+
+
 class RestrictedValues(unittest.TestCase):
     """Values without PUBLIC_READ: left out under PO; without PO, read by admins with READ_VALUE
     after a challenge (CNRI's checkReadAccess); HS_SECKEY never returned."""

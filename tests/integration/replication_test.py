@@ -615,7 +615,7 @@ class Replication(unittest.TestCase):
                        peers=["old-owner 88.100"], serve=True).start()
         wait_converged(standby, owner, (PREFIX,))
         owner.kill()  # the owner fails
-        answers = ht.tcp_admin(standby.ports["handle"], 2001, ht.text("0.NA/88.100"), identity=ADMIN)
+        answers = ht.tcp_admin(standby.ports["handle"], 2101, ht.text("0.NA/88.100"), identity=ADMIN)
         self.assertEqual(answers[-1]["rc"], 1, answers)
         writer = Writer(standby)
         changed = []

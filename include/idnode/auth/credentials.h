@@ -59,12 +59,18 @@ std::string_view VerdictName(Verdict verdict);
 // Checks `signed_response` (the OC 200 field) for `auth_type` against `key_data` (the data of the
 // identity's HS_PUBKEY or HS_SECKEY value). `legacy` is true when the challenge was issued in a
 // protocol version below 2.1: secret-key answers are then a bare MD5 MAC without a code byte.
-[[nodiscard]] Verdict VerifyChallengeAnswer(std::string_view auth_type,
-                                            std::span<const uint8_t> key_data,
-                                            std::span<const uint8_t> nonce,
-                                            std::span<const uint8_t> request_digest,
-                                            std::span<const uint8_t> signed_response,
-                                            bool legacy = false);
+// SM2 identities (China's identifier SDK, HANDLE.md §3): key data "SM2_PUB_KEY" with the public
+// key as PEM text or DER inside; answers named "SM3" (SM2/SM3 over SM3(nonce ‖ digest), the
+// identity handle as SM2 user id: `identity_handle`) or "SHA-256" (SM2 with SHA-256 for Z_A and e
+// over nonce ‖ digest, user id "1234567812345678"), signatures in DER.
+[[nodiscard]] Verdict VerifyChallengeAnswer(
+    std::string_view auth_type, std::span<const uint8_t> key_data, std::span<const uint8_t> nonce,
+    std::span<const uint8_t> request_digest, std::span<const uint8_t> signed_response,
+    bool legacy = false, std::string_view identity_handle = {});
+
+inline constexpr std::string_view kKeyTypeSm2 = "SM2_PUB_KEY";
+// The default SM2 user id (GB/T 32918.2), as BouncyCastle's SHA256withSM2 uses it.
+inline constexpr std::string_view kSm2DefaultUserId = "1234567812345678";
 
 // ---- the client side ----
 

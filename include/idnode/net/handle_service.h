@@ -46,6 +46,9 @@ struct Handled {
   // Set when `out` holds the first part of a streamed answer (CN): the TCP session writes it,
   // then asks this for the next part, on a storage thread, until a part comes without one.
   std::shared_ptr<Continuation> more;
+  // Set when this answer completed a login (OC 2001, China's identifier SDK): the TCP connection
+  // remembers the identity for its later administrative requests.
+  std::shared_ptr<const auth::Identity> login;
 };
 
 // The rest of a streamed answer, made part by part. Owned by the connection; each Next runs on
@@ -63,6 +66,7 @@ class AdminService;
 struct SessionContext {
   const auth::SessionView* session = nullptr;  // the live session the request names, if any
   bool mac_verified = false;                   // it carried a valid, fresh HS_MAC of that session
+  const auth::Identity* connection_login = nullptr;  // logged in on this TCP connection (OC 2001)
 };
 
 class HandleService {
@@ -78,8 +82,10 @@ class HandleService {
   Handled Handle(std::span<const uint8_t> request, std::span<uint8_t> out, ServiceScratch& scratch,
                  bool limit_to_request_size) const;
   // `origin`: where the request came from (admin requests and challenge answers need it).
+  // `connection_login`: the identity logged in on the request's TCP connection, if any.
   Handled HandleFromStorage(std::span<const uint8_t> request, std::span<uint8_t> out,
-                            ServiceScratch& scratch, const auth::Origin& origin = {}) const;
+                            ServiceScratch& scratch, const auth::Origin& origin = {},
+                            const auth::Identity* connection_login = nullptr) const;
   // RC_SERVER_TOO_BUSY for a request the storage pool has no room for.
   Handled Busy(std::span<const uint8_t> request, std::span<uint8_t> out) const;
   // The short RC_SERVER_TOO_BUSY that replaces the rate-limited `response` (our own encoding),
@@ -101,7 +107,8 @@ class HandleService {
 
  private:
   Handled Process(std::span<const uint8_t> request, std::span<uint8_t> out, ServiceScratch& scratch,
-                  bool limit_to_request_size, bool from_storage, const auth::Origin& origin) const;
+                  bool limit_to_request_size, bool from_storage, const auth::Origin& origin,
+                  const auth::Identity* connection_login = nullptr) const;
   // The answer to a decoded request; `session` as checked by Process.
   Handled Answer(const protocol::Message& req, std::span<const uint8_t> request,
                  std::span<uint8_t> out, ServiceScratch& scratch, size_t size_limit,
@@ -110,7 +117,7 @@ class HandleService {
   // Checks the session a request names (its HS_MAC, counter) and answers it, sealed.
   Handled Checked(const protocol::Message& req, std::span<const uint8_t> request,
                   std::span<uint8_t> out, ServiceScratch& scratch, size_t size_limit,
-                  const auth::Origin& origin) const;
+                  const auth::Origin& origin, const auth::Identity* connection_login) const;
   // Signs (CT) and encrypts (ENC in a session) the answer in `out`, as the request asks.
   Handled Seal(const protocol::Message& req, Handled handled, std::span<uint8_t> out,
                const auth::SessionView* session) const;

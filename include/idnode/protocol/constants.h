@@ -44,9 +44,14 @@ enum class OpCode : uint32_t {
   kHomeNa = 300,
   kUnhomeNa = 301,
   kListHomedNas = 302,
+  // China's identifier SDK (Teleinfo, HANDLE.md §3): log in an identity on a TCP connection
+  // (body: identity handle, index); challenged like an admin request, then remembered for the
+  // connection's later admin requests.
+  kLoginIdSystem = 2001,
   // idnode's own (README.md "Replication"): make a prefix mirrored here homed here and writable
-  // (emergency take-over). Body as HOME_NA's: "0.NA/prefix"; server admins only.
-  kTakeoverNa = 2001,
+  // (emergency take-over). Body as HOME_NA's: "0.NA/prefix"; server admins only. (Not 2001: the
+  // SDK's login holds that.)
+  kTakeoverNa = 2101,
   kSessionSetup = 400,
   kSessionTerminate = 401,
   kSessionExchangeKey = 402,

@@ -165,6 +165,12 @@ struct ChallengeBody {
   std::span<const uint8_t> nonce;
 };
 
+// OC 2001 LOGIN_ID_SYSTEM request (China's identifier SDK): the identity to log in.
+struct LoginRequest {
+  std::string_view handle;
+  int32_t index = 0;
+};
+
 // OC 200 RESPONSE_TO_CHALLENGE request.
 struct ChallengeAnswer {
   std::string_view auth_type;  // "HS_PUBKEY" or "HS_SECKEY"
@@ -220,7 +226,7 @@ struct OpaqueBody {
 using Body = std::variant<EmptyBody, OpaqueBody, ResolutionRequest, HandleValuesBody, ReferralBody,
                           ErrorBody, ChallengeBody, ChallengeAnswer, VerifyChallengeRequest,
                           VerifyChallengeResult, HandleBody, RemoveValuesRequest, SiteInfoBody,
-                          HandleListBody>;
+                          HandleListBody, LoginRequest>;
 
 // The credential section (HANDLE.md §1.10). `present` is false for a zero-length section.
 struct Credential {

@@ -634,11 +634,19 @@ TEST(Listeners, APortHeldElsewhereIsRefusedWithAClearError) {
   boost::asio::io_context io;
   auto loopback = boost::asio::ip::make_address("127.0.0.1");
   // Another node's sockets (SO_REUSEPORT, as idnode binds them).
+  // The UDP port is picked by the kernel; the same TCP port may be some other test's connection
+  // at that moment (tests run in parallel): then another port is tried.
   auto udp = OpenUdpSocket(io, loopback, 0, "Handle UDP", 65536, /*exclusive=*/true);
   ASSERT_TRUE(udp.ok()) << udp.error();
-  const uint16_t port = udp->local_endpoint().port();
-  auto tcp = OpenTcpAcceptor(io, loopback, port, "Handle TCP", /*exclusive=*/false);
+  auto tcp = OpenTcpAcceptor(io, loopback, udp->local_endpoint().port(), "Handle TCP",
+                             /*exclusive=*/false);
+  for (int attempt = 0; attempt < 20 && !tcp.ok(); ++attempt) {
+    udp = OpenUdpSocket(io, loopback, 0, "Handle UDP", 65536, /*exclusive=*/true);
+    ASSERT_TRUE(udp.ok()) << udp.error();
+    tcp = OpenTcpAcceptor(io, loopback, udp->local_endpoint().port(), "Handle TCP", false);
+  }
   ASSERT_TRUE(tcp.ok()) << tcp.error();
+  const uint16_t port = udp->local_endpoint().port();
   // This node's first sockets on those ports are refused, naming the cause...
   auto second_udp = OpenUdpSocket(io, loopback, port, "Handle UDP", 65536, /*exclusive=*/true);
   ASSERT_FALSE(second_udp.ok());
