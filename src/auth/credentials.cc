@@ -298,7 +298,7 @@ std::string_view VerdictName(Verdict verdict) {
   return "?";
 }
 
-namespace {
+namespace detail {
 
 // The SM2 public key of an "SM2_PUB_KEY" HS_PUBKEY value (PEM text, as the SDK writes it, or DER,
 // as its reader expects); nullptr when the value is not one. `*is_sm2` tells whether it claimed to
@@ -332,6 +332,10 @@ Pkey Sm2KeyFromValue(std::span<const uint8_t> key_data, bool* is_sm2) {
   }
   return key;
 }
+
+}  // namespace detail
+
+namespace {
 
 std::vector<uint8_t> Digest(const EVP_MD* md,
                             std::initializer_list<std::span<const uint8_t>> parts) {

@@ -459,11 +459,112 @@ Result<std::vector<uint8_t>, std::string> DecryptBody(std::span<const uint8_t> s
   return out;
 }
 
-size_t EncryptEncoded(std::span<uint8_t> buffer, size_t size,
-                      std::span<const uint8_t> session_key) {
+std::vector<uint8_t> EncryptBodySm4(std::span<const uint8_t> session_key,
+                                    std::span<const uint8_t> plaintext) {
+  if (session_key.size() < kAesBlock) return {};
+  std::vector<uint8_t> out(plaintext.size() + kAesBlock);
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      &EVP_CIPHER_CTX_free);
+  int n = 0, tail = 0;
+  if (!ctx ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_sm4_cbc(), nullptr, session_key.data(),
+                         session_key.data()) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), out.data(), &n, plaintext.data(),
+                        static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + n, &tail) != 1) {
+    return {};
+  }
+  out.resize(static_cast<size_t>(n) + static_cast<size_t>(tail));
+  return out;
+}
+
+Result<std::vector<uint8_t>, std::string> DecryptBodySm4(std::span<const uint8_t> session_key,
+                                                         std::span<const uint8_t> ciphertext) {
+  if (session_key.size() < kAesBlock) return Failure{std::string("no session key")};
+  if (ciphertext.empty() || ciphertext.size() % kAesBlock != 0)
+    return Failure{std::string("not whole SM4 blocks")};
+  std::vector<uint8_t> out(ciphertext.size());
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      &EVP_CIPHER_CTX_free);
+  int n = 0, tail = 0;
+  if (!ctx ||
+      EVP_DecryptInit_ex(ctx.get(), EVP_sm4_cbc(), nullptr, session_key.data(),
+                         session_key.data()) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), out.data(), &n, ciphertext.data(),
+                        static_cast<int>(ciphertext.size())) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), out.data() + n, &tail) != 1) {
+    return Failure{std::string("does not decrypt with the session key")};
+  }
+  out.resize(static_cast<size_t>(n) + static_cast<size_t>(tail));
+  return out;
+}
+
+bool IsSm2KeyValue(std::span<const uint8_t> key_value) {
+  bool is_sm2 = false;
+  return Sm2KeyFromValue(key_value, &is_sm2) != nullptr;
+}
+
+std::vector<uint8_t> EncryptToSm2(std::span<const uint8_t> sm2_key_value,
+                                  std::span<const uint8_t> plaintext) {
+  bool is_sm2 = false;
+  Pkey key = Sm2KeyFromValue(sm2_key_value, &is_sm2);
+  if (!key) return {};
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(EVP_PKEY_CTX_new(key.get(), nullptr));
+  size_t size = 0;
+  if (!ctx || EVP_PKEY_encrypt_init(ctx.get()) != 1 ||
+      EVP_PKEY_encrypt(ctx.get(), nullptr, &size, plaintext.data(), plaintext.size()) != 1) {
+    return {};
+  }
+  std::vector<uint8_t> der(size);
+  if (EVP_PKEY_encrypt(ctx.get(), der.data(), &size, plaintext.data(), plaintext.size()) != 1)
+    return {};
+  der.resize(size);
+  // OpenSSL writes SM2Ciphertext ::= SEQUENCE { x INTEGER, y INTEGER, hash OCTET STRING,
+  // ciphertext OCTET STRING }; the SDK (hutool) reads C1‖C3‖C2.
+  size_t at = 0;
+  auto read_tlv = [&](uint8_t tag, std::span<const uint8_t>* value) {
+    if (at + 2 > der.size() || der[at] != tag) return false;
+    size_t length = der[at + 1];
+    size_t header = 2;
+    if (length & 0x80) {
+      const size_t bytes = length & 0x7f;
+      if (bytes == 0 || bytes > 2 || at + 2 + bytes > der.size()) return false;
+      length = 0;
+      for (size_t i = 0; i < bytes; ++i) length = length << 8 | der[at + 2 + i];
+      header += bytes;
+    }
+    if (at + header + length > der.size()) return false;
+    *value = std::span<const uint8_t>(der).subspan(at + header, length);
+    at += header;
+    if (tag != 0x30) at += length;
+    return true;
+  };
+  std::span<const uint8_t> sequence, x, y, hash, body;
+  if (!read_tlv(0x30, &sequence) || !read_tlv(0x02, &x) || !read_tlv(0x02, &y) ||
+      !read_tlv(0x04, &hash) || !read_tlv(0x04, &body) || hash.size() != 32 || x.size() > 33 ||
+      y.size() > 33) {
+    return {};
+  }
+  auto coordinate = [](std::span<const uint8_t> v) {
+    while (!v.empty() && v.front() == 0 && v.size() > 32) v = v.subspan(1);
+    std::vector<uint8_t> out(32 - std::min<size_t>(32, v.size()), 0);
+    out.insert(out.end(), v.begin(), v.end());
+    return out;
+  };
+  std::vector<uint8_t> out{0x04};
+  for (const auto& part : {coordinate(x), coordinate(y)})
+    out.insert(out.end(), part.begin(), part.end());
+  out.insert(out.end(), hash.begin(), hash.end());
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+size_t EncryptEncoded(std::span<uint8_t> buffer, size_t size, std::span<const uint8_t> session_key,
+                      uint32_t cipher) {
   if (size < protocol::kEnvelopeSize || size > buffer.size()) return 0;
-  std::vector<uint8_t> sealed = EncryptBody(
-      session_key, buffer.subspan(protocol::kEnvelopeSize, size - protocol::kEnvelopeSize));
+  const auto plain = buffer.subspan(protocol::kEnvelopeSize, size - protocol::kEnvelopeSize);
+  std::vector<uint8_t> sealed =
+      cipher == kCipherSm4 ? EncryptBodySm4(session_key, plain) : EncryptBody(session_key, plain);
   if (sealed.empty() || protocol::kEnvelopeSize + sealed.size() > buffer.size()) return 0;
   std::memcpy(buffer.data() + protocol::kEnvelopeSize, sealed.data(), sealed.size());
   buffer[2] |= protocol::kEnvelopeEncrypted;
@@ -472,9 +573,12 @@ size_t EncryptEncoded(std::span<uint8_t> buffer, size_t size,
 }
 
 Result<std::vector<uint8_t>, std::string> DecryptMessage(std::span<const uint8_t> message,
-                                                         std::span<const uint8_t> session_key) {
+                                                         std::span<const uint8_t> session_key,
+                                                         uint32_t cipher) {
   if (message.size() < protocol::kEnvelopeSize) return Failure{std::string("no envelope")};
-  auto plain = DecryptBody(session_key, message.subspan(protocol::kEnvelopeSize));
+  auto plain = cipher == kCipherSm4
+                   ? DecryptBodySm4(session_key, message.subspan(protocol::kEnvelopeSize))
+                   : DecryptBody(session_key, message.subspan(protocol::kEnvelopeSize));
   if (!plain.ok()) return Failure{plain.error()};
   std::vector<uint8_t> out(protocol::kEnvelopeSize + plain->size());
   std::memcpy(out.data(), message.data(), protocol::kEnvelopeSize);

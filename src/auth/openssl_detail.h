@@ -54,6 +54,9 @@ Pkey KeyFromParams(const char* type, std::initializer_list<std::pair<const char*
 // set for a DH key).
 Pkey PublicKeyFromValue(std::span<const uint8_t> key_data, bool* unsupported);
 Pkey ReadPrivateKey(std::string_view pem);
+// The SM2 public key of an "SM2_PUB_KEY" HS_PUBKEY value (PEM text or DER inside); nullptr when
+// it is not one (`*is_sm2` says whether the value claimed to be).
+Pkey Sm2KeyFromValue(std::span<const uint8_t> key_data, bool* is_sm2);
 // BigInteger.toByteArray of one of `key`'s numbers.
 std::vector<uint8_t> JavaMagnitude(const EVP_PKEY* key, const char* name);
 

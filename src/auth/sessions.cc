@@ -45,7 +45,8 @@ bool SessionTable::DropOldestUnauthenticated(const Origin* source) {
 
 uint32_t SessionTable::Open(const Origin& origin, std::vector<uint8_t> key,
                             uint32_t key_exchange_mode, std::optional<Identity> identity,
-                            int32_t requested_seconds, std::chrono::steady_clock::time_point now) {
+                            int32_t requested_seconds, std::chrono::steady_clock::time_point now,
+                            uint32_t cipher) {
   std::lock_guard lock(mutex_);
   DropExpired(now);
   auto source = per_source_.find(origin.address);
@@ -63,6 +64,7 @@ uint32_t SessionTable::Open(const Origin& origin, std::vector<uint8_t> key,
   entry.view.id = id;
   entry.view.key = std::move(key);
   entry.view.key_exchange_mode = key_exchange_mode;
+  entry.view.cipher = cipher;
   entry.view.identity = std::move(identity);
   entry.view.origin_address = origin.address;
   entry.origin = origin;

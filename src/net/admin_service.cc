@@ -1,5 +1,6 @@
 #include "idnode/net/admin_service.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -913,6 +914,7 @@ Handled AdminService::SessionSetup(const Message& request, std::span<const uint8
   }
   std::vector<uint8_t> key;
   std::vector<uint8_t> data;  // the response's exchange data
+  uint32_t cipher = auth::kCipherAes;
   switch (mode) {
     case kKeyExchangeDh: {
       std::vector<uint8_t> server_value;
@@ -938,7 +940,18 @@ Handled AdminService::SessionSetup(const Message& request, std::span<const uint8
       key.resize(kChosenSessionKeyBytes);
       if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1)
         return fail(ResponseCode::kSessionFailed, "no randomness");
-      data = auth::EncryptToPublicKey(client_key, CipherCodeAndKey(key));
+      if (auth::IsSm2KeyValue(client_key)) {
+        // China's identifier SDK: the key travels SM2-encrypted, and bodies go in SM4.
+        cipher = auth::kCipherSm4;
+        std::vector<uint8_t> plain(4 + key.size());
+        protocol::WireWriter w(plain);
+        w.U32(auth::kCipherSm4);
+        w.Bytes(key);
+        data = auth::EncryptToSm2(client_key, plain);
+        OPENSSL_cleanse(plain.data(), plain.size());
+      } else {
+        data = auth::EncryptToPublicKey(client_key, CipherCodeAndKey(key));
+      }
       if (data.empty()) {
         return fail(ResponseCode::kSessionFailed,
                     "Error performing cipher key exchange: not a usable RSA key");
@@ -956,8 +969,9 @@ Handled AdminService::SessionSetup(const Message& request, std::span<const uint8
   std::optional<auth::Identity> identity;
   if (!parsed->identity_handle.empty() && parsed->identity_index >= 0)
     identity = auth::Identity{std::string(parsed->identity_handle), parsed->identity_index};
-  const uint32_t id = sessions_->Open(origin, std::move(key), mode, std::move(identity),
-                                      parsed->timeout_seconds, std::chrono::steady_clock::now());
+  const uint32_t id =
+      sessions_->Open(origin, std::move(key), mode, std::move(identity), parsed->timeout_seconds,
+                      std::chrono::steady_clock::now(), cipher);
   if (id == 0) return fail(ResponseCode::kServerTooBusy, "too many sessions");
   // Encoder.encodeSessionSetupResponse: mode(2) data(str), and the 2 bytes its length counts.
   std::vector<uint8_t> body(2 + 4 + data.size() + 2);

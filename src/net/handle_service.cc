@@ -175,7 +175,7 @@ Handled HandleService::Process(std::span<const uint8_t> request, std::span<uint8
     }
     // Whatever fails past this point (padding, decoding, the MAC inside) gets the same answer and
     // ends the session, so that an encrypted message cannot be probed for its padding.
-    auto plain = auth::DecryptMessage(request, session->key);
+    auto plain = auth::DecryptMessage(request, session->key, session->cipher);
     auto inner = plain.ok() ? protocol::DecodeMessage(*plain)
                             : protocol::Decoded<Message>(Failure{protocol::ProtocolError{}});
     if (!inner.ok() || !inner->header.is_request() ||
@@ -276,7 +276,9 @@ Handled HandleService::Seal(const Message& req, Handled handled, std::span<uint8
   if (wants_encryption && opcode != protocol::OpCode::kSessionSetup &&
       opcode != protocol::OpCode::kSessionExchangeKey) {
     const size_t sealed =
-        session->key.empty() ? 0 : auth::EncryptEncoded(out, handled.response_size, session->key);
+        session->key.empty()
+            ? 0
+            : auth::EncryptEncoded(out, handled.response_size, session->key, session->cipher);
     if (sealed == 0) return refuse("the answer could not be encrypted");
     handled.response_size = sealed;
   }

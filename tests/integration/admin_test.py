@@ -683,6 +683,37 @@ class Sm2Login(unittest.TestCase):
                 conn.close()
             self.assertIn(("https://sm2/" + path).encode(), resolved_url("ADM.1/sm2target")[1])
 
+    def test_a_session_keyed_to_the_sm2_key_speaks_sm4(self):
+        # OC 400 as the SDK's code lays it out (session-sm4/decoded.txt): mode 3, the key in a
+        # handle (the SM2 identity's HS_PUBKEY), anonymous; the key comes back SM2-encrypted.
+        body = (struct.pack(">Hi", 3, 86400) + text("") + struct.pack(">i", -1) + text("ADM.1/sm2admin")
+                + struct.pack(">i", 300) + b"\0\0")
+        reply = st.tcp_exchange([sdk_message(400, body, 6, 10001, 0x19000000)])[0]
+        h = st.header(reply)
+        self.assertEqual((h["opcode"], h["rc"]), (400, 1))
+        session = struct.unpack(">I", reply[4:8])[0]
+        (mode,) = struct.unpack(">H", reply[44:46])
+        self.assertEqual(mode, 3)
+        sealed, _ = read_text(reply, 46)
+        opened = self.sdk.sm2_decrypt(self.d, sealed)  # decrypted here, in plain Python
+        self.assertEqual(struct.unpack(">I", opened[:4])[0], 4)  # SM4
+        key = opened[4:]
+        self.assertEqual(len(key), 16)
+        # An SM4-encrypted resolution asking for an encrypted answer (ENC): the answer is SM4 too.
+        request = st.resolution_request("ADM.1/sm2target", flags=0x39000000)
+        inner = request[20:]
+        ciphertext = self.sdk.sm4_cbc(key, inner, True)
+        wire = (request[:2] + bytes([request[2] | 0x40]) + request[3:4] + struct.pack(">I", session)
+                + request[8:16] + struct.pack(">I", len(ciphertext)) + ciphertext)
+        answer = st.tcp_exchange([wire])[0]
+        self.assertTrue(answer[2] & 0x40, "the answer is not encrypted")
+        plain = self.sdk.sm4_cbc(key, answer[20:], False)
+        self.assertIn(b"https://sm2", plain)
+        self.assertEqual(struct.unpack(">I", plain[4:8])[0], 1)  # RC_SUCCESS
+        # A wrong key's message: one answer, and the session ends.
+        garbage = wire[:20] + self.sdk.sm4_cbc(bytes(16), inner, True)
+        self.assertEqual(st.header(st.tcp_exchange([garbage])[0])["rc"], 501)
+
     def test_the_login_is_the_connections_and_the_keys(self):
         add = sdk_message(102, values_body("ADM.1/sm2target", [url_value(20, "https://sm2/none")]), 1, 10001,
                           0x19000000)

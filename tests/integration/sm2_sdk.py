@@ -98,3 +98,36 @@ def signed_response(d, public, identity_handle, nonce, digest, path):
         signature = sign(d, public, DEFAULT_ID, data, "sha256")
     name = path.encode()
     return struct.pack(">I", len(name)) + name + struct.pack(">I", len(signature)) + signature
+
+
+def sm2_decrypt(d, ciphertext):
+    """SM2 decryption of C1‖C3‖C2 (GB/T 32918.4, SM3 KDF), as the SDK's hutool does it."""
+    assert ciphertext[0] == 4
+    c1 = (int.from_bytes(ciphertext[1:33], "big"), int.from_bytes(ciphertext[33:65], "big"))
+    c3, c2 = ciphertext[65:97], ciphertext[97:]
+    x2, y2 = _mul(d, c1)
+    z = x2.to_bytes(32, "big") + y2.to_bytes(32, "big")
+    stream, counter = b"", 1
+    while len(stream) < len(c2):
+        stream += _hash("sm3", z, struct.pack(">I", counter))
+        counter += 1
+    message = bytes(a ^ b for a, b in zip(c2, stream))
+    if _hash("sm3", x2.to_bytes(32, "big"), message, y2.to_bytes(32, "big")) != c3:
+        raise ValueError("C3 does not match: not made for this key")
+    return message
+
+
+def sm4_cbc(key, data, encrypt):
+    """SM4-CBC with PKCS#7 padding and IV = key (the SDK's session bodies)."""
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    cipher = Cipher(algorithms.SM4(key), modes.CBC(key))
+    if encrypt:
+        padder = padding.PKCS7(128).padder()
+        padded = padder.update(data) + padder.finalize()
+        e = cipher.encryptor()
+        return e.update(padded) + e.finalize()
+    d = cipher.decryptor()
+    padded = d.update(data) + d.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    return unpadder.update(padded) + unpadder.finalize()

@@ -109,8 +109,19 @@ struct SessionSetupRequest {
 // parses (the caller answers RC 501, as the reference).
 Result<SessionSetupRequest, std::string> ParseSessionSetup(std::span<const uint8_t> body);
 
-// CNRI's cipher codes (HdlSecurityProvider.ENCRYPT_ALG_*); idnode offers AES only.
+// CNRI's cipher codes (HdlSecurityProvider.ENCRYPT_ALG_*), and the Teleinfo SDK's SM4. idnode
+// offers AES (IV on the wire, as CNRI from 2.4) and SM4 (the SDK's: IV = the key, none on the
+// wire).
 inline constexpr uint32_t kCipherAes = 3;
+inline constexpr uint32_t kCipherSm4 = 4;
+
+// SM2 public-key encryption to an SM2_PUB_KEY HS_PUBKEY value, in the SDK's C1‖C3‖C2 layout
+// (C1 = 04‖x1‖y1, C3 = SM3(x2‖M‖y2), C2 = M xor KDF): how a session key reaches an SDK client.
+// Empty when the value is not an SM2 key.
+std::vector<uint8_t> EncryptToSm2(std::span<const uint8_t> sm2_key_value,
+                                  std::span<const uint8_t> plaintext);
+// Whether an HS_PUBKEY value is an SM2 key.
+bool IsSm2KeyValue(std::span<const uint8_t> key_value);
 
 // Diffie-Hellman with the client's group: `client_public_value` is its DH_PUB_KEY HS_PUBKEY
 // encoding. On success, `server_public_value` gets this side's DH_PUB_KEY encoding and the
@@ -131,14 +142,21 @@ std::vector<uint8_t> EncryptBody(std::span<const uint8_t> session_key,
 // The inverse; an error for a wrong key, a bad padding or a length that is not whole blocks.
 Result<std::vector<uint8_t>, std::string> DecryptBody(std::span<const uint8_t> session_key,
                                                       std::span<const uint8_t> iv_and_ciphertext);
+// SM4-CBC with PKCS#5 padding, the IV being the 16-byte key itself (the SDK's layout).
+std::vector<uint8_t> EncryptBodySm4(std::span<const uint8_t> session_key,
+                                    std::span<const uint8_t> plaintext);
+Result<std::vector<uint8_t>, std::string> DecryptBodySm4(std::span<const uint8_t> session_key,
+                                                         std::span<const uint8_t> ciphertext);
 
 // Encrypts the message in `buffer[0, size)` in place: everything after the envelope becomes
 // IV ‖ ciphertext, EC is set and MessageLength patched. Returns the new size, 0 if it does not
 // fit.
-size_t EncryptEncoded(std::span<uint8_t> buffer, size_t size, std::span<const uint8_t> session_key);
+size_t EncryptEncoded(std::span<uint8_t> buffer, size_t size, std::span<const uint8_t> session_key,
+                      uint32_t cipher = kCipherAes);
 // The plain message of an encrypted one: the same envelope with EC cleared and MessageLength
 // patched, then the decrypted header, body and credential.
 Result<std::vector<uint8_t>, std::string> DecryptMessage(std::span<const uint8_t> message,
-                                                         std::span<const uint8_t> session_key);
+                                                         std::span<const uint8_t> session_key,
+                                                         uint32_t cipher = kCipherAes);
 
 }  // namespace idnode::auth

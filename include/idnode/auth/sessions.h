@@ -26,7 +26,8 @@ struct SessionView {
   uint32_t id = 0;
   std::vector<uint8_t> key;  // empty until a KEY_EXCHANGE_CIPHER_SERVER session's OC 402
   uint32_t key_exchange_mode = 0;
-  std::optional<Identity> identity;          // named at setup (absent: an anonymous session)
+  uint32_t cipher = 3;               // kCipherAes, or kCipherSm4 (a key delivered to an SM2 key)
+  std::optional<Identity> identity;  // named at setup (absent: an anonymous session)
   std::optional<Identity> authenticated;     // set once `identity` answered a challenge here
   std::array<uint8_t, 16> origin_address{};  // where the setup came from
 };
@@ -44,7 +45,7 @@ class SessionTable {
   // session id, or 0 when there is no room.
   uint32_t Open(const Origin& origin, std::vector<uint8_t> key, uint32_t key_exchange_mode,
                 std::optional<Identity> identity, int32_t requested_seconds,
-                std::chrono::steady_clock::time_point now);
+                std::chrono::steady_clock::time_point now, uint32_t cipher = 3);
   std::optional<SessionView> Find(uint32_t id, std::chrono::steady_clock::time_point now) const;
 
   // Records the counter of a client message whose MAC checked (which confirms the session);

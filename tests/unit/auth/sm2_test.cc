@@ -11,6 +11,7 @@
 
 #include "../protocol/test_util.h"
 #include "idnode/auth/credentials.h"
+#include "idnode/auth/message_auth.h"
 #include "idnode/protocol/message.h"
 
 namespace idnode::auth {
@@ -138,6 +139,45 @@ TEST(Sm2, MalformedKeysAndAnswersAreRefused) {
         Verdict::kMalformed)
         << n;
   }
+}
+
+TEST(Sm4Sessions, TheSdksEncryptedMessageDecryptsAndReencryptsByteForByte) {
+  const auto key = Hex("session-sm4/sm4-example.session-key.hex");
+  const auto wire = Hex("session-sm4/sm4-example.wire.hex");
+  const auto plain = Hex("session-sm4/sm4-example.plaintext.header+body+cred.hex");
+  auto opened = DecryptMessage(wire, key, kCipherSm4);
+  ASSERT_TRUE(opened.ok()) << opened.error();
+  EXPECT_EQ(std::vector<uint8_t>(opened->begin() + protocol::kEnvelopeSize, opened->end()), plain);
+  EXPECT_EQ((*opened)[2] & protocol::kEnvelopeEncrypted, 0);
+  // The IV is the key: encryption is deterministic, and gives the SDK's bytes.
+  EXPECT_EQ(EncryptBodySm4(key, plain),
+            std::vector<uint8_t>(wire.begin() + protocol::kEnvelopeSize, wire.end()));
+  std::vector<uint8_t> wrong(16, 1);
+  auto refused = DecryptMessage(wire, wrong, kCipherSm4);
+  if (refused.ok()) {
+    EXPECT_NE(std::vector<uint8_t>(refused->begin() + protocol::kEnvelopeSize, refused->end()),
+              plain);
+  }
+  EXPECT_FALSE(DecryptBodySm4(key, std::span<const uint8_t>(plain).first(15)).ok());
+}
+
+TEST(Sm4Sessions, SessionKeysForSm2KeysTravelInTheSdksLayout) {
+  const auto key = Hex("keys/hs_pubkey-data.SM2_PUB_KEY.hex");
+  EXPECT_TRUE(IsSm2KeyValue(key));
+  EXPECT_TRUE(IsSm2KeyValue(Hex("keys/hs_pubkey-data.SM2_PUB_KEY-with-DER.hex")));
+  const auto plain = Hex("session-sm4/session-setup-example.sm2-plaintext.hex");
+  auto sealed = EncryptToSm2(key, plain);
+  // C1 (04‖x‖y) ‖ C3 (SM3) ‖ C2 (as long as the plaintext); random, so never twice the same.
+  ASSERT_EQ(sealed.size(), 65 + 32 + plain.size());
+  EXPECT_EQ(sealed[0], 0x04);
+  EXPECT_NE(EncryptToSm2(key, plain), sealed);
+  EXPECT_EQ(Hex("session-sm4/session-setup-example.sm2-ciphertext.C1C3C2.hex").size(),
+            sealed.size());  // the SDK's (hutool's) example has the same layout
+  // Not an SM2 key: nothing.
+  std::vector<uint8_t> rsa = {0,   0,   0,   11,  'R', 'S', 'A', '_', 'P',
+                              'U', 'B', '_', 'K', 'E', 'Y', 0,   0};
+  EXPECT_FALSE(IsSm2KeyValue(rsa));
+  EXPECT_TRUE(EncryptToSm2(rsa, plain).empty());
 }
 
 }  // namespace
