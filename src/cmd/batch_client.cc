@@ -9,6 +9,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
+#include <cctype>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -35,15 +37,14 @@ std::string Base64(std::string_view in) {
   return out;
 }
 
-std::string PercentEncode(std::string_view text) {
+// The Basic user name: the identity with its ':' percent-encoded (the first ':' ends it).
+std::string IdentityUserName(std::string_view identity) {
   std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-      out.push_back(static_cast<char>(c));
+  for (char c : PercentEncode(identity)) {
+    if (c == ':') {
+      out += "%3A";
     } else {
-      char hex[4];
-      std::snprintf(hex, sizeof hex, "%%%02X", c);
-      out += hex;
+      out.push_back(c);
     }
   }
   return out;
@@ -62,6 +63,20 @@ std::string HexSha256(std::string_view data) {
 }
 
 }  // namespace
+
+std::string PercentEncode(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '/') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
 
 int RunBatch(const BatchOptions& options) {
   constexpr std::string_view kScheme = "https://";
@@ -112,7 +127,7 @@ int RunBatch(const BatchOptions& options) {
                                       ? "idctl-" + HexSha256(contents).substr(0, 32)
                                       : options.transaction;
   const std::string authorization =
-      "Basic " + Base64(PercentEncode(options.identity) + ":" + options.secret);
+      "Basic " + Base64(IdentityUserName(options.identity) + ":" + options.secret);
 
   asio::io_context io;
   asio::ssl::context tls(asio::ssl::context::tls_client);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace idnode::cmd {
 
@@ -19,6 +20,9 @@ struct BatchOptions {
   bool insecure = false;    // no certificate check (tests on loopback only)
   int timeout_seconds = 120;
 };
+
+// Percent-encodes a URL component (unreserved characters, ':' and '/' kept).
+std::string PercentEncode(std::string_view text);
 
 // Prints one line per failed operation and a summary; 0 when every operation succeeded, 1 when
 // some failed, 2 on a usage or transport error.

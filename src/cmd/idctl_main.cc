@@ -180,20 +180,6 @@ struct DataArgs {
   std::string audit_query;
 };
 
-// Percent-encodes a query value.
-std::string QueryValue(std::string_view text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '/') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      char hex[4];
-      std::snprintf(hex, sizeof hex, "%%%02X", c);
-      out += hex;
-    }
-  }
-  return out;
-}
 
 std::optional<DataArgs> ParseDataArgs(int argc, char** argv) {
   DataArgs args;
@@ -218,7 +204,7 @@ std::optional<DataArgs> ParseDataArgs(int argc, char** argv) {
       const char* v = value(argv[i]);
       if (!v) return std::nullopt;
       if (!args.audit_query.empty()) args.audit_query += '&';
-      args.audit_query += std::string(a.substr(2)) + "=" + QueryValue(v);
+      args.audit_query += std::string(a.substr(2)) + "=" + idnode::cmd::PercentEncode(v);
     } else if (a == "--shards") {
       const char* v = value("--shards");
       if (!v) return std::nullopt;
@@ -494,7 +480,7 @@ int PrintChangelog(const DataArgs& args) {
 int PrintAudit(const DataArgs& args) {
   std::string query = args.audit_query;
   if (!args.prefix.empty())
-    query += (query.empty() ? "prefix=" : "&prefix=") + QueryValue(args.prefix);
+    query += (query.empty() ? "prefix=" : "&prefix=") + idnode::cmd::PercentEncode(args.prefix);
   auto filter = idnode::http::ParseAuditQuery(query);
   if (!filter.ok()) {
     std::cerr << "idctl: " << filter.error() << "\n";

@@ -139,6 +139,32 @@ registry::AuditContext Who(const auth::Identity& identity, const auth::Origin& o
   return {identity.ToString(), origin.address, origin.datagram ? "handle/udp" : "handle/tcp"};
 }
 
+// One message of a streamed LIST_HOMED_NAS / LIST_HANDLES answer: `handles`, CN set when `more`
+// follow, whatever the request's flags said; its RD digest of `request_bytes` when asked. The
+// bytes written at `out`, or nullopt when they do not fit.
+std::optional<size_t> EncodeListMessage(const protocol::Envelope& answer_envelope,
+                                        const protocol::Header& request_header, uint16_t serial,
+                                        std::span<const uint8_t> request_bytes,
+                                        std::vector<std::string_view> handles, bool more,
+                                        std::span<uint8_t> out) {
+  Message response;
+  response.envelope = protocol::ResponseEnvelopeFor(answer_envelope);
+  response.envelope.session_id = answer_envelope.session_id;
+  response.header = protocol::ResponseHeaderFor(request_header, ResponseCode::kSuccess, serial,
+                                                response.envelope.version());
+  response.header.op_flags &= ~protocol::opflag::kContinuous;
+  if (more) response.header.op_flags |= protocol::opflag::kContinuous;
+  protocol::DigestValue digest;
+  if (response.header.has(protocol::opflag::kRequestDigest)) {
+    digest = protocol::RequestDigest(request_bytes, response.envelope.version());
+    response.request_digest = protocol::RequestDigestField{digest.algorithm, digest.view()};
+  }
+  response.body = protocol::HandleListBody{std::move(handles)};
+  auto encoded = protocol::EncodeMessage(response, out);
+  if (!encoded.ok()) return std::nullopt;
+  return *encoded;
+}
+
 // Homed prefixes listed per message of a streamed LIST_HOMED_NAS answer (the reference's).
 constexpr size_t kPrefixesPerMessage = 50;
 
@@ -582,24 +608,12 @@ Handled AdminService::ExecutePrefixOperation(const Message& original,
   size_t next = 0;
   do {
     const size_t end = std::min(homed.size(), next + kPrefixesPerMessage);
-    protocol::HandleListBody chunk;
-    for (size_t i = next; i < end; ++i) chunk.handles.push_back(homed[i]);
-    Message response;
-    response.envelope = protocol::ResponseEnvelopeFor(answer_envelope);
-    response.envelope.session_id = answer_envelope.session_id;
-    response.header = protocol::ResponseHeaderFor(original.header, ResponseCode::kSuccess,
-                                                  site_serial_, response.envelope.version());
-    // CN on all but the last message, whatever the request's flags said.
-    response.header.op_flags &= ~protocol::opflag::kContinuous;
-    if (end < homed.size()) response.header.op_flags |= protocol::opflag::kContinuous;
-    protocol::DigestValue digest;
-    if (response.header.has(protocol::opflag::kRequestDigest)) {
-      digest = protocol::RequestDigest(original_bytes, response.envelope.version());
-      response.request_digest = protocol::RequestDigestField{digest.algorithm, digest.view()};
-    }
-    response.body = std::move(chunk);
-    auto encoded = protocol::EncodeMessage(response, out.subspan(written));
-    if (!encoded.ok()) {
+    auto encoded = EncodeListMessage(
+        answer_envelope, original.header, site_serial_, original_bytes,
+        std::vector<std::string_view>(homed.begin() + static_cast<std::ptrdiff_t>(next),
+                                      homed.begin() + static_cast<std::ptrdiff_t>(end)),
+        end < homed.size(), out.subspan(written));
+    if (!encoded) {
       // More homed prefixes than one answer buffer holds (256 KiB, some 10,000): say so rather
       // than send a partial list as if it were whole.
       written = 0;
@@ -765,24 +779,12 @@ class HandleListing : public Continuation {
     size_t next = 0;
     do {
       const size_t end = std::min(handles.size(), next + kHandlesPerMessage);
-      protocol::HandleListBody chunk;
-      for (size_t i = next; i < end; ++i) chunk.handles.push_back(handles[i]);
-      Message response;
-      response.envelope = protocol::ResponseEnvelopeFor(answer_envelope_);
-      response.envelope.session_id = answer_envelope_.session_id;
-      response.header = protocol::ResponseHeaderFor(header_, ResponseCode::kSuccess, serial_,
-                                                    response.envelope.version());
-      response.header.op_flags &= ~protocol::opflag::kContinuous;
-      if (!last_part || end < handles.size())
-        response.header.op_flags |= protocol::opflag::kContinuous;
-      protocol::DigestValue digest;
-      if (response.header.has(protocol::opflag::kRequestDigest)) {
-        digest = protocol::RequestDigest(original_bytes_, response.envelope.version());
-        response.request_digest = protocol::RequestDigestField{digest.algorithm, digest.view()};
-      }
-      response.body = std::move(chunk);
-      auto encoded = protocol::EncodeMessage(response, out.subspan(written));
-      if (!encoded.ok()) return Handled{};  // cannot happen: a part is far below the buffer
+      auto encoded = EncodeListMessage(
+          answer_envelope_, header_, serial_, original_bytes_,
+          std::vector<std::string_view>(handles.begin() + static_cast<std::ptrdiff_t>(next),
+                                        handles.begin() + static_cast<std::ptrdiff_t>(end)),
+          !last_part || end < handles.size(), out.subspan(written));
+      if (!encoded) return Handled{};  // cannot happen: a part is far below the buffer
       written += *encoded;
       next = end;
     } while (next < handles.size());

@@ -111,20 +111,7 @@ def secret_answer(challenge, identity, secret, request_id, nonce_digest=None):
 
 
 def digest():
-    s = socket.create_connection(("127.0.0.1", NODE["http"]), timeout=10)
-    try:
-        s.sendall(b"GET /api/digest?prefix=MTX.1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert b" 200 " in head.split(b"\r\n")[0], head
-    return json.loads(body)
+    return json.loads(harness.http_get(NODE["http"], "/api/digest?prefix=MTX.1", timeout=10))
 
 
 def effect_seen(op, way):

@@ -229,12 +229,13 @@ def wait_until(condition, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
-def metrics(http_port, source="127.0.0.9", timeout=5):
-    """The samples of a node's /metrics: {'name{labels}': value}. Fetched from `source` (another
-    loopback address, so that a test holding 127.0.0.1's connection slots can still read them)."""
+def http_get(http_port, path, source="127.0.0.9", timeout=5):
+    """The body of GET `path` on a node's HTTP port; raises unless it answers 200. Fetched from
+    `source` (another loopback address, so that a test holding 127.0.0.1's connection slots can
+    still read it)."""
     s = socket.create_connection(("127.0.0.1", http_port), timeout=timeout, source_address=(source, 0))
     try:
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -245,7 +246,13 @@ def metrics(http_port, source="127.0.0.9", timeout=5):
         s.close()
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200"):
-        raise AssertionError("/metrics answered " + head.decode("latin-1").split("\r\n")[0])
+        raise AssertionError(path + " answered " + head.decode("latin-1").split("\r\n")[0])
+    return body
+
+
+def metrics(http_port, source="127.0.0.9", timeout=5):
+    """The samples of a node's /metrics: {'name{labels}': value}."""
+    body = http_get(http_port, "/metrics", source, timeout)
     samples = {}
     for line in body.decode().splitlines():
         if line and not line.startswith("#"):
