@@ -384,7 +384,8 @@ Verdict VerifySm2(const EVP_PKEY* key, const EVP_MD* md, std::string_view user_i
   const BIGNUM* r = ECDSA_SIG_get0_r(sig.get());
   const BIGNUM* s = ECDSA_SIG_get0_s(sig.get());
   const BIGNUM* n = EC_GROUP_get0_order(group.get());
-  if (BN_is_zero(r) || BN_is_zero(s) || BN_cmp(r, n) >= 0 || BN_cmp(s, n) >= 0)
+  if (BN_is_negative(r) || BN_is_negative(s) || BN_is_zero(r) || BN_is_zero(s) ||
+      BN_cmp(r, n) >= 0 || BN_cmp(s, n) >= 0)
     return Verdict::kInvalid;
   // Z_A = H(ENTL ‖ ID ‖ a ‖ b ‖ xG ‖ yG ‖ xA ‖ yA)
   Bn p(BN_new()), a(BN_new()), b(BN_new()), xg(BN_new()), yg(BN_new()), xa(BN_new()), ya(BN_new());

@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -168,7 +170,14 @@ int RunBatch(const BatchOptions& options) {
     auto& lowest = beast::get_lowest_layer(stream);
     lowest.expires_after(std::chrono::seconds(options.timeout_seconds));
     if (!ec) lowest.connect(endpoints, ec);
-    if (!ec) stream.handshake(asio::ssl::stream_base::client, ec);
+    if (!ec) {
+      // Blocking calls ignore the stream's expiry: the socket's own timeouts bound them.
+      timeval tv{options.timeout_seconds, 0};
+      const int fd = lowest.socket().native_handle();
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      stream.handshake(asio::ssl::stream_base::client, ec);
+    }
     bhttp::request<bhttp::string_body> request{bhttp::verb::post, "/api/batch", 11};
     request.set(bhttp::field::host, host);
     request.set(bhttp::field::content_type, "application/json");
@@ -189,20 +198,29 @@ int RunBatch(const BatchOptions& options) {
     const auto& response = parser.get();
     json::error_code parse_ec;
     json::value answer = json::parse(response.body(), parse_ec);
-    if (response.result() != bhttp::status::ok || parse_ec || !answer.is_object() ||
-        !answer.as_object().contains("results")) {
+    const json::array* results = nullptr;
+    if (!parse_ec && answer.is_object()) {
+      if (const auto* r = answer.as_object().if_contains("results"); r && r->is_array())
+        results = &r->as_array();
+    }
+    if (response.result() != bhttp::status::ok || results == nullptr ||
+        results->size() != end - first) {
       std::cerr << "idctl batch: HTTP " << response.result_int() << ": " << response.body() << "\n";
       return 2;
     }
-    const auto& results = answer.as_object().at("results").as_array();
-    for (size_t i = 0; i < results.size(); ++i) {
-      const auto& r = results[i].as_object();
-      if (r.at("responseCode").to_number<int64_t>() == 1) {
+    for (size_t i = 0; i < results->size(); ++i) {
+      const auto* r = (*results)[i].if_object();
+      const json::value* code = r ? r->if_contains("responseCode") : nullptr;
+      if (code == nullptr || !code->is_int64()) {
+        std::cerr << "idctl batch: an unexpected answer: " << response.body() << "\n";
+        return 2;
+      }
+      if (code->as_int64() == 1) {
         ++succeeded;
         continue;
       }
       ++failed;
-      std::cout << "line-order " << (first + i + 1) << " " << json::serialize(r) << "\n";
+      std::cout << "line-order " << (first + i + 1) << " " << json::serialize(*r) << "\n";
     }
   }
   std::cout << succeeded << " succeeded, " << failed << " failed (transaction " << transaction

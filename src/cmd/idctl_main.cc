@@ -4,6 +4,7 @@
 //   import / export / digest / compact   JSON Lines records into / out of a stopped node's data
 //            directory, its digest, its storage compacted
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -179,7 +180,6 @@ struct DataArgs {
   // audit's filters, as the query string of GET /api/audit.
   std::string audit_query;
 };
-
 
 std::optional<DataArgs> ParseDataArgs(int argc, char** argv) {
   DataArgs args;
@@ -501,12 +501,14 @@ int PrintAudit(const DataArgs& args) {
 
 // Writes `bytes` to `path`, readable by its owner only (a private key).
 bool WritePrivate(const std::filesystem::path& path, std::span<const uint8_t> bytes) {
-  FILE* f = std::fopen(path.c_str(), "wbx");  // never over an existing file
+  // Owner-only from its creation, never over an existing file or through a link.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE* f = fd < 0 ? nullptr : ::fdopen(fd, "wb");
   if (f == nullptr) {
     std::cerr << "idctl keygen: cannot create " << path << " (" << std::strerror(errno) << ")\n";
+    if (fd >= 0) ::close(fd);
     return false;
   }
-  ::fchmod(fileno(f), 0600);
   const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
   return std::fclose(f) == 0 && ok;
 }

@@ -118,7 +118,7 @@ bool AdminApi::Authenticate(const RequestContext& request, std::string_view hand
   origin.address = request.source;
   const auto now = std::chrono::steady_clock::now();
   if (!failures_.Allowed(*parsed, origin, now)) {
-    audit_refusal(ResponseCode::kServerTooBusy);
+    // Not logged: refused unchecked, and anyone could send these.
     *refusal = Refused(429, ResponseCode::kServerTooBusy, kTooManyFailures);
     return false;
   }
@@ -127,8 +127,12 @@ bool AdminApi::Authenticate(const RequestContext& request, std::string_view hand
                      !secret.empty() &&
                      CRYPTO_memcmp(key.data.data(), secret.data(), secret.size()) == 0;
   if (!right) {
-    if (key.code == ResponseCode::kSuccess) failures_.Failed(*parsed, origin, now);
-    audit_refusal(ResponseCode::kAuthenticationFailed);
+    // A wrong secret of an identity held here is logged (the throttle bounds how often); one
+    // nobody holds is not (anyone could send those, each costing a write).
+    if (key.code == ResponseCode::kSuccess) {
+      failures_.Failed(*parsed, origin, now);
+      audit_refusal(ResponseCode::kAuthenticationFailed);
+    }
     *refusal = Unauthorized("Identity not verified", true);
     return false;
   }
@@ -185,6 +189,10 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
     if (op.kind == registry::OpKind::kCreate) op.values = std::move(*values);
     created = true;
   } else {  // DELETE
+    if (all_indexes) {
+      return Refused(400, ResponseCode::kProtocolError,
+                     "DELETE takes index=N (repeated), not index=various", handle);
+    }
     if (indexes.empty()) {
       op.kind = registry::OpKind::kDelete;
     } else {

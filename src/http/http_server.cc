@@ -1,6 +1,7 @@
 #include "idnode/http/http_server.h"
 
 #include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -491,6 +492,28 @@ void SerializeResponse(const HttpResponse& response, bool close, std::string& ou
   out.append(response.body);
 }
 
+// Bodies of authenticated writes are read before their credentials are checked (that needs
+// storage); all connections together hold at most this much of them, past that 503.
+constexpr uint64_t kMaxUncheckedBodyBytes = 64ull << 20;
+std::atomic<uint64_t> unchecked_body_bytes{0};
+
+// A share of that budget, held while one request's body is read and answered.
+class BodyBudget {
+ public:
+  bool Take(uint64_t bytes) {
+    uint64_t now = unchecked_body_bytes.load();
+    do {
+      if (now + bytes > kMaxUncheckedBodyBytes) return false;
+    } while (!unchecked_body_bytes.compare_exchange_weak(now, now + bytes));
+    held_ = bytes;
+    return true;
+  }
+  ~BodyBudget() { unchecked_body_bytes.fetch_sub(held_); }
+
+ private:
+  uint64_t held_ = 0;
+};
+
 // How much of a refused request's body is read and thrown away before the connection closes.
 constexpr size_t kMaxLingerBytes = 64 * 1024;
 // The body a GET or HEAD may carry (it means nothing to them; larger ones get 413).
@@ -551,6 +574,8 @@ asio::awaitable<void> Serve(Stream& stream, beast::flat_buffer& buffer, bool tls
     // up to max_body_bytes only to throw them away (a thousand connections would hold a GiB). A
     // GET or HEAD body (meaningless) is read up to kMaxReadBodyBytes.
     bool body_left_unread = false;
+    BodyBudget budget;
+    bool over_budget = false;
     if (!ec && !parser.is_done()) {
       const bhttp::verb method = parser.get().method();
       const uint64_t limit = std::min<uint64_t>(config.max_body_bytes, kMaxReadBodyBytes);
@@ -559,7 +584,12 @@ asio::awaitable<void> Serve(Stream& stream, beast::flat_buffer& buffer, bool tls
           tls && head.find(bhttp::field::authorization) != head.end() &&
           api.TakesBody({head.method_string().data(), head.method_string().size()},
                         {head.target().data(), head.target().size()});
-      if (takes_body) {
+      if (takes_body &&
+          !budget.Take(std::min<uint64_t>(parser.content_length().value_or(config.max_body_bytes),
+                                          config.max_body_bytes))) {
+        over_budget = true;  // answered 503 from the head, connection closed
+        body_left_unread = true;
+      } else if (takes_body) {
         std::tie(ec, n) =
             co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       } else if ((method == bhttp::verb::get || method == bhttp::verb::head) &&
@@ -581,7 +611,10 @@ asio::awaitable<void> Serve(Stream& stream, beast::flat_buffer& buffer, bool tls
         ec == beast::error::timeout || ec == asio::error::operation_aborted) {
       break;
     }
-    if (ec) {
+    if (over_budget) {
+      response = JsonResponse(503, R"({"responseCode":3,"message":"server too busy"})");
+      close = true;
+    } else if (ec) {
       // The parser refused the request (smuggling shapes, oversized headers or body, bad syntax):
       // answer and close without a handler ever seeing it.
       response.status =

@@ -162,6 +162,9 @@ Result<WriteQuery, std::string> ParseWriteQuery(std::string_view query) {
       } else {
         return Failure{std::string("index must be an integer or various")};
       }
+    } else {
+      // A misspelt parameter must not turn a change of some values into one of the handle.
+      return Failure{"unknown query parameter \"" + key + "\""};
     }
   }
   return q;

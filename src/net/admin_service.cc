@@ -429,10 +429,14 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
   auto original = protocol::DecodeMessage(pending->request);
   if (!original.ok()) return {};  // it decoded when it was stored
   auth::Identity identity{std::string(body.user_id_handle), body.user_id_index};
-  auto fail = [&](ResponseCode rc, std::string_view message) {
-    // A refused proof of identity goes to the audit log on its own.
-    (void)registry_.AppendAudit(TargetHandle(*original), OperationNameOf(*original),
-                                Who(identity, pending->origin), rc);
+  auto fail = [&](ResponseCode rc, std::string_view message, bool audited = false) {
+    // A refused proof of an identity held here goes to the audit log on its own. Not the
+    // proofs of identities nobody holds, nor those the throttle refuses unchecked: anyone could
+    // send those, and each would cost a write.
+    if (audited) {
+      (void)registry_.AppendAudit(TargetHandle(*original), OperationNameOf(*original),
+                                  Who(identity, pending->origin), rc);
+    }
     return Respond(answer.envelope, original->header, rc, protocol::ErrorBody{message},
                    pending->request, site_serial_, out, answer.envelope.session_id);
   };
@@ -452,7 +456,7 @@ Handled AdminService::Answer(const Message& answer, std::span<uint8_t> out,
       !protocol::AtLeast(pending->version, 2, 1), body.user_id_handle);
   if (verdict != auth::Verdict::kValid) {
     if (verdict != auth::Verdict::kUnsupported) failures_.Failed(identity, proven, now);
-    return fail(ForClient(verdict), auth::VerdictName(verdict));
+    return fail(ForClient(verdict), auth::VerdictName(verdict), /*audited=*/true);
   }
   failures_.Succeeded(identity, proven, now);
   // The identity a session named at setup has now proved itself in it: the session's MAC'd
@@ -713,36 +717,60 @@ bool AdminService::Decide(const auth::Identity& identity, registry::Operation& o
 }
 
 std::vector<AdminService::WriteOutcome> AdminService::ApplyBatchAs(
-    const auth::Identity& identity, std::string_view transaction_id,
+    const auth::Identity& identity, std::string_view transaction,
     std::vector<registry::Operation> ops) const {
+  // A transaction id is the client's own: scoped by the identity that sent it, so that another
+  // identity's batch under the same id is a new transaction, never a replay of this one.
+  const std::string transaction_id =
+      transaction.empty() ? std::string() : identity.ToString() + '\x1f' + std::string(transaction);
+  auto outcome_of = [](const registry::OpResult& r) {
+    if (r.transaction_mismatch)
+      return WriteOutcome{ResponseCode::kError,
+                          "this transaction id was used for another operation at this place"};
+    return WriteOutcome{r.code, r.code == ResponseCode::kSuccess
+                                    ? std::string()
+                                    : std::string(RefusalMessage(r.code))};
+  };
   std::vector<WriteOutcome> outcomes(ops.size());
   std::vector<registry::Operation> allowed;
-  std::vector<size_t> where;
+  std::vector<uint32_t> positions;
   allowed.reserve(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
+    // A retry answers as the first time, before any new decision (the record has moved on).
+    if (auto stored = registry_.StoredOutcome(transaction_id, static_cast<uint32_t>(i), ops[i])) {
+      outcomes[i] = outcome_of(*stored);
+      continue;
+    }
     if (!registry_.IsWritable(ops[i].handle)) {
       outcomes[i] = {ResponseCode::kServerNotResponsible, "That prefix doesn't live here"};
       continue;
     }
     if (!Decide(identity, ops[i], &outcomes[i])) continue;
     allowed.push_back(std::move(ops[i]));
-    where.push_back(i);
+    positions.push_back(static_cast<uint32_t>(i));
   }
-  // One ApplyBatch: under a transaction id each operation's outcome is stored with it, so a retry
-  // of the same batch replays outcomes instead of applying anything twice.
-  // Each keeps its place in the client's batch as its transaction key, whichever were refused.
-  std::vector<uint32_t> positions(where.begin(), where.end());
+  // One ApplyBatch: each operation's outcome is stored under the transaction id and its place in
+  // the client's batch (whichever were refused), so a retry replays instead of applying again.
   const std::vector<registry::OpResult> results =
       registry_.ApplyBatch(transaction_id, allowed, positions);
   for (size_t j = 0; j < results.size(); ++j) {
-    WriteOutcome& o = outcomes[where[j]];
-    if (results[j].conflict) {
-      // Changed between the decision and the write: decided again, alone.
-      o = ApplyAs(identity, allowed[j]);
-      continue;
+    WriteOutcome& o = outcomes[positions[j]];
+    registry::OpResult result = results[j];
+    bool refused = false;
+    // Changed between the decision and the write (an earlier operation of this batch on the same
+    // handle, or another client): decided again, alone, its outcome stored at its place too.
+    for (int attempt = 1; result.conflict && attempt < kMaxDecisions; ++attempt) {
+      registry::Operation again = allowed[j];
+      if (!Decide(identity, again, &o)) {
+        refused = true;
+        break;
+      }
+      result = registry_.ApplyBatch(transaction_id, {again}, std::span(&positions[j], 1)).front();
     }
-    o.code = results[j].code;
-    if (o.code != ResponseCode::kSuccess) o.message = std::string(RefusalMessage(o.code));
+    if (refused) continue;
+    o = result.conflict
+            ? WriteOutcome{ResponseCode::kServerTooBusy, "the handle kept changing; try again"}
+            : outcome_of(result);
   }
   return outcomes;
 }
@@ -753,6 +781,9 @@ namespace {
 // of the stream made on a storage thread (about 64 KiB for handles of ~50 bytes).
 constexpr size_t kHandlesPerMessage = 50;
 constexpr size_t kHandlesPerPart = 1000;
+// And at most this many bytes of handles a part (handles may be 2 KiB long): a part always fits
+// the answer buffer (256 KiB).
+constexpr size_t kHandleBytesPerPart = 160 * 1024;
 
 // OC 105's answer: the handles of a prefix, 50 a message, CN on all but the last, part by part.
 class HandleListing : public Continuation {
@@ -770,7 +801,8 @@ class HandleListing : public Continuation {
 
   Handled Next(std::span<uint8_t> out) override {
     std::vector<std::string> handles;
-    auto listed = registry_.ListHandles(prefix_, &cursor_, kHandlesPerPart, &handles);
+    auto listed =
+        registry_.ListHandles(prefix_, &cursor_, kHandlesPerPart, &handles, kHandleBytesPerPart);
     Handled h;
     h.opcode = header_.opcode;
     if (!listed.ok()) return h;  // storage failed mid-stream: the connection closes
@@ -864,8 +896,12 @@ Handled AdminService::ExecuteRead(const Message& original, std::span<const uint8
   selection.wire_types = query.types;
   std::vector<protocol::HandleValue> values;
   for (const auto& v : record.values()) {
-    // Secret keys are never returned, to anyone: they are proved, not read.
+    // Secret keys are never returned, to anyone: they are proved, not read. Nor what neither the
+    // public nor admins may read (the record is read again after the challenge).
     if (registry::TypeMatches(protocol::kTypeSecretKey, v.type())) continue;
+    if ((v.permissions() &
+         (protocol::permission::kPublicRead | protocol::permission::kAdminRead)) == 0)
+      continue;
     if (resolver::Selects(selection, v.index(), v.type(), static_cast<uint8_t>(v.permissions())))
       values.push_back(registry::ToWire(v));
   }

@@ -222,8 +222,9 @@ class HandleStream {
   SessionOutcome AnswerFromStorage(std::span<const uint8_t> request, std::vector<uint8_t>& reply) {
     StorageThreadState& thread = ThisStorageThread();
     last_ = service_->HandleFromStorage(request, thread.out, thread.scratch, origin_, login_.get());
-    // A login (OC 2001) holds for the rest of this connection.
-    if (last_.login) login_ = std::move(last_.login);
+    // A login (OC 2001) holds for the rest of this connection; a failed one ends the last.
+    if (last_.opcode == static_cast<uint32_t>(protocol::OpCode::kLoginIdSystem))
+      login_ = std::move(last_.login);
     const SessionOutcome outcome = Finish(thread.out, reply);
     if (outcome == SessionOutcome::kAnswered && last_.more) {
       more_ = std::move(last_.more);

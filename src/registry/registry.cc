@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <cstring>
@@ -77,6 +78,26 @@ std::string AuditBytes(uint64_t time_ms, std::string_view handle, std::string_vi
   return entry.SerializeAsString();
 }
 
+// What an operation is, for its transaction outcome: kind, handle, flags, values as given (before
+// their timestamps), indexes.
+std::string OperationHash(const Operation& op) {
+  std::string text;
+  text.push_back(static_cast<char>(op.kind));
+  text.push_back(op.overwrite ? 1 : 0);
+  text += identifier::Normalize(op.handle);
+  text.push_back('\0');
+  for (const auto& v : op.values) {
+    proto::Value stripped = v;
+    stripped.set_timestamp(0);
+    text += stripped.SerializeAsString();
+    text.push_back('\0');
+  }
+  for (int32_t i : op.indexes) text += std::to_string(i) + ",";
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
 std::string StorageMessage(const storage::StorageError& e) {
   return e.message;
 }
@@ -89,7 +110,9 @@ bool ValidValues(const std::vector<proto::Value>& values) {
     if (v.type().empty() || v.type().size() > kMaxValueTypeLength) return false;
     if ((v.permissions() & ~uint32_t{protocol::permission::kDefinedMask}) != 0) return false;
     // Secrets are never public (HARDENING.md row O).
-    if (v.type() == "HS_SECKEY" && (v.permissions() & protocol::permission::kPublicRead) != 0)
+    // Compared as every reader of keys does, ignoring case ("hs_seckey" is a secret too).
+    if (TypeMatches("HS_SECKEY", v.type()) &&
+        (v.permissions() & protocol::permission::kPublicRead) != 0)
       return false;
   }
   return true;
@@ -658,8 +681,13 @@ std::vector<OpResult> Registry::ApplyOnShard(
       proto::TransactionOutcome outcome;
       if (got.ok() && *got && outcome.ParseFromString(stored) &&
           outcome.response_codes_size() == 1) {
-        result.code =
-            static_cast<ResponseCode>(outcome.response_codes(0));  // a retry: answer as before
+        if (!outcome.operation_hash().empty() && outcome.operation_hash() != OperationHash(op)) {
+          result.code = ResponseCode::kError;  // the id was used for another operation here
+          result.transaction_mismatch = true;
+        } else {
+          result.code =
+              static_cast<ResponseCode>(outcome.response_codes(0));  // a retry: answer as before
+        }
         replayed[j] = true;
         continue;
       }
@@ -824,6 +852,7 @@ std::vector<OpResult> Registry::ApplyOnShard(
       proto::TransactionOutcome outcome;
       outcome.add_response_codes(static_cast<uint32_t>(code));
       outcome.set_time_ms(now_ms);
+      outcome.set_operation_hash(OperationHash(op));
       batch.Put(Column::kMeta, marker, outcome.SerializeAsString());
     }
   }
@@ -1916,15 +1945,16 @@ Result<std::vector<proto::AuditEntry>, std::string> Registry::ReadAudit(
 }
 
 Result<bool, std::string> Registry::ListHandles(std::string_view prefix, ListCursor* cursor,
-                                                size_t max,
-                                                std::vector<std::string>* handles) const {
+                                                size_t max, std::vector<std::string>* handles,
+                                                size_t max_bytes) const {
   // P's own handles are the keys "P/..." : [P "/", P "0") ('0' follows '/').
   std::string begin_of_prefix(prefix);
   begin_of_prefix.push_back('/');
   std::string end_of_prefix(prefix);
   end_of_prefix.push_back('0');
   size_t added = 0;
-  while (cursor->shard < store_->shard_count() && added < max) {
+  size_t bytes = 0;
+  while (cursor->shard < store_->shard_count() && added < max && bytes < max_bytes) {
     std::string begin = begin_of_prefix;
     if (!cursor->after.empty()) {
       begin = cursor->after;
@@ -1941,7 +1971,8 @@ Result<bool, std::string> Registry::ListHandles(std::string_view prefix, ListCur
                          handles->emplace_back(key);  // unreadable: its key
                        }
                        cursor->after.assign(key);
-                       if (++added < max) return true;
+                       bytes += handles->back().size();
+                       if (++added < max && bytes < max_bytes) return true;
                        filled = true;
                        return false;
                      });
@@ -1951,6 +1982,33 @@ Result<bool, std::string> Registry::ListHandles(std::string_view prefix, ListCur
     cursor->after.clear();
   }
   return cursor->shard >= store_->shard_count();
+}
+
+std::optional<OpResult> Registry::StoredOutcome(std::string_view transaction_id, uint32_t position,
+                                                const Operation& op) const {
+  if (transaction_id.empty()) return std::nullopt;
+  const uint32_t shard = ShardOf(identifier::Normalize(op.handle));
+  std::string stored;
+  auto got = store_->Get(shard, Column::kMeta, TransactionKey(transaction_id, position), &stored);
+  proto::TransactionOutcome outcome;
+  if (!got.ok() || !*got || !outcome.ParseFromString(stored) || outcome.response_codes_size() != 1)
+    return std::nullopt;
+  OpResult r;
+  r.shard = shard;
+  if (!outcome.operation_hash().empty() && outcome.operation_hash() != OperationHash(op)) {
+    r.code = ResponseCode::kError;
+    r.transaction_mismatch = true;
+  } else {
+    r.code = static_cast<ResponseCode>(outcome.response_codes(0));
+  }
+  return r;
+}
+
+uint64_t Registry::RandomSeed() {
+  uint64_t seed = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1)
+    seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  return seed >> 1;  // far from wrapping
 }
 
 }  // namespace idnode::registry

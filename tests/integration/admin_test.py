@@ -530,6 +530,35 @@ class JsonApiWrites(unittest.TestCase):
         out = run()
         self.assertEqual(out.returncode, 2, out.stdout + out.stderr)
 
+    def test_transaction_ids_are_the_identitys_and_name_their_operations(self):
+        ops = [{"op": "create", "handle": "ADM.1/tx-same", "values": [{"index": 1, "type": "URL", "data": "https://t"}]},
+               {"op": "add", "handle": "ADM.1/tx-same", "values": [{"index": 2, "type": "EMAIL", "data": "a@b"}]},
+               {"op": "modify", "handle": "ADM.1/tx-same", "values": [{"index": 1, "type": "URL", "data": "https://t2"}]}]
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "shared-1", "operations": ops},
+                                       auth=ADMIN_AUTH)
+        self.assertEqual([r["responseCode"] for r in body["results"]], [1, 1, 1])
+        before = changelog_total()
+        # The same request again: every operation of the same handle replays, none applies again.
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "shared-1", "operations": ops},
+                                       auth=ADMIN_AUTH)
+        self.assertEqual([r["responseCode"] for r in body["results"]], [1, 1, 1])
+        self.assertEqual(changelog_total(), before)
+        # Another identity's batch under the same id is its own transaction (here: refused).
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "shared-1", "operations": ops[:1]},
+                                       auth=USER_AUTH)
+        self.assertEqual([r["responseCode"] for r in body["results"]], [400])
+        # The same id and place with another operation: refused, not answered with the old outcome.
+        other = [{"op": "delete", "handle": "ADM.1/tx-same"}]
+        status, _, body = http_request("POST", "/api/batch", {"transaction": "shared-1", "operations": other},
+                                       auth=ADMIN_AUTH)
+        self.assertEqual(body["results"][0]["responseCode"], 2)
+        self.assertIn("another operation", body["results"][0]["message"])
+        self.assertEqual(st.header(resolved_url("ADM.1/tx-same")[1])["rc"], 1)
+        # DELETE with index=various, or a misspelt parameter, is refused (never deletes the handle).
+        self.assertEqual(http_request("DELETE", "/api/handles/ADM.1/tx-same?index=various", auth=ADMIN_AUTH)[0], 400)
+        self.assertEqual(http_request("DELETE", "/api/handles/ADM.1/tx-same?indexes=2", auth=ADMIN_AUTH)[0], 400)
+        self.assertEqual(st.header(resolved_url("ADM.1/tx-same")[1])["rc"], 1)
+
     def test_one_refused_operation_fails_alone(self):
         owned = {"values": [{"index": 1, "type": "URL", "data": "https://owned"},
                             {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": {
@@ -717,8 +746,17 @@ class Sm2Login(unittest.TestCase):
     def test_the_login_is_the_connections_and_the_keys(self):
         add = sdk_message(102, values_body("ADM.1/sm2target", [url_value(20, "https://sm2/none")]), 1, 10001,
                           0x19000000)
-        # Another connection is not logged in: challenged.
-        self.assertEqual(st.header(st.tcp_exchange([add])[0])["rc"], 402)
+        # While connection A is logged in, connection B is not: challenged.
+        a = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=10)
+        try:
+            self.assertEqual(st.header(self.login(a, "SM3"))["rc"], 1)
+            self.assertEqual(st.header(st.tcp_exchange([add])[0])["rc"], 402)
+            # A failed login on A ends A's login too.
+            self.assertEqual(st.header(self.login(a, "SM3", d=98765432109876543210))["rc"], 403)
+            a.sendall(add)
+            self.assertEqual(st.header(st.read_message(a))["rc"], 402)
+        finally:
+            a.close()
         # A signature by another key: refused, and the connection stays unauthenticated.
         conn = socket.create_connection(("127.0.0.1", NODE["handle"]), timeout=10)
         try:

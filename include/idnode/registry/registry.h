@@ -96,6 +96,8 @@ struct OpResult {
   uint64_t sequence = 0;  // the changelog sequence of the change, 0 if nothing changed
   uint32_t shard = 0;
   bool conflict = false;  // expected_record no longer matched (code is kError then)
+  // The transaction id and place were used before for another operation (code is kError then).
+  bool transaction_mismatch = false;
 };
 
 // The outcome of a read: a storage failure or a corrupt record is never "not found".
@@ -169,6 +171,10 @@ class Registry {
   // Applies up to kMaxBatchOperations operations, a result for each in order. Operations on one
   // shard commit together; with a non-empty transaction id, each operation's outcome is stored
   // with it so that a retried batch returns the same results without applying anything twice.
+  // The stored outcome of the operation at `position` of `transaction_id`, if that transaction
+  // was applied before (transaction_mismatch set when it was another operation there).
+  std::optional<OpResult> StoredOutcome(std::string_view transaction_id, uint32_t position,
+                                        const Operation& op) const;
   // `positions` (when given, one per operation) names each operation's place in the client's
   // transaction, for a caller that passes only some of its operations (the others refused).
   std::vector<OpResult> ApplyBatch(std::string_view transaction_id,
@@ -184,8 +190,10 @@ class Registry {
   // Appends to `handles` up to `max` handles of `prefix` (normalised; its own handles, not those
   // of its derived prefixes), as first spelled, shard by shard in key order from `*cursor`, which
   // it advances. True when none are left. Reads storage (a storage thread's work).
+  // Stops early, too, once the handles given hold `max_bytes`.
   Result<bool, std::string> ListHandles(std::string_view prefix, ListCursor* cursor, size_t max,
-                                        std::vector<std::string>* handles) const;
+                                        std::vector<std::string>* handles,
+                                        size_t max_bytes = SIZE_MAX) const;
 
   // ---- the audit log ----
   // Appends a refused administrative decision (or any event without a write) for `handle`, in a
@@ -443,8 +451,10 @@ class Registry {
   std::vector<std::unique_ptr<ShardState>> shards_;
   PrefixTable prefix_table_;
   mutable std::atomic<uint64_t> read_errors_{0};
-  // Makes audit keys written in the same millisecond distinct.
-  std::atomic<uint64_t> audit_counter_{0};
+  // Makes audit keys written in the same millisecond distinct; random from the start, so that
+  // a clock stepped back after a restart does not repeat a key (and overwrite its entry).
+  std::atomic<uint64_t> audit_counter_{RandomSeed()};
+  static uint64_t RandomSeed();
   // This node's Handle endpoints (address as 16 bytes, IPv4 right-aligned; port), from SetOwnSite.
   std::vector<std::pair<std::array<uint8_t, 16>, uint32_t>> own_endpoints_;
   std::atomic<bool> write_failed_{false};
