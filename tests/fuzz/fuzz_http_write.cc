@@ -1,5 +1,6 @@
 // libFuzzer target: the parsers of the JSON API's authenticated requests (http/write_requests.h):
-// Basic credentials, the query strings of writes and listings, PUT bodies and batch bodies.
+// Basic credentials, the query strings of writes, listings and the audit log, PUT bodies and batch
+// bodies.
 // Input: [selector][bytes]. Nothing may crash, leak or read out of bounds; a parsed batch never
 // holds more than kMaxBatchOperations operations, and every handle in it is valid.
 #include <cstdint>
@@ -14,7 +15,7 @@ using namespace idnode;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 5) {
+  switch (data[0] % 6) {
     case 0: {
       auto credentials = http::ParseBasicAuthorization(rest);
       if (credentials.ok() &&
@@ -34,6 +35,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3:
       (void)http::ParseValuesBody(rest, "88.100/FUZZ");
       break;
+    case 5: {
+      auto filter = http::ParseAuditQuery(rest);
+      if (filter.ok() && (filter->limit == 0 || filter->limit > http::kMaxAuditEntries))
+        std::abort();
+      break;
+    }
     default: {
       auto batch = http::ParseBatch(rest);
       if (batch.ok()) {

@@ -212,6 +212,13 @@ def challenge_answers():
         seed(8 | code << 4, bytes([3, 1, 17, 0x80]))
     seed(8, bytes([0x80 | 20]))
     seed(8 | 2 << 4, bytes([0, 0x22 ^ 0x12]))  # PBKDF2 relabelled as HMAC-SHA1
+    # SM2 (China's identifier SDK): its HS_PUBKEY value (PEM text inside) with its answers on both
+    # hash paths; made for another nonce, they reach the SM2 key parser and verifier, not a yes.
+    sm2 = VECTORS / "sm2"
+    sm2_key = bytes.fromhex((sm2 / "keys" / "hs_pubkey-data.SM2_PUB_KEY.hex").read_text().split()[0])
+    for path in ("sm3-path", "sha256-path"):
+        answer = bytes.fromhex((sm2 / "offline" / (path + ".signedResponse.hex")).read_text().split()[0])
+        write("fuzz_challenge_answer", bytes([1]) + struct.pack(">H", len(sm2_key)) + sm2_key + answer)
 
 
 def session_messages():
@@ -258,6 +265,8 @@ def http_writes():
           b'"value":{"handle":"0.NA/20.500.12345","index":300,"permissions":"011111111111"}}}]}')
     write("fuzz_http_write", b'\x03[{"index":1,"type":"URL","data":"x"}]')
     write("fuzz_http_write", b'\x03{"index":2,"type":"EMAIL","data":{"format":"string","value":"a@b.c"}}')
+    write("fuzz_http_write", b"\x05since=2026-12-01T00:00:00Z&prefix=88.100&identity=300:0.NA/88.100&limit=50")
+    write("fuzz_http_write", b"\x05since=1796000000000&limit=100000")
     write("fuzz_http_write", b'\x04{"transaction":"sn1-1","operations":[{"op":"create","handle":"88.100/A",'
           b'"values":[{"index":1,"type":"URL","data":"https://a"}]},{"op":"remove","handle":"88.100/B",'
           b'"indexes":[2]},{"op":"delete","handle":"88.100/C"},{"op":"modify","handle":"88.100/D",'
