@@ -253,6 +253,43 @@ Pkey ReadPrivateKey(std::string_view pem) {
   return Pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
 }
 
+// Whether `key` is on the SM2 curve (OpenSSL 3.0 reads such a PKCS#8 key as type SM2).
+bool IsSm2Key(const EVP_PKEY* key) {
+  if (EVP_PKEY_is_a(key, "SM2")) return true;
+  char group[64] = "";
+  size_t group_length = 0;
+  return EVP_PKEY_is_a(key, "EC") &&
+         EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                        &group_length) == 1 &&
+         std::string_view(group, group_length) == "SM2";
+}
+
+// The SDK's HS_PUBKEY data of an SM2 key: str "SM2_PUB_KEY", 2 bytes of flags (0), then str of
+// the SubjectPublicKeyInfo as PEM text the way its writer makes it (76-column lines, CRLF).
+std::vector<uint8_t> Sm2PublicKeyValue(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  const int der_size = i2d_PUBKEY(key, &der);
+  if (der_size <= 0) return {};
+  std::string b64(4 * ((static_cast<size_t>(der_size) + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), der, der_size);
+  OPENSSL_free(der);
+  b64.resize(static_cast<size_t>(n));
+  std::string pem = "-----BEGIN PUBLIC KEY-----\r\n";
+  for (size_t i = 0; i < b64.size(); i += 76) pem += b64.substr(i, 76) + "\r\n";
+  pem += "-----END PUBLIC KEY-----\r\n";
+  std::vector<uint8_t> out;
+  auto put_u32 = [&](uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+  };
+  put_u32(static_cast<uint32_t>(kKeyTypeSm2.size()));
+  out.insert(out.end(), kKeyTypeSm2.begin(), kKeyTypeSm2.end());
+  out.push_back(0);
+  out.push_back(0);
+  put_u32(static_cast<uint32_t>(pem.size()));
+  out.insert(out.end(), pem.begin(), pem.end());
+  return out;
+}
+
 // BigInteger.toByteArray of a positive number: the magnitude, with a zero byte in front when its
 // top bit is set.
 std::vector<uint8_t> JavaMagnitude(const EVP_PKEY* key, const char* name) {
@@ -491,20 +528,41 @@ std::vector<uint8_t> SecretKeyAnswer(uint8_t code, std::span<const uint8_t> secr
 
 std::vector<uint8_t> PublicKeyAnswer(std::string_view private_key_pem,
                                      std::span<const uint8_t> nonce,
-                                     std::span<const uint8_t> request_digest) {
+                                     std::span<const uint8_t> request_digest,
+                                     std::string_view identity_handle) {
   Pkey key = ReadPrivateKey(private_key_pem);
   if (!key) return {};
   std::vector<uint8_t> data = Concat(nonce, request_digest);
+  const bool sm2 = IsSm2Key(key.get());
+  if (sm2) data = Digest(EVP_sm3(), {data});  // the SDK hashes first, then signs with SM2/SM3
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  if (!ctx) return {};
+  EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx once set
+  if (sm2) {
+    pctx = EVP_PKEY_CTX_new(key.get(), nullptr);
+    if (pctx == nullptr || EVP_PKEY_CTX_set1_id(pctx, identity_handle.data(),
+                                                static_cast<int>(identity_handle.size())) != 1) {
+      EVP_PKEY_CTX_free(pctx);
+      return {};
+    }
+    EVP_MD_CTX_set_pkey_ctx(ctx.get(), pctx);
+  }
   size_t size = 0;
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
+  if (EVP_DigestSignInit(ctx.get(), nullptr, sm2 ? EVP_sm3() : EVP_sha256(), nullptr, key.get()) !=
+          1 ||
       EVP_DigestSign(ctx.get(), nullptr, &size, data.data(), data.size()) != 1) {
+    ctx.reset();
+    EVP_PKEY_CTX_free(pctx);
     return {};
   }
   std::vector<uint8_t> signature(size);
-  if (EVP_DigestSign(ctx.get(), signature.data(), &size, data.data(), data.size()) != 1) return {};
+  const bool signed_ok =
+      EVP_DigestSign(ctx.get(), signature.data(), &size, data.data(), data.size()) == 1;
+  ctx.reset();  // EVP_MD_CTX_set_pkey_ctx does not hand pctx over: freed after its user
+  EVP_PKEY_CTX_free(pctx);
+  if (!signed_ok) return {};
   signature.resize(size);
-  constexpr std::string_view kAlg = "SHA-256";
+  const std::string_view kAlg = sm2 ? "SM3" : "SHA-256";
   std::vector<uint8_t> out(4 + kAlg.size() + 4 + signature.size());
   protocol::WireWriter w(out);
   w.Text(kAlg);
@@ -527,6 +585,8 @@ std::vector<uint8_t> PublicKeyValueFor(std::string_view private_key_pem) {
     c = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_FFC_G);
     d = JavaMagnitude(key.get(), OSSL_PKEY_PARAM_PUB_KEY);
     pub.key = protocol::DsaPublicKey{a, b, c, d};
+  } else if (IsSm2Key(key.get())) {
+    return Sm2PublicKeyValue(key.get());
   } else {
     return {};
   }

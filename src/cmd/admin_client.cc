@@ -152,7 +152,7 @@ int Administer(const AdminOptions& o) {
     const bool public_key = !o.private_key_pem.empty();
     std::vector<uint8_t> proof =
         public_key ? auth::PublicKeyAnswer(o.private_key_pem, challenge->nonce,
-                                           decoded->request_digest->digest)
+                                           decoded->request_digest->digest, o.identity_handle)
                    : auth::SecretKeyAnswer(auth::mac_code::kHmacSha256, Bytes(o.secret),
                                            challenge->nonce, decoded->request_digest->digest);
     if (proof.empty()) {

@@ -71,11 +71,12 @@ commands:
                  node's POST /api/batch, 2,000 per request, under a transaction id derived from
                  the file (running the same file again applies nothing twice); prints the
                  operations that failed; exit status 0 when all succeeded
-  keygen [--type rsa|dsa] [--bits N] --out DIR [--passphrase-file FILE]
+  keygen [--type rsa|dsa|sm2] [--bits N] --out DIR [--passphrase-file FILE]
                  make a key pair for an HS_PUBKEY identity: DIR/privkey.bin in the reference's
                  own format (what its tools read; PBKDF2-AES encrypted with a passphrase),
                  DIR/privkey.pem (PKCS#8; encrypted with one) and DIR/pubkey.bin (the HS_PUBKEY
-                 value data to register); private files are owner-only, never overwritten
+                 value data to register); SM2 (China's identifier SDK): privkey.pem and pubkey.bin
+                 (SM2_PUB_KEY) only; private files are owner-only, never overwritten
   decode FILE    decode Handle messages written as hex, one datagram or TCP message per line
                  ("-" reads standard input); prints each message field by field
   import --data-dir DIR [--shards N] FILE
@@ -534,26 +535,25 @@ int Keygen(int argc, char** argv) {
         return 2;
       }
     } else {
-      std::cerr << "usage: idctl keygen [--type rsa|dsa] [--bits N] --out DIR "
+      std::cerr << "usage: idctl keygen [--type rsa|dsa|sm2] [--bits N] --out DIR "
                    "[--passphrase-file FILE]\n";
       return 2;
     }
   }
   if (out_dir.empty() || bits < 2048 || bits > 8192) {
-    std::cerr << "usage: idctl keygen [--type rsa|dsa] [--bits N (2048-8192)] --out DIR "
+    std::cerr << "usage: idctl keygen [--type rsa|dsa|sm2] [--bits N (2048-8192)] --out DIR "
                  "[--passphrase-file FILE]\n";
     return 2;
   }
-  if (type == "sm2") {
-    std::cerr << "idctl keygen: SM2 identities are not offered by this version yet\n";
+  if (type != "rsa" && type != "dsa" && type != "sm2") {
+    std::cerr << "idctl keygen: --type is rsa, dsa or sm2\n";
     return 2;
   }
-  if (type != "rsa" && type != "dsa") {
-    std::cerr << "idctl keygen: --type is rsa or dsa\n";
-    return 2;
-  }
+  const bool sm2 = type == "sm2";
   EVP_PKEY* key = nullptr;
-  if (type == "rsa") {
+  if (sm2) {
+    key = EVP_PKEY_Q_keygen(nullptr, nullptr, "SM2");  // on the curve sm2p256v1; --bits unused
+  } else if (type == "rsa") {
     key = EVP_RSA_gen(static_cast<unsigned>(bits));
   } else {
     EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_from_name(nullptr, "DSA", nullptr);
@@ -595,7 +595,10 @@ int Keygen(int argc, char** argv) {
   }
   BIO_free(plain_bio);
   EVP_PKEY_free(key);
-  auto reference = idnode::auth::ReferenceKeyFile(plain_pem, passphrase);
+  // The reference's privkey.bin has no SM2 form (nor has China's identifier SDK a binary one: it
+  // reads PKCS#8 PEM), so an SM2 key is written as PEM only.
+  auto reference = sm2 ? idnode::Result<std::vector<uint8_t>, std::string>(std::vector<uint8_t>{})
+                       : idnode::auth::ReferenceKeyFile(plain_pem, passphrase);
   const std::vector<uint8_t> public_value = idnode::auth::PublicKeyValueFor(plain_pem);
   OPENSSL_cleanse(plain_pem.data(), plain_pem.size());
   if (!pem_ok || !reference.ok() || public_value.empty()) {
@@ -606,7 +609,7 @@ int Keygen(int argc, char** argv) {
   std::filesystem::create_directories(out_dir, ec);
   const std::filesystem::path dir(out_dir);
   const bool written =
-      WritePrivate(dir / "privkey.bin", *reference) &&
+      (sm2 || WritePrivate(dir / "privkey.bin", *reference)) &&
       WritePrivate(dir / "privkey.pem", {reinterpret_cast<const uint8_t*>(pem.data()), pem.size()});
   OPENSSL_cleanse(pem.data(), pem.size());
   if (!written) return 1;
@@ -616,6 +619,14 @@ int Keygen(int argc, char** argv) {
   if (!pub) {
     std::cerr << "idctl keygen: cannot write " << (dir / "pubkey.bin") << "\n";
     return 1;
+  }
+  if (sm2) {
+    std::cout << "wrote " << (dir / "privkey.pem").string() << " (PKCS#8 PEM"
+              << (passphrase.empty() ? ", as China's identifier SDK reads it"
+                                     : ", encrypted: the SDK reads only unencrypted ones")
+              << ") and " << (dir / "pubkey.bin").string()
+              << " (the HS_PUBKEY value data, SM2_PUB_KEY as the SDK writes it)\n";
+    return 0;
   }
   std::cout << "wrote " << (dir / "privkey.bin").string() << " (the reference's format"
             << (passphrase.empty() ? "" : ", encrypted") << "), " << (dir / "privkey.pem").string()

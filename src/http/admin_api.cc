@@ -7,6 +7,8 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <ctime>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,13 +43,24 @@ HttpResponse Refused(unsigned status, ResponseCode rc, std::string_view message,
   return Json(status, o);
 }
 
-HttpResponse Unauthorized(std::string_view message, bool wrong_password) {
-  HttpResponse r = Refused(401, ResponseCode::kAuthenticationNeeded, message);
-  r.headers.push_back({"WWW-Authenticate", wrong_password
-                                               ? "Basic realm=\"handle\", error=\"Identity not "
-                                                 "verified\""
-                                               : "Basic realm=\"handle\""});
-  return r;
+std::string Base64(std::span<const uint8_t> bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes.data(),
+                                static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+// A quoted-string's content: quotes and backslashes escaped, control characters dropped.
+std::string Quoted(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) continue;
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
 }
 
 // The HTTP status of a write's response code (HANDLE.md §2's table).
@@ -97,17 +110,106 @@ bool SameValues(const proto::Record& record, const std::vector<proto::Value>& va
 }  // namespace
 
 AdminApi::AdminApi(registry::Registry& registry, const auth::Authorizer& authorizer,
-                   const net::AdminService& admin, auth::FailureThrottle& failures)
-    : registry_(registry), authorizer_(authorizer), admin_(admin), failures_(failures) {}
+                   const net::AdminService& admin, auth::FailureThrottle& failures,
+                   HttpAuthSessions* sessions)
+    : registry_(registry),
+      authorizer_(authorizer),
+      admin_(admin),
+      failures_(failures),
+      sessions_(sessions) {}
+
+void AdminApi::AddChallenge(HttpResponse* response, const HttpAuthSessions::Source& source,
+                            std::string_view error) const {
+  std::string basic = "Basic realm=\"handle\"";
+  if (!error.empty()) basic += ", error=" + Quoted(error);
+  response->headers.push_back({"WWW-Authenticate", std::move(basic)});
+  if (sessions_ == nullptr) return;
+  auto challenge = sessions_->Open(source, std::chrono::steady_clock::now());
+  if (!challenge) return;  // too many sessions from there: Basic still works
+  std::string handle = "Handle sessionId=" + Quoted(challenge->session_id) +
+                       ", nonce=" + Quoted(Base64(challenge->nonce));
+  if (!error.empty()) handle += ", error=" + Quoted(error);
+  response->headers.push_back({"WWW-Authenticate", std::move(handle)});
+}
 
 bool AdminApi::Authenticate(const RequestContext& request, std::string_view handle,
                             std::string_view operation, auth::Identity* identity,
                             HttpResponse* refusal) const {
-  auto credentials = ParseBasicAuthorization(request.authorization);
-  if (!credentials.ok()) {
-    *refusal = Unauthorized(credentials.error(), false);
+  if (IsHandleAuthorization(request.authorization))
+    return AuthenticateHandle(request, handle, operation, identity, refusal);
+  return AuthenticateBasic(request, handle, operation, identity, refusal);
+}
+
+bool AdminApi::AuthenticateHandle(const RequestContext& request, std::string_view handle,
+                                  std::string_view operation, auth::Identity* identity,
+                                  HttpResponse* refusal) const {
+  const auto now = std::chrono::steady_clock::now();
+  auto unauthorized = [&](std::string_view why, bool wrong) {
+    *refusal = Refused(401, ResponseCode::kAuthenticationNeeded, why);
+    AddChallenge(refusal, request.source, wrong ? std::string_view("Identity not verified") : why);
+    return false;
+  };
+  if (sessions_ == nullptr) return unauthorized("the Handle scheme is not offered here", false);
+  auto header = ParseHandleAuthorization(request.authorization);
+  if (!header.ok()) return unauthorized(header.error(), false);
+  if (!header->version.empty() && header->version != "0")
+    return unauthorized("Unknown version in Authorization: Handle", false);
+  std::optional<HttpAuthSessions::Session> session;
+  if (!header->session_id.empty()) {
+    session = sessions_->Find(header->session_id, now);
+    if (!session) return unauthorized("unknown or expired session", false);
+  }
+  if (!header->Authenticating()) {
+    if (session && session->identity) {
+      *identity = *session->identity;
+      return true;
+    }
+    return unauthorized("this session has not proved an identity", false);
+  }
+  if (!session)
+    return unauthorized("sign the nonce of a session this node opened: name it in sessionId",
+                        false);
+  if (!header->Complete()) return unauthorized("Missing fields in authentication data", false);
+  auto parsed = auth::Identity::Parse(header->id);
+  if (!parsed) return unauthorized("id must be index:handle", false);
+  auto signed_response = SignedResponseFor(*header);
+  if (!signed_response.ok()) return unauthorized(signed_response.error(), false);
+  auth::Origin origin;
+  origin.address = request.source;
+  if (!failures_.Allowed(*parsed, origin, now)) {
+    // Not logged: refused unchecked, and anyone could send these.
+    *refusal = Refused(429, ResponseCode::kServerTooBusy, kTooManyFailures);
     return false;
   }
+  auto key = authorizer_.FindKey(*parsed, header->type);
+  if (key.code != ResponseCode::kSuccess) return unauthorized("Identity not verified", true);
+  const auth::Verdict verdict = auth::VerifyChallengeAnswer(
+      header->type, {reinterpret_cast<const uint8_t*>(key.data.data()), key.data.size()},
+      session->nonce, header->cnonce, *signed_response, /*legacy=*/false, parsed->handle);
+  if (verdict != auth::Verdict::kValid) {
+    if (verdict != auth::Verdict::kUnsupported) {
+      failures_.Failed(*parsed, origin, now);
+      (void)registry_.AppendAudit(handle, operation, {parsed->ToString(), request.source, "http"},
+                                  ResponseCode::kAuthenticationFailed);
+    }
+    return unauthorized(auth::VerdictName(verdict), verdict == auth::Verdict::kInvalid);
+  }
+  failures_.Succeeded(*parsed, origin, now);
+  (void)sessions_->Authenticate(header->session_id, *parsed, now);
+  *identity = std::move(*parsed);
+  return true;
+}
+
+bool AdminApi::AuthenticateBasic(const RequestContext& request, std::string_view handle,
+                                 std::string_view operation, auth::Identity* identity,
+                                 HttpResponse* refusal) const {
+  auto unauthorized = [&](std::string_view why, bool wrong) {
+    *refusal = Refused(401, ResponseCode::kAuthenticationNeeded, why);
+    AddChallenge(refusal, request.source, wrong ? std::string_view("Identity not verified") : "");
+    return false;
+  };
+  auto credentials = ParseBasicAuthorization(request.authorization);
+  if (!credentials.ok()) return unauthorized(credentials.error(), false);
   auto audit_refusal = [&](ResponseCode rc) {
     (void)registry_.AppendAudit(handle, operation,
                                 {credentials->identity.ToString(), request.source, "http"}, rc);
@@ -133,8 +235,7 @@ bool AdminApi::Authenticate(const RequestContext& request, std::string_view hand
       failures_.Failed(*parsed, origin, now);
       audit_refusal(ResponseCode::kAuthenticationFailed);
     }
-    *refusal = Unauthorized("Identity not verified", true);
-    return false;
+    return unauthorized("Identity not verified", true);
   }
   failures_.Succeeded(*parsed, origin, now);
   *identity = std::move(*parsed);

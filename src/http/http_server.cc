@@ -257,7 +257,11 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
         HttpResponse r =
             JsonResponse(has_authorization ? 403 : 401,
                          R"({"responseCode":402,"handle":)" + JsonString(handle) + "}");
-        if (!has_authorization) r.headers.push_back({"WWW-Authenticate", "Basic realm=\"handle\""});
+        if (!has_authorization && over_tls && admin_ != nullptr) {
+          admin_->AddChallenge(&r, context->source);  // Basic, and a Handle session's nonce
+        } else if (!has_authorization) {
+          r.headers.push_back({"WWW-Authenticate", "Basic realm=\"handle\""});
+        }
         return r;
       }
       if (stage == Stage::kMemory) {

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <cstring>
 #include <ctime>
+#include <span>
 
 #include "idnode/identifier/identifier.h"
 #include "idnode/protocol/utf8.h"
@@ -125,8 +126,8 @@ Result<BasicCredentials, std::string> ParseBasicAuthorization(std::string_view h
   constexpr std::string_view kBasic = "Basic ";
   if (header.size() < kBasic.size() ||
       !identifier::SameIgnoringAsciiCase(header.substr(0, kBasic.size()), kBasic)) {
-    return Failure{
-        std::string("only Basic authentication (index:handle and its HS_SECKEY) is offered here")};
+    return Failure{std::string(
+        "Authorization is Basic (index:handle and its HS_SECKEY) or Handle (a signed nonce)")};
   }
   std::string decoded;
   if (!Base64Decode(header.substr(kBasic.size()), &decoded))
@@ -142,6 +143,215 @@ Result<BasicCredentials, std::string> ParseBasicAuthorization(std::string_view h
   out.identity = std::move(*identity);
   out.secret = decoded.substr(colon + 1);
   return out;
+}
+
+namespace {
+
+constexpr std::string_view kHandleScheme = "Handle";
+
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t';
+}
+
+// RFC 7230 tchar.
+bool IsTokenChar(char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// Base64 as the handle.net server's decoder takes it: standard or URL-safe alphabet, padding
+// optional. False on anything else (or on nothing).
+bool LenientBase64Decode(std::string_view in, std::vector<uint8_t>* out) {
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  if (in.empty() || in.size() > kMaxCredentialsBase64 || in.size() % 4 == 1) return false;
+  std::string normal(in);
+  for (char& c : normal) {
+    if (c == '-') c = '+';
+    if (c == '_') c = '/';
+  }
+  while (normal.size() % 4 != 0) normal.push_back('=');
+  std::string decoded;
+  if (!Base64Decode(normal, &decoded)) return false;
+  out->assign(decoded.begin(), decoded.end());
+  return true;
+}
+
+void PutU32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+void PutBytes(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
+  PutU32(out, static_cast<uint32_t>(bytes.size()));
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
+
+// Upper-cased, without '-' and '_' (the reference's equalsIgnoreCaseAndPunctuation).
+std::string AlgKey(std::string_view alg) {
+  std::string out;
+  for (char c : alg) {
+    if (c == '-' || c == '_') continue;
+    out.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool IsHandleAuthorization(std::string_view header) {
+  size_t i = 0;
+  while (i < header.size() && IsSpace(header[i])) ++i;
+  header.remove_prefix(i);
+  return header.size() > kHandleScheme.size() &&
+         identifier::SameIgnoringAsciiCase(header.substr(0, kHandleScheme.size()), kHandleScheme) &&
+         IsSpace(header[kHandleScheme.size()]);
+}
+
+Result<HandleAuthorization, std::string> ParseHandleAuthorization(std::string_view header) {
+  if (!IsHandleAuthorization(header))
+    return Failure{std::string("not an Authorization: Handle header")};
+  if (header.size() > kMaxCredentialsBase64)
+    return Failure{std::string("Authorization: Handle header too long")};
+  size_t i = header.find_first_not_of(" \t");
+  i += kHandleScheme.size();
+  HandleAuthorization out;
+  std::string cnonce, signature, salt;
+  bool any = false;
+  auto skip_space = [&] {
+    while (i < header.size() && IsSpace(header[i])) ++i;
+  };
+  skip_space();
+  while (i < header.size()) {
+    const size_t name_start = i;
+    while (i < header.size() && IsTokenChar(header[i])) ++i;
+    const std::string_view name = header.substr(name_start, i - name_start);
+    if (name.empty()) return Failure{std::string("malformed Authorization: Handle parameter")};
+    skip_space();
+    if (i >= header.size() || header[i] != '=')
+      return Failure{std::string("malformed Authorization: Handle parameter")};
+    ++i;
+    skip_space();
+    std::string value;
+    if (i < header.size() && header[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < header.size()) {
+        char c = header[i++];
+        if (c == '"') {
+          closed = true;
+          break;
+        }
+        if (c == '\\') {
+          if (i >= header.size()) break;
+          c = header[i++];
+        }
+        value.push_back(c);
+      }
+      if (!closed) return Failure{std::string("unterminated quoted string in Authorization")};
+    } else {
+      const size_t value_start = i;
+      while (i < header.size() && IsTokenChar(header[i])) ++i;
+      value.assign(header.substr(value_start, i - value_start));
+      if (value.empty()) return Failure{std::string("malformed Authorization: Handle parameter")};
+    }
+    skip_space();
+    bool comma = false;
+    while (i < header.size() && (header[i] == ',' || IsSpace(header[i]))) {
+      comma = comma || header[i] == ',';
+      ++i;
+    }
+    if (i < header.size() && !comma)
+      return Failure{std::string("Authorization: Handle parameters are separated by commas")};
+    any = true;
+    auto is = [&](std::string_view want) { return identifier::SameIgnoringAsciiCase(name, want); };
+    if (is("version")) {
+      out.version = std::move(value);
+    } else if (is("sessionId")) {
+      out.session_id = std::move(value);
+    } else if (is("id")) {
+      // Percent-encoded, '+' being itself (a handle may hold one).
+      std::string plus_kept;
+      for (char c : value) plus_kept += c == '+' ? std::string("%2B") : std::string(1, c);
+      if (!DecodePercent(plus_kept, &out.id))
+        return Failure{std::string("malformed id in Authorization: Handle")};
+    } else if (is("type")) {
+      out.type = std::move(value);
+    } else if (is("alg")) {
+      out.alg = std::move(value);
+    } else if (is("cnonce")) {
+      cnonce = std::move(value);
+    } else if (is("signature")) {
+      signature = std::move(value);
+    } else if (is("salt")) {
+      salt = std::move(value);
+    } else if (is("iterations")) {
+      out.iterations = std::move(value);
+    } else if (is("length")) {
+      out.length = std::move(value);
+    }  // others (clientCert, renegotiate, ...) are not offered here and are ignored
+  }
+  if (!any) return Failure{std::string("Authorization: Handle without parameters")};
+  if (!cnonce.empty() && !LenientBase64Decode(cnonce, &out.cnonce))
+    return Failure{std::string("cnonce is not base64")};
+  if (!signature.empty() && !LenientBase64Decode(signature, &out.signature))
+    return Failure{std::string("signature is not base64")};
+  if (!salt.empty() && !LenientBase64Decode(salt, &out.salt))
+    return Failure{std::string("salt is not base64")};
+  return out;
+}
+
+Result<std::vector<uint8_t>, std::string> SignedResponseFor(const HandleAuthorization& header) {
+  const std::string alg = AlgKey(header.alg);
+  std::vector<uint8_t> out;
+  if (header.type == auth::kAuthTypePublicKey) {
+    std::string_view hash_name;
+    if (alg == "SHA256" || alg == "SHA2") {
+      hash_name = "SHA-256";
+    } else if (alg == "SHA" || alg == "SHA1") {
+      hash_name = "SHA1";
+    } else if (alg == "MD5") {
+      hash_name = "MD5";
+    } else if (alg == "SM3") {
+      hash_name = "SM3";  // an SM2 identity (China's identifier SDK's hash name)
+    } else {
+      return Failure{"alg " + header.alg + " is not offered for HS_PUBKEY"};
+    }
+    PutBytes(out, {reinterpret_cast<const uint8_t*>(hash_name.data()), hash_name.size()});
+    PutBytes(out, header.signature);
+    return out;
+  }
+  if (header.type == auth::kAuthTypeSecretKey) {
+    uint8_t code = 0;
+    if (alg == "MD5") {
+      code = auth::mac_code::kMd5;
+    } else if (alg == "SHA" || alg == "SHA1") {
+      code = auth::mac_code::kSha1;
+    } else if (alg == "SHA256" || alg == "SHA2") {
+      code = auth::mac_code::kSha256;
+    } else if (alg == "HMACSHA1") {
+      code = auth::mac_code::kHmacSha1;
+    } else if (alg == "HMACSHA256") {
+      code = auth::mac_code::kHmacSha256;
+    } else if (alg == "PBKDF2HMACSHA1" || alg == "PBKDF2WITHHMACSHA1") {
+      code = auth::mac_code::kPbkdf2HmacSha1;
+    } else {
+      return Failure{"alg " + header.alg + " is not offered for HS_SECKEY"};
+    }
+    out.push_back(code);
+    if (code != auth::mac_code::kPbkdf2HmacSha1) {
+      out.insert(out.end(), header.signature.begin(), header.signature.end());
+      return out;
+    }
+    int64_t iterations = 0, bits = 0;
+    if (header.salt.empty() || !ParseInt(header.iterations, 1, INT32_MAX, &iterations) ||
+        !ParseInt(header.length, 1, INT32_MAX, &bits)) {
+      return Failure{std::string("PBKDF2 needs salt, iterations and length")};
+    }
+    PutBytes(out, header.salt);
+    PutU32(out, static_cast<uint32_t>(iterations));
+    PutU32(out, static_cast<uint32_t>(bits));
+    PutBytes(out, header.signature);
+    return out;
+  }
+  return Failure{"type " + header.type + " is neither HS_PUBKEY nor HS_SECKEY"};
 }
 
 Result<WriteQuery, std::string> ParseWriteQuery(std::string_view query) {

@@ -383,7 +383,7 @@ class Engine {
     const auto& w = o_.writes;
     const bool by_key = !w.private_key_pem.empty();
     auto mac = by_key ? auth::PublicKeyAnswer(w.private_key_pem, body->nonce,
-                                              decoded->request_digest->digest)
+                                              decoded->request_digest->digest, w.identity_handle)
                       : auth::SecretKeyAnswer(
                             auth::mac_code::kHmacSha256,
                             {reinterpret_cast<const uint8_t*>(w.secret.data()), w.secret.size()},

@@ -1,6 +1,6 @@
 // libFuzzer target: the parsers of the JSON API's authenticated requests (http/write_requests.h):
-// Basic credentials, the query strings of writes, listings and the audit log, PUT bodies and batch
-// bodies.
+// Basic credentials, `Authorization: Handle` headers (and the signed responses they stand for),
+// the query strings of writes, listings and the audit log, PUT bodies and batch bodies.
 // Input: [selector][bytes]. Nothing may crash, leak or read out of bounds; a parsed batch never
 // holds more than kMaxBatchOperations operations, and every handle in it is valid.
 #include <cstdint>
@@ -15,7 +15,7 @@ using namespace idnode;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
     case 0: {
       auto credentials = http::ParseBasicAuthorization(rest);
       if (credentials.ok() &&
@@ -35,6 +35,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3:
       (void)http::ParseValuesBody(rest, "88.100/FUZZ");
       break;
+    case 6: {
+      auto header = http::ParseHandleAuthorization(rest);
+      if (header.ok()) {
+        if (header->Complete() && !header->Authenticating()) std::abort();
+        (void)http::SignedResponseFor(*header);
+      }
+      break;
+    }
     case 5: {
       auto filter = http::ParseAuditQuery(rest);
       if (filter.ok() && (filter->limit == 0 || filter->limit > http::kMaxAuditEntries))

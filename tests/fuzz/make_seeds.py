@@ -253,11 +253,18 @@ def session_messages():
 
 def http_writes():
     """fuzz_http_write: [selector][bytes], selector 0 Basic credentials, 1 write query, 2 listing
-    query, 3 PUT body, 4 batch body (the reference transcript's shapes)."""
+    query, 3 PUT body, 4 batch body, 5 audit query, 6 Authorization: Handle (the reference
+    transcript's shapes)."""
     import base64
     write("fuzz_http_write", b"\x00Basic " + base64.b64encode(b"301%3A0.NA%2F20.500.12345:secretpw"))
     write("fuzz_http_write", b"\x00Basic " + base64.b64encode(b"300:0.NA/x:y"))
     write("fuzz_http_write", b"\x00Handle sessionId=\"x\", id=\"300:0.NA/x\"")
+    write("fuzz_http_write", b'\x06Handle sessionId="0123456789abcdef0123456789abcdef", '
+          b'id="300%3A0.NA%2F20.500.12345", type="HS_PUBKEY", cnonce="hXQ/IlhvSDXJN2dJUN+yoQ==", '
+          b'alg="SHA256", signature="AAECAwQFBgcICQ=="')
+    write("fuzz_http_write", b'\x06Handle sessionId=abc, id="301:0.NA/x", type=HS_SECKEY, '
+          b'alg=PBKDF2-HMAC-SHA1, cnonce=-_8, salt="AAEC", iterations=1000, length=160, '
+          b'signature="AAEC\\"", version=0')
     write("fuzz_http_write", b"\x01overwrite=false&index=2&index=various&mintNewSuffix=true")
     write("fuzz_http_write", b"\x02prefix=20.500.12345&page=0&pageSize=2")
     write("fuzz_http_write", b'\x03{"values":[{"index":1,"type":"URL","data":{"format":"string",'

@@ -578,6 +578,150 @@ class JsonApiWrites(unittest.TestCase):
         self.assertEqual(status, 400)
 
 
+def url_body(index, url):
+    return {"values": [{"index": index, "type": "URL", "data": url}]}
+
+
+def handle_challenge(headers):
+    """(sessionId, nonce bytes) of a 401's `WWW-Authenticate: Handle` header."""
+    import base64
+    for k, v in headers:
+        if k == "WWW-Authenticate" and v.startswith("Handle "):
+            session = re.search(r'sessionId="([^"]*)"', v).group(1)
+            nonce = base64.b64decode(re.search(r'nonce="([^"]*)"', v).group(1))
+            return session, nonce
+    raise AssertionError("no Handle challenge in %r" % (headers,))
+
+
+def handle_auth(session, identity=None, kind=None, alg=None, cnonce=None, signature=None):
+    """An `Authorization: Handle` header as the handle.net clients write it."""
+    import base64
+    from urllib.parse import quote
+    parts = ['sessionId="%s"' % session]
+    if identity is not None:
+        parts += ['id="%s"' % quote(identity, safe=""), 'type="%s"' % kind, 'alg="%s"' % alg,
+                  'cnonce="%s"' % base64.b64encode(cnonce).decode(),
+                  'signature="%s"' % base64.b64encode(signature).decode()]
+    return "Handle " + ", ".join(parts)
+
+
+class HandleScheme(unittest.TestCase):
+    """The JSON API's `Handle` challenge-response scheme (HANDLE.md §2, the handle.net server's
+    StandardHandleAuthenticator): a 401 names a session and a nonce; the client signs
+    nonce ‖ cnonce with its private key (here: RSA with Python's `cryptography`, SM2 with the SDK's
+    math in sm2_sdk.py) or MACs it with its HS_SECKEY; the session then carries the identity."""
+
+    @classmethod
+    def setUpClass(cls):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        import sm2_sdk
+        cls.sdk = sm2_sdk
+        cls.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        n = cls.key.public_key().public_numbers()
+        value = text("RSA_PUB_KEY") + b"\0\0" + text(java_int(n.e)) + text(java_int(n.n)) + text(b"")
+        made = tcp_admin(message(100, values_body("ADM.1/rsaid", [raw_value(300, "HS_PUBKEY", value)]), 801))
+        assert st.header(made)["rc"] == 1, st.header(made)
+        made = tcp_admin(message(100, values_body("ADM.1/sm2http", [
+            raw_value(300, "HS_PUBKEY", sm2_sdk.hs_pubkey_data())]), 802))
+        assert st.header(made)["rc"] == 1, st.header(made)
+        admins = [raw_value(100 + i, "HS_ADMIN", struct.pack(">H", 0x0FFF) + text(h) + struct.pack(">i", 300))
+                  for i, h in enumerate(["ADM.1/rsaid", "ADM.1/sm2http"])]
+        made = tcp_admin(message(100, values_body("ADM.1/keyed", [url_value(1, "https://keyed")] + admins), 803))
+        assert st.header(made)["rc"] == 1, st.header(made)
+
+    def rsa_sign(self, nonce, cnonce, key=None):
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+        return (key or self.key).sign(nonce + cnonce, padding.PKCS1v15(), hashes.SHA256())
+
+    def challenge(self, path="/api/handles/ADM.1/keyed?index=2"):
+        status, headers, body = http_request("PUT", path, url_body(2, "https://unused"))
+        self.assertEqual((status, body["responseCode"]), (401, 402))
+        self.assertIn(("WWW-Authenticate", 'Basic realm="handle"'), headers)
+        return handle_challenge(headers)
+
+    def put(self, index, url, auth, tls=True):
+        return http_request("PUT", "/api/handles/ADM.1/keyed?index=%d" % index, url_body(index, url), auth=auth,
+                            tls=tls)
+
+    def test_a_private_key_proves_the_identity_and_the_session_carries_it(self):
+        session, nonce = self.challenge()
+        self.assertEqual((len(session), len(nonce)), (32, 16))
+        cnonce = os.urandom(16)
+        proof = handle_auth(session, "300:ADM.1/rsaid", "HS_PUBKEY", "SHA256", cnonce,
+                            self.rsa_sign(nonce, cnonce))
+        status, _, body = self.put(2, "https://keyed/2", proof)
+        self.assertEqual((status, body["responseCode"]), (201, 1), body)
+        self.assertIn(b"https://keyed/2", resolved_url("ADM.1/keyed")[1])  # caches invalidated
+        # The session alone, from now on (and the same proof again: the reference accepts it).
+        status, _, body = self.put(3, "https://keyed/3", handle_auth(session))
+        self.assertEqual((status, body["responseCode"]), (201, 1), body)
+        self.assertIn(b"https://keyed/3", resolved_url("ADM.1/keyed")[1])
+        status, _, _ = self.put(3, "https://keyed/3b", proof)
+        self.assertEqual(status, 201)
+        # Over plain HTTP, never.
+        status, _, body = self.put(4, "https://plain", handle_auth(session), tls=False)
+        self.assertEqual((status, body["responseCode"]), (403, 402))
+        self.assertNotIn(b"https://plain", resolved_url("ADM.1/keyed")[1])
+
+    def test_bad_proofs_are_refused_and_write_nothing(self):
+        before = changelog_total()
+        session, nonce = self.challenge()
+        cnonce = os.urandom(16)
+        right = self.rsa_sign(nonce, cnonce)
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        other_session, other_nonce = self.challenge()
+        cases = {
+            "no proof yet": handle_auth(session),
+            "unknown session": handle_auth("0" * 32),
+            "wrong key": handle_auth(session, "300:ADM.1/rsaid", "HS_PUBKEY", "SHA256", cnonce,
+                                     self.rsa_sign(nonce, cnonce, other_key)),
+            "another session's nonce": handle_auth(other_session, "300:ADM.1/rsaid", "HS_PUBKEY", "SHA256", cnonce,
+                                                   right),
+            "another cnonce": handle_auth(session, "300:ADM.1/rsaid", "HS_PUBKEY", "SHA256", os.urandom(16), right),
+            "no session": handle_auth("", "300:ADM.1/rsaid", "HS_PUBKEY", "SHA256", cnonce, right)
+                          .replace('sessionId="", ', ""),
+            "unknown alg": handle_auth(session, "300:ADM.1/rsaid", "HS_PUBKEY", "WHIRLPOOL", cnonce, right),
+            "malformed": 'Handle sessionId="%s", id=' % session,
+        }
+        for name, auth in cases.items():
+            status, headers, body = self.put(5, "https://bad/" + name, auth)
+            self.assertEqual((status, body["responseCode"]), (401, 402), name)
+            handle_challenge(headers)  # a new challenge to answer
+        status, headers, _ = self.put(5, "https://bad", cases["wrong key"])
+        self.assertTrue(any("Identity not verified" in v for k, v in headers if k == "WWW-Authenticate"))
+        self.assertNotIn(b"https://bad", resolved_url("ADM.1/keyed")[1])
+        self.assertEqual(changelog_total(), before)
+        # A right proof for an identity without the permission: authenticated, then refused.
+        session, nonce = self.challenge()
+        mac = hmac.new(b"user-secret", nonce + cnonce, hashlib.sha256).digest()
+        status, _, body = self.put(5, "https://user", handle_auth(session, "300:ADM.1/user", "HS_SECKEY",
+                                                                  "HMAC-SHA256", cnonce, mac))
+        self.assertEqual((status, body["responseCode"]), (403, 400))
+        self.assertEqual(changelog_total(), before)
+
+    def test_secret_keys_and_sm2_keys_answer_too(self):
+        session, nonce = self.challenge()
+        cnonce = os.urandom(16)
+        # HS_SECKEY, as the reference's SHA1 form: SHA1(key ‖ nonce ‖ cnonce ‖ key).
+        mac = hashlib.sha1(SECRET + nonce + cnonce + SECRET).digest()
+        status, _, body = self.put(6, "https://seckey", handle_auth(session, "300:0.NA/ADM.1", "HS_SECKEY", "SHA1",
+                                                                    cnonce, mac))
+        self.assertEqual((status, body["responseCode"]), (201, 1), body)
+        # SM2 (China's identifier SDK's key), signed the SDK's "SM3" way under the identity handle.
+        session, nonce = self.challenge()
+        d, public = self.sdk.test_key()
+        signed = self.sdk.signed_response(d, public, "ADM.1/sm2http", nonce, cnonce, "SM3")
+        signature = signed[4 + 3 + 4:]
+        status, _, body = self.put(7, "https://sm2http", handle_auth(session, "300:ADM.1/sm2http", "HS_PUBKEY", "SM3",
+                                                                     cnonce, signature))
+        self.assertEqual((status, body["responseCode"]), (201, 1), body)
+        reply = resolved_url("ADM.1/keyed")[1]
+        self.assertIn(b"https://seckey", reply)
+        self.assertIn(b"https://sm2http", reply)
+
+
 class AuditLog(unittest.TestCase):
     def test_writes_and_refusals_are_logged(self):
         since = int(time.time() * 1000)

@@ -226,8 +226,50 @@ class Keygen(unittest.TestCase):
         unpadder = padding.PKCS7(128).unpadder()
         inner = unpadder.update(decryptor.update(ciphertext) + decryptor.finalize()) + unpadder.finalize()
         self.assertEqual(inner, reference_key_encoding(dsa_key))
-        self.assertEqual(subprocess.run([IDCTL, "keygen", "--type", "sm2", "--out", os.path.join(NODE["work"], "kg-sm2")],
-                                        capture_output=True, timeout=30).returncode, 2)
+
+    def test_sm2_keys_as_chinas_sdk_writes_them_then_administer(self):
+        """--type sm2: PKCS#8 PEM (no privkey.bin: neither the reference nor the SDK has a binary
+        SM2 form) and the SDK's HS_PUBKEY layout, checked here byte by byte with the public point
+        computed from the private scalar in Python (sm2_sdk.py); then the key administers, its
+        answers made on the SDK's "SM3" path."""
+        import sm2_sdk
+        out = os.path.join(NODE["work"], "kg-sm2")
+        result = subprocess.run([IDCTL, "keygen", "--type", "sm2", "--out", out], capture_output=True, text=True,
+                                timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(out, "privkey.bin")))
+        private = os.path.join(out, "privkey.pem")
+        self.assertEqual(os.stat(private).st_mode & 0o077, 0)
+        with open(private, "rb") as f:
+            text_pem = f.read().decode()
+        self.assertIn("-----BEGIN PRIVATE KEY-----", text_pem)
+        der = base64.b64decode("".join(l for l in text_pem.splitlines() if not l.startswith("-----")))
+        # PKCS#8: id-ecPublicKey with the named curve sm2p256v1, then ECPrivateKey (version 1, d).
+        self.assertIn(bytes.fromhex("06072a8648ce3d020106082a811ccf5501822d"), der)
+        at = der.index(bytes.fromhex("0201010420")) + 5
+        d = int.from_bytes(der[at:at + 32], "big")
+        x, y = sm2_sdk._mul(d, sm2_sdk.G)
+        with open(os.path.join(out, "pubkey.bin"), "rb") as f:
+            value = f.read()
+        spki = (bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d03420004") +
+                x.to_bytes(32, "big") + y.to_bytes(32, "big"))
+        b64 = base64.b64encode(spki).decode()
+        pem_text = ("-----BEGIN PUBLIC KEY-----\r\n" +
+                    "".join(b64[i:i + 76] + "\r\n" for i in range(0, len(b64), 76)) +
+                    "-----END PUBLIC KEY-----\r\n").encode()
+        self.assertEqual(value, struct.pack(">I", 11) + b"SM2_PUB_KEY" + b"\0\0" + struct.pack(">I", len(pem_text)) +
+                         pem_text)
+        again = subprocess.run([IDCTL, "keygen", "--type", "sm2", "--out", out], capture_output=True, timeout=60)
+        self.assertNotEqual(again.returncode, 0)  # never over an existing key
+        # Registered as 304 of the prefix handle (by the RSA admin), it administers.
+        rc, log = idctl_admin("add", "0.NA/" + PREFIX, "--value", "104:HS_ADMIN:304:0.NA/" + PREFIX,
+                              "--value", "304:HS_PUBKEY:@" + private,
+                              key=write("rsa-for-sm2.pem", pem(KEYS["rsa"])))
+        self.assertEqual(rc, 0, log)
+        handle = PREFIX + "/made-by-sm2"
+        rc, log = idctl_admin("create", handle, "--value", "1:URL:https://example.org/sm2", key=private, identity=304)
+        self.assertEqual(rc, 0, log)
+        self.assertTrue(resolves(handle))
 
     def test_a_new_key_administers_once_registered(self):
         made = self.keygen("kg-admin")

@@ -84,10 +84,13 @@ std::vector<uint8_t> SecretKeyAnswer(uint8_t code, std::span<const uint8_t> secr
                                      uint32_t iterations = 10000);
 
 // A public-key answer: hashAlgName(str "SHA-256") + signature(str) over nonce ‖ digest, made with
-// a PEM private key (RSA: PKCS#1 v1.5; DSA: DER signature). Empty on a key OpenSSL cannot use.
+// a PEM private key (RSA: PKCS#1 v1.5; DSA: DER signature). An SM2 key answers as China's
+// identifier SDK does on its "SM3" path: SM2/SM3 (DER) over SM3(nonce ‖ digest), with
+// `identity_handle` as the SM2 user id. Empty on a key OpenSSL cannot use.
 std::vector<uint8_t> PublicKeyAnswer(std::string_view private_key_pem,
                                      std::span<const uint8_t> nonce,
-                                     std::span<const uint8_t> request_digest);
+                                     std::span<const uint8_t> request_digest,
+                                     std::string_view identity_handle = {});
 
 // A private key from a file, as PEM (PKCS#8) text for PublicKeyAnswer: PEM as OpenSSL writes it
 // (PKCS#8, encrypted or not, or a traditional RSA/DSA key), or the reference's own key file as its
@@ -103,8 +106,9 @@ Result<std::string, std::string> PrivateKeyPem(std::span<const uint8_t> file,
 Result<std::vector<uint8_t>, std::string> ReferenceKeyFile(std::string_view private_key_pem,
                                                            std::string_view passphrase);
 
-// The HS_PUBKEY value data for the public half of a PEM private key (RSA or DSA); empty if the
-// key is of another type.
+// The HS_PUBKEY value data for the public half of a PEM private key (RSA or DSA; SM2 as China's
+// identifier SDK writes it: "SM2_PUB_KEY", flags 0, then the X.509 PEM text with CRLF line ends
+// and 76-column lines); empty if the key is of another type.
 std::vector<uint8_t> PublicKeyValueFor(std::string_view private_key_pem);
 
 }  // namespace idnode::auth

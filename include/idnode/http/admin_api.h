@@ -4,18 +4,23 @@
 // of secondary nodes (up to 2,000 operations, one result each, idempotent under a client
 // transaction id).
 //
-// Authentication: `Authorization: Basic base64(percent-encoded "index:handle" ":" secret)` against
-// the identity's HS_SECKEY held here (the Handle scheme with private keys is not offered yet: 401
-// says so), throttled like the Handle protocol's proofs. The decisions and writes are
+// Authentication, throttled like the Handle protocol's proofs: `Authorization: Basic
+// base64(percent-encoded "index:handle" ":" secret)` against the identity's HS_SECKEY held here, or
+// the `Handle` scheme (http/auth_sessions.h): a signature over the nonce of a session this node
+// opened (in a 401) and the client's cnonce, made with the identity's private key (HS_PUBKEY:
+// RSA, DSA or SM2) or MACed with its HS_SECKEY, checked by the Handle protocol's verifier; the
+// session then carries the identity to later requests that name it. The decisions and writes are
 // net::AdminService's (the same HS_ADMIN rules, compare-and-apply and cache invalidation as the
 // admin path of the Handle protocol).
 //
-// Owned by the application; stateless (the throttle is shared); runs on the HTTP storage threads.
+// Owned by the application; holds no state of its own (the throttle and the sessions are shared and
+// thread-safe); runs on the HTTP storage threads, except AddChallenge (event-loop threads too).
 #pragma once
 
 #include <string_view>
 
 #include "idnode/auth/authorizer.h"
+#include "idnode/http/auth_sessions.h"
 #include "idnode/http/http_server.h"
 #include "idnode/net/admin_service.h"
 #include "idnode/registry/registry.h"
@@ -25,7 +30,14 @@ namespace idnode::http {
 class AdminApi {
  public:
   AdminApi(registry::Registry& registry, const auth::Authorizer& authorizer,
-           const net::AdminService& admin, auth::FailureThrottle& failures);
+           const net::AdminService& admin, auth::FailureThrottle& failures,
+           HttpAuthSessions* sessions = nullptr);
+
+  // Adds the WWW-Authenticate headers of a 401 to `response`: Basic, and (with sessions) a new
+  // `Handle` session and nonce for `source`. `error` (may be empty) says why the last proof
+  // failed.
+  void AddChallenge(HttpResponse* response, const HttpAuthSessions::Source& source,
+                    std::string_view error = {}) const;
 
   // PUT or DELETE of `handle` (percent-decoded) with the request's query string.
   HttpResponse Write(std::string_view method, std::string_view handle, std::string_view query,
@@ -52,11 +64,18 @@ class AdminApi {
   bool Authenticate(const RequestContext& request, std::string_view handle,
                     std::string_view operation, auth::Identity* identity,
                     HttpResponse* refusal) const;
+  bool AuthenticateBasic(const RequestContext& request, std::string_view handle,
+                         std::string_view operation, auth::Identity* identity,
+                         HttpResponse* refusal) const;
+  bool AuthenticateHandle(const RequestContext& request, std::string_view handle,
+                          std::string_view operation, auth::Identity* identity,
+                          HttpResponse* refusal) const;
 
   registry::Registry& registry_;
   const auth::Authorizer& authorizer_;
   const net::AdminService& admin_;
   auth::FailureThrottle& failures_;
+  HttpAuthSessions* sessions_;
 };
 
 }  // namespace idnode::http

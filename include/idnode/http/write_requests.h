@@ -28,6 +28,40 @@ struct BasicCredentials {
 // `Authorization: Basic base64(percent-encoded "index:handle" ":" secret)`.
 Result<BasicCredentials, std::string> ParseBasicAuthorization(std::string_view header);
 
+// Whether an Authorization header is of the `Handle` scheme (rather than Basic).
+bool IsHandleAuthorization(std::string_view header);
+
+// `Authorization: Handle k=v, k="v", ...` (the handle.net server's HandleAuthorizationHeader):
+// parameters are tokens or quoted strings, separated by commas; names are case-insensitive and
+// unknown ones are ignored; `id` is percent-decoded ('+' stays itself). `cnonce`, `signature` and
+// `salt` are decoded from base64 (standard or URL-safe, padding optional).
+struct HandleAuthorization {
+  std::string version;     // absent or "0"
+  std::string session_id;  // the session whose nonce was signed, or which proved an identity
+  std::string id;          // "index:handle"
+  std::string type;        // HS_PUBKEY or HS_SECKEY
+  std::string alg;         // SHA256, SHA1, MD5, HMAC-SHA256, HMAC-SHA1, PBKDF2-HMAC-SHA1...
+  std::vector<uint8_t> cnonce;
+  std::vector<uint8_t> signature;
+  std::vector<uint8_t> salt;  // PBKDF2: with iterations and length
+  std::string iterations;
+  std::string length;
+  // Whether the header tries to prove an identity (rather than name a session).
+  bool Authenticating() const {
+    return !id.empty() || !type.empty() || !alg.empty() || !signature.empty();
+  }
+  bool Complete() const {
+    return !id.empty() && !cnonce.empty() && !type.empty() && !alg.empty() && !signature.empty();
+  }
+};
+Result<HandleAuthorization, std::string> ParseHandleAuthorization(std::string_view header);
+
+// The OC 200 signedResponse field the header's proof stands for (so that the Handle protocol's
+// verifier checks it): for HS_PUBKEY str(hash name) ‖ str(signature), for HS_SECKEY the MAC code
+// byte ‖ MAC (PBKDF2: str(salt) ‖ iterations ‖ key bits ‖ str(MAC)). An error for an algorithm
+// or type the scheme does not name.
+Result<std::vector<uint8_t>, std::string> SignedResponseFor(const HandleAuthorization& header);
+
 struct WriteQuery {
   bool overwrite = true;     // overwrite=false: an existing handle is a conflict (409)
   bool mint = false;         // mintNewSuffix=true

@@ -180,5 +180,38 @@ TEST(Sm4Sessions, SessionKeysForSm2KeysTravelInTheSdksLayout) {
   EXPECT_TRUE(EncryptToSm2(rsa, plain).empty());
 }
 
+// idctl keygen --type sm2 and idctl admin --key with an SM2 key: from the SDK's own private key,
+// the HS_PUBKEY data is the SDK's byte for byte, and the answers made with it are the SDK's
+// "SM3" path (they verify only under the identity handle they were made for).
+TEST(Sm2, TheSdksPrivateKeyGivesItsHsPubkeyBytesAndAnswersLikeIt) {
+  std::ifstream in(vt::VectorPath("sm2/keys/sm2-private-pkcs8.pem"), std::ios::binary);
+  const std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(pem.empty());
+  auto readable = PrivateKeyPem({reinterpret_cast<const uint8_t*>(pem.data()), pem.size()}, {});
+  ASSERT_TRUE(readable.ok()) << readable.error();
+  const auto value = PublicKeyValueFor(*readable);
+  EXPECT_EQ(value, Hex("keys/hs_pubkey-data.SM2_PUB_KEY.hex"));
+  const auto nonce = Hex("offline/nonce.hex");
+  const auto digest = Hex("offline/request-digest.sha256.hex");
+  const auto answer = PublicKeyAnswer(*readable, nonce, digest, kIdentity);
+  ASSERT_FALSE(answer.empty());
+  // str "SM3", then a DER signature (70-72 bytes).
+  ASSERT_GE(answer.size(), 7u + 4 + 70);
+  ASSERT_LE(answer.size(), 7u + 4 + 72);
+  EXPECT_EQ(std::string(answer.begin() + 4, answer.begin() + 7), "SM3");
+  EXPECT_EQ(
+      VerifyChallengeAnswer(kAuthTypePublicKey, value, nonce, digest, answer, false, kIdentity),
+      Verdict::kValid);
+  EXPECT_EQ(VerifyChallengeAnswer(kAuthTypePublicKey, value, nonce, digest, answer, false,
+                                  "20.500.12345/other"),
+            Verdict::kInvalid);
+  // SM2 signatures are randomised: two answers differ, both verify.
+  const auto again = PublicKeyAnswer(*readable, nonce, digest, kIdentity);
+  EXPECT_NE(again, answer);
+  EXPECT_EQ(
+      VerifyChallengeAnswer(kAuthTypePublicKey, value, nonce, digest, again, false, kIdentity),
+      Verdict::kValid);
+}
+
 }  // namespace
 }  // namespace idnode::auth
