@@ -8,11 +8,14 @@ identity, and in each of R paired rounds drives three loads with the same client
 TCP connection, one request in flight), N requests each, measuring the node's CPU time (utime +
 stime from /proc) per request:
   - resolve:   OC_RESOLUTION of a handle (answered from the cache): the unit of comparison;
+  - resolve_storage: OC_RESOLUTION of a handle never asked before (each one once: read from
+               RocksDB on a storage thread, as a write is decided on one): the same hand-offs as a
+               write, without the write;
   - session:   MODIFY_VALUE with HS_MAC in a session authenticated once (DH setup, one challenge);
   - challenge: MODIFY_VALUE without a session, each answering its own 402 (HMAC-SHA256 HS_SECKEY).
 Warm-up: N/10 of each before the first round (by count). Prints the median and the spread (min-max)
 over the rounds of CPU microseconds per request and the ratios session/resolve and
-challenge/session, as JSON. The node's CPU is what is compared, so the client's speed (Python)
+challenge/session (and session/resolve_storage), as JSON. The node's CPU is what is compared, so the client's speed (Python)
 changes only the wall time. The issue's goal: session/resolve <= 1.2.
 """
 import argparse
@@ -58,6 +61,10 @@ def main():
              "permissions": "1100"}]}) + "\n")
         f.write(json.dumps({"handle": HANDLE, "values": [
             {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://bench"}}]}) + "\n")
+        # Distinct handles for resolve_storage: one per request of the warm-up and of every round.
+        for i in range(args.ops * (args.rounds + 1)):
+            f.write(json.dumps({"handle": "BENCH.1/cold%d" % i, "values": [
+                {"index": 1, "type": "URL", "data": {"format": "string", "value": "https://bench/%d" % i}}]}) + "\n")
     config = os.path.join(work, "idnode.yaml")
     with open(config, "w") as f:
         f.write("storage:\n  sync_writes: false\nauth:\n  failed_proofs_per_minute: 0\n")
@@ -91,11 +98,18 @@ def main():
         def resolve(i):
             return st.header(ex(st.resolution_request(HANDLE, request_id=i)))["rc"]
 
+        cold = [0]
+
+        def resolve_storage(i):
+            cold[0] += 1
+            return st.header(ex(st.resolution_request("BENCH.1/cold%d" % cold[0], request_id=i)))["rc"]
+
         def challenged_write(i):
             challenge = ex(modify(i))
             return st.header(ex(at.answer(challenge, identity=b"0.NA/BENCH.1", secret=SECRET)))["rc"]
 
-        loads = {"resolve": resolve, "session": session_write, "challenge": challenged_write}
+        loads = {"resolve": resolve, "resolve_storage": resolve_storage, "session": session_write,
+                 "challenge": challenged_write}
         for name, run in loads.items():  # warm-up, by count
             for i in range(max(1, args.ops // 10)):
                 assert run(i) == 1, name
@@ -115,6 +129,10 @@ def main():
                                         "min": round(min(values), 2), "max": round(max(values), 2)}
         ratios_session = [s / r for s, r in zip(per_op["session"], per_op["resolve"])]
         ratios_challenge = [c / s for c, s in zip(per_op["challenge"], per_op["session"])]
+        ratios_storage = [s / r for s, r in zip(per_op["session"], per_op["resolve_storage"])]
+        result["session_over_resolve_storage"] = {"median": round(statistics.median(ratios_storage), 2),
+                                                  "min": round(min(ratios_storage), 2),
+                                                  "max": round(max(ratios_storage), 2)}
         result["session_over_resolve"] = {"median": round(statistics.median(ratios_session), 2),
                                           "min": round(min(ratios_session), 2), "max": round(max(ratios_session), 2)}
         result["challenge_over_session"] = {"median": round(statistics.median(ratios_challenge), 2),

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <cstdio>
 #include <ctime>
@@ -347,11 +348,13 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   net::HandleService service(resolver, {}, config.node.site_serial, &admin);
   service.SetCredentials(*server_key, &sessions);
   // The JSON API's writes (over HTTPS): the same decisions as the admin path above.
-  // Its `Handle` scheme's sessions, bounded as the Handle protocol's are (auth.max_sessions...).
+  // Its `Handle` scheme's sessions, bounded in number as the Handle protocol's are
+  // (auth.max_sessions, max_sessions_per_source); a bearer session lives at most an hour.
   http::HttpAuthSessions::Limits http_session_limits;
   http_session_limits.capacity = config.auth.max_sessions;
   http_session_limits.per_source = config.auth.max_sessions_per_source;
-  http_session_limits.lifetime = config.auth.max_session_lifetime;
+  http_session_limits.lifetime =
+      std::min<std::chrono::seconds>(config.auth.max_session_lifetime, std::chrono::hours(1));
   http::HttpAuthSessions http_sessions(http_session_limits);
   http::AdminApi admin_api(*registry, authorizer, admin, failed_proofs, &http_sessions);
   net::HandleServer handle_server(config.handle, service, metrics);

@@ -534,10 +534,13 @@ std::vector<uint8_t> PublicKeyAnswer(std::string_view private_key_pem,
   if (!key) return {};
   std::vector<uint8_t> data = Concat(nonce, request_digest);
   const bool sm2 = IsSm2Key(key.get());
-  if (sm2) data = Digest(EVP_sm3(), {data});  // the SDK hashes first, then signs with SM2/SM3
+  if (sm2 && identity_handle.empty()) return {};  // the SM2 user id is the identity handle
+  if (sm2) data = Digest(EVP_sm3(), {data});      // the SDK hashes first, then signs with SM2/SM3
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   if (!ctx) return {};
-  EVP_PKEY_CTX* pctx = nullptr;  // owned by ctx once set
+  // Set into ctx for SM2 (its user id), but not handed over (EVP_MD_CTX_FLAG_KEEP_PKEY_CTX):
+  // freed here, after ctx.
+  EVP_PKEY_CTX* pctx = nullptr;
   if (sm2) {
     pctx = EVP_PKEY_CTX_new(key.get(), nullptr);
     if (pctx == nullptr || EVP_PKEY_CTX_set1_id(pctx, identity_handle.data(),

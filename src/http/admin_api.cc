@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/json.hpp>
 #include <chrono>
 #include <ctime>
@@ -48,6 +49,13 @@ std::string Base64(std::span<const uint8_t> bytes) {
   const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes.data(),
                                 static_cast<int>(bytes.size()));
   out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::array<uint8_t, 32> Fingerprint(std::string_view key_data) {
+  std::array<uint8_t, 32> out{};
+  unsigned int size = 0;
+  (void)EVP_Digest(key_data.data(), key_data.size(), out.data(), &size, EVP_sha256(), nullptr);
   return out;
 }
 
@@ -160,8 +168,16 @@ bool AdminApi::AuthenticateHandle(const RequestContext& request, std::string_vie
     if (!session) return unauthorized("unknown or expired session", false);
   }
   if (!header->Authenticating()) {
-    if (session && session->identity) {
-      *identity = *session->identity;
+    if (session && session->proof) {
+      // The key it proved with must still be there, unchanged: removing or replacing an
+      // identity's key ends what that key authenticated.
+      const HttpAuthSessions::Proof& proof = *session->proof;
+      auto key = authorizer_.FindKey(proof.identity, proof.auth_type);
+      if (key.code != ResponseCode::kSuccess || Fingerprint(key.data) != proof.key_fingerprint) {
+        sessions_->Close(header->session_id);
+        return unauthorized("the key this session proved with has changed", false);
+      }
+      *identity = proof.identity;
       return true;
     }
     return unauthorized("this session has not proved an identity", false);
@@ -172,6 +188,8 @@ bool AdminApi::AuthenticateHandle(const RequestContext& request, std::string_vie
   if (!header->Complete()) return unauthorized("Missing fields in authentication data", false);
   auto parsed = auth::Identity::Parse(header->id);
   if (!parsed) return unauthorized("id must be index:handle", false);
+  if (session->proof && session->proof->identity != *parsed)
+    return unauthorized("this session has proved another identity: open a new one", false);
   auto signed_response = SignedResponseFor(*header);
   if (!signed_response.ok()) return unauthorized(signed_response.error(), false);
   auth::Origin origin;
@@ -181,6 +199,7 @@ bool AdminApi::AuthenticateHandle(const RequestContext& request, std::string_vie
     *refusal = Refused(429, ResponseCode::kServerTooBusy, kTooManyFailures);
     return false;
   }
+  // Every failure from here on says the same, whether or not the identity holds such a key.
   auto key = authorizer_.FindKey(*parsed, header->type);
   if (key.code != ResponseCode::kSuccess) return unauthorized("Identity not verified", true);
   const auth::Verdict verdict = auth::VerifyChallengeAnswer(
@@ -192,10 +211,12 @@ bool AdminApi::AuthenticateHandle(const RequestContext& request, std::string_vie
       (void)registry_.AppendAudit(handle, operation, {parsed->ToString(), request.source, "http"},
                                   ResponseCode::kAuthenticationFailed);
     }
-    return unauthorized(auth::VerdictName(verdict), verdict == auth::Verdict::kInvalid);
+    return unauthorized("Identity not verified", true);
   }
   failures_.Succeeded(*parsed, origin, now);
-  (void)sessions_->Authenticate(header->session_id, *parsed, now);
+  HttpAuthSessions::Proof proof{*parsed, header->type, Fingerprint(key.data)};
+  if (!sessions_->Authenticate(header->session_id, proof, now))
+    return unauthorized("the session ended meanwhile", false);
   *identity = std::move(*parsed);
   return true;
 }

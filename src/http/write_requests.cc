@@ -312,7 +312,7 @@ Result<std::vector<uint8_t>, std::string> SignedResponseFor(const HandleAuthoriz
     } else if (alg == "SM3") {
       hash_name = "SM3";  // an SM2 identity (China's identifier SDK's hash name)
     } else {
-      return Failure{"alg " + header.alg + " is not offered for HS_PUBKEY"};
+      return Failure{"alg " + header.alg.substr(0, 64) + " is not offered for HS_PUBKEY"};
     }
     PutBytes(out, {reinterpret_cast<const uint8_t*>(hash_name.data()), hash_name.size()});
     PutBytes(out, header.signature);
@@ -333,7 +333,7 @@ Result<std::vector<uint8_t>, std::string> SignedResponseFor(const HandleAuthoriz
     } else if (alg == "PBKDF2HMACSHA1" || alg == "PBKDF2WITHHMACSHA1") {
       code = auth::mac_code::kPbkdf2HmacSha1;
     } else {
-      return Failure{"alg " + header.alg + " is not offered for HS_SECKEY"};
+      return Failure{"alg " + header.alg.substr(0, 64) + " is not offered for HS_SECKEY"};
     }
     out.push_back(code);
     if (code != auth::mac_code::kPbkdf2HmacSha1) {
@@ -351,7 +351,7 @@ Result<std::vector<uint8_t>, std::string> SignedResponseFor(const HandleAuthoriz
     PutBytes(out, header.signature);
     return out;
   }
-  return Failure{"type " + header.type + " is neither HS_PUBKEY nor HS_SECKEY"};
+  return Failure{"type " + header.type.substr(0, 64) + " is neither HS_PUBKEY nor HS_SECKEY"};
 }
 
 Result<WriteQuery, std::string> ParseWriteQuery(std::string_view query) {

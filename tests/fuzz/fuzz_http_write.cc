@@ -38,8 +38,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 6: {
       auto header = http::ParseHandleAuthorization(rest);
       if (header.ok()) {
-        if (header->Complete() && !header->Authenticating()) std::abort();
-        (void)http::SignedResponseFor(*header);
+        // Nothing decoded is larger than the header, and the id is text without NUL.
+        for (size_t decoded : {header->id.size(), header->session_id.size(), header->cnonce.size(),
+                            header->signature.size(), header->salt.size()}) {
+          if (decoded > rest.size()) std::abort();
+        }
+        if (header->id.find('\0') != std::string::npos) std::abort();
+        auto signed_response = http::SignedResponseFor(*header);
+        // Its parts and nothing else: a code byte and the MAC (HS_SECKEY, PBKDF2 adding salt,
+        // iterations and length), or two length-prefixed strings (HS_PUBKEY).
+        if (signed_response.ok() && signed_response->size() < header->signature.size() + 1)
+          std::abort();
+        if (signed_response.ok() &&
+            signed_response->size() > header->signature.size() + header->salt.size() + 24)
+          std::abort();
       }
       break;
     }

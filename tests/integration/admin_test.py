@@ -701,6 +701,81 @@ class HandleScheme(unittest.TestCase):
         self.assertEqual((status, body["responseCode"]), (403, 400))
         self.assertEqual(changelog_total(), before)
 
+    def authenticated_session(self):
+        session, nonce = self.challenge()
+        cnonce = os.urandom(16)
+        status, _, body = self.put(8, "https://keyed/8", handle_auth(session, "300:ADM.1/rsaid", "HS_PUBKEY", "SHA256",
+                                                                     cnonce, self.rsa_sign(nonce, cnonce)))
+        self.assertEqual(status, 201, body)
+        return session, nonce
+
+    def test_an_authenticated_session_keeps_its_identity(self):
+        session, nonce = self.authenticated_session()
+        cnonce = os.urandom(16)
+        # A valid proof of another identity in the same session: refused, and the session is
+        # still the first identity's.
+        mac = hmac.new(b"user-secret", nonce + cnonce, hashlib.sha256).digest()
+        status, _, _ = self.put(9, "https://other", handle_auth(session, "300:ADM.1/user", "HS_SECKEY", "HMAC-SHA256",
+                                                                cnonce, mac))
+        self.assertEqual(status, 401)
+        # A partial proof (an id and nothing else) is not the session alone.
+        status, _, _ = self.put(9, "https://partial", 'Handle sessionId="%s", id="300%%3AADM.1%%2Frsaid"' % session)
+        self.assertEqual(status, 401)
+        status, _, body = self.put(9, "https://still-rsaid", handle_auth(session))
+        self.assertEqual(status, 201, body)
+        reply = resolved_url("ADM.1/keyed")[1]
+        self.assertIn(b"https://still-rsaid", reply)
+        self.assertNotIn(b"https://other", reply)
+        self.assertNotIn(b"https://partial", reply)
+
+    def test_failed_proofs_of_held_identities_are_audited(self):
+        since = int(time.time() * 1000)
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        session, nonce = self.challenge()
+        cnonce = os.urandom(16)
+        wrong = self.rsa_sign(nonce, cnonce, other_key)
+        for identity in ("300:ADM.1/rsaid", "300:ADM.1/nobody-holds-this"):
+            status, headers, _ = self.put(10, "https://audited", handle_auth(session, identity, "HS_PUBKEY", "SHA256",
+                                                                             cnonce, wrong))
+            self.assertEqual(status, 401)
+        status, _, body = http_request("GET", "/api/audit?since=%d" % since, auth=ADMIN_AUTH)
+        self.assertEqual(status, 200, body)
+        seen = [(e["identity"], e["via"], e["responseCode"]) for e in body["entries"]]
+        self.assertIn(("300:ADM.1/rsaid", "http", 403), seen)
+        self.assertFalse([e for e in seen if e[0] == "300:ADM.1/nobody-holds-this"], seen)
+
+    def test_a_changed_key_ends_the_sessions_it_authenticated(self):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        n = key.public_key().public_numbers()
+        value = text("RSA_PUB_KEY") + b"\0\0" + text(java_int(n.e)) + text(java_int(n.n)) + text(b"")
+        made = tcp_admin(message(100, values_body("ADM.1/rotating", [raw_value(300, "HS_PUBKEY", value)]), 811))
+        self.assertEqual(st.header(made)["rc"], 1)
+        made = tcp_admin(message(102, values_body("ADM.1/keyed", [
+            raw_value(110, "HS_ADMIN", struct.pack(">H", 0x0FFF) + text("ADM.1/rotating") + struct.pack(">i", 300))]),
+            812))
+        self.assertEqual(st.header(made)["rc"], 1)
+        session, nonce = self.challenge()
+        cnonce = os.urandom(16)
+        status, _, body = self.put(11, "https://rotating/1", handle_auth(session, "300:ADM.1/rotating", "HS_PUBKEY",
+                                                                         "SHA256", cnonce,
+                                                                         self.rsa_sign(nonce, cnonce, key)))
+        self.assertEqual(status, 201, body)
+        self.assertEqual(self.put(11, "https://rotating/2", handle_auth(session))[0], 201)
+        # The identity's key is replaced: the session it authenticated ends.
+        new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_numbers()
+        new_value = text("RSA_PUB_KEY") + b"\0\0" + text(java_int(new_key.e)) + text(java_int(new_key.n)) + text(b"")
+        made = tcp_admin(message(104, values_body("ADM.1/rotating", [raw_value(300, "HS_PUBKEY", new_value)]), 813))
+        self.assertEqual(st.header(made)["rc"], 1)
+        status, headers, _ = self.put(11, "https://rotating/3", handle_auth(session))
+        self.assertEqual(status, 401)
+        handle_challenge(headers)
+        self.assertEqual(self.put(11, "https://rotating/4", handle_auth(session))[0], 401)  # closed
+        reply = resolved_url("ADM.1/keyed")[1]
+        self.assertIn(b"https://rotating/2", reply)
+        self.assertNotIn(b"https://rotating/3", reply)
+
     def test_secret_keys_and_sm2_keys_answer_too(self):
         session, nonce = self.challenge()
         cnonce = os.urandom(16)

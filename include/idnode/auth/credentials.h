@@ -86,7 +86,8 @@ std::vector<uint8_t> SecretKeyAnswer(uint8_t code, std::span<const uint8_t> secr
 // A public-key answer: hashAlgName(str "SHA-256") + signature(str) over nonce ‖ digest, made with
 // a PEM private key (RSA: PKCS#1 v1.5; DSA: DER signature). An SM2 key answers as China's
 // identifier SDK does on its "SM3" path: SM2/SM3 (DER) over SM3(nonce ‖ digest), with
-// `identity_handle` as the SM2 user id. Empty on a key OpenSSL cannot use.
+// `identity_handle` as the SM2 user id (required for an SM2 key). Empty on a key OpenSSL cannot
+// use.
 std::vector<uint8_t> PublicKeyAnswer(std::string_view private_key_pem,
                                      std::span<const uint8_t> nonce,
                                      std::span<const uint8_t> request_digest,

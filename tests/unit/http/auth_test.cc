@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "idnode/auth/credentials.h"
 #include "idnode/http/auth_sessions.h"
@@ -178,6 +179,10 @@ HttpAuthSessions::Source SourceOf(uint8_t last) {
   return s;
 }
 
+HttpAuthSessions::Proof ProofOf(std::string handle, int32_t index = 300) {
+  return {{std::move(handle), index}, "HS_SECKEY", {}};
+}
+
 TEST(HttpAuthSessions, SessionsCarryNoncesAndIdentities) {
   HttpAuthSessions sessions;
   const auto t0 = HttpAuthSessions::Clock::now();
@@ -190,13 +195,18 @@ TEST(HttpAuthSessions, SessionsCarryNoncesAndIdentities) {
   auto found = sessions.Find(a->session_id, t0 + 1s);
   ASSERT_TRUE(found);
   EXPECT_EQ(found->nonce, a->nonce);
-  EXPECT_FALSE(found->identity);
+  EXPECT_FALSE(found->proof);
   EXPECT_FALSE(sessions.Find("unknown", t0));
-  const auth::Identity admin{"0.NA/88.100", 300};
-  EXPECT_TRUE(sessions.Authenticate(a->session_id, admin, t0 + 2s));
+  EXPECT_TRUE(sessions.Authenticate(a->session_id, ProofOf("0.NA/88.100"), t0 + 2s));
   found = sessions.Find(a->session_id, t0 + 3s);
-  ASSERT_TRUE(found && found->identity);
-  EXPECT_EQ(*found->identity, admin);
+  ASSERT_TRUE(found && found->proof);
+  EXPECT_EQ(found->proof->identity, (auth::Identity{"0.NA/88.100", 300}));
+  // One session, one identity: proving it again is fine, another identity is not.
+  EXPECT_TRUE(sessions.Authenticate(a->session_id, ProofOf("0.NA/88.100"), t0 + 4s));
+  EXPECT_FALSE(sessions.Authenticate(a->session_id, ProofOf("0.NA/88.100", 301), t0 + 5s));
+  EXPECT_EQ(sessions.Find(a->session_id, t0 + 6s)->proof->identity.index, 300);
+  sessions.Close(a->session_id);
+  EXPECT_FALSE(sessions.Find(a->session_id, t0 + 7s));
 }
 
 TEST(HttpAuthSessions, NoncesExpireAndAuthenticatedSessionsEndIdleOrOld) {
@@ -209,15 +219,38 @@ TEST(HttpAuthSessions, NoncesExpireAndAuthenticatedSessionsEndIdleOrOld) {
   auto pending = sessions.Open(SourceOf(1), t0);
   ASSERT_TRUE(pending);
   EXPECT_FALSE(sessions.Find(pending->session_id, t0 + 10s));  // the nonce is stale
-  EXPECT_FALSE(sessions.Authenticate(pending->session_id, {"0.NA/x", 300}, t0 + 11s));
+  EXPECT_FALSE(sessions.Authenticate(pending->session_id, ProofOf("0.NA/x"), t0 + 11s));
   auto idle = sessions.Open(SourceOf(1), t0);
-  ASSERT_TRUE(sessions.Authenticate(idle->session_id, {"0.NA/x", 300}, t0 + 1s));
+  ASSERT_TRUE(sessions.Authenticate(idle->session_id, ProofOf("0.NA/x"), t0 + 1s));
   EXPECT_TRUE(sessions.Find(idle->session_id, t0 + 100s));   // used: idle time starts again
   EXPECT_FALSE(sessions.Find(idle->session_id, t0 + 200s));  // 100 s unused
   auto old = sessions.Open(SourceOf(1), t0);
-  ASSERT_TRUE(sessions.Authenticate(old->session_id, {"0.NA/x", 300}, t0 + 1s));
+  ASSERT_TRUE(sessions.Authenticate(old->session_id, ProofOf("0.NA/x"), t0 + 1s));
   for (auto t = t0 + 90s; t < t0 + 1000s; t += 90s) EXPECT_TRUE(sessions.Find(old->session_id, t));
   EXPECT_FALSE(sessions.Find(old->session_id, t0 + 1000s));  // lifetime over, even in use
+}
+
+// A session kept busy does not keep the idle ones behind it in the table: they end on their
+// own deadlines and free their source's share.
+TEST(HttpAuthSessions, IdleSessionsEndWhileAnEarlierOneStaysInUse) {
+  HttpAuthSessions::Limits limits;
+  limits.per_source = 3;
+  limits.idle = 100s;
+  limits.lifetime = 100000s;
+  HttpAuthSessions sessions(limits);
+  const auto t0 = HttpAuthSessions::Clock::now();
+  auto busy = sessions.Open(SourceOf(9), t0);
+  ASSERT_TRUE(sessions.Authenticate(busy->session_id, ProofOf("0.NA/daemon"), t0));
+  for (int step = 0; step < 80; ++step) {
+    const auto t = t0 + std::chrono::seconds(50 * step + 1);
+    ASSERT_TRUE(sessions.Find(busy->session_id, t)) << step;  // the daemon stays busy
+    if (step % 4 != 0) continue;
+    // Every 200 s a cron job opens a session, proves itself once, then leaves it idle.
+    auto fresh = sessions.Open(SourceOf(9), t);
+    ASSERT_TRUE(fresh) << "step " << step << " found its source's share taken";
+    ASSERT_TRUE(sessions.Authenticate(fresh->session_id, ProofOf("0.NA/cron"), t));
+  }
+  EXPECT_LE(sessions.CountFrom(SourceOf(9)), 3u);
 }
 
 TEST(HttpAuthSessions, BoundedPerSourceAndInAllWithoutPushingOutAuthenticatedOnes) {
@@ -229,24 +262,55 @@ TEST(HttpAuthSessions, BoundedPerSourceAndInAllWithoutPushingOutAuthenticatedOne
   auto a1 = sessions.Open(SourceOf(1), t0);
   auto a2 = sessions.Open(SourceOf(1), t0);
   ASSERT_TRUE(a1 && a2);
-  EXPECT_FALSE(sessions.Open(SourceOf(1), t0));  // per source
+  // At its cap, a source's own oldest pending session gives way.
+  auto a3 = sessions.Open(SourceOf(1), t0);
+  ASSERT_TRUE(a3);
+  EXPECT_FALSE(sessions.Find(a1->session_id, t0));
+  EXPECT_EQ(sessions.CountFrom(SourceOf(1)), 2u);
   auto b1 = sessions.Open(SourceOf(2), t0);
   auto b2 = sessions.Open(SourceOf(2), t0);
   ASSERT_TRUE(b1 && b2);
   EXPECT_EQ(sessions.size(), 4u);
-  for (const auto& s : {a1, a2, b1})
-    ASSERT_TRUE(sessions.Authenticate(s->session_id, {"0.NA/x", 300}, t0));
-  // Full: the one unauthenticated session (b2) gives way; then nothing can.
+  for (const auto& s : {a2, a3, b1})
+    ASSERT_TRUE(sessions.Authenticate(s->session_id, ProofOf("0.NA/x"), t0));
+  // A source whose share is all authenticated gets nothing more.
+  EXPECT_FALSE(sessions.Open(SourceOf(1), t0));
+  // Full: the one pending session (b2) gives way; then nothing can.
   auto c1 = sessions.Open(SourceOf(3), t0);
   ASSERT_TRUE(c1);
   EXPECT_FALSE(sessions.Find(b2->session_id, t0));
-  ASSERT_TRUE(sessions.Authenticate(c1->session_id, {"0.NA/x", 300}, t0));
+  ASSERT_TRUE(sessions.Authenticate(c1->session_id, ProofOf("0.NA/x"), t0));
   EXPECT_FALSE(sessions.Open(SourceOf(4), t0));
   EXPECT_EQ(sessions.size(), 4u);
-  for (const auto& s : {a1, a2, b1, c1}) EXPECT_TRUE(sessions.Find(s->session_id, t0));
+  for (const auto& s : {a2, a3, b1, c1}) EXPECT_TRUE(sessions.Find(s->session_id, t0));
   // Once they have ended, room again.
   EXPECT_TRUE(sessions.Open(SourceOf(4), t0 + 4000s));
   EXPECT_EQ(sessions.size(), 1u);
+}
+
+TEST(HttpAuthSessions, AnIpv6SlashSixtyFourIsOneSourceAndAnIdentityHasItsCap) {
+  HttpAuthSessions::Limits limits;
+  limits.per_source = 2;
+  limits.per_identity = 2;
+  HttpAuthSessions sessions(limits);
+  const auto t0 = HttpAuthSessions::Clock::now();
+  HttpAuthSessions::Source v6{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1};
+  for (uint8_t host = 1; host <= 5; ++host) {
+    v6[15] = host;
+    ASSERT_TRUE(sessions.Open(v6, t0));
+  }
+  EXPECT_EQ(sessions.CountFrom(v6), 2u);  // the /64's own oldest gave way
+  // Three sessions of one identity: the oldest ends.
+  std::vector<std::string> ids;
+  for (uint8_t s = 10; s < 13; ++s) {
+    auto c = sessions.Open(SourceOf(s), t0);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(sessions.Authenticate(c->session_id, ProofOf("0.NA/one"), t0));
+    ids.push_back(c->session_id);
+  }
+  EXPECT_FALSE(sessions.Find(ids[0], t0));
+  EXPECT_TRUE(sessions.Find(ids[1], t0));
+  EXPECT_TRUE(sessions.Find(ids[2], t0));
 }
 
 }  // namespace
