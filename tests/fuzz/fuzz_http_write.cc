@@ -40,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (header.ok()) {
         // Nothing decoded is larger than the header, and the id is text without NUL.
         for (size_t decoded : {header->id.size(), header->session_id.size(), header->cnonce.size(),
-                            header->signature.size(), header->salt.size()}) {
+                               header->signature.size(), header->salt.size()}) {
           if (decoded > rest.size()) std::abort();
         }
         if (header->id.find('\0') != std::string::npos) std::abort();
