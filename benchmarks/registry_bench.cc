@@ -233,7 +233,8 @@ void BM_RegistryModify(benchmark::State& state) {
     op.audit = registry::AuditContext{"300:0.NA/88.100", {}, "bench"};
     auto r = g_registry->Apply(op);
     if (r.code != registry::ResponseCode::kSuccess) {
-      state.SkipWithError(("modify failed: rc " + std::to_string(static_cast<int>(r.code))).c_str());
+      state.SkipWithError(
+          ("modify failed: rc " + std::to_string(static_cast<int>(r.code))).c_str());
       break;
     }
   }
