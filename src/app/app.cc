@@ -22,6 +22,7 @@
 #include "idnode/net/handle_server.h"
 #include "idnode/protocol/value_types.h"
 #include "idnode/registry/registry.h"
+#include "idnode/registry/values.h"
 #include "idnode/replication/replica.h"
 #include "idnode/replication/source.h"
 #include "idnode/replication/status.h"
@@ -54,30 +55,46 @@ proto::Value AdminValue(const std::string& prefix) {
   return v;
 }
 
-// This node's HS_SITE: one primary server listening on the Handle and HTTP ports.
+// This node's HS_SITE: one primary server listening on the Handle and HTTP ports, or the servers
+// of site.servers in their order (the hash of the whole handle picks among them), each with the
+// node's public key (the servers of a site share auth.server_key_file).
 std::vector<uint8_t> BuildSiteInfo(const config::Config& config, uint16_t handle_port,
                                    uint16_t http_port, std::span<const uint8_t> server_key) {
   protocol::SiteInfo site;
   site.serial_number = config.node.site_serial;
   site.attributes.push_back({"desc", config.node.site_description});
-  protocol::SiteServer server;
-  server.server_id = 1;
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(config.handle.bind.front(), ec);
-  if (!ec && address.is_v4()) {
-    auto b = address.to_v4().to_bytes();
-    std::copy(b.begin(), b.end(), server.address.begin() + 12);
-  } else if (!ec) {
-    auto b = address.to_v6().to_bytes();
-    std::copy(b.begin(), b.end(), server.address.begin());
-  }
-  server.public_key = server_key;  // clients check certified answers with it
   namespace it = protocol::interface_type;
   namespace ip = protocol::interface_protocol;
-  if (config.handle.tcp) server.interfaces.push_back({it::kBoth, ip::kTcp, handle_port});
-  if (config.handle.udp) server.interfaces.push_back({it::kQuery, ip::kUdp, handle_port});
-  if (config.http.enabled) server.interfaces.push_back({it::kBoth, ip::kHttp, http_port});
-  site.servers.push_back(std::move(server));
+  auto server_at = [&](uint32_t id, std::string_view address_text, uint16_t handle, uint16_t http) {
+    protocol::SiteServer server;
+    server.server_id = id;
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(address_text, ec);
+    if (!ec && address.is_v4()) {
+      auto b = address.to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), server.address.begin() + 12);
+    } else if (!ec) {
+      auto b = address.to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), server.address.begin());
+    }
+    server.public_key = server_key;  // clients check certified answers with it
+    if (config.handle.tcp) server.interfaces.push_back({it::kBoth, ip::kTcp, handle});
+    if (config.handle.udp) server.interfaces.push_back({it::kQuery, ip::kUdp, handle});
+    if (config.http.enabled && http != 0) server.interfaces.push_back({it::kBoth, ip::kHttp, http});
+    return server;
+  };
+  if (config.site.servers.empty()) {
+    site.servers.push_back(
+        server_at(1, config.handle.bind.front(), handle_port, config.http.enabled ? http_port : 0));
+  } else {
+    for (size_t i = 0; i < config.site.servers.size(); ++i) {
+      config::SiteServerEntry entry;
+      std::string why;
+      (void)config::ParseSiteServer(config.site.servers[i], &entry, &why);  // validated at load
+      site.servers.push_back(server_at(static_cast<uint32_t>(i + 1), entry.address,
+                                       entry.handle_port, entry.http_port));
+    }
+  }
   return protocol::EncodeSiteInfo(site);
 }
 
@@ -99,6 +116,45 @@ Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
     auto r = registry.HomePrefix(prefix, {site_value, AdminValue(prefix)});
     if (r.code != protocol::ResponseCode::kSuccess) return Failure{"cannot home prefix " + prefix};
     spdlog::info("homed prefix {}", prefix);
+  }
+  // Index 1 of a homed prefix's handle is this node's own HS_SITE (written when it was homed),
+  // kept current at every start: a node split into a site of several servers, or moved to other
+  // ports, publishes where its identifiers are now. Other indexes are the operator's.
+  std::vector<std::string> homed;
+  registry.prefix_table().Snapshot()->ForEach(
+      [&homed](std::string_view name, const registry::PrefixEntry& entry) {
+        if (entry.role == registry::PrefixRole::kHomed) homed.emplace_back(name);
+      });
+  for (const auto& prefix : homed) {
+    const std::string handle = identifier::PrefixHandleFor(prefix);
+    auto current = registry.Get(handle);
+    if (current.code != protocol::ResponseCode::kSuccess &&
+        current.code != protocol::ResponseCode::kHandleNotFound) {
+      continue;  // unreadable now: left as it is
+    }
+    const proto::Value* at_one = nullptr;
+    for (const auto& v : current.record.values()) {
+      if (v.index() == 1) at_one = &v;
+    }
+    if (at_one != nullptr && !registry::TypeMatches("HS_SITE", at_one->type())) {
+      spdlog::warn("{}: index 1 is {}, not this node's HS_SITE: left as it is", handle,
+                   at_one->type());
+      continue;
+    }
+    if (at_one != nullptr && at_one->data() == site_value.data()) continue;
+    registry::Operation op;
+    op.handle = handle;
+    op.kind = current.code == protocol::ResponseCode::kSuccess ? registry::OpKind::kAddValues
+                                                               : registry::OpKind::kCreate;
+    op.overwrite = true;
+    op.values = {site_value};
+    auto r = registry.Apply(op);
+    if (r.code != protocol::ResponseCode::kSuccess) {
+      spdlog::warn("{}: cannot publish this node's HS_SITE at index 1 (code {})", handle,
+                   static_cast<int>(r.code));
+      continue;
+    }
+    spdlog::info("{}: HS_SITE at index 1 is now this node's site", handle);
   }
   if (demo) {
     std::string p = kDemoPrefix;
@@ -422,6 +478,10 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   service.SetSiteInfo(site);
   api.SetSiteInfo(site);
   registry->SetOwnSite(site);  // before requests: delegations to this node are served here
+  if (!config.site.servers.empty()) {
+    registry->SetSiteServer(static_cast<uint32_t>(config.site.servers.size()),
+                            config.site.this_server);
+  }
   auto prepared = PreparePrefixes(*registry, config, site);
   if (!prepared.ok()) return Failure{prepared.error()};
 

@@ -135,9 +135,20 @@ int Administer(const AdminOptions& o) {
       break;
   }
 
+  // On a site of several servers, the server the site's hash picks (as resolutions are routed).
+  std::string host = o.host;
+  uint16_t port = o.port;
+  if (auto routed = AdminServerFor(o.handle, o.host, o.port)) {
+    if (routed->host != host || routed->port != port) {
+      std::cerr << "idctl admin: " << o.handle << " is served by " << routed->host << ":"
+                << routed->port << " of its site\n";
+    }
+    host = routed->host;
+    port = routed->port;
+  }
   HandleTcpConnection connection;
-  if (!connection.Connect(o.host, o.port, kTimeoutMs) || !connection.Send(Encode(request))) {
-    std::cerr << "idctl admin: cannot reach " << o.host << ":" << o.port << "\n";
+  if (!connection.Connect(host, port, kTimeoutMs) || !connection.Send(Encode(request))) {
+    std::cerr << "idctl admin: cannot reach " << host << ":" << port << "\n";
     return 1;
   }
   std::vector<uint8_t> reply = connection.Receive();
@@ -176,7 +187,7 @@ int Administer(const AdminOptions& o) {
     decoded = DecodeMessage(reply);
   }
   if (!decoded.ok()) {
-    std::cerr << "idctl admin: no answer from " << o.host << ":" << o.port << "\n";
+    std::cerr << "idctl admin: no answer from " << host << ":" << port << "\n";
     return 1;
   }
   const uint32_t rc = decoded->header.response_code;

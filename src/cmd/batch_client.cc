@@ -169,7 +169,13 @@ int RunBatch(const BatchOptions& options) {
     auto endpoints = resolver.resolve(host, port, ec);
     auto& lowest = beast::get_lowest_layer(stream);
     lowest.expires_after(std::chrono::seconds(options.timeout_seconds));
-    if (!ec) lowest.connect(endpoints, ec);
+    if (!ec) {
+      // Asynchronously, so that the stream's expiry bounds the connect too (a blocking connect
+      // would wait for the kernel's own SYN timeout, minutes).
+      lowest.async_connect(endpoints, [&ec](beast::error_code e, const auto&) { ec = e; });
+      io.restart();
+      io.run();
+    }
     if (!ec) {
       // Blocking calls ignore the stream's expiry: the socket's own timeouts bound them.
       timeval tv{options.timeout_seconds, 0};

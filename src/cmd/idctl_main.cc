@@ -36,6 +36,7 @@
 #include "idnode/registry/registry.h"
 #include "replication_status.h"
 #include "resolve_client.h"
+#include "site_tools.h"
 
 #include <filesystem>
 #include <optional>
@@ -77,6 +78,13 @@ commands:
                  DIR/privkey.pem (PKCS#8; encrypted with one) and DIR/pubkey.bin (the HS_PUBKEY
                  value data to register); SM2 (China's identifier SDK): privkey.pem and pubkey.bin
                  (SM2_PUB_KEY) only; private files are owner-only, never overwritten
+  site split --data-dir DIR [--shards S] --servers N --out DIR
+                 split a stopped node's data into the data of the N servers of a site by the site
+                 hash (HANDLE.md 1.7): DIR/server0 ... server(N-1), whole shards copied (S a
+                 multiple of N), each server keeping its share and every prefix handle
+  site check [--shards S] SERVER0_DIR SERVER1_DIR ... [--against UNSPLIT_DIR]
+                 check that each server holds only identifiers that hash to it and that their
+                 digests add up to the unsplit data's; exit status 0 when they do
   decode FILE    decode Handle messages written as hex, one datagram or TCP message per line
                  ("-" reads standard input); prints each message field by field
   import --data-dir DIR [--shards N] FILE
@@ -883,6 +891,51 @@ int main(int argc, char** argv) {
       return 2;
     }
     return idnode::cmd::PrintReplicationStatus(options);
+  }
+  if (command == "site") {
+    // site split --data-dir D [--shards S] --servers N --out DIR
+    // site check [--shards S] DIR0 DIR1 ... [--against UNSPLIT]
+    const std::string_view what = argc > 2 ? std::string_view(argv[2]) : std::string_view();
+    std::string data_dir, out_dir, against;
+    uint64_t shards = 8, servers = 0;
+    std::vector<std::string> dirs;
+    bool bad = what != "split" && what != "check";
+    for (int i = 3; i < argc && !bad; ++i) {
+      std::string_view a = argv[i];
+      const bool has_value = i + 1 < argc;
+      auto number = [&](uint64_t* out) {
+        char* end = nullptr;
+        *out = std::strtoull(argv[++i], &end, 10);
+        bad = bad || end == argv[i] || *end != '\0';
+      };
+      if (a == "--data-dir" && has_value) {
+        data_dir = argv[++i];
+      } else if (a == "--out" && has_value) {
+        out_dir = argv[++i];
+      } else if (a == "--against" && has_value) {
+        against = argv[++i];
+      } else if (a == "--shards" && has_value) {
+        number(&shards);
+      } else if (a == "--servers" && has_value) {
+        number(&servers);
+      } else if (!a.starts_with("--")) {
+        dirs.emplace_back(a);
+      } else {
+        bad = true;
+      }
+    }
+    bad = bad || shards == 0 || shards > 4096;
+    if (!bad && what == "split" && !data_dir.empty() && !out_dir.empty() && servers > 0 &&
+        dirs.empty()) {
+      return idnode::cmd::SiteSplit(data_dir, static_cast<uint32_t>(shards),
+                                    static_cast<uint32_t>(servers), out_dir);
+    }
+    if (!bad && what == "check" && data_dir.empty() && out_dir.empty() && servers == 0)
+      return idnode::cmd::SiteCheck(dirs, static_cast<uint32_t>(shards), against);
+    std::cerr << "usage: idctl site split --data-dir DIR [--shards S] --servers N --out DIR\n"
+                 "       idctl site check [--shards S] SERVER0_DIR SERVER1_DIR ... "
+                 "[--against UNSPLIT_DIR]\n";
+    return 2;
   }
   if (command == "import" || command == "export" || command == "digest" || command == "prefix" ||
       command == "compact" || command == "changelog" || command == "audit") {

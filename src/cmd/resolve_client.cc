@@ -434,4 +434,33 @@ int Resolve(const ResolveOptions& o) {
   return Print(o, *decoded, e.via);
 }
 
+std::optional<RoutedServer> AdminServerFor(const std::string& handle, const std::string& host,
+                                           uint16_t port) {
+  const size_t slash = handle.find('/');
+  if (slash == std::string::npos || registry::TypeMatches("0.NA/", handle.substr(0, 5)))
+    return std::nullopt;  // a prefix handle: every server of a site holds it
+  ResolveOptions one;
+  one.handle = "0.NA/" + handle.substr(0, slash);
+  one.types = {"HS_SITE"};
+  one.host = host;
+  one.port = port;
+  one.tcp_only = true;
+  Exchanged e = Exchange(one);
+  if (!e.error.empty()) return std::nullopt;
+  auto decoded = DecodeMessage(e.response);
+  if (!decoded.ok() ||
+      decoded->header.response_code != static_cast<uint32_t>(ResponseCode::kSuccess))
+    return std::nullopt;
+  const std::vector<HandleValue> values = ValuesOf(*decoded);
+  bool several = false;
+  for (const auto& v : values) {
+    auto site = DecodeSiteInfo(v.data);
+    several = several || (site.ok() && site->servers.size() > 1);
+  }
+  if (!several) return std::nullopt;  // one server: the one named is the one
+  auto picked = PickServer(values, {"HS_SITE"}, handle, /*tcp_only=*/true);
+  if (!picked) return std::nullopt;
+  return RoutedServer{picked->host, picked->port};
+}
+
 }  // namespace idnode::cmd

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,18 @@ struct ResolveOptions {
 
 // Prints the answer; returns the process exit status (0 when the handle resolved).
 int Resolve(const ResolveOptions& options);
+
+// Where an administrative request for `handle` goes when its prefix is served by a site of
+// several servers (HANDLE.md §1.7): its prefix handle 0.NA/P is resolved at host:port (TCP) and
+// the server its HS_SITE's hash picks is returned, as the reference's clients route. nullopt for
+// a one-server site, a prefix handle, or when the prefix handle cannot be resolved: the request
+// then goes to host:port itself.
+struct RoutedServer {
+  std::string host;
+  uint16_t port = 0;
+};
+std::optional<RoutedServer> AdminServerFor(const std::string& handle, const std::string& host,
+                                           uint16_t port);
 
 // One TCP connection to a Handle server, every send and receive bounded by `timeout_ms`. Used by
 // `idctl resolve` and `idctl admin`; one thread.

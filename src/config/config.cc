@@ -417,7 +417,67 @@ bool ParseReplicationSource(std::string_view text, ReplicationSourceEntry* out, 
   return true;
 }
 
+bool ParseSiteServer(std::string_view text, SiteServerEntry* out, std::string* why) {
+  auto words = Words(text);
+  SiteServerEntry entry;
+  if (words.empty() || words.size() > 2 ||
+      !ParseHostPort(words[0], &entry.address, &entry.handle_port) || entry.handle_port == 0) {
+    *why = "needs ADDRESS:HANDLE_PORT [http=PORT]: \"192.0.2.1:2641 http=8000\"";
+    return false;
+  }
+  if (words.size() == 2) {
+    uint64_t port = 0;
+    if (!words[1].starts_with("http=") || !ParseUnsigned(words[1].substr(5), &port) || port == 0 ||
+        port > 65535) {
+      *why = "\"" + words[1] + "\" is not http=PORT";
+      return false;
+    }
+    entry.http_port = static_cast<uint16_t>(port);
+  }
+  if (out != nullptr) *out = std::move(entry);
+  return true;
+}
+
 namespace {
+
+void ValidateSite(const Config& c, Errors& errors) {
+  YAML::Mark none = YAML::Mark::null_mark();
+  const SiteConfig& site = c.site;
+  if (site.servers.empty()) {
+    if (site.this_server != 0) errors.Add(none, "site.this_server needs site.servers");
+    return;
+  }
+  std::vector<std::pair<std::string, uint16_t>> seen;
+  SiteServerEntry mine;
+  for (size_t i = 0; i < site.servers.size(); ++i) {
+    std::string why;
+    SiteServerEntry entry;
+    if (!ParseSiteServer(site.servers[i], &entry, &why)) {
+      errors.Add(none, "site.servers: \"" + site.servers[i] + "\": " + why);
+      continue;
+    }
+    if (std::find(seen.begin(), seen.end(), std::pair{entry.address, entry.handle_port}) !=
+        seen.end()) {
+      errors.Add(none, "site.servers: " + site.servers[i] + " is listed twice");
+    }
+    seen.emplace_back(entry.address, entry.handle_port);
+    if (i == site.this_server) mine = entry;
+  }
+  if (site.this_server >= site.servers.size()) {
+    errors.Add(none, "site.this_server must be a position in site.servers (0 to " +
+                         std::to_string(site.servers.size() - 1) + ")");
+    return;
+  }
+  // Clients reach each server where the site record says: this one must listen there.
+  if (mine.handle_port != 0 && c.handle.port != mine.handle_port) {
+    errors.Add(none, "handle.port must be " + std::to_string(mine.handle_port) +
+                         ", the port site.servers gives this server");
+  }
+  if (mine.http_port != 0 && c.http.enabled && c.http.port != mine.http_port) {
+    errors.Add(none, "http.port must be " + std::to_string(mine.http_port) +
+                         ", the port site.servers gives this server");
+  }
+}
 
 void ValidateReplication(const Config& c, Errors& errors) {
   YAML::Mark none = YAML::Mark::null_mark();
@@ -524,6 +584,7 @@ void Validate(const Config& c, Errors& errors) {
   YAML::Mark none = YAML::Mark::null_mark();
   ValidateDns(c, errors);
   ValidateReplication(c, errors);
+  ValidateSite(c, errors);
   for (const auto& [section, limit] :
        {std::pair{"handle", &c.handle.rate_limit}, std::pair{"dns", &c.dns.rate_limit}}) {
     for (const auto& network : limit->exempt) {
@@ -589,6 +650,8 @@ Fields Schema(Config& c, Reader& r) {
                            {"site_serial", r.Unsigned(&c.node.site_serial, 0, 65534)},
                            {"site_description", r.String(&c.node.site_description, true)},
                            {"answer_mirrored", r.Bool(&c.node.answer_mirrored)}})},
+      {"site", Section(r, {{"servers", r.Strings(&c.site.servers, true)},
+                           {"this_server", r.Unsigned(&c.site.this_server, 0, 1023)}})},
       {"handle",
        Section(r, {{"bind", r.Strings(&c.handle.bind, false)},
                    {"port", r.Unsigned(&c.handle.port, 0, 65535)},

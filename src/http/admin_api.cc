@@ -278,11 +278,16 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
   const bool all_indexes = q.all_indexes;
   const std::vector<int32_t>& indexes = q.indexes;
   std::string handle(handle_in);
-  if (mint && method == "PUT" && !handle.empty() && handle.back() == '/') handle += net::NewUuid();
+  if (mint && method == "PUT" && !handle.empty() && handle.back() == '/')
+    handle = net::MintedHandle(registry_, handle);
   if (!identifier::IsValidHandle(handle))
     return Refused(400, ResponseCode::kInvalidHandle, "invalid handle", handle);
   if (!registry_.IsWritable(handle)) {
     return Refused(400, ResponseCode::kServerNotResponsible, "That prefix doesn't live here",
+                   handle);
+  }
+  if (!registry_.OnThisServer(identifier::Normalize(handle))) {
+    return Refused(400, ResponseCode::kServerNotResponsible, "Request was hashed incorrectly",
                    handle);
   }
   registry::Operation op;

@@ -230,6 +230,15 @@ std::string NewUuid() {
   return text;
 }
 
+std::string MintedHandle(const registry::Registry& registry, std::string_view prefix_slash) {
+  std::string handle;
+  for (int tries = 0; tries < 1024; ++tries) {
+    handle = std::string(prefix_slash) + NewUuid();
+    if (registry.OnThisServer(identifier::Normalize(handle))) break;
+  }
+  return handle;
+}
+
 AdminService::AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
                            auth::ChallengeTable& challenges, auth::FailureThrottle& failures,
                            uint16_t site_serial)
@@ -365,6 +374,13 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                                                 !handle.empty() && handle.back() == '/')) {
       return Error(request, ResponseCode::kInvalidHandle, "invalid handle", request_bytes,
                    site_serial_, out);
+    }
+    const bool minting = request.header.has(protocol::opflag::kMintSuffix) && !handle.empty() &&
+                         handle.back() == '/';
+    if (!minting && !registry_.OnThisServer(identifier::Normalize(handle))) {
+      // Another server of this site holds it (the reference's answer and words).
+      return Error(request, ResponseCode::kServerNotResponsible, "Request was hashed incorrectly",
+                   request_bytes, site_serial_, out);
     }
     if (!registry_.IsWritable(handle)) {
       // A mirror is read-only here: the write goes to its owner, which the client is referred to
@@ -518,7 +534,7 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
   const auto opcode = static_cast<OpCode>(original.header.opcode);
   if (opcode == OpCode::kCreateHandle && original.header.has(protocol::opflag::kMintSuffix) &&
       !op.handle.empty() && op.handle.back() == '/') {
-    op.handle += NewUuid();
+    op.handle = MintedHandle(registry_, op.handle);
   }
   switch (opcode) {
     case OpCode::kCreateHandle:
@@ -743,6 +759,10 @@ std::vector<AdminService::WriteOutcome> AdminService::ApplyBatchAs(
     }
     if (!registry_.IsWritable(ops[i].handle)) {
       outcomes[i] = {ResponseCode::kServerNotResponsible, "That prefix doesn't live here"};
+      continue;
+    }
+    if (!registry_.OnThisServer(identifier::Normalize(ops[i].handle))) {
+      outcomes[i] = {ResponseCode::kServerNotResponsible, "Request was hashed incorrectly"};
       continue;
     }
     if (!Decide(identity, ops[i], &outcomes[i])) continue;

@@ -189,6 +189,20 @@ std::string Digest::hex() const {
   return ToHex(bytes);
 }
 
+Digest& Digest::operator+=(const Digest& other) {
+  for (size_t lane = 0; lane < 4; ++lane) {
+    uint64_t a = 0, b = 0;
+    for (size_t i = 0; i < 8; ++i) {
+      a = a << 8 | bytes[lane * 8 + i];
+      b = b << 8 | other.bytes[lane * 8 + i];
+    }
+    const uint64_t sum = a + b;  // modulo 2^64, as the lanes are summed
+    for (size_t i = 0; i < 8; ++i) bytes[lane * 8 + i] = static_cast<uint8_t>(sum >> (56 - 8 * i));
+  }
+  records += other.records;
+  return *this;
+}
+
 // ---- open --------------------------------------------------------------------------------------
 
 Registry::Registry(RegistryOptions options) : options_(std::move(options)) {}
@@ -527,6 +541,70 @@ void Registry::SetOwnSite(std::span<const uint8_t> site_info) {
   }
 }
 
+void Registry::SetSiteServer(uint32_t count, uint32_t index) {
+  site_servers_.store(std::max<uint32_t>(count, 1), std::memory_order_relaxed);
+  this_server_.store(index, std::memory_order_relaxed);
+}
+
+bool Registry::HeldByServer(std::string_view key, uint32_t count, uint32_t index) {
+  if (count <= 1 || identifier::IsPrefixHandle(key)) return true;
+  int32_t at = protocol::SiteServerIndex(key, protocol::HashOption::kWhole, count);
+  // The one hash Java's abs leaves negative (INT_MIN) folds as a shard index does, so that a
+  // split by shards (shard s to server s mod count) agrees with this.
+  if (at < 0) at += static_cast<int32_t>(count);
+  return at == static_cast<int32_t>(index);
+}
+
+bool Registry::OnThisServer(std::string_view key) const {
+  return HeldByServer(key, site_servers_.load(std::memory_order_relaxed),
+                      this_server_.load(std::memory_order_relaxed));
+}
+
+Result<uint64_t, std::string> Registry::DropOtherServersRecords(uint32_t shard, uint32_t count,
+                                                                uint32_t index) {
+  if (shard >= store_->shard_count()) return Failure{std::string("no such shard")};
+  ShardState& state = *shards_[shard];
+  std::lock_guard lock(state.write_mutex);
+  auto lineage = NewLineageId();
+  if (!lineage.ok()) return Failure{lineage.error()};
+  {
+    storage::Batch batch;
+    batch.Put(Column::kMeta, kMetaLineage, *lineage);
+    batch.Delete(Column::kMeta, kMetaLineageForks);  // not a continuation of any earlier history
+    auto written = store_->Write(shard, batch);
+    if (!written.ok()) return Failure{StorageMessage(written.error())};
+    std::lock_guard pins_lock(state.pins_mutex);
+    state.lineage = *lineage;
+    state.forks.Clear();
+  }
+  constexpr size_t kChunk = 10000;
+  uint64_t deleted = 0;
+  std::string from;  // scan position: after the last key of the previous chunk
+  for (;;) {
+    std::vector<std::string> doomed;
+    std::string last;
+    size_t seen = 0;
+    auto scanned = store_->Scan(shard, Column::kRecords, from, {},
+                                [&](std::string_view key, std::string_view) {
+                                  last.assign(key);
+                                  if (!HeldByServer(key, count, index)) doomed.emplace_back(key);
+                                  return ++seen < kChunk;
+                                });
+    if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
+    if (!doomed.empty()) {
+      storage::Batch batch;
+      for (const auto& key : doomed) batch.Delete(Column::kRecords, key);
+      auto written = store_->Write(shard, batch, /*sync=*/false);
+      if (!written.ok()) return Failure{StorageMessage(written.error())};
+      deleted += doomed.size();
+    }
+    if (seen < kChunk) break;
+    from = last;
+    from.push_back('\0');  // the next key after `last`
+  }
+  return deleted;
+}
+
 bool Registry::NamesThisNode(std::span<const uint8_t> data) const {
   if (own_endpoints_.empty()) return false;
   bool found = false;
@@ -724,7 +802,7 @@ std::vector<OpResult> Registry::ApplyOnShard(
       result.conflict = true;
     } else if (!identifier::IsValidHandle(op.handle)) {
       code = ResponseCode::kInvalidHandle;
-    } else if (!IsWritable(key)) {
+    } else if (!IsWritable(key) || !OnThisServer(key)) {
       code = ResponseCode::kServerNotResponsible;
     } else {
       switch (op.kind) {
@@ -1626,7 +1704,8 @@ Result<Unit, std::string> Registry::ScanSnapshot(
   return Unit{};
 }
 
-Result<Digest, std::string> Registry::ComputeDigest(std::string_view prefix) const {
+Result<Digest, std::string> Registry::ComputeDigest(
+    std::string_view prefix, const std::function<bool(std::string_view key)>& keep) const {
   std::array<uint64_t, 4> lanes{};
   uint64_t records = 0;
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -1636,6 +1715,7 @@ Result<Digest, std::string> Registry::ComputeDigest(std::string_view prefix) con
     view.snapshot = store_->TakeSnapshot(shard);
     auto scanned = ScanSnapshot(view, prefix, [&](const proto::Record& record) {
       std::string key = identifier::Normalize(record.handle());
+      if (keep && !keep(key)) return true;
       std::vector<uint8_t> wire = EncodeWireValues(record);
       std::array<uint8_t, 32> h{};
       unsigned int len = 0;

@@ -11,6 +11,8 @@ namespace {
 
 constexpr std::string_view kNotHere = "That prefix doesn't live here";
 constexpr std::string_view kStorageError = "storage error";
+// The reference server's words for an identifier that hashes to another server of its site.
+constexpr std::string_view kWrongServer = "Request was hashed incorrectly";
 
 using registry::PrefixEntry;
 using registry::PrefixRole;
@@ -100,6 +102,7 @@ class Resolver::Run {
     if (!nearest) return NotHere();
     switch (nearest->entry.role) {
       case PrefixRole::kHomed:
+        if (!r_.registry_.OnThisServer(s_.key)) return WrongServer();
         return Local(nullptr);
       case PrefixRole::kMirrored:
         refer_only_ = true;
@@ -160,6 +163,14 @@ class Resolver::Run {
     Answer a;
     a.code = ResponseCode::kServerNotResponsible;
     a.message = kNotHere;
+    return a;
+  }
+
+  // Another server of this node's site holds it (the client hashed it to the wrong one).
+  Answer WrongServer() {
+    Answer a;
+    a.code = ResponseCode::kServerNotResponsible;
+    a.message = kWrongServer;
     return a;
   }
 
@@ -419,7 +430,7 @@ bool Resolver::AnswersFoundRecord(std::string_view handle, Scratch& scratch) con
   const PrefixTable::View& table = registry::ThreadView(registry_.prefix_table());
   auto nearest = table.Nearest(identifier::PrefixOf(scratch.key));
   if (!nearest) return false;
-  return nearest->entry.role == PrefixRole::kHomed ||
+  return (nearest->entry.role == PrefixRole::kHomed && registry_.OnThisServer(scratch.key)) ||
          (nearest->entry.role == PrefixRole::kMirrored &&
           registry::MirrorAnswersLocally(nearest->entry, options_.answer_mirrored));
 }

@@ -571,7 +571,8 @@ class Replication(unittest.TestCase):
                     cpu[mode].append((cpu_ticks(top.proc.pid) - ticks) / count)
                     growth[mode].append(rss_kb(top.proc.pid) - before)
                     if mode == "stalled":
-                        harness.wait_until(lambda: top.link("replica", "serving")["lag_entries"] > count // 2, 3,
+                        # Bounded generously: under sanitizers the status can take seconds to show it.
+                        harness.wait_until(lambda: top.link("replica", "serving")["lag_entries"] > count // 2, 30,
                                            "the source's status showing the stalled replica's lag")
                         proxy.unstall()
                         wait_converged(replica, top, (PREFIX,))

@@ -28,6 +28,22 @@ struct NodeConfig {
   bool answer_mirrored = true;
 };
 
+// A site of several servers (HANDLE.md §1.7; README "A multi-server site"): clients pick the
+// server of an identifier by the hash of the whole handle (MD5, last 4 bytes, abs, modulo the
+// number of servers), and each server holds and answers its share only. Every server of the site
+// is configured with the same list (and the same auth.server_key_file, which its HS_SITE
+// publishes for each of them) and its own this_server.
+struct SiteConfig {
+  std::vector<std::string> servers;  // "ADDRESS:HANDLE_PORT [http=PORT]" in the site's order
+  uint32_t this_server = 0;          // this node's position in `servers`
+};
+struct SiteServerEntry {
+  std::string address;  // an IP address (the HS_SITE record holds addresses, not names)
+  uint16_t handle_port = 0;
+  uint16_t http_port = 0;  // 0: no HTTP interface listed
+};
+bool ParseSiteServer(std::string_view text, SiteServerEntry* out, std::string* why);
+
 // Response rate limiting of UDP answers per source prefix (/24 IPv4, /56 IPv6), in datagrams,
 // after Knot's RRL. Answers beyond it are dropped, or every `slip`-th one replaced by a short
 // RC_SERVER_TOO_BUSY no larger than the request; CNRI clients retry over UDP, then use TCP, which
@@ -223,6 +239,7 @@ struct DnsConfig {
 
 struct Config {
   NodeConfig node;
+  SiteConfig site;
   HandleConfig handle;
   HttpConfig http;
   AuthConfig auth;

@@ -137,6 +137,9 @@ struct Digest {
   std::array<uint8_t, 32> bytes{};
   uint64_t records = 0;
   std::string hex() const;
+  // The digest of the union of two disjoint sets of records (lane by lane, modulo 2^64): the
+  // servers of a site add up to the node they were split from.
+  Digest& operator+=(const Digest& other);
   friend bool operator==(const Digest&, const Digest&) = default;
 };
 
@@ -287,6 +290,24 @@ class Registry {
   // here (its prefix handle's public HS_SITE values name this node): then it is served, and
   // writable, here like a homed one. Reads the prefix handle: not for network workers.
   bool DelegatedToThisNode(const PrefixTable::View& table, std::string_view delegated) const;
+  // This node is server `index` of a site of `count` servers (site.servers; the application sets
+  // it once, before requests are served): it holds and answers only the identifiers whose hash
+  // (HANDLE.md §1.7, the whole handle) picks it.
+  void SetSiteServer(uint32_t count, uint32_t index);
+  // Whether `key` (a normalised handle) is this server's in its site: always in a one-server
+  // site, and for prefix handles (0.NA/...: every server of the site holds those, which decide
+  // what it serves and who administers it). Allocates nothing.
+  bool OnThisServer(std::string_view key) const;
+  uint32_t site_server_count() const { return site_servers_.load(std::memory_order_relaxed); }
+  // Whether normalised handle `key` is held by server `index` of a site of `count` servers (prefix
+  // handles are every server's).
+  static bool HeldByServer(std::string_view key, uint32_t count, uint32_t index);
+  // For `idctl site split`, on a stopped node's copy: deletes from `shard` the records another
+  // server of a site of `count` servers holds (prefix handles stay), 10,000 keys a batch,
+  // bypassing the changelog; the shard's history moves to a new lineage first (a replica's old
+  // position then asks for a snapshot). Returns how many records were deleted.
+  Result<uint64_t, std::string> DropOtherServersRecords(uint32_t shard, uint32_t count,
+                                                        uint32_t index);
 
   // ---- changelog ----
   // The shard's history id (ChangelogEntry.lineage_id): a sequence number is a position only
@@ -337,7 +358,10 @@ class Registry {
   // lane by lane
   // modulo 2^64, of SHA-256(normalised handle, values in wire form). Equal on any two nodes that
   // hold the same data, whatever order it arrived in.
-  Result<Digest, std::string> ComputeDigest(std::string_view prefix = {}) const;
+  // `keep` (optional) sees each record's normalised handle and says whether it counts.
+  Result<Digest, std::string> ComputeDigest(
+      std::string_view prefix = {},
+      const std::function<bool(std::string_view key)>& keep = {}) const;
   // Writes records straight into a shard, bypassing the changelog: for `idctl import` into a
   // stopped node. `sorted` holds (normalised handle, serialised record) in key order.
   Result<Unit, std::string> IngestSorted(uint32_t shard,
@@ -457,6 +481,8 @@ class Registry {
   static uint64_t RandomSeed();
   // This node's Handle endpoints (address as 16 bytes, IPv4 right-aligned; port), from SetOwnSite.
   std::vector<std::pair<std::array<uint8_t, 16>, uint32_t>> own_endpoints_;
+  std::atomic<uint32_t> site_servers_{1};
+  std::atomic<uint32_t> this_server_{0};
   std::atomic<bool> write_failed_{false};
   std::function<void(uint32_t)> change_listener_;
   // Mirrored prefixes and their owners, and the owners replication cannot reach (the runtime

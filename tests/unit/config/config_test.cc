@@ -223,5 +223,41 @@ TEST(Config, ReplicationPeersAndSources) {
   }
 }
 
+TEST(Config, SiteServersAndThisServersPlaceInThem) {
+  SiteServerEntry entry;
+  std::string why;
+  ASSERT_TRUE(ParseSiteServer("192.0.2.1:2641 http=8000", &entry, &why)) << why;
+  EXPECT_EQ(entry.address, "192.0.2.1");
+  EXPECT_EQ(entry.handle_port, 2641);
+  EXPECT_EQ(entry.http_port, 8000);
+  ASSERT_TRUE(ParseSiteServer("[2001:db8::2]:2641", &entry, &why)) << why;
+  EXPECT_EQ(entry.address, "2001:db8::2");
+  EXPECT_EQ(entry.http_port, 0);
+  for (const char* bad :
+       {"", "192.0.2.1", "192.0.2.1:0", "host.example:2641", "192.0.2.1:2641 http=0",
+        "192.0.2.1:2641 https=8443", "192.0.2.1:2641 http=8000 extra"}) {
+    EXPECT_FALSE(ParseSiteServer(bad, &entry, &why)) << bad;
+    EXPECT_FALSE(why.empty()) << bad;
+  }
+  const std::string three =
+      "site:\n  servers: [\"127.0.0.1:2641 http=8000\", \"127.0.0.2:2641 http=8000\", "
+      "\"127.0.0.3:2641 http=8000\"]\n";
+  Config c =
+      Parse(three + "  this_server: 2\nhandle:\n  port: 2641\nhttp:\n  port: 8000\n", "test.yaml");
+  EXPECT_EQ(c.site.servers.size(), 3u);
+  EXPECT_EQ(c.site.this_server, 2u);
+  EXPECT_NE(ErrorOf(three + "  this_server: 3\n").find("site.this_server"), std::string::npos);
+  EXPECT_NE(ErrorOf(three + "handle:\n  port: 2642\n").find("handle.port must be 2641"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(three + "handle:\n  port: 2641\nhttp:\n  port: 8001\n")
+                .find("http.port must be 8000"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("site:\n  servers: [\"127.0.0.1:2641\", \"127.0.0.1:2641\"]\nhandle:\n  "
+                    "port: 2641\n")
+                .find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("site:\n  this_server: 1\n").find("needs site.servers"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace idnode::config

@@ -3,7 +3,11 @@
 #include "idnode/resolver/resolver.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
+#include <cctype>
+
+#include "idnode/identifier/identifier.h"
 #include "idnode/protocol/value_types.h"
 #include "idnode/protocol/wire.h"
 #include "registry_test_util.h"
@@ -436,4 +440,61 @@ TEST_F(ResolverTest, ACorruptRecordIsAServerErrorNeverNotFound) {
 }
 
 }  // namespace
+// HANDLE.md §1.7 computed here on its own (OpenSSL's MD5 directly): the upper-cased handle's MD5,
+// its last 4 bytes as a signed big-endian int, Java's abs, modulo the number of servers.
+int32_t SiteIndexByHand(std::string handle, int32_t servers) {
+  for (char& c : handle) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  unsigned char md[16];
+  unsigned int size = 0;
+  EVP_Digest(handle.data(), handle.size(), md, &size, EVP_md5(), nullptr);
+  int32_t h = static_cast<int32_t>(uint32_t{md[12]} << 24 | uint32_t{md[13]} << 16 |
+                                   uint32_t{md[14]} << 8 | md[15]);
+  if (h != INT32_MIN && h < 0) h = -h;
+  return h % servers;
+}
+
+TEST_F(ResolverTest, AServerOfASiteHoldsAndAnswersItsShareOnly) {
+  ASSERT_EQ(registry_->HomePrefix("88.100.1", {MakeValue(1, "DESC", "the prefix handle")}).code,
+            ResponseCode::kSuccess);
+  std::vector<std::string> handles;
+  for (int i = 0; i < 30; ++i) {
+    handles.push_back("88.100.1/item" + std::to_string(i));
+    ASSERT_EQ(registry_->Apply(Create(handles.back(), {MakeValue(1, "URL", "https://i")})).code,
+              ResponseCode::kSuccess);
+  }
+  std::vector<int> per_server(3, 0);
+  for (uint32_t me = 0; me < 3; ++me) {
+    registry_->SetSiteServer(3, me);
+    cache_->Clear();
+    for (const auto& handle : handles) {
+      const bool mine = SiteIndexByHand(handle, 3) == static_cast<int32_t>(me);
+      per_server[me] += mine;
+      Query q;
+      q.handle = handle;
+      Answer a = resolver_->Resolve(q, scratch_);
+      if (mine) {
+        EXPECT_EQ(a.code, ResponseCode::kSuccess) << handle << " on " << me;
+      } else {
+        EXPECT_EQ(a.code, ResponseCode::kServerNotResponsible) << handle << " on " << me;
+        EXPECT_EQ(a.message, "Request was hashed incorrectly");
+      }
+      EXPECT_EQ(registry_->OnThisServer(identifier::Normalize(handle)), mine);
+    }
+    // Prefix handles are every server's; writes of another server's identifiers are refused.
+    Query prefix;
+    prefix.handle = "0.NA/88.100.1";
+    EXPECT_EQ(resolver_->Resolve(prefix, scratch_).code, ResponseCode::kSuccess) << me;
+    for (int i = 100; i < 110; ++i) {
+      const std::string handle = "88.100.1/new" + std::to_string(i) + "-" + std::to_string(me);
+      const bool mine = SiteIndexByHand(handle, 3) == static_cast<int32_t>(me);
+      EXPECT_EQ(registry_->Apply(Create(handle, {MakeValue(1, "URL", "https://n")})).code,
+                mine ? ResponseCode::kSuccess : ResponseCode::kServerNotResponsible)
+          << handle;
+    }
+  }
+  EXPECT_EQ(per_server[0] + per_server[1] + per_server[2], 30);
+  for (int n : per_server) EXPECT_GT(n, 0);  // 30 handles spread over the three
+  registry_->SetSiteServer(1, 0);
+}
+
 }  // namespace idnode::resolver
