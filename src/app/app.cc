@@ -6,6 +6,7 @@
 #include <boost/asio.hpp>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -117,14 +118,18 @@ Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
     if (r.code != protocol::ResponseCode::kSuccess) return Failure{"cannot home prefix " + prefix};
     spdlog::info("homed prefix {}", prefix);
   }
-  // Index 1 of a homed prefix's handle is this node's own HS_SITE (written when it was homed),
-  // kept current at every start: a node split into a site of several servers, or moved to other
-  // ports, publishes where its identifiers are now. Other indexes are the operator's.
+  // On a site of several servers, index 1 of each homed prefix's handle (this node's HS_SITE,
+  // written when the prefix was homed) is kept the site's current record at every start: a node
+  // split into a site publishes where its identifiers are now. A one-server node leaves it as the
+  // operator keeps it (a public address behind NAT, say). Other indexes are the operator's.
   std::vector<std::string> homed;
-  registry.prefix_table().Snapshot()->ForEach(
-      [&homed](std::string_view name, const registry::PrefixEntry& entry) {
-        if (entry.role == registry::PrefixRole::kHomed) homed.emplace_back(name);
-      });
+  if (!config.site.servers.empty()) {
+    registry.prefix_table().Snapshot()->ForEach(
+        [&homed](std::string_view name, const registry::PrefixEntry& entry) {
+          if (entry.role == registry::PrefixRole::kHomed) homed.emplace_back(name);
+        });
+  }
+  std::vector<registry::Operation> refresh;
   for (const auto& prefix : homed) {
     const std::string handle = identifier::PrefixHandleFor(prefix);
     auto current = registry.Get(handle);
@@ -148,14 +153,24 @@ Result<Unit, std::string> PreparePrefixes(registry::Registry& registry,
                                                                : registry::OpKind::kCreate;
     op.overwrite = true;
     op.values = {site_value};
-    auto r = registry.Apply(op);
-    if (r.code != protocol::ResponseCode::kSuccess) {
-      spdlog::warn("{}: cannot publish this node's HS_SITE at index 1 (code {})", handle,
-                   static_cast<int>(r.code));
-      continue;
-    }
-    spdlog::info("{}: HS_SITE at index 1 is now this node's site", handle);
+    refresh.push_back(std::move(op));
   }
+  for (size_t first = 0; first < refresh.size(); first += registry::kMaxBatchOperations) {
+    const size_t end = std::min(refresh.size(), first + registry::kMaxBatchOperations);
+    std::vector<registry::Operation> chunk(std::make_move_iterator(refresh.begin() + first),
+                                           std::make_move_iterator(refresh.begin() + end));
+    std::vector<std::string> names;
+    for (const auto& op : chunk) names.push_back(op.handle);
+    auto results = registry.ApplyBatch({}, std::move(chunk));
+    for (size_t i = 0; i < results.size() && i < names.size(); ++i) {
+      if (results[i].code != protocol::ResponseCode::kSuccess) {
+        spdlog::warn("{}: cannot publish the site's HS_SITE at index 1 (code {})", names[i],
+                     static_cast<int>(results[i].code));
+      }
+    }
+  }
+  if (!refresh.empty())
+    spdlog::info("published the site's HS_SITE in {} prefix handles", refresh.size());
   if (demo) {
     std::string p = kDemoPrefix;
     std::vector<registry::Operation> ops;
@@ -342,9 +357,32 @@ void SetLogLevel(const std::string& level) {
 
 }  // namespace
 
+// A data directory made by `idctl site split` says which server of which site it is (its SITE
+// file): started as another, a server would answer "not found" for identifiers it holds and take
+// creates of identifiers another server holds.
+Result<Unit, std::string> CheckSiteFile(const config::Config& config) {
+  const std::string path = config.node.data_dir + "/SITE";
+  std::ifstream in(path);
+  if (!in) return Unit{};
+  std::string servers_word, index_word;
+  uint64_t servers = 0, index = 0;
+  in >> servers_word >> servers >> index_word >> index;
+  if (!in || servers_word != "servers" || index_word != "index")
+    return Failure{path + " is not \"servers N index K\""};
+  const uint64_t configured = config.site.servers.size();
+  if (servers != configured || index != config.site.this_server) {
+    return Failure{config.node.data_dir + " holds server " + std::to_string(index) +
+                   " of a site of " + std::to_string(servers) + " servers (" + path +
+                   "), but site.servers lists " + std::to_string(configured) +
+                   " and site.this_server is " + std::to_string(config.site.this_server)};
+  }
+  return Unit{};
+}
+
 Result<Unit, std::string> Run(const config::Config& config, const std::string& config_file) {
   SetLogLevel(config.log.level);
   spdlog::info("idnode starting ({})", config.source);
+  if (auto site = CheckSiteFile(config); !site.ok()) return Failure{site.error()};
 
   cache::CacheOptions cache_options;
   cache_options.capacity_bytes = config.cache.capacity_bytes;

@@ -27,6 +27,15 @@ Authorizer::Authorizer(const registry::Registry& registry, AuthOptions options)
 
 KeyLookup Authorizer::FindKey(const Identity& identity, std::string_view auth_type) const {
   KeyLookup out;
+  if (!registry_.OnThisServer(identifier::Normalize(identity.handle))) {
+    // On a site of several servers each holds a share of the identities too; this server
+    // verifies only those it holds (README "A multi-server site").
+    out.code = ResponseCode::kAuthenticationError;
+    out.message = "identity " + identity.ToString() +
+                  " is held by another server of this site: use an identity held in the prefix "
+                  "handle (0.NA/...), which every server holds";
+    return out;
+  }
   if (!registry_.HoldsData(identity.handle)) {
     // CNRI would ask the identity's own server (OC_VERIFY_CHALLENGE); this node verifies only
     // identities it holds.

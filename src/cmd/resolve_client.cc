@@ -297,7 +297,9 @@ std::optional<Endpoint> PickServer(const std::vector<HandleValue>& values,
   for (const auto& site : sites) {
     int32_t index = SiteServerIndex(handle, static_cast<HashOption>(site.hash_option),
                                     static_cast<uint32_t>(site.servers.size()));
-    if (index < 0) index = -index;  // the INT_MIN quirk, folded into range
+    // The INT_MIN quirk (Java's abs leaves it negative), folded as the servers fold it
+    // (Registry::HashedToServer): the server that holds the identifier.
+    if (index < 0) index += static_cast<int32_t>(site.servers.size());
     const SiteServer& server = site.servers[static_cast<size_t>(index) % site.servers.size()];
     std::optional<Endpoint> udp, tcp;
     for (const auto& i : server.interfaces) {
@@ -451,13 +453,22 @@ std::optional<RoutedServer> AdminServerFor(const std::string& handle, const std:
   if (!decoded.ok() ||
       decoded->header.response_code != static_cast<uint32_t>(ResponseCode::kSuccess))
     return std::nullopt;
-  const std::vector<HandleValue> values = ValuesOf(*decoded);
-  bool several = false;
-  for (const auto& v : values) {
+  // Only the site the named server belongs to: a copy of another node's data (a staging server)
+  // must not send its writes to the addresses in that data.
+  std::vector<HandleValue> values;
+  for (const auto& v : ValuesOf(*decoded)) {
     auto site = DecodeSiteInfo(v.data);
-    several = several || (site.ok() && site->servers.size() > 1);
+    if (!site.ok() || site->servers.size() < 2) continue;
+    bool named = false;
+    for (const auto& server : site->servers) {
+      for (const auto& i : server.interfaces) {
+        named = named || (i.protocol == interface_protocol::kTcp && i.port == port &&
+                          AddressText(server.address) == host);
+      }
+    }
+    if (named) values.push_back(v);
   }
-  if (!several) return std::nullopt;  // one server: the one named is the one
+  if (values.empty()) return std::nullopt;  // one server, or not this server's site
   auto picked = PickServer(values, {"HS_SITE"}, handle, /*tcp_only=*/true);
   if (!picked) return std::nullopt;
   return RoutedServer{picked->host, picked->port};

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <system_error>
@@ -15,6 +16,8 @@ namespace idnode::cmd {
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr const char* kSiteFile = "SITE";
 
 std::unique_ptr<registry::Registry> Open(const std::string& dir, uint32_t shards) {
   registry::RegistryOptions options;
@@ -32,39 +35,6 @@ std::unique_ptr<registry::Registry> Open(const std::string& dir, uint32_t shards
     return nullptr;
   }
   return std::move(*opened);
-}
-
-// A closed RocksDB directory, copied: immutable SST files hard-linked (copied when the link
-// fails, e.g. across file systems), the rest (manifest, WAL, options, CURRENT) copied; its lock
-// and info logs left behind.
-bool CopyShard(const fs::path& from, const fs::path& to) {
-  std::error_code ec;
-  fs::create_directories(to, ec);
-  if (ec) {
-    std::cerr << "idctl site split: cannot create " << to << ": " << ec.message() << "\n";
-    return false;
-  }
-  for (const auto& entry : fs::directory_iterator(from, ec)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string name = entry.path().filename().string();
-    if (name == "LOCK" || name.starts_with("LOG")) continue;
-    const fs::path target = to / name;
-    if (entry.path().extension() == ".sst") {
-      fs::create_hard_link(entry.path(), target, ec);
-      if (!ec) continue;
-      ec.clear();
-    }
-    fs::copy_file(entry.path(), target, fs::copy_options::none, ec);
-    if (ec) {
-      std::cerr << "idctl site split: cannot copy " << entry.path() << ": " << ec.message() << "\n";
-      return false;
-    }
-  }
-  if (ec) {
-    std::cerr << "idctl site split: cannot read " << from << ": " << ec.message() << "\n";
-    return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -88,17 +58,10 @@ int SiteSplit(const std::string& data_dir, uint32_t shards, uint32_t servers,
     std::cerr << "idctl site split: " << out_dir << " is not empty; nothing is overwritten\n";
     return 2;
   }
-  {
-    // Everything into SST files first (the copies then replay no WAL), and the source closed.
-    auto source = Open(data_dir, shards);
-    if (!source) return 1;
-    auto flushed = source->store().Flush();
-    if (!flushed.ok()) {
-      std::cerr << "idctl site split: cannot flush " << data_dir << ": " << flushed.error().message
-                << "\n";
-      return 1;
-    }
-  }
+  // The source stays open (and locked) while its shards are copied: each copy is RocksDB's
+  // checkpoint of the open shard, consistent whatever runs.
+  auto source = Open(data_dir, shards);
+  if (!source) return 1;
   for (uint32_t k = 0; k < servers; ++k) {
     const fs::path server = fs::path(out_dir) / ("server" + std::to_string(k));
     fs::create_directories(server, ec);
@@ -110,7 +73,7 @@ int SiteSplit(const std::string& data_dir, uint32_t shards, uint32_t servers,
     for (const auto& entry : fs::directory_iterator(data_dir, ec)) {
       if (!entry.is_regular_file()) continue;
       const std::string name = entry.path().filename().string();
-      if (name == "LOCK" || name.starts_with("LOG")) continue;
+      if (name == "LOCK" || name.starts_with("LOG") || name == kSiteFile) continue;
       fs::copy_file(entry.path(), server / name, fs::copy_options::none, ec);
       if (ec) {
         std::cerr << "idctl site split: cannot copy " << entry.path() << ": " << ec.message()
@@ -124,8 +87,25 @@ int SiteSplit(const std::string& data_dir, uint32_t shards, uint32_t servers,
     for (uint32_t s = 0; s < shards; ++s) {
       char name[32];
       std::snprintf(name, sizeof(name), "shard-%03u", s);
-      if (!CopyShard(fs::path(data_dir) / name, server / name)) return 1;
+      auto copied = source->store().Checkpoint(s, (server / name).string());
+      if (!copied.ok()) {
+        std::cerr << "idctl site split: cannot copy shard " << s << " to " << server << ": "
+                  << copied.error().message << "\n";
+        return 1;
+      }
     }
+    // Which server of which site this data is: idnode refuses to start it as another.
+    std::ofstream site_file(server / kSiteFile);
+    site_file << "servers " << servers << " index " << k << "\n";
+    site_file.close();
+    if (!site_file) {
+      std::cerr << "idctl site split: cannot write " << (server / kSiteFile) << "\n";
+      return 1;
+    }
+  }
+  source.reset();
+  for (uint32_t k = 0; k < servers; ++k) {
+    const fs::path server = fs::path(out_dir) / ("server" + std::to_string(k));
     auto registry = Open(server.string(), shards);
     if (!registry) return 1;
     uint64_t dropped = 0;
@@ -139,7 +119,6 @@ int SiteSplit(const std::string& data_dir, uint32_t shards, uint32_t servers,
       }
       dropped += *deleted;
     }
-    (void)registry->store().CompactAll();  // the deleted records' space, now
     auto digest = registry->ComputeDigest(
         {}, [](std::string_view key) { return !identifier::IsPrefixHandle(key); });
     if (!digest.ok()) {
@@ -147,7 +126,7 @@ int SiteSplit(const std::string& data_dir, uint32_t shards, uint32_t servers,
       return 1;
     }
     std::cout << server.string() << ": " << digest->records << " identifiers (" << dropped
-              << " of other servers removed)\n";
+              << " of other servers removed; their space is reclaimed as RocksDB compacts)\n";
   }
   std::cout << "each server's site.servers lists the " << servers
             << " servers in this order; server k has site.this_server: k\n";
@@ -169,7 +148,7 @@ int SiteCheck(const std::vector<std::string>& server_dirs, uint32_t shards,
     uint64_t misplaced = 0;
     auto digest = registry->ComputeDigest({}, [&](std::string_view key) {
       if (identifier::IsPrefixHandle(key)) return false;
-      if (!registry::Registry::HeldByServer(key, count, k)) ++misplaced;
+      if (!registry->HeldByServer(key, count, k)) ++misplaced;
       return true;
     });
     if (!digest.ok()) {

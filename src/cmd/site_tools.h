@@ -10,11 +10,14 @@
 namespace idnode::cmd {
 
 // Copies data directory `data_dir` (created with `shards` shards, a multiple of `servers`) into
-// `out_dir`/server0 ... server(N-1): each server gets every shard directory as a copy (SST files
-// hard-linked where the file system allows, so the copy costs little space and time), then the
-// records of the identifiers other servers hold are deleted from it (prefix handles stay: every
-// server holds them). Shard s holds only identifiers of server s mod N, so a server's own shards
-// are kept whole. Prints each server's records; exit status 0 on success.
+// `out_dir`/server0 ... server(N-1): each server gets every shard as a RocksDB checkpoint of the
+// (stopped node's) data, opened and locked meanwhile (SST files hard-linked where the file system
+// allows, so the copy costs little space and time), then the records other servers hold are
+// deleted from it (Registry::HeldByServer: identifiers of homed prefixes by the hash; prefix
+// handles and mirrored or delegated prefixes' identifiers stay on every server). Shard s holds
+// only homed identifiers of server s mod N, so a server's own shards are kept whole. Each server's
+// directory gets a SITE file ("servers N index k") that idnode checks against site.servers and
+// site.this_server. Prints each server's records; exit status 0 on success.
 int SiteSplit(const std::string& data_dir, uint32_t shards, uint32_t servers,
               const std::string& out_dir);
 

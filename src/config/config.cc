@@ -456,12 +456,37 @@ void ValidateSite(const Config& c, Errors& errors) {
       errors.Add(none, "site.servers: \"" + site.servers[i] + "\": " + why);
       continue;
     }
+    {
+      // Clients connect to these addresses: a wildcard or a multicast one would send them to
+      // themselves or nowhere.
+      std::array<uint8_t, 16> bytes{};
+      int bits = 0;
+      const bool v6 = entry.address.find(':') != std::string::npos;
+      const bool parsed = ParseNetwork(entry.address + (v6 ? "/128" : "/32"), &bytes, &bits);
+      const bool v4_mapped = bytes[10] == 0xff && bytes[11] == 0xff;
+      const bool unspecified = std::all_of(bytes.begin() + (v4_mapped ? 12 : 0), bytes.end(),
+                                           [](uint8_t b) { return b == 0; });
+      const bool multicast = v4_mapped ? (bytes[12] & 0xf0) == 0xe0 : bytes[0] == 0xff;
+      if (!parsed || unspecified || multicast) {
+        errors.Add(none, "site.servers: " + site.servers[i] +
+                             ": the address clients connect to (not a wildcard or multicast one)");
+      }
+    }
     if (std::find(seen.begin(), seen.end(), std::pair{entry.address, entry.handle_port}) !=
         seen.end()) {
       errors.Add(none, "site.servers: " + site.servers[i] + " is listed twice");
     }
     seen.emplace_back(entry.address, entry.handle_port);
     if (i == site.this_server) mine = entry;
+  }
+  if (site.servers.size() > 1024) errors.Add(none, "site.servers: at most 1024 servers");
+  if (site.servers.size() > 1 && (!c.replication.listen.empty() || !c.replication.peers.empty() ||
+                                  !c.replication.sources.empty())) {
+    // A replica of one server would see only that server's writes, and a snapshot of a split
+    // server lacks the others' identifiers: replication of a site by the hash is not built yet.
+    errors.Add(none,
+               "replication is not offered on a site of several servers yet (site.servers): a "
+               "replica would hold one server's share only");
   }
   if (site.this_server >= site.servers.size()) {
     errors.Add(none, "site.this_server must be a position in site.servers (0 to " +

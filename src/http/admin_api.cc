@@ -278,8 +278,12 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
   const bool all_indexes = q.all_indexes;
   const std::vector<int32_t>& indexes = q.indexes;
   std::string handle(handle_in);
-  if (mint && method == "PUT" && !handle.empty() && handle.back() == '/')
-    handle = net::MintedHandle(registry_, handle);
+  if (mint && method == "PUT" && !handle.empty() && handle.back() == '/') {
+    auto minted = net::MintedHandle(registry_, handle);
+    if (!minted)
+      return Refused(500, ResponseCode::kError, "no suffix could be minted here", handle);
+    handle = std::move(*minted);
+  }
   if (!identifier::IsValidHandle(handle))
     return Refused(400, ResponseCode::kInvalidHandle, "invalid handle", handle);
   if (!registry_.IsWritable(handle)) {
@@ -288,6 +292,13 @@ HttpResponse AdminApi::Write(std::string_view method, std::string_view handle_in
   }
   if (!registry_.OnThisServer(identifier::Normalize(handle))) {
     return Refused(400, ResponseCode::kServerNotResponsible, "Request was hashed incorrectly",
+                   handle);
+  }
+  if (registry_.site_server_count() > 1 &&
+      identifier::IsPrefixHandle(identifier::Normalize(handle))) {
+    return Refused(400, ResponseCode::kOperationNotSupported,
+                   "prefix handles of a site of several servers are changed on every server: not "
+                   "offered yet",
                    handle);
   }
   registry::Operation op;

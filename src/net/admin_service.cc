@@ -17,6 +17,12 @@ namespace idnode::net {
 
 namespace {
 
+// Prefix handles and prefix operations on a site of several servers would change the server that
+// receives them only (every server holds the prefix handles): refused until they reach them all.
+constexpr std::string_view kPrefixChangeOnASite =
+    "prefix handles of a site of several servers are changed on every server: not offered yet "
+    "(change them on each server's stopped data, or before splitting)";
+
 constexpr std::string_view kTooManyFailures =
     "too many failed proofs for this key or from this address; try again in a minute";
 
@@ -230,13 +236,15 @@ std::string NewUuid() {
   return text;
 }
 
-std::string MintedHandle(const registry::Registry& registry, std::string_view prefix_slash) {
-  std::string handle;
-  for (int tries = 0; tries < 1024; ++tries) {
-    handle = std::string(prefix_slash) + NewUuid();
-    if (registry.OnThisServer(identifier::Normalize(handle))) break;
+std::optional<std::string> MintedHandle(const registry::Registry& registry,
+                                        std::string_view prefix_slash) {
+  // One in N hashes here: 64 N draws miss with probability (1 - 1/N)^(64 N) < e^-64.
+  const uint32_t tries = 64 * std::max<uint32_t>(registry.site_server_count(), 1);
+  for (uint32_t i = 0; i < tries; ++i) {
+    std::string handle = std::string(prefix_slash) + NewUuid();
+    if (registry.OnThisServer(identifier::Normalize(handle))) return handle;
   }
-  return handle;
+  return std::nullopt;
 }
 
 AdminService::AdminService(registry::Registry& registry, const auth::Authorizer& authorizer,
@@ -341,6 +349,9 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
       return Error(request, ResponseCode::kInvalidHandle, "Handle is not a prefix handle",
                    request_bytes, site_serial_, out);
     }
+    if (registry_.site_server_count() > 1)
+      return Error(request, ResponseCode::kOperationNotSupported, kPrefixChangeOnASite,
+                   request_bytes, site_serial_, out);
   } else if (opcode == OpCode::kLoginIdSystem) {
     // Remembered per connection: over UDP there is none.
     if (origin.datagram) {
@@ -375,13 +386,10 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
       return Error(request, ResponseCode::kInvalidHandle, "invalid handle", request_bytes,
                    site_serial_, out);
     }
-    const bool minting = request.header.has(protocol::opflag::kMintSuffix) && !handle.empty() &&
-                         handle.back() == '/';
-    if (!minting && !registry_.OnThisServer(identifier::Normalize(handle))) {
-      // Another server of this site holds it (the reference's answer and words).
-      return Error(request, ResponseCode::kServerNotResponsible, "Request was hashed incorrectly",
+    if (registry_.site_server_count() > 1 &&
+        identifier::IsPrefixHandle(identifier::Normalize(handle)))
+      return Error(request, ResponseCode::kOperationNotSupported, kPrefixChangeOnASite,
                    request_bytes, site_serial_, out);
-    }
     if (!registry_.IsWritable(handle)) {
       // A mirror is read-only here: the write goes to its owner, which the client is referred to
       // (the location values of the mirrored prefix's handle, as a resolution's referral).
@@ -393,6 +401,13 @@ Handled AdminService::Challenge(const Message& request, std::span<const uint8_t>
                        request_bytes, site_serial_, out, request.envelope.session_id);
       }
       return Error(request, ResponseCode::kServerNotResponsible, "That prefix doesn't live here",
+                   request_bytes, site_serial_, out);
+    }
+    const bool minting = request.header.has(protocol::opflag::kMintSuffix) && !handle.empty() &&
+                         handle.back() == '/';
+    if (!minting && !registry_.OnThisServer(identifier::Normalize(handle))) {
+      // Another server of this site holds it (the reference's answer and words).
+      return Error(request, ResponseCode::kServerNotResponsible, "Request was hashed incorrectly",
                    request_bytes, site_serial_, out);
     }
   }
@@ -534,7 +549,11 @@ Handled AdminService::Execute(const Message& original, std::span<const uint8_t> 
   const auto opcode = static_cast<OpCode>(original.header.opcode);
   if (opcode == OpCode::kCreateHandle && original.header.has(protocol::opflag::kMintSuffix) &&
       !op.handle.empty() && op.handle.back() == '/') {
-    op.handle = MintedHandle(registry_, op.handle);
+    auto minted = MintedHandle(registry_, op.handle);
+    if (!minted) {
+      return respond(ResponseCode::kError, protocol::ErrorBody{"no suffix could be minted here"});
+    }
+    op.handle = std::move(*minted);
   }
   switch (opcode) {
     case OpCode::kCreateHandle:
@@ -763,6 +782,11 @@ std::vector<AdminService::WriteOutcome> AdminService::ApplyBatchAs(
     }
     if (!registry_.OnThisServer(identifier::Normalize(ops[i].handle))) {
       outcomes[i] = {ResponseCode::kServerNotResponsible, "Request was hashed incorrectly"};
+      continue;
+    }
+    if (registry_.site_server_count() > 1 &&
+        identifier::IsPrefixHandle(identifier::Normalize(ops[i].handle))) {
+      outcomes[i] = {ResponseCode::kOperationNotSupported, std::string(kPrefixChangeOnASite)};
       continue;
     }
     if (!Decide(identity, ops[i], &outcomes[i])) continue;

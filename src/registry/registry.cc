@@ -546,7 +546,7 @@ void Registry::SetSiteServer(uint32_t count, uint32_t index) {
   this_server_.store(index, std::memory_order_relaxed);
 }
 
-bool Registry::HeldByServer(std::string_view key, uint32_t count, uint32_t index) {
+bool Registry::HashedToServer(std::string_view key, uint32_t count, uint32_t index) {
   if (count <= 1 || identifier::IsPrefixHandle(key)) return true;
   int32_t at = protocol::SiteServerIndex(key, protocol::HashOption::kWhole, count);
   // The one hash Java's abs leaves negative (INT_MIN) folds as a shard index does, so that a
@@ -555,13 +555,21 @@ bool Registry::HeldByServer(std::string_view key, uint32_t count, uint32_t index
   return at == static_cast<int32_t>(index);
 }
 
+bool Registry::HeldByServer(std::string_view key, uint32_t count, uint32_t index) const {
+  if (count <= 1 || identifier::IsPrefixHandle(key)) return true;
+  const PrefixTable::View& table = ThreadView(prefix_table_);
+  auto nearest = table.Nearest(identifier::PrefixOf(key));
+  if (!nearest || nearest->entry.role != PrefixRole::kHomed) return true;
+  return HashedToServer(key, count, index);
+}
+
 bool Registry::OnThisServer(std::string_view key) const {
   return HeldByServer(key, site_servers_.load(std::memory_order_relaxed),
                       this_server_.load(std::memory_order_relaxed));
 }
 
 Result<uint64_t, std::string> Registry::DropOtherServersRecords(uint32_t shard, uint32_t count,
-                                                                uint32_t index) {
+                                                                uint32_t index, size_t chunk) {
   if (shard >= store_->shard_count()) return Failure{std::string("no such shard")};
   ShardState& state = *shards_[shard];
   std::lock_guard lock(state.write_mutex);
@@ -577,7 +585,7 @@ Result<uint64_t, std::string> Registry::DropOtherServersRecords(uint32_t shard, 
     state.lineage = *lineage;
     state.forks.Clear();
   }
-  constexpr size_t kChunk = 10000;
+  const size_t chunk_keys = std::max<size_t>(chunk, 1);
   uint64_t deleted = 0;
   std::string from;  // scan position: after the last key of the previous chunk
   for (;;) {
@@ -588,7 +596,7 @@ Result<uint64_t, std::string> Registry::DropOtherServersRecords(uint32_t shard, 
                                 [&](std::string_view key, std::string_view) {
                                   last.assign(key);
                                   if (!HeldByServer(key, count, index)) doomed.emplace_back(key);
-                                  return ++seen < kChunk;
+                                  return ++seen < chunk_keys;
                                 });
     if (!scanned.ok()) return Failure{StorageMessage(scanned.error())};
     if (!doomed.empty()) {
@@ -598,7 +606,7 @@ Result<uint64_t, std::string> Registry::DropOtherServersRecords(uint32_t shard, 
       if (!written.ok()) return Failure{StorageMessage(written.error())};
       deleted += doomed.size();
     }
-    if (seen < kChunk) break;
+    if (seen < chunk_keys) break;
     from = last;
     from.push_back('\0');  // the next key after `last`
   }

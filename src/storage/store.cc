@@ -1,5 +1,7 @@
 #include "idnode/storage/store.h"
 
+#include <rocksdb/utilities/checkpoint.h>
+
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
@@ -367,6 +369,17 @@ StorageResult<Unit> Store::Flush() {
     rocksdb::Status s = shard.db->Flush(rocksdb::FlushOptions(), shard.columns);
     if (!s.ok()) return Failure{Translate(s)};
   }
+  return Unit{};
+}
+
+StorageResult<Unit> Store::Checkpoint(uint32_t shard, const std::string& directory) {
+  if (shard >= shards_.size())
+    return Failure{StorageError{StorageError::Code::kInvalidArgument, "no such shard"}};
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status s = rocksdb::Checkpoint::Create(shards_[shard].db, &raw);
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  if (s.ok()) s = checkpoint->CreateCheckpoint(directory);
+  if (!s.ok()) return Failure{Translate(s)};
   return Unit{};
 }
 

@@ -338,6 +338,20 @@ class Site(unittest.TestCase):
         self.assertEqual(refused.returncode, 2)
         self.assertIn("not a multiple", refused.stderr)
 
+    def test_a_servers_data_is_not_started_as_another_server(self):
+        # server0's data with server1's configuration: refused before anything is opened.
+        wrong = subprocess.run([IDNODE, "--data-dir", NODES[0]["data"], "--config", os.path.join(WORK, "server1.yaml"),
+                                "--no-demo"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(wrong.returncode, 0)
+        self.assertIn("holds server 0 of a site of 3 servers", wrong.stderr + wrong.stdout)
+
+    def test_prefix_handles_are_not_changed_on_one_server_only(self):
+        st.NODE["handle"] = NODES[0]["handle"]
+        msg = at.message(104, at.values_body("0.NA/" + PREFIX, [at.url_value(7, "https://one-server-only")]), 901)
+        reply = st.tcp_exchange([msg])[0]  # refused before any challenge
+        self.assertEqual(st.header(reply)["rc"], 5)  # RC_OPERATION_NOT_SUPPORTED
+        self.assertIn(b"changed on every server", reply)
+
     def digest(self, port):
         try:
             with urllib.request.urlopen("http://127.0.0.1:%d/api/digest?prefix=%s" % (port, PREFIX), timeout=60) as r:

@@ -33,9 +33,10 @@ namespace idnode::net {
 
 // A version-4 UUID, as CNRI's MINT (mintNewSuffix) appends to the prefix.
 std::string NewUuid();
-// `prefix_slash` ("P/") followed by a new UUID that this server of its site holds (the first of
-// at most 1,024 tries: 1 in N hash here).
-std::string MintedHandle(const registry::Registry& registry, std::string_view prefix_slash);
+// `prefix_slash` ("P/") followed by a new UUID that this server of its site holds (drawn until
+// one hashes here, at most 64 N draws); nullopt when none did.
+std::optional<std::string> MintedHandle(const registry::Registry& registry,
+                                        std::string_view prefix_slash);
 
 class AdminService {
  public:

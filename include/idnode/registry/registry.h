@@ -299,15 +299,19 @@ class Registry {
   // what it serves and who administers it). Allocates nothing.
   bool OnThisServer(std::string_view key) const;
   uint32_t site_server_count() const { return site_servers_.load(std::memory_order_relaxed); }
-  // Whether normalised handle `key` is held by server `index` of a site of `count` servers (prefix
-  // handles are every server's).
-  static bool HeldByServer(std::string_view key, uint32_t count, uint32_t index);
+  // Whether normalised handle `key` hashes to server `index` of a site of `count` servers
+  // (HANDLE.md §1.7, the whole handle; prefix handles are every server's). The hash alone.
+  static bool HashedToServer(std::string_view key, uint32_t count, uint32_t index);
+  // Whether server `index` of such a site holds `key`: identifiers of prefixes homed here are
+  // divided by the hash; prefix handles, and identifiers of mirrored prefixes or of prefixes
+  // delegated to this node, are every server's (the site's clients reach those through another
+  // site record, which names one server).
+  bool HeldByServer(std::string_view key, uint32_t count, uint32_t index) const;
   // For `idctl site split`, on a stopped node's copy: deletes from `shard` the records another
-  // server of a site of `count` servers holds (prefix handles stay), 10,000 keys a batch,
-  // bypassing the changelog; the shard's history moves to a new lineage first (a replica's old
-  // position then asks for a snapshot). Returns how many records were deleted.
+  // server of a site of `count` servers holds (HeldByServer), `chunk` keys a batch, bypassing the
+  // changelog; the shard's history moves to a new lineage first. Returns how many were deleted.
   Result<uint64_t, std::string> DropOtherServersRecords(uint32_t shard, uint32_t count,
-                                                        uint32_t index);
+                                                        uint32_t index, size_t chunk = 10000);
 
   // ---- changelog ----
   // The shard's history id (ChangelogEntry.lineage_id): a sequence number is a position only

@@ -165,6 +165,10 @@ class Store {
 
   StorageResult<Unit> CompactAll();
   StorageResult<Unit> Flush();
+  // A consistent copy of `shard` in `directory` (which must not exist), taken while the store is
+  // open: SST files hard-linked where the file system allows, the rest copied (RocksDB's
+  // checkpoint).
+  StorageResult<Unit> Checkpoint(uint32_t shard, const std::string& directory);
   // Bytes of live SST files, WAL and manifest in all shards.
   uint64_t DiskBytes() const;
   ShardStats Stats(uint32_t shard) const;

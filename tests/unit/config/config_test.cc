@@ -257,6 +257,18 @@ TEST(Config, SiteServersAndThisServersPlaceInThem) {
                 .find("listed twice"),
             std::string::npos);
   EXPECT_NE(ErrorOf("site:\n  this_server: 1\n").find("needs site.servers"), std::string::npos);
+  // Clients connect to these addresses; and replication of a site by the hash is not built yet.
+  EXPECT_NE(ErrorOf("site:\n  servers: [\"0.0.0.0:2641\", \"127.0.0.2:2641\"]\nhandle:\n  "
+                    "port: 2641\n")
+                .find("not a wildcard or multicast"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("site:\n  servers: [\"224.0.0.1:2641\"]\nhandle:\n  port: 2641\n")
+                .find("not a wildcard or multicast"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(three + "handle:\n  port: 2641\nhttp:\n  port: 8000\nreplication:\n  "
+                            "listen: 127.0.0.1:0\n")
+                .find("replication is not offered on a site"),
+            std::string::npos);
 }
 
 }  // namespace

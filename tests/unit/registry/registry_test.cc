@@ -829,4 +829,43 @@ TEST_F(RegistryTest, AMirrorsAnswerPolicyFollowsItsOwnersReachability) {
 }
 
 }  // namespace
+// idctl site split's step: shard s of a node with S shards holds only identifiers of server
+// s mod N of a site of N servers (N | S), so a server's copy drops whole shards' identifiers (in
+// chunks: 7 keys here, to cross chunk boundaries), keeps its own and every prefix handle.
+TEST_F(RegistryTest, ASplitKeepsEachServersShareAndThePrefixHandles) {
+  ASSERT_EQ(registry_->HomePrefix("88.100.1", {MakeValue(1, "DESC", "prefix")}).code,
+            ResponseCode::kSuccess);
+  std::vector<std::string> handles;
+  for (int i = 0; i < 120; ++i) {
+    handles.push_back("88.100.1/SPLIT" + std::to_string(i));
+    ASSERT_EQ(registry_->Apply(Create(handles.back(), {MakeValue(1, "URL", "u")})).code,
+              ResponseCode::kSuccess);
+  }
+  uint64_t in_other_shards = 0;
+  for (const auto& h : handles) {
+    const std::string key = identifier::Normalize(h);
+    const uint32_t shard = registry_->ShardOf(key);
+    // The shard and the server agree (4 shards, 2 servers).
+    EXPECT_EQ(Registry::HashedToServer(key, 2, 1), shard % 2 == 1) << h;
+    in_other_shards += shard % 2 == 0;
+  }
+  ASSERT_GT(in_other_shards, 14u);  // more than two chunks' worth
+  uint64_t dropped = 0;
+  for (uint32_t shard = 0; shard < 4; shard += 2) {
+    auto r = registry_->DropOtherServersRecords(shard, 2, 1, /*chunk=*/7);
+    ASSERT_TRUE(r.ok()) << r.error();
+    dropped += *r;
+  }
+  EXPECT_EQ(dropped, in_other_shards);
+  for (const auto& h : handles) {
+    const bool kept = registry_->ShardOf(identifier::Normalize(h)) % 2 == 1;
+    EXPECT_EQ(registry_->Get(h).code, kept ? ResponseCode::kSuccess : ResponseCode::kHandleNotFound)
+        << h;
+  }
+  EXPECT_EQ(registry_->Get("0.NA/88.100.1").code, ResponseCode::kSuccess);
+  // Dropping again finds nothing more.
+  for (uint32_t shard = 0; shard < 4; shard += 2)
+    EXPECT_EQ(*registry_->DropOtherServersRecords(shard, 2, 1, 7), 0u);
+}
+
 }  // namespace idnode::registry
