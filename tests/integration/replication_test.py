@@ -552,11 +552,15 @@ class Replication(unittest.TestCase):
         # grow by more than 10%; the wall-clock write rate, a check that nothing blocks the
         # writers on the replica, may not fall by more than a quarter.
         count, payload = 4000, "x" * 2000  # not scaled: a round must overflow the window
-        top = source_node(records=5000 // SCALE, extra="  window_bytes: 1MiB\n  max_lag_entries: 1000000\n",
+        # ack_timeout (both ends): a stalled round must stay a stall, not become a disconnection,
+        # however slow the 4,000 writes are (under sanitizers longer than the default 30 s).
+        top = source_node(records=5000 // SCALE,
+                          extra="  window_bytes: 1MiB\n  max_lag_entries: 1000000\n  ack_timeout_ms: 600000\n",
                           peers=("replica 88.100 OID", "standby 88.100"))
         proxy = FaultProxy(("127.0.0.1", top.ports["replication"])).start()
         try:
-            replica = replica_node(top, via=proxy)
+            # The replica waits as long for a stalled stream (its idle timeout follows ack_timeout).
+            replica = replica_node(top, via=proxy, extra="  ack_timeout_ms: 600000\n")
             wait_converged(replica, top)
             rates = {"free": [], "stalled": []}
             cpu = {"free": [], "stalled": []}
