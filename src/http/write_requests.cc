@@ -243,6 +243,9 @@ Result<HandleAuthorization, std::string> ParseHandleAuthorization(std::string_vi
           if (i >= header.size()) break;
           c = header[i++];
         }
+        // RFC 7230 qdtext and quoted-pair: no control characters but HTAB.
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f)
+          return Failure{std::string("control character in Authorization: Handle")};
         value.push_back(c);
       }
       if (!closed) return Failure{std::string("unterminated quoted string in Authorization")};

@@ -79,10 +79,13 @@ TEST(HandleAuthorization, MalformedHeadersAreRefused) {
            "Handle signature=\"A\"",         // 1 char of base64 is nothing
            "Handle id=\"%zz\"",              // malformed escape
            "Handle id=\"300%3A%00\"",        // %00
+           "Handle id=\"300:a\x01b\"",       // a control character
        }) {
     EXPECT_FALSE(ParseHandleAuthorization(bad).ok()) << bad;
   }
   EXPECT_FALSE(ParseHandleAuthorization("Handle a=" + std::string(20000, 'x')).ok());
+  const std::string with_nul("Handle id=\"300:a\0b\"", 19);  // a NUL inside the quotes
+  EXPECT_FALSE(ParseHandleAuthorization(with_nul).ok());
   EXPECT_FALSE(IsHandleAuthorization("Basic YTpi"));
   EXPECT_TRUE(IsHandleAuthorization("Handle sessionId=a"));
 }
