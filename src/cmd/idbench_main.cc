@@ -22,6 +22,7 @@
 #include "idnode/auth/credentials.h"
 #include "idnode/loadgen/engine.h"
 #include "idnode/loadgen/keys.h"
+#include "resolve_client.h"
 
 namespace {
 
@@ -31,7 +32,7 @@ constexpr const char* kUsage = R"(usage:
   idbench run --protocol udp|tcp|http [--server HOST:PORT] (--keys FILE | --pattern 'P/SN{0..999999}')
               [--order uniform|sequential|zipf:S] [--missing FRACTION] [--seconds S]
               [--concurrency N] [--connections C] [--rate R] [--timeout S] [--json FILE] [--html FILE]
-              [--requests N]
+              [--requests N] [--site HOST:PORT]
               [--writes SHARE --write-prefix P --identity INDEX:HANDLE
                (--secret-file FILE | --key FILE [--passphrase-file FILE])]
       closed loop (N requests in flight) by default; --rate R runs an open loop at R requests/s
@@ -39,6 +40,12 @@ constexpr const char* kUsage = R"(usage:
       requests are answered (--seconds is then a limit): with --order sequential and N the number
       of keys, every key is asked once (how benchmarks warm a cache). Progress goes to stderr once
       a second; the summary to stdout. Default server: 127.0.0.1:2641 (udp/tcp), :8000 (http).
+      --site HOST:PORT (instead of --server) drives the site of several servers that the Handle
+      server at HOST:PORT belongs to, as the field's clients do: the prefix handle of the first
+      key's prefix (0.NA/P) is resolved there (TCP), its HS_SITE lists the site's servers, and
+      each request goes to the server the site's hash picks (a node serves every prefix it homes
+      from its one site), over the protocol's port in the site record; the summary gives each
+      server's rate beside the aggregate.
       --writes SHARE (0..1, udp/tcp) mixes in writes: CREATE_HANDLE of fresh handles under P and
       MODIFY_VALUE of those, each answering the server's challenge with the identity's HS_SECKEY
       (HMAC-SHA256; the secret is the first line of FILE), or signed with an HS_PUBKEY identity's
@@ -191,6 +198,7 @@ int RunCommand(int argc, char** argv) {
   std::string passphrase;      // --passphrase-file
   std::string json_file, html_file, server;
   bool protocol_given = false;
+  std::string site_server;  // --site
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -217,6 +225,8 @@ int RunCommand(int argc, char** argv) {
       }
     } else if (a == "--server")
       server = next();
+    else if (a == "--site")
+      site_server = next();
     else if (a == "--keys")
       key_options.file = next();
     else if (a == "--pattern")
@@ -335,6 +345,50 @@ int RunCommand(int argc, char** argv) {
     std::cerr << "idbench: " << error << "\n";
     return 2;
   }
+  if (!site_server.empty()) {
+    if (run.protocol == Protocol::kDns || !server.empty()) {
+      std::cerr << "idbench: --site drives the Handle protocol or HTTP, instead of --server\n";
+      return 2;
+    }
+    const size_t colon = site_server.rfind(':');
+    std::string site_host = site_server.substr(0, colon);
+    if (site_host.size() > 2 && site_host.front() == '[')
+      site_host = site_host.substr(1, site_host.size() - 2);
+    const int site_port =
+        colon == std::string::npos ? 0 : std::atoi(site_server.c_str() + colon + 1);
+    if (site_host.empty() || site_port <= 0 || site_port > 65535) {
+      std::cerr << "idbench: --site needs HOST:PORT (a Handle server of the site)\n";
+      return 2;
+    }
+    const std::string first = keys->First();
+    const size_t slash = first.find('/');
+    if (slash == std::string::npos) {
+      std::cerr << "idbench: --site: the first key has no prefix\n";
+      return 2;
+    }
+    auto site = idnode::cmd::SiteOfPrefix(first.substr(0, slash), site_host,
+                                          static_cast<uint16_t>(site_port));
+    if (!site.ok()) {
+      std::cerr << "idbench: --site: " << site.error() << "\n";
+      return 1;
+    }
+    for (const auto& s : site->servers) {
+      const uint16_t port = run.protocol == Protocol::kUdp   ? s.udp
+                            : run.protocol == Protocol::kTcp ? s.tcp
+                                                             : s.http;
+      if (port == 0) {
+        std::cerr << "idbench: --site: server " << s.host
+                  << " has no interface for this protocol in the site record\n";
+        return 1;
+      }
+      run.targets.push_back({s.host, port});
+    }
+    run.route = [route = *site](std::string_view handle) { return route.ServerFor(handle); };
+    std::fprintf(stderr, "site of %zu servers (0.NA/%s's HS_SITE at %s):", run.targets.size(),
+                 first.substr(0, slash).c_str(), site_server.c_str());
+    for (const auto& t : run.targets) std::fprintf(stderr, " %s:%u", t.host.c_str(), t.port);
+    std::fprintf(stderr, "\n");
+  }
   auto result = Run(run, *keys, [](const Second& s) {
     std::fprintf(
         stderr, "%6.0fs %9llu req/s  p50 %8.1f us  p99 %8.1f us  errors %llu  timeouts %llu\n",
@@ -371,6 +425,21 @@ int RunCommand(int argc, char** argv) {
               result.client_cpu_seconds > 0 ? result.answered / result.client_cpu_seconds : 0);
   for (const auto& [code, n] : result.codes)
     std::printf("code %u: %llu\n", code, static_cast<unsigned long long>(n));
+  if (result.targets.size() > 1) {
+    for (size_t t = 0; t < result.targets.size(); ++t) {
+      const auto& tally = result.targets[t];
+      uint64_t success = tally.codes.count(1) ? tally.codes.at(1) : 0;
+      if (run.protocol == Protocol::kHttp)
+        success = tally.codes.count(200) ? tally.codes.at(200) : 0;
+      std::printf(
+          "server %zu %s: requests/s %.0f  (answered %llu of %llu sent, %llu successful; "
+          "timeouts %llu)\n",
+          t, tally.server.c_str(), result.seconds > 0 ? tally.answered / result.seconds : 0,
+          static_cast<unsigned long long>(tally.answered),
+          static_cast<unsigned long long>(tally.sent), static_cast<unsigned long long>(success),
+          static_cast<unsigned long long>(tally.timeouts));
+    }
+  }
   if (result.writes_sent > 0) {
     std::printf("writes %llu answered of %llu sent; latency us  p50 %.1f  p99 %.1f  max %.1f\n",
                 static_cast<unsigned long long>(result.writes_answered),

@@ -47,10 +47,13 @@ namespace {
 constexpr const char* kUsage = R"(usage: idctl <command> [arguments]
 
 commands:
-  resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] [--json] [--walk]
+  resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] [--json] [--walk] [--no-route]
                  resolve an identifier with the Handle protocol (default server udp://127.0.0.1:2641;
                  over UDP it retries after 500, 1000 and 1500 ms, then uses TCP, as real clients do;
                  --type and --index repeat and combine with OR); exit status 0 when it resolved.
+                 When the server is one of a site of several servers (its prefix handle 0.NA/P's
+                 HS_SITE lists it), the request goes to the server the site's hash picks, as real
+                 clients route; --no-route asks the named server itself.
                  --walk starts at the server and follows the answers as a Handle client does:
                  the prefix handle 0.NA/P first (prefix referrals, RC 303, lead to the service of
                  a derived prefix), then the identifier at the site its HS_SITE values name
@@ -852,6 +855,8 @@ int main(int argc, char** argv) {
         options.json = true;
       } else if (a == "--walk") {
         options.walk = true;
+      } else if (a == "--no-route") {
+        options.route_by_site = false;
       } else if (options.handle.empty() && !a.empty() && a[0] != '-') {
         options.handle = std::string(a);
       } else {
@@ -861,7 +866,7 @@ int main(int argc, char** argv) {
     }
     if (options.handle.empty()) {
       std::cerr << "usage: idctl resolve ID [--type T] [--index I] [--server udp://H:P|tcp://H:P] "
-                   "[--json] [--walk]\n";
+                   "[--json] [--walk] [--no-route]\n";
       return 2;
     }
     return idnode::cmd::Resolve(options);

@@ -421,8 +421,27 @@ int Walk(const ResolveOptions& o) {
 
 }  // namespace
 
-int Resolve(const ResolveOptions& o) {
-  if (o.walk) return Walk(o);
+int Resolve(const ResolveOptions& options) {
+  if (options.walk) return Walk(options);
+  ResolveOptions o = options;
+  std::string routed;  // "server k of n, host:port" when the site's hash picked the server
+  const size_t slash = o.handle.find('/');
+  if (o.route_by_site && slash != std::string::npos &&
+      !registry::TypeMatches("0.NA/", o.handle.substr(0, 5))) {
+    auto site = SiteOfPrefix(o.handle.substr(0, slash), o.host, o.port);
+    if (site.ok()) {
+      const uint32_t k = site->ServerFor(o.handle);
+      const auto& server = site->servers[k];
+      const uint16_t port = o.tcp_only || server.udp == 0 ? server.tcp : server.udp;
+      if (port != 0) {
+        o.host = server.host;
+        o.port = port;
+        if (server.udp == 0) o.tcp_only = true;
+        routed = ", server " + std::to_string(k) + " of " + std::to_string(site->servers.size()) +
+                 " (" + o.host + ":" + std::to_string(o.port) + ") by the site's hash";
+      }
+    }
+  }
   Exchanged e = Exchange(o);
   if (!e.error.empty()) {
     std::cerr << "idctl: " << e.error << "\n";
@@ -433,7 +452,67 @@ int Resolve(const ResolveOptions& o) {
     std::cerr << "idctl: undecodable answer: " << ErrorCodeName(decoded.error().code) << "\n";
     return 1;
   }
-  return Print(o, *decoded, e.via);
+  return Print(o, *decoded, e.via + routed);
+}
+
+uint32_t SiteRoute::ServerFor(std::string_view handle) const {
+  if (servers.empty()) return 0;
+  int32_t index = SiteServerIndex(handle, hash, static_cast<uint32_t>(servers.size()));
+  if (index < 0) index += static_cast<int32_t>(servers.size());
+  return static_cast<uint32_t>(index) % static_cast<uint32_t>(servers.size());
+}
+
+Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std::string& host,
+                                            uint16_t port) {
+  ResolveOptions one;
+  one.handle = "0.NA/" + prefix;
+  one.types = {"HS_SITE"};
+  one.host = host;
+  one.port = port;
+  one.tcp_only = true;
+  Exchanged e = Exchange(one);
+  if (!e.error.empty()) return Failure{e.error};
+  auto decoded = DecodeMessage(e.response);
+  if (!decoded.ok()) return Failure{"an undecodable answer for " + one.handle};
+  if (decoded->header.response_code != static_cast<uint32_t>(ResponseCode::kSuccess))
+    return Failure{one.handle + ": " +
+                   std::string(ResponseCodeName(decoded->header.response_code))};
+  std::vector<SiteInfo> sites;
+  for (const auto& v : ValuesOf(*decoded)) {
+    if (!registry::TypeMatches("HS_SITE", v.type)) continue;
+    auto site = DecodeSiteInfo(v.data);
+    if (!site.ok() || site->servers.size() < 2) continue;
+    bool named = false;
+    for (const auto& server : site->servers) {
+      for (const auto& i : server.interfaces) {
+        named = named || (i.protocol != interface_protocol::kHttp &&
+                          i.protocol != interface_protocol::kHttps && i.port == port &&
+                          AddressText(server.address) == host);
+      }
+    }
+    if (named) sites.push_back(*site);
+  }
+  if (sites.empty())
+    return Failure{one.handle + " names no site of several servers that " + host + ":" +
+                   std::to_string(port) + " belongs to"};
+  std::stable_sort(sites.begin(), sites.end(), [](const SiteInfo& a, const SiteInfo& b) {
+    return a.is_primary() > b.is_primary();
+  });
+  SiteRoute route;
+  route.hash = static_cast<HashOption>(sites.front().hash_option);
+  for (const auto& server : sites.front().servers) {
+    SiteRoute::Server s;
+    s.host = AddressText(server.address);
+    for (const auto& i : server.interfaces) {
+      const bool query = i.type == interface_type::kQuery || i.type == interface_type::kBoth;
+      const auto p = static_cast<uint16_t>(i.port);
+      if (query && i.protocol == interface_protocol::kUdp && s.udp == 0) s.udp = p;
+      if (query && i.protocol == interface_protocol::kTcp && s.tcp == 0) s.tcp = p;
+      if (i.protocol == interface_protocol::kHttp && s.http == 0) s.http = p;
+    }
+    route.servers.push_back(std::move(s));
+  }
+  return route;
 }
 
 std::optional<RoutedServer> AdminServerFor(const std::string& handle, const std::string& host,
@@ -441,37 +520,11 @@ std::optional<RoutedServer> AdminServerFor(const std::string& handle, const std:
   const size_t slash = handle.find('/');
   if (slash == std::string::npos || registry::TypeMatches("0.NA/", handle.substr(0, 5)))
     return std::nullopt;  // a prefix handle: every server of a site holds it
-  ResolveOptions one;
-  one.handle = "0.NA/" + handle.substr(0, slash);
-  one.types = {"HS_SITE"};
-  one.host = host;
-  one.port = port;
-  one.tcp_only = true;
-  Exchanged e = Exchange(one);
-  if (!e.error.empty()) return std::nullopt;
-  auto decoded = DecodeMessage(e.response);
-  if (!decoded.ok() ||
-      decoded->header.response_code != static_cast<uint32_t>(ResponseCode::kSuccess))
-    return std::nullopt;
-  // Only the site the named server belongs to: a copy of another node's data (a staging server)
-  // must not send its writes to the addresses in that data.
-  std::vector<HandleValue> values;
-  for (const auto& v : ValuesOf(*decoded)) {
-    auto site = DecodeSiteInfo(v.data);
-    if (!site.ok() || site->servers.size() < 2) continue;
-    bool named = false;
-    for (const auto& server : site->servers) {
-      for (const auto& i : server.interfaces) {
-        named = named || (i.protocol == interface_protocol::kTcp && i.port == port &&
-                          AddressText(server.address) == host);
-      }
-    }
-    if (named) values.push_back(v);
-  }
-  if (values.empty()) return std::nullopt;  // one server, or not this server's site
-  auto picked = PickServer(values, {"HS_SITE"}, handle, /*tcp_only=*/true);
-  if (!picked) return std::nullopt;
-  return RoutedServer{picked->host, picked->port};
+  auto site = SiteOfPrefix(handle.substr(0, slash), host, port);
+  if (!site.ok()) return std::nullopt;  // one server, or not this server's site
+  const auto& server = site->servers[site->ServerFor(handle)];
+  if (server.tcp == 0) return std::nullopt;
+  return RoutedServer{server.host, server.tcp};
 }
 
 }  // namespace idnode::cmd

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "idnode/common/result.h"
+#include "idnode/protocol/value_types.h"
+
 namespace idnode::cmd {
 
 struct ResolveOptions {
@@ -24,10 +27,39 @@ struct ResolveOptions {
   // following service referrals (302).
   bool walk = false;
   int max_hops = 10;
+  // Without walk: when host:port is one server of a site of several that serves the handle's
+  // prefix, the request goes to the server the site's hash picks (as the field's clients route),
+  // unless this is false.
+  bool route_by_site = true;
 };
 
 // Prints the answer; returns the process exit status (0 when the handle resolved).
 int Resolve(const ResolveOptions& options);
+
+// A site of several servers as a client routes by it: each server's Handle query ports (UDP, TCP)
+// and HTTP port (0 where the site record names none), and the hash that picks one.
+struct SiteRoute {
+  struct Server {
+    std::string host;
+    uint16_t udp = 0;
+    uint16_t tcp = 0;
+    uint16_t http = 0;
+  };
+  std::vector<Server> servers;
+  protocol::HashOption hash = protocol::HashOption::kWhole;
+  // The index of the server that holds `handle`, with the INT_MIN quirk folded as the servers
+  // fold it (registry::Registry::HashedToServer).
+  uint32_t ServerFor(std::string_view handle) const;
+};
+
+// The site that serves `prefix`'s identifiers, found as the field's clients find it: the prefix
+// handle 0.NA/<prefix> resolved at host:port (TCP), its HS_SITE values read, a primary site first.
+// Only a site that lists host:port itself among its servers counts: a copy of another node's
+// data (a staging server) must not send traffic to the addresses in that data. An error names why
+// there is none (the prefix handle does not resolve, it has no site of several servers, or none
+// lists host:port).
+Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std::string& host,
+                                            uint16_t port);
 
 // Where an administrative request for `handle` goes when its prefix is served by a site of
 // several servers (HANDLE.md §1.7): its prefix handle 0.NA/P is resolved at host:port (TCP) and

@@ -64,6 +64,7 @@ struct Slot {
   uint32_t expected = 0;  // UDP: message length once the first datagram is in
   uint32_t received = 0;
   int connection = -1;
+  uint32_t target = 0;  // the server it went to (an index into the run's targets)
   bool write = false;
   bool answering = false;  // the challenge answer is out; the next answer is final
   bool modify = false;
@@ -72,6 +73,7 @@ struct Slot {
 
 struct Connection {
   int fd = -1;
+  uint32_t target = 0;
   std::deque<uint32_t> pending;  // slots, in request order
   std::vector<uint8_t> in;
   std::vector<uint8_t> out;
@@ -106,23 +108,42 @@ int Connect(const sockaddr_storage& addr, socklen_t len) {
 
 class Engine {
  public:
-  Engine(const RunOptions& o, KeySource& keys) : o_(o), keys_(keys), slots_(o.concurrency) {
+  Engine(const RunOptions& o, KeySource& keys)
+      : o_(o),
+        keys_(keys),
+        targets_(o.targets.empty() ? std::vector<Target>{{o.host, o.port}} : o.targets),
+        slots_(o.concurrency) {
     free_slots_.reserve(slots_.size());
     for (uint32_t s = static_cast<uint32_t>(slots_.size()); s-- > 0;) free_slots_.push_back(s);
   }
 
   RunResult Go(const std::function<void(const Second&)>& progress) {
-    if (!ResolveAddress(o_.host, o_.port, &addr_, &addr_len_)) {
-      result_.error = "cannot resolve " + o_.host;
-      return result_;
+    addrs_.resize(targets_.size());
+    addr_lens_.resize(targets_.size());
+    for (size_t t = 0; t < targets_.size(); ++t) {
+      if (!ResolveAddress(targets_[t].host, targets_[t].port, &addrs_[t], &addr_lens_[t])) {
+        result_.error = "cannot resolve " + targets_[t].host;
+        return result_;
+      }
+      if (addrs_[t].ss_family != addrs_[0].ss_family) {
+        result_.error = "the site's servers mix IPv4 and IPv6 addresses";
+        return result_;
+      }
+      TargetTally tally;
+      tally.server = targets_[t].host + ":" + std::to_string(targets_[t].port);
+      result_.targets.push_back(std::move(tally));
     }
+    const uint32_t per_target = std::max(1u, o_.connections);
     if (o_.protocol == Protocol::kUdp || o_.protocol == Protocol::kDns) {
-      udp_ = ::socket(addr_.ss_family, SOCK_DGRAM, 0);
+      udp_ = ::socket(addrs_[0].ss_family, SOCK_DGRAM, 0);
       int buf = 8 << 20;
       ::setsockopt(udp_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
       ::setsockopt(udp_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-      if (::connect(udp_, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) != 0) {
-        result_.error = "cannot reach " + o_.host;
+      // One server: a connected socket (the kernel filters what it reads). Several: each
+      // datagram names its server.
+      if (targets_.size() == 1 &&
+          ::connect(udp_, reinterpret_cast<const sockaddr*>(&addrs_[0]), addr_lens_[0]) != 0) {
+        result_.error = "cannot reach " + targets_[0].host;
         return result_;
       }
       ::fcntl(udp_, F_SETFL, O_NONBLOCK);
@@ -130,14 +151,17 @@ class Engine {
       udp_iov_.resize(slots_.size());
       udp_headers_.resize(slots_.size());
     } else {
-      for (uint32_t i = 0; i < std::max(1u, o_.connections); ++i) {
-        Connection c;
-        c.fd = Connect(addr_, addr_len_);
-        if (c.fd < 0) {
-          result_.error = "cannot connect to " + o_.host + ":" + std::to_string(o_.port);
-          return result_;
+      for (uint32_t t = 0; t < targets_.size(); ++t) {
+        for (uint32_t i = 0; i < per_target; ++i) {
+          Connection c;
+          c.target = t;
+          c.fd = Connect(addrs_[t], addr_lens_[t]);
+          if (c.fd < 0) {
+            result_.error = "cannot connect to " + result_.targets[t].server;
+            return result_;
+          }
+          conns_.push_back(std::move(c));
         }
-        conns_.push_back(std::move(c));
       }
     }
     start_ = Clock::now();
@@ -221,6 +245,11 @@ class Engine {
     const std::string_view key = slot.write ? std::string_view() : keys_.Next();
     ++result_.sent;
     const uint32_t id = (slot.generation << 12) | s;
+    // A write's handle is chosen as its request is built; it is routed then.
+    std::vector<uint8_t> write_request;
+    if (slot.write && o_.protocol != Protocol::kDns) write_request = WriteRequest(slot, id);
+    slot.target = RouteOf(slot.write ? std::string_view(slot.write_handle) : key);
+    ++result_.targets[slot.target].sent;
     if (o_.protocol == Protocol::kDns) {
       // A 16-bit DNS id: the slot and four bits of its generation.
       const auto& query = DnsQuery(key);
@@ -232,28 +261,36 @@ class Engine {
     }
     if (o_.protocol == Protocol::kUdp) {
       if (slot.write) {
-        QueueUdp(s, WriteRequest(slot, id));
+        QueueUdp(s, write_request);
       } else {
         QueueUdp(s, WriteResolutionRequest(key, id, UdpBuffer(s)));
       }
       return;
     }
-    // TCP and HTTP: the connection with the fewest requests waiting.
-    size_t best = 0;
-    for (size_t i = 1; i < conns_.size(); ++i) {
+    // TCP and HTTP: the target's connection with the fewest requests waiting.
+    const size_t per_target = conns_.size() / targets_.size();
+    const size_t first = size_t{slot.target} * per_target;
+    size_t best = first;
+    for (size_t i = first + 1; i < first + per_target; ++i) {
       if (conns_[i].pending.size() < conns_[best].pending.size()) best = i;
     }
     Connection& c = conns_[best];
     slot.connection = static_cast<int>(best);
     c.pending.push_back(s);
     if (o_.protocol == Protocol::kTcp) {
-      auto req = slot.write ? WriteRequest(slot, id) : ResolutionRequest(key, id);
+      auto req = slot.write ? std::move(write_request) : ResolutionRequest(key, id);
       c.out.insert(c.out.end(), req.begin(), req.end());
     } else {
-      std::string req =
-          "GET /api/handles/" + PathEscape(key) + " HTTP/1.1\r\nHost: " + o_.host + "\r\n\r\n";
+      std::string req = "GET /api/handles/" + PathEscape(key) +
+                        " HTTP/1.1\r\nHost: " + targets_[slot.target].host + "\r\n\r\n";
       c.out.insert(c.out.end(), req.begin(), req.end());
     }
+  }
+
+  uint32_t RouteOf(std::string_view handle) const {
+    if (targets_.size() < 2 || !o_.route) return 0;
+    const uint32_t t = o_.route(handle);
+    return t < targets_.size() ? t : 0;
   }
 
   // UDP requests are built in place, one preallocated buffer per slot (a slot has at most one
@@ -278,6 +315,11 @@ class Engine {
     udp_headers_[udp_queued_] = {};
     udp_headers_[udp_queued_].msg_hdr.msg_iov = &udp_iov_[udp_queued_];
     udp_headers_[udp_queued_].msg_hdr.msg_iovlen = 1;
+    if (targets_.size() > 1) {
+      const uint32_t t = slots_[s].target;
+      udp_headers_[udp_queued_].msg_hdr.msg_name = &addrs_[t];
+      udp_headers_[udp_queued_].msg_hdr.msg_namelen = addr_lens_[t];
+    }
     result_.bytes_out += size;
     ++udp_queued_;
   }
@@ -425,6 +467,8 @@ class Engine {
     }
     result_.latency.Record(latency);
     second.Record(latency);
+    ++result_.targets[slot.target].answered;
+    ++result_.targets[slot.target].codes[code];
     ++result_.answered;
     ++current.answered;
     ++result_.codes[code];
@@ -438,6 +482,7 @@ class Engine {
   void TimeOut(uint32_t s, Second& current) {
     Release(s);
     ++result_.timeouts;
+    ++result_.targets[slots_[s].target].timeouts;
     ++current.timeouts;
     if (slots_[s].connection >= 0) {
       // A pipelined connection that lost an answer cannot be trusted: reconnect, fail its queue.
@@ -461,7 +506,7 @@ class Engine {
     c.out.clear();
     c.out_sent = 0;
     if (c.fd >= 0) ::close(c.fd);
-    c.fd = Connect(addr_, addr_len_);
+    c.fd = Connect(addrs_[c.target], addr_lens_[c.target]);
     if (c.fd < 0) ++result_.errors;
   }
 
@@ -598,6 +643,7 @@ class Engine {
 
   const RunOptions& o_;
   KeySource& keys_;
+  std::vector<Target> targets_;  // host:port alone, or the site's servers
   double write_credit_ = 0;
   uint64_t write_counter_ = 0;
   std::vector<std::string> created_;  // handles this run created, for modifications
@@ -619,8 +665,8 @@ class Engine {
   std::vector<mmsghdr> udp_headers_;
   size_t udp_queued_ = 0;
   int udp_ = -1;
-  sockaddr_storage addr_{};
-  socklen_t addr_len_ = 0;
+  std::vector<sockaddr_storage> addrs_;
+  std::vector<socklen_t> addr_lens_;
   Clock::time_point start_;
   RunResult result_;
 };
@@ -677,6 +723,14 @@ RunResult Run(const RunOptions& options, KeySource& keys,
   if (options.concurrency == 0 || options.concurrency > 4096) {
     RunResult r;
     r.error = "--concurrency must be 1..4096";
+    return r;
+  }
+  if (!options.targets.empty() &&
+      (options.protocol == Protocol::kDns || options.targets.size() > 1024 || !options.route)) {
+    RunResult r;
+    r.error = options.protocol == Protocol::kDns
+                  ? "a site's servers are driven over the Handle protocol or HTTP, not DNS"
+                  : "a site of 1 to 1024 servers, with a route";
     return r;
   }
   const WriteMix& w = options.writes;
@@ -749,7 +803,15 @@ std::string ToJson(const RunOptions& o, const RunResult& r) {
     s += (first ? "\"" : ",\"") + std::to_string(code) + "\":" + std::to_string(n);
     first = false;
   }
-  s += "},\"timeline\":[";
+  s += "},\"servers\":[";
+  for (size_t i = 0; i < r.targets.size(); ++i) {
+    const auto& t = r.targets[i];
+    s += (i ? "," : "") + std::string("{\"server\":\"") + t.server +
+         "\",\"sent\":" + std::to_string(t.sent) + ",\"answered\":" + std::to_string(t.answered) +
+         ",\"timeouts\":" + std::to_string(t.timeouts) +
+         ",\"requests_per_second\":" + Json(r.seconds > 0 ? t.answered / r.seconds : 0) + "}";
+  }
+  s += "],\"timeline\":[";
   for (size_t i = 0; i < r.timeline.size(); ++i) {
     const auto& t = r.timeline[i];
     s += (i ? "," : "") + std::string("{\"t\":") + Json(t.at) +

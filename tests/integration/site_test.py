@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A multi-server site (issue 13; HANDLE.md §1.7): three idnode processes form one site.
 
-  site_test.py IDNODE IDCTL [--full]
+  site_test.py IDNODE IDCTL IDBENCH [--full]
 
 Each server is configured with the same site.servers (three entries on 127.0.0.1, fixed ports
 chosen free here) and its own site.this_server, and shares one server key. The identifiers of
@@ -39,7 +39,7 @@ import server_test as st
 import hierarchy_test as ht
 import admin_test as at
 
-IDNODE = IDCTL = None
+IDNODE = IDCTL = IDBENCH = None
 FULL = False
 SERVERS = 3
 PREFIX = "SITE.1"
@@ -294,6 +294,51 @@ class Site(unittest.TestCase):
             right = site_index(handle)
             self.assertEqual(resolve_many(NODES[right]["handle"], [handle])[handle]["rc"], 1)
 
+    def test_idctl_resolve_routes_by_the_site_record(self):
+        # Asked at server 0, each identifier is resolved at the server its hash picks; --no-route
+        # asks server 0 itself, which answers another server's identifier 301.
+        for k in range(SERVERS):
+            handle = SHARES[k][0]
+            done = subprocess.run([IDCTL, "resolve", handle, "--server", "udp://127.0.0.1:%d" % NODES[0]["handle"]],
+                                  capture_output=True, text=True, timeout=60)
+            self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+            self.assertIn("server %d of %d (127.0.0.1:%d) by the site's hash" % (k, SERVERS, NODES[k]["handle"]),
+                          done.stdout)
+            self.assertIn("https://example.org/" + handle, done.stdout)
+        other = SHARES[1][0]
+        direct = subprocess.run([IDCTL, "resolve", other, "--no-route", "--server",
+                                 "tcp://127.0.0.1:%d" % NODES[0]["handle"]], capture_output=True, text=True, timeout=60)
+        self.assertEqual(direct.returncode, 3, direct.stdout + direct.stderr)
+        self.assertIn("(301)", direct.stdout)
+
+    def test_idbench_drives_the_site_by_its_record(self):
+        # Every key asked once (sequential, --requests = the number of keys), from the site record
+        # found at server 2: each server answers exactly its share, and none is answered 301.
+        keys = os.path.join(WORK, "keys.txt")
+        with open(keys, "w") as f:
+            f.write("\n".join(ALL) + "\n")
+        for protocol in ("udp", "tcp"):
+            report = os.path.join(WORK, "idbench-%s.json" % protocol)
+            done = subprocess.run([IDBENCH, "run", "--protocol", protocol, "--site", "127.0.0.1:%d" % NODES[2]["handle"],
+                                   "--keys", keys, "--order", "sequential", "--requests", str(len(ALL)),
+                                   "--seconds", "300", "--concurrency", "64", "--connections", "2",
+                                   "--timeout", "10", "--json", report],
+                                  capture_output=True, text=True, timeout=400)
+            self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+            with open(report) as f:
+                result = json.load(f)
+            self.assertEqual(result["codes"], {"1": len(ALL)}, protocol)
+            self.assertEqual([s["server"] for s in result["servers"]],
+                             ["127.0.0.1:%d" % n["handle"] for n in NODES])
+            self.assertEqual([s["answered"] for s in result["servers"]], [len(share) for share in SHARES], protocol)
+            for k in range(SERVERS):
+                self.assertIn("server %d 127.0.0.1:%d: requests/s" % (k, NODES[k]["handle"]), done.stdout)
+        # No site record to be had (nothing listens there): an error, not a run against nothing.
+        refused = subprocess.run([IDBENCH, "run", "--protocol", "udp", "--site", "127.0.0.2:%d" % NODES[0]["handle"],
+                                  "--keys", keys, "--requests", "10"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("--site", refused.stderr)
+
     def test_a_share_each_the_digests_add_up_to_the_unsplit_one(self):
         # Named to run before the admin writes (unittest's alphabetical order), which add records.
         unsplit = os.path.join(WORK, "unsplit")
@@ -364,5 +409,5 @@ class Site(unittest.TestCase):
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--full"]
     FULL = "--full" in sys.argv
-    IDNODE, IDCTL = args[0], args[1]
-    unittest.main(argv=[sys.argv[0], "-v"] + args[2:])
+    IDNODE, IDCTL, IDBENCH = args[0], args[1], args[2]
+    unittest.main(argv=[sys.argv[0], "-v"] + args[3:])

@@ -38,10 +38,22 @@ struct WriteMix {
   std::string private_key_pem;
 };
 
+// One server of a site idbench drives.
+struct Target {
+  std::string host;
+  uint16_t port = 0;
+};
+
 struct RunOptions {
   Protocol protocol = Protocol::kUdp;
   std::string host = "127.0.0.1";
   uint16_t port = 2641;
+  // A site of several servers (Handle UDP, TCP or HTTP): when not empty, each request goes to
+  // targets[route(handle)] (route returns an index below targets.size(), e.g. the site's hash)
+  // instead of host:port, with `connections` connections to each; results are also tallied per
+  // target.
+  std::vector<Target> targets;
+  std::function<uint32_t(std::string_view handle)> route;
   double seconds = 10;  // how long to run (with max_requests: at most)
   // > 0: send this many requests, then stop once every one is answered or timed out (warming a
   // cache with every key once: --order sequential --requests <keys>).
@@ -66,6 +78,15 @@ struct Second {
   uint64_t p99_ns = 0;
 };
 
+// One target's share of a run.
+struct TargetTally {
+  std::string server;  // host:port
+  uint64_t sent = 0;
+  uint64_t answered = 0;
+  uint64_t timeouts = 0;
+  std::map<uint32_t, uint64_t> codes;
+};
+
 struct RunResult {
   double seconds = 0;
   uint64_t sent = 0;
@@ -85,6 +106,7 @@ struct RunResult {
   // tail here is the generator's (or its core's) stall, not the server's.
   Histogram send_lag;
   std::vector<Second> timeline;
+  std::vector<TargetTally> targets;  // one per target (one, host:port, without a site)
   // idbench's own CPU time (user + system) during the run: requests per CPU second is its
   // capacity, whatever the server on the other side could take.
   double client_cpu_seconds = 0;

@@ -31,6 +31,9 @@ class KeySource {
   // The next identifier (a missing one with probability `missing`); valid until the next call.
   std::string_view Next();
   size_t size() const { return count_; }
+  // The first identifier of the file or pattern (how idbench finds the prefix whose site it
+  // drives); does not move the order.
+  std::string First() { return count_ == 0 ? std::string() : std::string(KeyAt(0)); }
   bool last_was_missing() const { return last_missing_; }
 
  private:
