@@ -257,6 +257,8 @@ Result<Unit, std::string> BuildReplication(const config::Config& config,
     o.send_timeout = rc.send_timeout;
     // A source sends a heartbeat at least every heartbeat_ms when idle.
     o.idle_timeout = std::max(rc.ack_timeout, rc.heartbeat * 10);
+    o.site_servers = static_cast<uint32_t>(config.site.servers.size());
+    o.site_server = config.site.this_server;
     for (const auto& text : rc.sources) {
       config::ReplicationSourceEntry entry;
       std::string why;

@@ -480,13 +480,14 @@ void ValidateSite(const Config& c, Errors& errors) {
     if (i == site.this_server) mine = entry;
   }
   if (site.servers.size() > 1024) errors.Add(none, "site.servers: at most 1024 servers");
-  if (site.servers.size() > 1 && (!c.replication.listen.empty() || !c.replication.peers.empty() ||
-                                  !c.replication.sources.empty())) {
+  if (site.servers.size() > 1 && (!c.replication.listen.empty() || !c.replication.peers.empty())) {
     // A replica of one server would see only that server's writes, and a snapshot of a split
-    // server lacks the others' identifiers: replication of a site by the hash is not built yet.
+    // server lacks the others' identifiers. (Pulling is fine: each server of a mirror site asks
+    // its source for its own share.)
     errors.Add(none,
-               "replication is not offered on a site of several servers yet (site.servers): a "
-               "replica would hold one server's share only");
+               "a site of several servers (site.servers) does not serve replication yet: a "
+               "replica of one server would hold that server's share only; its servers can "
+               "replicate from a one-server source (replication.sources), each its share");
   }
   if (site.this_server >= site.servers.size()) {
     errors.Add(none, "site.this_server must be a position in site.servers (0 to " +

@@ -559,7 +559,9 @@ bool Registry::HeldByServer(std::string_view key, uint32_t count, uint32_t index
   if (count <= 1 || identifier::IsPrefixHandle(key)) return true;
   const PrefixTable::View& table = ThreadView(prefix_table_);
   auto nearest = table.Nearest(identifier::PrefixOf(key));
-  if (!nearest || nearest->entry.role != PrefixRole::kHomed) return true;
+  if (!nearest ||
+      (nearest->entry.role != PrefixRole::kHomed && nearest->entry.role != PrefixRole::kMirrored))
+    return true;
   return HashedToServer(key, count, index);
 }
 

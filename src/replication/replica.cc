@@ -69,7 +69,8 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
         continue;
       }
       const uint64_t applied_before = records_applied_;
-      std::string why = co_await Connect(*subscription);
+      std::string why = co_await Connect(
+          subscription->ShareOfServer(owner_.options_.site_servers, owner_.options_.site_server));
       registry_.SetPeerReachable(config_.name, false);
       if (stopping_) break;
       Status([&](LinkStatus& l) {
@@ -377,6 +378,10 @@ class ReplicaClient::Link : public std::enable_shared_from_this<Link> {
       hello.set_everything(true);
     } else {
       for (const auto& p : subscription_.prefixes()) hello.add_prefixes(p);
+    }
+    if (subscription_.site_servers() > 1) {
+      hello.set_site_servers(subscription_.site_servers());
+      hello.set_site_server(subscription_.site_server());
     }
     // A position only where every shard of this node has one, in one history, complete.
     for (const auto& [source_shard, per_target] : loaded_) {

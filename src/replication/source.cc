@@ -95,6 +95,8 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
       if (!sub.ok()) co_return co_await Refuse(sub.error());
       subscription_ = std::move(*sub);
     }
+    // A server of a mirror site gets its share only; the check above refused a bad position.
+    subscription_ = subscription_.ShareOfServer(hello.site_servers(), hello.site_server());
     if (!grant->allowed.Contains(subscription_)) {
       co_return co_await Refuse("\"" + peer_ + "\" may replicate " + grant->allowed.ToString() +
                                 ", not " + subscription_.ToString());

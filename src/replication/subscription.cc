@@ -64,10 +64,24 @@ bool Subscription::CoversPrefix(std::string_view prefix) const {
   return false;
 }
 
+Subscription Subscription::ShareOfServer(uint32_t count, uint32_t index) const {
+  Subscription s = *this;
+  s.site_servers_ = count > 1 ? count : 0;
+  s.site_server_ = count > 1 ? index : 0;
+  return s;
+}
+
+bool Subscription::InShare(std::string_view key) const {
+  // The site hash of the whole handle, as the servers of the site divide their identifiers
+  // (registry::Registry::HashedToServer): the same fold of the one negative hash.
+  return site_servers_ <= 1 || identifier::IsPrefixHandle(key) ||
+         identifier::ShardOf(key, site_servers_) == site_server_;
+}
+
 bool Subscription::Covers(std::string_view key) const {
-  if (everything_) return true;
+  if (everything_) return InShare(key);
   for (const auto& p : prefixes_) {
-    if (identifier::HeldUnderPrefix(key, p)) return true;
+    if (identifier::HeldUnderPrefix(key, p)) return InShare(key);
   }
   return false;
 }
@@ -105,9 +119,12 @@ std::vector<std::pair<std::string, std::string>> Subscription::KeyRanges() const
 }
 
 std::string Subscription::ToString() const {
-  if (everything_) return "*";
-  std::string out;
+  std::string out = everything_ ? "*" : "";
   for (const auto& p : prefixes_) out += (out.empty() ? "" : ",") + p;
+  if (site_servers_ > 1) {
+    out += " (server " + std::to_string(site_server_) + " of " + std::to_string(site_servers_) +
+           " by the site hash)";
+  }
   return out;
 }
 

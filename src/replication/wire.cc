@@ -125,6 +125,11 @@ Result<proto::ReplicaMessage, std::string> ParseReplicaMessage(std::span<const u
       } else if (h.prefixes_size() != 0) {
         return Failure{std::string("hello: everything and prefixes")};
       }
+      if (h.site_servers() > kMaxSiteServers ||
+          (h.site_servers() > 1 && h.site_server() >= h.site_servers()) ||
+          (h.site_servers() <= 1 && h.site_server() != 0))
+        return Failure{"hello: server " + std::to_string(h.site_server()) + " of a site of " +
+                       std::to_string(h.site_servers())};
       auto positions = CheckPositions(h.positions(), shard_count, "hello");
       if (!positions.ok()) return Failure{positions.error()};
       auto lineages = CheckLineages(h.lineages(), "hello");

@@ -108,6 +108,8 @@ class Resolver::Run {
         refer_only_ = true;
         if (!registry::MirrorAnswersLocally(nearest->entry, r_.options_.answer_mirrored))
           return ServiceReferral(nearest->prefix, prefix);
+        // A server of a mirror site holds its share only (replication is narrowed to it).
+        if (!r_.registry_.OnThisServer(s_.key)) return WrongServer();
         // A copy that is not known complete refers what it lacks to the owner.
         return Local(nearest->entry.has(prefix_flag::kMirrorSynced) ? nullptr : &*nearest);
       case PrefixRole::kDelegated:
@@ -432,7 +434,8 @@ bool Resolver::AnswersFoundRecord(std::string_view handle, Scratch& scratch) con
   if (!nearest) return false;
   return (nearest->entry.role == PrefixRole::kHomed && registry_.OnThisServer(scratch.key)) ||
          (nearest->entry.role == PrefixRole::kMirrored &&
-          registry::MirrorAnswersLocally(nearest->entry, options_.answer_mirrored));
+          registry::MirrorAnswersLocally(nearest->entry, options_.answer_mirrored) &&
+          registry_.OnThisServer(scratch.key));
 }
 
 uint64_t Resolver::CacheHashFor(std::string_view handle, Scratch& scratch) const {

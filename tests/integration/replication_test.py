@@ -29,6 +29,7 @@ import unittest
 
 import harness
 import hierarchy_test as ht
+import site_test
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from fault_proxy import FaultProxy  # noqa: E402
@@ -98,8 +99,9 @@ class Node:
     """One idnode process with its data dir, config and ports."""
 
     def __init__(self, name, homes=(), sources=(), peers=(), serve=False, extra="", cert=None,
-                 storage="storage: {sync_writes: false}"):
+                 storage="storage: {sync_writes: false}", handle_port=0):
         self.name = name
+        self.handle_port = handle_port
         self.storage = storage
         self.data = os.path.join(WORK, name)
         self.homes = list(homes)
@@ -114,7 +116,7 @@ class Node:
 
     def config_text(self):
         c = ("node:\n  data_dir: %s\n  demo: false\n  home: %s\n" % (self.data, json.dumps(self.homes)) +
-             "handle: {port: 0, workers: 2}\nhttp: {port: 0}\ndns: {port: 0, workers: 1}\n" +
+             "handle: {port: %d, workers: 2}\nhttp: {port: 0}\ndns: {port: 0, workers: 1}\n" % self.handle_port +
              self.storage + "\n" +
              'auth: {server_admins: ["%d:%s"]}\n' % (ADMIN[1], ADMIN[0]) +
              "replication:\n  name: %s\n  certificate: %s\n  private_key: %s\n  ca: %s\n" % (
@@ -303,7 +305,8 @@ def frames(data):
 def setUpModule():
     global ROOT, CERTS
     ROOT = tempfile.mkdtemp(prefix="idnode-repl-")
-    CERTS = make_certs(os.path.join(ROOT, "certs"), ["top", "replica", "standby", "old-owner", "intruder"])
+    CERTS = make_certs(os.path.join(ROOT, "certs"),
+                       ["top", "replica", "standby", "old-owner", "intruder", "site-0", "site-1"])
     make_certs(os.path.join(ROOT, "other-ca"), ["replica"], ca_name="another CA")
 
 
@@ -677,6 +680,54 @@ class Replication(unittest.TestCase):
         self.assertEqual(link["resyncs"], 2, link)  # the import bypassed the changelog: one more
         digest, records = top.digest(PREFIX)
         self.assertGreaterEqual(records, 3000 // SCALE)
+
+    def test_9_each_server_of_a_mirror_site_replicates_its_share(self):
+        # A mirror site of two servers (site.servers): each pulls from the one-server source only
+        # the identifiers the site hash puts on it (the hello says which server of how many), so
+        # the two shares add up to the source's records, writes reach the right server only, and
+        # each answers the other's identifiers 301 as any server of a site does.
+        count = 6000 // SCALE
+        top = source_node(records=count, peers=("site-0 88.100", "site-1 88.100"))
+        ports = [site_test.free_port() for _ in range(2)]
+        servers = json.dumps(["127.0.0.1:%d" % p for p in ports])
+        mirrors = [Node("site-%d" % k, sources=["top 127.0.0.1:%d 88.100" % top.ports["replication"]],
+                        handle_port=ports[k], extra="site: {servers: %s, this_server: %d}\n" % (servers, k)).start()
+                   for k in range(2)]
+        writer = Writer(top)
+        written = ["%s.3/site-write-%d" % (PREFIX, i) for i in range(40)]
+        for handle in written:
+            self.assertEqual(writer.create(handle, "https://example.cn/" + handle), 1)
+        writer.close()
+
+        def shares_add_up():
+            lanes, records = [0, 0, 0, 0], 0
+            for m in mirrors:
+                digest, n = m.digest(PREFIX)
+                raw = bytes.fromhex(digest)
+                for lane in range(4):
+                    lanes[lane] = (lanes[lane] + int.from_bytes(raw[lane * 8:lane * 8 + 8], "big")) % 2 ** 64
+                records += n
+            return (b"".join(x.to_bytes(8, "big") for x in lanes).hex(), records) == top.digest(PREFIX)
+
+        harness.wait_until(shares_add_up, 120, "the mirror site's two shares to add up to the source", interval=0.2)
+        _, total = top.digest(PREFIX)
+        self.assertGreater(total, count)
+        held = [m.digest(PREFIX)[1] for m in mirrors]
+        self.assertTrue(all(n > total // 4 for n in held), held)  # the hash spreads them
+        for m in mirrors:
+            self.assertIn("server %s of 2 by the site hash" % m.name[-1], m.link("top")["subscription"])
+        # Each identifier at its server, the other's answered 301.
+        for handle in written[:20] + ["%s.%d/SN%07d" % (PREFIX, i % 7, i) for i in range(0, count, max(1, count // 40))]:
+            k = site_test.site_index(handle, 2)
+            mine = ht.ask(("127.0.0.1", ports[k]), "udp", handle)
+            self.assertEqual(mine["rc"], 1, (handle, k))
+            other = ht.ask(("127.0.0.1", ports[1 - k]), "udp", handle)
+            self.assertEqual(other["rc"], 301, (handle, 1 - k))
+        # The source's status shows each server's share.
+        serving = {link["peer"]: link["subscription"] for link in top.get("/api/replication")["links"]
+                   if link["direction"] == "serving"}
+        self.assertEqual(serving, {"site-0": "88.100 (server 0 of 2 by the site hash)",
+                                   "site-1": "88.100 (server 1 of 2 by the site hash)"})
 
 
 # ---- small clients -------------------------------------------------------------------------------

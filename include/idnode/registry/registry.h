@@ -302,10 +302,11 @@ class Registry {
   // Whether normalised handle `key` hashes to server `index` of a site of `count` servers
   // (HANDLE.md §1.7, the whole handle; prefix handles are every server's). The hash alone.
   static bool HashedToServer(std::string_view key, uint32_t count, uint32_t index);
-  // Whether server `index` of such a site holds `key`: identifiers of prefixes homed here are
-  // divided by the hash; prefix handles, and identifiers of mirrored prefixes or of prefixes
-  // delegated to this node, are every server's (the site's clients reach those through another
-  // site record, which names one server).
+  // Whether server `index` of such a site holds `key`: identifiers of prefixes homed or mirrored
+  // here are divided by the hash (each server of a mirror site replicates its share only: the
+  // subscription is narrowed to it); prefix handles, and identifiers of prefixes delegated to
+  // this node, are every server's (the site's clients reach those through another site record,
+  // which names one server).
   bool HeldByServer(std::string_view key, uint32_t count, uint32_t index) const;
   // For `idctl site split`, on a stopped node's copy: deletes from `shard` the records another
   // server of a site of `count` servers holds (HeldByServer), `chunk` keys a batch, bypassing the

@@ -60,6 +60,10 @@ struct ReplicaOptions {
   std::chrono::milliseconds idle_timeout{30000};
   std::chrono::milliseconds backoff_min{200};
   std::chrono::milliseconds backoff_max{5000};
+  // This node is server site_server of a site of site_servers (> 1; site.servers): each link
+  // asks its source for that server's share of the identifiers only.
+  uint32_t site_servers = 0;
+  uint32_t site_server = 0;
 };
 
 class ReplicaClient {

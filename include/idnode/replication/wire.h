@@ -19,6 +19,7 @@ inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr uint32_t kMaxFrameBytes = 16u << 20;
 inline constexpr size_t kFrameHeadBytes = 4;
 inline constexpr uint32_t kMaxShards = 4096;
+inline constexpr uint32_t kMaxSiteServers = 1024;  // as site.servers allows
 
 // Appends `message` framed to `out`; false (nothing appended) when it would exceed
 // kMaxFrameBytes.

@@ -267,7 +267,12 @@ TEST(Config, SiteServersAndThisServersPlaceInThem) {
             std::string::npos);
   EXPECT_NE(ErrorOf(three + "handle:\n  port: 2641\nhttp:\n  port: 8000\nreplication:\n  "
                             "listen: 127.0.0.1:0\n")
-                .find("replication is not offered on a site"),
+                .find("does not serve replication yet"),
+            std::string::npos);
+  // Pulling is each server's share (the hello names the server): allowed.
+  EXPECT_EQ(ErrorOf(three + "handle:\n  port: 2641\nhttp:\n  port: 8000\nreplication:\n  "
+                            "sources: [\"top 192.0.2.1:2643 88\"]\n")
+                .find("site"),
             std::string::npos);
 }
 

@@ -868,4 +868,26 @@ TEST_F(RegistryTest, ASplitKeepsEachServersShareAndThePrefixHandles) {
     EXPECT_EQ(*registry_->DropOtherServersRecords(shard, 2, 1, 7), 0u);
 }
 
+TEST_F(RegistryTest, ASitesServersDivideHomedAndMirroredIdentifiersButNotDelegatedOnes) {
+  ASSERT_EQ(registry_->HomePrefix("88.100.1", {MakeValue(1, "DESC", "prefix")}).code,
+            ResponseCode::kSuccess);
+  ASSERT_EQ(registry_->MirrorPrefix("88.300", "top").code, ResponseCode::kSuccess);
+  for (int i = 0; i < 64; ++i) {
+    for (const std::string prefix : {"88.100.1", "88.300", "88.300.7"}) {
+      const std::string key = identifier::Normalize(prefix + "/X" + std::to_string(i));
+      int holders = 0;
+      for (uint32_t k = 0; k < 3; ++k) {
+        const bool held = registry_->HeldByServer(key, 3, k);
+        EXPECT_EQ(held, Registry::HashedToServer(key, 3, k)) << key;
+        holders += held;
+      }
+      EXPECT_EQ(holders, 1) << key;
+    }
+    // Neither homed nor mirrored here: not divided (nothing of it is stored by the hash).
+    EXPECT_TRUE(
+        registry_->HeldByServer(identifier::Normalize("88.999/X" + std::to_string(i)), 3, 1));
+  }
+  EXPECT_TRUE(registry_->HeldByServer(identifier::Normalize("0.NA/88.300.7"), 3, 2));
+}
+
 }  // namespace idnode::registry

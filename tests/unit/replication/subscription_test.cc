@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include "idnode/identifier/identifier.h"
 
 namespace idnode::replication {
@@ -29,6 +31,39 @@ TEST(SubscriptionTest, CoversThePrefixItsDerivedPrefixesAndTheirPrefixHandles) {
   EXPECT_FALSE(s.CoversPrefix("88.1005"));
   EXPECT_TRUE(Of({"0.NA"}).Covers("0.NA/88"));
   EXPECT_TRUE(Subscription::Everything().Covers("anything/at-all"));
+}
+
+TEST(SubscriptionTest, AServerOfAMirrorSiteIsSentItsShareAndEveryPrefixHandle) {
+  // Normalised keys, as the source scans and logs them.
+  const Subscription whole = Of({"88.100"});
+  const Subscription everything = Subscription::Everything();
+  std::array<Subscription, 3> shares = {whole.ShareOfServer(3, 0), whole.ShareOfServer(3, 1),
+                                        whole.ShareOfServer(3, 2)};
+  std::array<int, 3> held{};
+  for (int i = 0; i < 600; ++i) {
+    const std::string key = identifier::Normalize("88.100.1/SN" + std::to_string(i));
+    int holders = 0;
+    for (uint32_t k = 0; k < 3; ++k) {
+      // The same division as the servers' (the hash of the whole handle, HANDLE.md §1.7).
+      const bool mine = shares[k].Covers(key);
+      EXPECT_EQ(mine, identifier::ShardOf(key, 3) == k) << key;
+      EXPECT_EQ(everything.ShareOfServer(3, k).Covers(key), mine) << key;
+      holders += mine;
+      held[k] += mine;
+    }
+    EXPECT_EQ(holders, 1) << key;
+  }
+  for (int n : held) EXPECT_GT(n, 150);  // the hash spreads them
+  for (const auto& share : shares) {
+    EXPECT_TRUE(share.Covers("0.NA/88.100.1"));  // every server's
+    EXPECT_FALSE(share.Covers("88.200/SN1"));    // still only the subscribed prefixes
+    EXPECT_TRUE(whole.Contains(share));          // a share asks for no more than the whole
+  }
+  EXPECT_EQ(shares[2].ToString(), "88.100 (server 2 of 3 by the site hash)");
+  EXPECT_EQ(shares[2].site_servers(), 3u);
+  // One server: not narrowed.
+  EXPECT_EQ(whole.ShareOfServer(1, 0).site_servers(), 0u);
+  EXPECT_EQ(whole.ShareOfServer(1, 0).ToString(), "88.100");
 }
 
 TEST(SubscriptionTest, NormalisesFoldsAndRefusesWhatIsNotAPrefix) {

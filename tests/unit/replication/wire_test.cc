@@ -66,6 +66,20 @@ TEST(ReplicationWireTest, HellosAndAcksAreChecked) {
   old.mutable_hello()->set_protocol_version(0);
   EXPECT_FALSE(ParseReplicaMessage(Body(old), 4).ok());
 
+  // Which server of a mirror site asks: a position in a site of at most 1024.
+  auto share = Hello({"88"});
+  share.mutable_hello()->set_site_servers(3);
+  share.mutable_hello()->set_site_server(2);
+  EXPECT_TRUE(ParseReplicaMessage(Body(share), 4).ok());
+  share.mutable_hello()->set_site_server(3);
+  EXPECT_FALSE(ParseReplicaMessage(Body(share), 4).ok());
+  share.mutable_hello()->set_site_servers(1025);
+  share.mutable_hello()->set_site_server(0);
+  EXPECT_FALSE(ParseReplicaMessage(Body(share), 4).ok());
+  share.mutable_hello()->set_site_servers(0);
+  share.mutable_hello()->set_site_server(1);
+  EXPECT_FALSE(ParseReplicaMessage(Body(share), 4).ok());
+
   auto positioned = Hello({"88"});
   auto* p = positioned.mutable_hello()->add_positions();
   p->set_shard(3);
