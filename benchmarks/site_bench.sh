@@ -8,7 +8,9 @@
 # key asked once) first. Then five paired rounds (the order alternating): the aggregate rate of
 # the site, each server's rate, and the site's rate and CPU per answer as ratios to the unsplit
 # node's: the median and the range.
-#   benchmarks/site_bench.sh [--records N] [--seconds S]
+#   benchmarks/site_bench.sh [--records N] [--seconds S] [--baseline BUILD_DIR]
+# --baseline: another revision's idnode is measured in the same rounds on a copy of the unsplit
+# data (one server: the hot path's cost of the site check, which is one atomic load there).
 # Servers are pinned to core 0 (the unsplit node and the three site servers alike: the site is
 # given the same CPU as the node, so the ratio is what splitting costs or saves per answer, not
 # what more machines add), idbench to core 1. Writes benchmarks/RESULTS-site.md.
@@ -66,17 +68,40 @@ write_config() {  # write_config FILE HANDLE_PORT HTTP_PORT [THIS_SERVER]
 write_config "$work/unsplit.yaml" "${ports[0]}" "${ports[1]}"
 for k in 0 1 2; do write_config "$work/server$k.yaml" "${ports[$((2 + 2 * k))]}" "${ports[$((3 + 2 * k))]}" $k; done
 
-start() {  # start NAME CONFIG DATA
-  taskset -c 0 "$build/src/cmd/idnode" --config "$2" --data-dir "$3" >"$work/$1.out" 2>"$work/$1.log" &
+start() {  # start NAME CONFIG DATA [BUILD]
+  taskset -c 0 "${4:-$build}/src/cmd/idnode" --config "$2" --data-dir "$3" >"$work/$1.out" 2>"$work/$1.log" &
   pids+=($!)
   eval "$1_pid=$!"
-  for _ in $(seq 600); do grep -q "idnode ready" "$work/$1.out" && return 0; sleep 0.1; done
+  for _ in $(seq 600); do
+    grep -q "idnode ready" "$work/$1.out" && return 0
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
   echo "$1 did not start:" >&2
   tail -5 "$work/$1.log" >&2
   exit 1
 }
+if [[ -n $baseline ]]; then
+  cp -a "$work/unsplit" "$work/baseline-data"
+  base_port=$(python3 -c "
+import socket
+while True:
+    t = socket.socket(); t.bind(('127.0.0.1', 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(('127.0.0.1', p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        u.close(); t.close()
+")
+  # Without auth.server_key_file (older revisions lack it; a one-server node signs nothing here).
+  sed -e "s/port: ${ports[0]},/port: $base_port,/" -e "s/http: {port: ${ports[1]}}/http: {port: 0}/" \
+    -e "/^auth:/d" "$work/unsplit.yaml" >"$work/baseline.yaml"
+fi
 start unsplit "$work/unsplit.yaml" "$work/unsplit"
 for k in 0 1 2; do start "server$k" "$work/server$k.yaml" "$work/site/server$k"; done
+[[ -n $baseline ]] && start baseline "$work/baseline.yaml" "$work/baseline-data" "$baseline"
 
 run() {  # run NAME TARGET_ARGS... : one idbench run, its JSON in $work/NAME.json
   local name=$1
@@ -87,6 +112,9 @@ run() {  # run NAME TARGET_ARGS... : one idbench run, its JSON in $work/NAME.jso
 echo "== warm every cache by count (each key asked once)"
 run warm-unsplit --server "127.0.0.1:${ports[0]}" --order sequential --requests "$records" --seconds 600
 run warm-site --site "127.0.0.1:${ports[2]}" --order sequential --requests "$records" --seconds 600
+if [[ -n $baseline ]]; then
+  run warm-baseline --server "127.0.0.1:$base_port" --order sequential --requests "$records" --seconds 600
+fi
 grep "^server\|^code" "$work/warm-site.out"
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -97,6 +125,10 @@ measure() {  # measure unsplit|site ROUND
     t0=$(ticks "$unsplit_pid")
     run "round-unsplit-$2" --server "127.0.0.1:${ports[0]}" --seconds "$seconds" --concurrency 64
     t1=$(ticks "$unsplit_pid")
+  elif [[ $1 == baseline ]]; then
+    t0=$(ticks "$baseline_pid")
+    run "round-baseline-$2" --server "127.0.0.1:$base_port" --seconds "$seconds" --concurrency 64
+    t1=$(ticks "$baseline_pid")
   else
     t0=$(site_ticks)
     run "round-site-$2" --site "127.0.0.1:${ports[2]}" --seconds "$seconds" --concurrency 64
@@ -109,13 +141,15 @@ for round in 1 2 3 4 5; do
   if ((round % 2)); then
     measure unsplit $round
     measure site $round
+    if [[ -n $baseline ]]; then measure baseline $round; fi
   else
+    if [[ -n $baseline ]]; then measure baseline $round; fi
     measure site $round
     measure unsplit $round
   fi
 done
 
-python3 - "$work" "$(getconf CLK_TCK)" "$records" "$seconds" <<'PY' | tee benchmarks/RESULTS-site.md
+python3 - "$work" "$(getconf CLK_TCK)" "$records" "$seconds" "$baseline" <<'PY' | tee benchmarks/RESULTS-site.md
 import json, statistics, sys
 work, hz, records, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 def load(name, r):
@@ -151,4 +185,12 @@ rate = sorted(s["rps"] / u["rps"] for s, u in zip(site, unsplit))
 cpu = sorted(s["cpu_us"] / u["cpu_us"] for s, u in zip(site, unsplit))
 print("\nSite / unsplit, paired by round: rate %.2fx (%.2f-%.2f), server CPU per answer %.2fx (%.2f-%.2f)."
       % (med(rate), rate[0], rate[-1], med(cpu), cpu[0], cpu[-1]))
+if len(sys.argv) > 5 and sys.argv[5]:
+    base = [load("baseline", r) for r in rounds]
+    rate = sorted(u["rps"] / b["rps"] for u, b in zip(unsplit, base))
+    cpu = sorted(u["cpu_us"] / b["cpu_us"] for u, b in zip(unsplit, base))
+    print("\nThis build's one-server node / %s's (same data, same rounds): rate %.2fx (%.2f-%.2f), server CPU"
+          " per answer %.2fx (%.2f-%.2f); baseline %.0f requests/s, %.2f us per answer."
+          % (sys.argv[5], med(rate), rate[0], rate[-1], med(cpu), cpu[0], cpu[-1],
+             med([b["rps"] for b in base]), med([b["cpu_us"] for b in base])))
 PY
