@@ -107,7 +107,7 @@ run() {  # run NAME TARGET_ARGS... : one idbench run, its JSON in $work/NAME.jso
   local name=$1
   shift
   taskset -c 1 "$idbench" run --protocol udp "$@" --keys "$work/keys.txt" --json "$work/$name.json" \
-    >"$work/$name.out" 2>"$work/$name.err"
+    >"$work/$name.out" 2>"$work/$name.err" || { tail -5 "$work/$name.err" >&2; return 1; }
 }
 echo "== warm every cache by count (each key asked once)"
 run warm-unsplit --server "127.0.0.1:${ports[0]}" --order sequential --requests "$records" --seconds 600

@@ -381,6 +381,25 @@ Result<Unit, std::string> CheckSiteFile(const config::Config& config) {
   return Unit{};
 }
 
+// A server of a site of several records its place in its data directory the first time it runs
+// there (idctl site split writes the same file): what it holds and what its replication cursors
+// stand for is that share, so a later change of site.servers or this_server is refused at start
+// (CheckSiteFile) instead of resuming with a share the data does not hold.
+Result<Unit, std::string> RecordSiteFile(const config::Config& config) {
+  if (config.site.servers.size() <= 1) return Unit{};
+  const std::string path = config.node.data_dir + "/SITE";
+  if (std::ifstream(path)) return Unit{};  // checked by CheckSiteFile
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << "servers " << config.site.servers.size() << " index " << config.site.this_server << "\n";
+    out.flush();
+    if (!out) return Failure{"cannot write " + temporary};
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) return Failure{"cannot write " + path};
+  return Unit{};
+}
+
 Result<Unit, std::string> Run(const config::Config& config, const std::string& config_file) {
   SetLogLevel(config.log.level);
   spdlog::info("idnode starting ({})", config.source);
@@ -414,6 +433,7 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   if (!opened.ok())
     return Failure{"cannot open the registry in " + config.node.data_dir + ": " + opened.error()};
   std::unique_ptr<registry::Registry> registry = std::move(*opened);
+  if (auto site = RecordSiteFile(config); !site.ok()) return Failure{site.error()};
 
   metrics::MetricsHub metrics;
   resolver::ResolverOptions resolver_options;

@@ -433,11 +433,12 @@ int RunCommand(int argc, char** argv) {
         success = tally.codes.count(200) ? tally.codes.at(200) : 0;
       std::printf(
           "server %zu %s: requests/s %.0f  (answered %llu of %llu sent, %llu successful; "
-          "timeouts %llu)\n",
+          "timeouts %llu, failed with their connection %llu)\n",
           t, tally.server.c_str(), result.seconds > 0 ? tally.answered / result.seconds : 0,
           static_cast<unsigned long long>(tally.answered),
           static_cast<unsigned long long>(tally.sent), static_cast<unsigned long long>(success),
-          static_cast<unsigned long long>(tally.timeouts));
+          static_cast<unsigned long long>(tally.timeouts),
+          static_cast<unsigned long long>(tally.failed));
     }
   }
   if (result.writes_sent > 0) {

@@ -51,9 +51,9 @@ commands:
                  resolve an identifier with the Handle protocol (default server udp://127.0.0.1:2641;
                  over UDP it retries after 500, 1000 and 1500 ms, then uses TCP, as real clients do;
                  --type and --index repeat and combine with OR); exit status 0 when it resolved.
-                 When the server is one of a site of several servers (its prefix handle 0.NA/P's
-                 HS_SITE lists it), the request goes to the server the site's hash picks, as real
-                 clients route; --no-route asks the named server itself.
+                 When the server answers that another server of its site holds the identifier
+                 (RC 301), it is asked at the server the site's hash picks (from the prefix
+                 handle 0.NA/P's HS_SITE), as real clients route; --no-route stops at the 301.
                  --walk starts at the server and follows the answers as a Handle client does:
                  the prefix handle 0.NA/P first (prefix referrals, RC 303, lead to the service of
                  a derived prefix), then the identifier at the site its HS_SITE values name

@@ -424,24 +424,6 @@ int Walk(const ResolveOptions& o) {
 int Resolve(const ResolveOptions& options) {
   if (options.walk) return Walk(options);
   ResolveOptions o = options;
-  std::string routed;  // "server k of n, host:port" when the site's hash picked the server
-  const size_t slash = o.handle.find('/');
-  if (o.route_by_site && slash != std::string::npos &&
-      !registry::TypeMatches("0.NA/", o.handle.substr(0, 5))) {
-    auto site = SiteOfPrefix(o.handle.substr(0, slash), o.host, o.port);
-    if (site.ok()) {
-      const uint32_t k = site->ServerFor(o.handle);
-      const auto& server = site->servers[k];
-      const uint16_t port = o.tcp_only || server.udp == 0 ? server.tcp : server.udp;
-      if (port != 0) {
-        o.host = server.host;
-        o.port = port;
-        if (server.udp == 0) o.tcp_only = true;
-        routed = ", server " + std::to_string(k) + " of " + std::to_string(site->servers.size()) +
-                 " (" + o.host + ":" + std::to_string(o.port) + ") by the site's hash";
-      }
-    }
-  }
   Exchanged e = Exchange(o);
   if (!e.error.empty()) {
     std::cerr << "idctl: " << e.error << "\n";
@@ -452,7 +434,38 @@ int Resolve(const ResolveOptions& options) {
     std::cerr << "idctl: undecodable answer: " << ErrorCodeName(decoded.error().code) << "\n";
     return 1;
   }
-  return Print(o, *decoded, e.via + routed);
+  // Another server of a site holds it (RC 301): ask the one the site's hash picks, found as the
+  // field's clients find it. Only then, so that a one-server node costs no extra round trip.
+  const size_t slash = o.handle.find('/');
+  if (decoded->header.response_code == static_cast<uint32_t>(ResponseCode::kServerNotResponsible) &&
+      o.route_by_site && slash != std::string::npos) {
+    auto site = SiteOfPrefix(o.handle.substr(0, slash), o.host, o.port);
+    if (site.ok()) {
+      const uint32_t k = site->ServerFor(o.handle);
+      const auto& server = site->servers[k];
+      const uint16_t port = o.tcp_only || server.udp == 0 ? server.tcp : server.udp;
+      if (port != 0 && !(server.host == o.host && port == o.port)) {
+        o.host = server.host;
+        o.port = port;
+        if (server.udp == 0) o.tcp_only = true;
+        Exchanged routed = Exchange(o);
+        if (!routed.error.empty()) {
+          std::cerr << "idctl: " << routed.error << "\n";
+          return 1;
+        }
+        auto answer = DecodeMessage(routed.response);
+        if (!answer.ok()) {
+          std::cerr << "idctl: undecodable answer: " << ErrorCodeName(answer.error().code) << "\n";
+          return 1;
+        }
+        return Print(o, *answer,
+                     routed.via + ", server " + std::to_string(k) + " of " +
+                         std::to_string(site->servers.size()) + " (" + o.host + ":" +
+                         std::to_string(o.port) + ") by the site's hash");
+      }
+    }
+  }
+  return Print(o, *decoded, e.via);
 }
 
 uint32_t SiteRoute::ServerFor(std::string_view handle) const {

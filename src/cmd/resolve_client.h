@@ -27,9 +27,9 @@ struct ResolveOptions {
   // following service referrals (302).
   bool walk = false;
   int max_hops = 10;
-  // Without walk: when host:port is one server of a site of several that serves the handle's
-  // prefix, the request goes to the server the site's hash picks (as the field's clients route),
-  // unless this is false.
+  // Without walk: when host:port answers RC 301 (another server of its site holds the handle),
+  // the request is sent again to the server the site's hash picks (found from the prefix
+  // handle's HS_SITE, as the field's clients route), unless this is false.
   bool route_by_site = true;
 };
 

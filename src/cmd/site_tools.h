@@ -13,9 +13,9 @@ namespace idnode::cmd {
 // `out_dir`/server0 ... server(N-1): each server gets every shard as a RocksDB checkpoint of the
 // (stopped node's) data, opened and locked meanwhile (SST files hard-linked where the file system
 // allows, so the copy costs little space and time), then the records other servers hold are
-// deleted from it (Registry::HeldByServer: identifiers of homed prefixes by the hash; prefix
-// handles and mirrored or delegated prefixes' identifiers stay on every server). Shard s holds
-// only homed identifiers of server s mod N, so a server's own shards are kept whole. Each server's
+// deleted from it (Registry::HeldByServer: identifiers of homed and mirrored prefixes by the hash;
+// prefix handles and delegated prefixes' identifiers stay on every server). Shard s holds only
+// such identifiers of server s mod N, so a server's own shards are kept whole. Each server's
 // directory gets a SITE file ("servers N index k") that idnode checks against site.servers and
 // site.this_server. Prints each server's records; exit status 0 on success.
 int SiteSplit(const std::string& data_dir, uint32_t shards, uint32_t servers,

@@ -329,6 +329,12 @@ class Engine {
     while (done < udp_queued_) {
       int n = ::sendmmsg(udp_, udp_headers_.data() + done,
                          static_cast<unsigned>(udp_queued_ - done), 0);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        // This datagram failed (e.g. its server unreachable): it times out and is counted so;
+        // the rest, which may go to other servers of a site, are still sent.
+        ++done;
+        continue;
+      }
       if (n <= 0) break;  // the rest times out and is counted so
       done += static_cast<size_t>(n);
     }
@@ -499,6 +505,7 @@ class Engine {
         Release(s);
         ++total;
         ++this_second;
+        ++result_.targets[c.target].failed;
       }
     }
     c.pending.clear();
@@ -808,7 +815,7 @@ std::string ToJson(const RunOptions& o, const RunResult& r) {
     const auto& t = r.targets[i];
     s += (i ? "," : "") + std::string("{\"server\":\"") + t.server +
          "\",\"sent\":" + std::to_string(t.sent) + ",\"answered\":" + std::to_string(t.answered) +
-         ",\"timeouts\":" + std::to_string(t.timeouts) +
+         ",\"timeouts\":" + std::to_string(t.timeouts) + ",\"failed\":" + std::to_string(t.failed) +
          ",\"requests_per_second\":" + Json(r.seconds > 0 ? t.answered / r.seconds : 0) + "}";
   }
   s += "],\"timeline\":[";

@@ -18,6 +18,10 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+// Keys a snapshot chunk reads at most before it is sent (or, if it holds nothing, before the
+// scan goes on in the next turn of the loop).
+constexpr size_t kMaxKeysScannedPerChunk = 65536;
+
 // One replica's connection. Owned by its coroutines (shared_ptr); runs on the replication thread.
 class ReplicationSource::Session : public std::enable_shared_from_this<Session> {
  public:
@@ -298,16 +302,21 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
         proto::SnapshotChunk& chunk = *chunk_message.mutable_snapshot_chunk();
         chunk.set_shard(shard);
         size_t bytes = 0;
+        size_t keys_scanned = 0;
         bool more = false;
         std::string last_key;
         auto scanned = registry_.store().Scan(
             shard, storage::Column::kRecords, from, range_end,
             [&](std::string_view key, std::string_view value) {
               if (exclusive && key == from) return true;
-              if (bytes >= options_.message_bytes) {
+              // A chunk also ends after so many keys scanned: a narrow subscription (one server's
+              // share of a large site) would otherwise read many keys per record sent, all in one
+              // turn of the event loop.
+              if (bytes >= options_.message_bytes || keys_scanned >= kMaxKeysScannedPerChunk) {
                 more = true;
                 return false;
               }
+              ++keys_scanned;
               last_key.assign(key);
               if (!subscription_.Covers(key)) return true;
               chunk.add_records(value.data(), value.size());
@@ -320,6 +329,9 @@ class ReplicationSource::Session : public std::enable_shared_from_this<Session> 
         records += static_cast<uint64_t>(chunk.records_size());
         if (chunk.records_size() > 0) {
           if (auto failed = co_await Send(chunk_message)) co_return failed;
+        } else if (more) {
+          // Nothing of this share in those keys: let other sessions run before scanning on.
+          co_await asio::post(stream_.get_executor(), asio::use_awaitable);
         }
         if (!more) break;
         from = last_key;

@@ -728,6 +728,17 @@ class Replication(unittest.TestCase):
                    if link["direction"] == "serving"}
         self.assertEqual(serving, {"site-0": "88.100 (server 0 of 2 by the site hash)",
                                    "site-1": "88.100 (server 1 of 2 by the site hash)"})
+        # A server's data and cursors are its share's: started as another server of the site, it
+        # is refused (its first start recorded its place), not resumed with a share it lacks.
+        mirrors[1].stop()
+        mirrors[1].extra = "site: {servers: %s, this_server: 0}\n" % servers
+        mirrors[1].handle_port = ports[0]  # where server 0 listens (refused before it binds)
+        path = os.path.join(WORK, "site-1-as-0.yaml")
+        with open(path, "w") as f:
+            f.write(mirrors[1].config_text())
+        wrong = subprocess.run([IDNODE, "--config", path], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(wrong.returncode, 0)
+        self.assertIn("holds server 1 of a site of 2 servers", wrong.stderr + wrong.stdout)
 
 
 # ---- small clients -------------------------------------------------------------------------------

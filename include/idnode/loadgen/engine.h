@@ -84,6 +84,8 @@ struct TargetTally {
   uint64_t sent = 0;
   uint64_t answered = 0;
   uint64_t timeouts = 0;
+  // Failed without an answer of their own: waiting on a connection that timed out or closed.
+  uint64_t failed = 0;
   std::map<uint32_t, uint64_t> codes;
 };
 

@@ -272,7 +272,7 @@ TEST(Config, SiteServersAndThisServersPlaceInThem) {
   // Pulling is each server's share (the hello names the server): allowed.
   EXPECT_EQ(ErrorOf(three + "handle:\n  port: 2641\nhttp:\n  port: 8000\nreplication:\n  "
                             "sources: [\"top 192.0.2.1:2643 88\"]\n")
-                .find("site"),
+                .find("does not serve replication"),
             std::string::npos);
 }
 

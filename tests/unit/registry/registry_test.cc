@@ -868,7 +868,7 @@ TEST_F(RegistryTest, ASplitKeepsEachServersShareAndThePrefixHandles) {
     EXPECT_EQ(*registry_->DropOtherServersRecords(shard, 2, 1, 7), 0u);
 }
 
-TEST_F(RegistryTest, ASitesServersDivideHomedAndMirroredIdentifiersButNotDelegatedOnes) {
+TEST_F(RegistryTest, ASitesServersDivideHomedAndMirroredIdentifiersOnly) {
   ASSERT_EQ(registry_->HomePrefix("88.100.1", {MakeValue(1, "DESC", "prefix")}).code,
             ResponseCode::kSuccess);
   ASSERT_EQ(registry_->MirrorPrefix("88.300", "top").code, ResponseCode::kSuccess);
