@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The compose topology (docker/compose.yaml), run for real with podman on this kind of machine:
-# builds the image, brings up the top-level node and the two secondary nodes with
-# docker/compose.host.yaml (host network, 127.0.0.1 only), resolves through them, writes on a
-# secondary node over the Handle admin protocol and sees the write at the top-level node and at
-# the other secondary node, prints the top's replication status, and tears everything down
-# (containers and volumes). Not part of CI (the image build alone takes minutes).
+# builds the image, brings up the top-level node, the two secondary nodes and the three-server
+# mirror site with docker/compose.host.yaml (host network, 127.0.0.1 only), resolves through them,
+# writes on a secondary node over the Handle admin protocol and sees the write at the top-level
+# node and at the other secondary node, prints the top's replication status, checks that each
+# site server pulls its share of 88 and that identifiers asked at site0 are answered there or,
+# after a 301, at the server the hash picks, and tears everything down (containers and volumes). Not part of CI (the image build alone takes minutes).
 #   docker/smoke.sh [--no-build]
 # Podman setup it expects (see README "Containers"): the runc runtime, cgroupfs, and a
 # containers.conf whose [containers] section sets default_ulimits = [] (CONTAINERS_CONF, default
@@ -22,7 +23,7 @@ down() {
   "${compose[@]}" down -v >/dev/null 2>&1 || true
   podman volume rm -f idnode-smoke_ca idnode-smoke_top-certs idnode-smoke_sn1-certs \
     idnode-smoke_sn2-certs idnode-smoke_top-data idnode-smoke_sn1-data idnode-smoke_sn2-data \
-    >/dev/null 2>&1 || true
+    idnode-smoke_site{0,1,2}-certs idnode-smoke_site{0,1,2}-data >/dev/null 2>&1 || true
   echo "containers left: $(podman ps -a --filter label=io.podman.compose.project=idnode-smoke -q | wc -l)"
 }
 
@@ -35,7 +36,7 @@ fi
 down >/dev/null
 trap down EXIT
 
-log "up: top (88), sn1 (88.100), sn2 (88.200)"
+log "up: top (88), sn1 (88.100), sn2 (88.200), the mirror site site0-2 (88 by the hash)"
 "${compose[@]}" up -d >/tmp/idnode-smoke-up.log 2>&1 || { cat /tmp/idnode-smoke-up.log; fail "compose up"; }
 wait_http() {  # wait_http PORT PATH PATTERN SECONDS
   local deadline=$((SECONDS + $4))
@@ -96,5 +97,43 @@ log "replication status at the top"
 podman exec idnode-smoke_top_1 idctl replication status --http 127.0.0.1:8000
 log "digests of 88.100 (sn1, top, sn2)"
 for port in 18000 8000 28000; do curl -fsS "http://127.0.0.1:$port/api/digest?prefix=88.100"; echo; done
+
+log "the mirror site: three servers, each pulling its share of 88 from the top"
+for node in site0:38000 site1:48000 site2:58000; do
+  wait_http "${node#*:}" /healthz . 60 || { podman logs "idnode-smoke_${node%%:*}_1" 2>&1 | tail -20; fail "${node%%:*} not healthy"; }
+done
+curl -fsS http://127.0.0.1:38000/api/site | python3 -c "
+import json, sys
+servers = json.load(sys.stdin)['site']['servers']
+assert len(servers) == 3, servers
+print('site0 publishes a site of %d servers' % len(servers))" || fail "site0's /api/site"
+for k in 0 1 2; do
+  deadline=$((SECONDS + 60))
+  until curl -fsS "http://127.0.0.1:$((38000 + 10000 * k))/api/replication" | grep -q "server $k of 3 by the site hash"; do
+    ((SECONDS < deadline)) || fail "site$k does not pull its share"
+    sleep 0.2
+  done
+done
+echo "each server pulls its share (server k of 3 by the site hash)"
+# Every identifier of 88 and the smoke write, asked at site0 as a client would: its own answered
+# there, the others' after a 301 at the server the hash picks.
+routed=0
+for handle in 88/TOP01 88/TOP02 88/TOP03 88/TOP04 88/TOP05 88/TOP06 88/TOP07 88/TOP08 88/TOP09 88/TOP10 "$handle"; do
+  deadline=$((SECONDS + 60))
+  until out=$(podman exec idnode-smoke_site0_1 idctl resolve "$handle" --server udp://127.0.0.1:32641 2>&1); do
+    ((SECONDS < deadline)) || { echo "$out"; fail "the site does not answer $handle"; }
+    sleep 0.2
+  done
+  grep -q "by the site's hash" <<<"$out" && routed=$((routed + 1))
+done
+echo "the site answers all 11 identifiers asked at site0 ($routed of them after a 301, at the server the hash picks)"
+((routed > 0 && routed < 11)) || fail "the hash should send some identifiers to site0 and some elsewhere"
+if [[ -x build/release/src/cmd/idbench ]]; then
+  out=$(build/release/src/cmd/idbench run --protocol udp --site 127.0.0.1:32641 --pattern '88/TOP0{1..9}' \
+    --order sequential --requests 9 --seconds 30 2>&1) || { echo "$out"; fail "idbench --site"; }
+  grep -q "^code 1: 9$" <<<"$out" || { echo "$out"; fail "idbench --site: not every key answered"; }
+  grep "^server" <<<"$out"
+fi
+
 echo
 echo "smoke: OK"

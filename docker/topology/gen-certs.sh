@@ -28,6 +28,16 @@ for name in "$@"; do
     rm -f "$ca/$name.csr" "$ca/$name.ext"
   fi
   cp "$ca/ca.crt" "$ca/admin.secret" "$dir/"
+  case $name in
+    site[0-9])
+      # The servers of the mirror site share one server key (their HS_SITE publishes it).
+      [ -f "$ca/site-server-key.pem" ] ||
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$ca/site-server-key.pem" 2>/dev/null
+      cp "$ca/site-server-key.pem" "$dir/"
+      chmod 0400 "$dir/site-server-key.pem"
+      chown idnode "$dir/site-server-key.pem" 2>/dev/null || true
+      ;;
+  esac
   # The node runs as the unprivileged idnode user: its key readable by it alone.
   chmod 0644 "$dir/$name.crt" "$dir/ca.crt"
   chmod 0400 "$dir/$name.key" "$dir/admin.secret"

@@ -5,8 +5,15 @@
 # the loopback-only host network of docker/compose.host.yaml; peers are named by host name),
 # seeds a fresh data dir, runs idnode.
 #   node.sh NAME      env: BIND (the address this node listens on)
+# A server of the mirror site (NAME siteK) is written from the one template site.yaml, its
+# position K and its ports filled in.
 set -eu
 name=$1
+template=$name
+index=0
+case $name in
+  site[0-9]) index=${name#site} template=site ;;
+esac
 certs=/certs
 for _ in $(seq 600); do
   [ -f "$certs/done" ] && break
@@ -14,7 +21,8 @@ for _ in $(seq 600); do
 done
 [ -f "$certs/done" ] || { echo "node.sh: no certificates in $certs after 60 s" >&2; exit 1; }
 config=/var/lib/idnode/$name.yaml
-sed -e "s/@BIND@/${BIND}/g" "/etc/idnode/topology/$name.yaml" >"$config"
+sed -e "s/@BIND@/${BIND}/g" -e "s/@INDEX@/$index/g" -e "s/@HANDLE_PORT@/$((32641 + 10000 * index))/g" \
+  -e "s/@HTTP_PORT@/$((38000 + 10000 * index))/g" "/etc/idnode/topology/$template.yaml" >"$config"
 data=/var/lib/idnode/data
 if [ ! -d "$data" ] && [ -f "/etc/idnode/topology/$name.seed.jsonl" ]; then
   # The seed records, and the admin identity of the node's prefix with the generated secret.
