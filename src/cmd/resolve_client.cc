@@ -475,45 +475,24 @@ uint32_t SiteRoute::ServerFor(std::string_view handle) const {
   return static_cast<uint32_t>(index) % static_cast<uint32_t>(servers.size());
 }
 
-Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std::string& host,
-                                            uint16_t port) {
-  ResolveOptions one;
-  one.handle = "0.NA/" + prefix;
-  one.types = {"HS_SITE"};
-  one.host = host;
-  one.port = port;
-  one.tcp_only = true;
-  Exchanged e = Exchange(one);
-  if (!e.error.empty()) return Failure{e.error};
-  auto decoded = DecodeMessage(e.response);
-  if (!decoded.ok()) return Failure{"an undecodable answer for " + one.handle};
-  if (decoded->header.response_code != static_cast<uint32_t>(ResponseCode::kSuccess))
-    return Failure{one.handle + ": " +
-                   std::string(ResponseCodeName(decoded->header.response_code))};
-  std::vector<SiteInfo> sites;
-  for (const auto& v : ValuesOf(*decoded)) {
-    if (!registry::TypeMatches("HS_SITE", v.type)) continue;
-    auto site = DecodeSiteInfo(v.data);
-    if (!site.ok() || site->servers.size() < 2) continue;
-    bool named = false;
-    for (const auto& server : site->servers) {
-      for (const auto& i : server.interfaces) {
-        named = named || (i.protocol != interface_protocol::kHttp &&
-                          i.protocol != interface_protocol::kHttps && i.port == port &&
-                          AddressText(server.address) == host);
-      }
+namespace {
+
+// Whether `site` lists host:port among its servers' Handle interfaces.
+bool ListsServer(const SiteInfo& site, const std::string& host, uint16_t port) {
+  for (const auto& server : site.servers) {
+    for (const auto& i : server.interfaces) {
+      if (i.protocol != interface_protocol::kHttp && i.protocol != interface_protocol::kHttps &&
+          i.port == port && AddressText(server.address) == host)
+        return true;
     }
-    if (named) sites.push_back(*site);
   }
-  if (sites.empty())
-    return Failure{one.handle + " names no site of several servers that " + host + ":" +
-                   std::to_string(port) + " belongs to"};
-  std::stable_sort(sites.begin(), sites.end(), [](const SiteInfo& a, const SiteInfo& b) {
-    return a.is_primary() > b.is_primary();
-  });
+  return false;
+}
+
+SiteRoute RouteOf(const SiteInfo& site) {
   SiteRoute route;
-  route.hash = static_cast<HashOption>(sites.front().hash_option);
-  for (const auto& server : sites.front().servers) {
+  route.hash = static_cast<HashOption>(site.hash_option);
+  for (const auto& server : site.servers) {
     SiteRoute::Server s;
     s.host = AddressText(server.address);
     for (const auto& i : server.interfaces) {
@@ -526,6 +505,78 @@ Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std
     route.servers.push_back(std::move(s));
   }
   return route;
+}
+
+// The site of the server at host:port itself (OC_GET_SITE_INFO over TCP, as the reference
+// client asks it), when it is a site of several servers that lists host:port.
+std::optional<SiteRoute> OwnSiteOf(const std::string& host, uint16_t port) {
+  Message m;
+  std::mt19937 rng(std::random_device{}());
+  m.envelope.request_id = rng() & 0x7fffffff;
+  m.header.opcode = static_cast<uint32_t>(OpCode::kGetSiteInfo);
+  m.header.op_flags = opflag::kRecursive | opflag::kCacheCertify | opflag::kPublicOnly;
+  m.header.expiration_time =
+      static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count() +
+                            12 * 3600);
+  m.body = HandleBody{"/"};
+  std::vector<uint8_t> request(EncodedMessageSize(m));
+  if (!EncodeMessage(m, request).ok()) return std::nullopt;
+  const std::vector<uint8_t> response = TryTcp(host, port, request, 5000);
+  auto decoded = DecodeMessage(response);
+  if (!decoded.ok() ||
+      decoded->header.response_code != static_cast<uint32_t>(ResponseCode::kSuccess))
+    return std::nullopt;
+  const auto* body = std::get_if<SiteInfoBody>(&decoded->body);
+  if (body == nullptr) return std::nullopt;
+  auto site = DecodeSiteInfo(body->site_data);
+  if (!site.ok() || site->servers.size() < 2 || !ListsServer(*site, host, port))
+    return std::nullopt;
+  return RouteOf(*site);
+}
+
+}  // namespace
+
+Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std::string& host,
+                                            uint16_t port) {
+  ResolveOptions one;
+  one.handle = "0.NA/" + prefix;
+  one.types = {"HS_SITE"};
+  one.host = host;
+  one.port = port;
+  one.tcp_only = true;
+  Exchanged e = Exchange(one);
+  std::string why = e.error;
+  if (why.empty()) {
+    auto decoded = DecodeMessage(e.response);
+    if (!decoded.ok()) {
+      why = "an undecodable answer for " + one.handle;
+    } else if (decoded->header.response_code != static_cast<uint32_t>(ResponseCode::kSuccess)) {
+      why = one.handle + ": " + std::string(ResponseCodeName(decoded->header.response_code));
+    } else {
+      std::vector<SiteInfo> sites;
+      for (const auto& v : ValuesOf(*decoded)) {
+        if (!registry::TypeMatches("HS_SITE", v.type)) continue;
+        auto site = DecodeSiteInfo(v.data);
+        if (site.ok() && site->servers.size() >= 2 && ListsServer(*site, host, port))
+          sites.push_back(*site);
+      }
+      if (!sites.empty()) {
+        std::stable_sort(sites.begin(), sites.end(), [](const SiteInfo& a, const SiteInfo& b) {
+          return a.is_primary() > b.is_primary();
+        });
+        return RouteOf(sites.front());
+      }
+      why = one.handle + " names no site of several servers that " + host + ":" +
+            std::to_string(port) + " belongs to";
+    }
+  }
+  // A mirror site's servers do not hold the prefix handle (it is the parent's): the server's own
+  // site record, which is how a client that knows one server of a site learns the others.
+  if (auto own = OwnSiteOf(host, port)) return *own;
+  return Failure{why + ", and " + host + ":" + std::to_string(port) +
+                 " is not a server of a site of several"};
 }
 
 std::optional<RoutedServer> AdminServerFor(const std::string& handle, const std::string& host,

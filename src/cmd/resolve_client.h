@@ -53,11 +53,11 @@ struct SiteRoute {
 };
 
 // The site that serves `prefix`'s identifiers, found as the field's clients find it: the prefix
-// handle 0.NA/<prefix> resolved at host:port (TCP), its HS_SITE values read, a primary site first.
-// Only a site that lists host:port itself among its servers counts: a copy of another node's
-// data (a staging server) must not send traffic to the addresses in that data. An error names why
-// there is none (the prefix handle does not resolve, it has no site of several servers, or none
-// lists host:port).
+// handle 0.NA/<prefix> resolved at host:port (TCP), its HS_SITE values read, a primary site first;
+// failing that (a mirror site's servers do not hold the parent's prefix handle), the server's own
+// site record (OC_GET_SITE_INFO). Only a site that lists host:port itself among its servers
+// counts: a copy of another node's data (a staging server) must not send traffic to the addresses
+// in that data. An error names why there is none.
 Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std::string& host,
                                             uint16_t port);
 
