@@ -3,7 +3,8 @@
 # CA_DIR, which only this service mounts), and for each node, in OUT_DIR/NAME (that node's own
 # volume): its key and certificate (CN and DNS subjectAltName = the node's replication name), the
 # CA certificate, and the demo admin secret of the secondary nodes. No node can read the CA key
-# or another node's key. Idempotent: what exists is kept.
+# or another node's key; the servers of the mirror site (site0-2) share one server key by design
+# (their HS_SITE publishes it for each). Idempotent: what exists is kept.
 #   gen-certs.sh CA_DIR OUT_DIR NAME...
 set -eu
 ca=$1
@@ -29,10 +30,12 @@ for name in "$@"; do
   fi
   cp "$ca/ca.crt" "$ca/admin.secret" "$dir/"
   case $name in
-    site[0-9])
+    site[0-2])
       # The servers of the mirror site share one server key (their HS_SITE publishes it).
-      [ -f "$ca/site-server-key.pem" ] ||
-        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$ca/site-server-key.pem" 2>/dev/null
+      if [ ! -f "$ca/site-server-key.pem" ]; then
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$ca/site-server-key.tmp" 2>/dev/null
+        mv "$ca/site-server-key.tmp" "$ca/site-server-key.pem"
+      fi
       cp "$ca/site-server-key.pem" "$dir/"
       chmod 0400 "$dir/site-server-key.pem"
       chown idnode "$dir/site-server-key.pem" 2>/dev/null || true

@@ -5,14 +5,14 @@
 # the loopback-only host network of docker/compose.host.yaml; peers are named by host name),
 # seeds a fresh data dir, runs idnode.
 #   node.sh NAME      env: BIND (the address this node listens on)
-# A server of the mirror site (NAME siteK) is written from the one template site.yaml, its
+# A server of the mirror site (NAME siteK, K 0-2) is written from the one template site.yaml, its
 # position K and its ports filled in.
 set -eu
 name=$1
 template=$name
 index=0
 case $name in
-  site[0-9]) index=${name#site} template=site ;;
+  site[0-2]) index=${name#site} template=site ;;
 esac
 certs=/certs
 for _ in $(seq 600); do

@@ -384,8 +384,8 @@ int RunCommand(int argc, char** argv) {
       run.targets.push_back({s.host, port});
     }
     run.route = [route = *site](std::string_view handle) { return route.ServerFor(handle); };
-    std::fprintf(stderr, "site of %zu servers (0.NA/%s's HS_SITE at %s):", run.targets.size(),
-                 first.substr(0, slash).c_str(), site_server.c_str());
+    std::fprintf(stderr, "site of %zu servers (the site of %s's identifiers, asked at %s):",
+                 run.targets.size(), first.substr(0, slash).c_str(), site_server.c_str());
     for (const auto& t : run.targets) std::fprintf(stderr, " %s:%u", t.host.c_str(), t.port);
     std::fprintf(stderr, "\n");
   }

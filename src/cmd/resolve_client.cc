@@ -434,10 +434,13 @@ int Resolve(const ResolveOptions& options) {
     std::cerr << "idctl: undecodable answer: " << ErrorCodeName(decoded.error().code) << "\n";
     return 1;
   }
-  // Another server of a site holds it (RC 301): ask the one the site's hash picks, found as the
-  // field's clients find it. Only then, so that a one-server node costs no extra round trip.
+  // Another server of a site holds it (RC 301 "Request was hashed incorrectly", not a 301 for a
+  // prefix that does not live there): ask the one the site's hash picks, found as the field's
+  // clients find it. Only then, so that a one-server node costs no extra round trip.
   const size_t slash = o.handle.find('/');
+  const auto* refusal = std::get_if<ErrorBody>(&decoded->body);
   if (decoded->header.response_code == static_cast<uint32_t>(ResponseCode::kServerNotResponsible) &&
+      refusal != nullptr && refusal->message == "Request was hashed incorrectly" &&
       o.route_by_site && slash != std::string::npos) {
     auto site = SiteOfPrefix(o.handle.substr(0, slash), o.host, o.port);
     if (site.ok()) {
@@ -573,7 +576,9 @@ Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std
     }
   }
   // A mirror site's servers do not hold the prefix handle (it is the parent's): the server's own
-  // site record, which is how a client that knows one server of a site learns the others.
+  // site record, which is how a client that knows one server of a site learns the others. Not
+  // when the server did not answer at all (a second wait for nothing).
+  if (!e.error.empty()) return Failure{why};
   if (auto own = OwnSiteOf(host, port)) return *own;
   return Failure{why + ", and " + host + ":" + std::to_string(port) +
                  " is not a server of a site of several"};

@@ -61,11 +61,10 @@ struct SiteRoute {
 Result<SiteRoute, std::string> SiteOfPrefix(const std::string& prefix, const std::string& host,
                                             uint16_t port);
 
-// Where an administrative request for `handle` goes when its prefix is served by a site of
-// several servers (HANDLE.md §1.7): its prefix handle 0.NA/P is resolved at host:port (TCP) and
-// the server its HS_SITE's hash picks is returned, as the reference's clients route. nullopt for
-// a one-server site, a prefix handle, or when the prefix handle cannot be resolved: the request
-// then goes to host:port itself.
+// Where an administrative request for `handle` goes when host:port is a server of a site of
+// several servers (HANDLE.md §1.7): the site found by SiteOfPrefix, and the server its hash picks,
+// as the reference's clients route. nullopt for a prefix handle, or when host:port is no server
+// of such a site: the request then goes to host:port itself.
 struct RoutedServer {
   std::string host;
   uint16_t port = 0;

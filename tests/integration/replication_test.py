@@ -729,7 +729,8 @@ class Replication(unittest.TestCase):
         self.assertEqual(serving, {"site-0": "88.100 (server 0 of 2 by the site hash)",
                                    "site-1": "88.100 (server 1 of 2 by the site hash)"})
         # idctl resolve asked at server 0 for server 1's identifier follows the 301 to server 1,
-        # found through server 0's own site record (a mirror site does not hold 0.NA/88.100).
+        # found through server 0's own site record (a mirror site holds no prefix handle of its
+        # parent's: none for 88.100.3 here).
         other = next(h for h in written if site_test.site_index(h, 2) == 1)
         done = subprocess.run([IDCTL, "resolve", other, "--server", "udp://127.0.0.1:%d" % ports[0]],
                               capture_output=True, text=True, timeout=60)
