@@ -56,6 +56,20 @@ bool WaitReadable(int fd, int timeout_ms) {
   return ::poll(&p, 1, timeout_ms) == 1;
 }
 
+// A query's message without its body: the flags and the 12-hour expiration real clients send.
+Message QueryOf(OpCode opcode, uint32_t request_id) {
+  Message m;
+  m.envelope.request_id = request_id;
+  m.header.opcode = static_cast<uint32_t>(opcode);
+  m.header.op_flags = opflag::kRecursive | opflag::kCacheCertify | opflag::kPublicOnly;
+  m.header.expiration_time =
+      static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count() +
+                            12 * 3600);
+  return m;
+}
+
 std::vector<uint8_t> BuildRequest(const ResolveOptions& o, uint32_t request_id) {
   std::vector<uint8_t> indexes(o.indexes.size() * 4);
   for (size_t i = 0; i < o.indexes.size(); ++i) {
@@ -68,15 +82,7 @@ std::vector<uint8_t> BuildRequest(const ResolveOptions& o, uint32_t request_id) 
     for (int b = 0; b < 4; ++b) types.push_back(static_cast<uint8_t>(n >> (24 - 8 * b)));
     types.insert(types.end(), t.begin(), t.end());
   }
-  Message m;
-  m.envelope.request_id = request_id;
-  m.header.opcode = static_cast<uint32_t>(OpCode::kResolution);
-  m.header.op_flags = opflag::kRecursive | opflag::kCacheCertify | opflag::kPublicOnly;
-  m.header.expiration_time =
-      static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count() +
-                            12 * 3600);
+  Message m = QueryOf(OpCode::kResolution, request_id);
   ResolutionRequest body;
   body.handle = o.handle;
   body.indexes = WireIntList(indexes, static_cast<uint32_t>(o.indexes.size()));
@@ -424,51 +430,45 @@ int Walk(const ResolveOptions& o) {
 int Resolve(const ResolveOptions& options) {
   if (options.walk) return Walk(options);
   ResolveOptions o = options;
-  Exchanged e = Exchange(o);
-  if (!e.error.empty()) {
-    std::cerr << "idctl: " << e.error << "\n";
-    return 1;
-  }
-  auto decoded = DecodeMessage(e.response);
-  if (!decoded.ok()) {
-    std::cerr << "idctl: undecodable answer: " << ErrorCodeName(decoded.error().code) << "\n";
-    return 1;
-  }
-  // Another server of a site holds it (RC 301 "Request was hashed incorrectly", not a 301 for a
-  // prefix that does not live there): ask the one the site's hash picks, found as the field's
-  // clients find it. Only then, so that a one-server node costs no extra round trip.
+  std::string routed;  // how the site's hash picked the server, when it did
   const size_t slash = o.handle.find('/');
-  const auto* refusal = std::get_if<ErrorBody>(&decoded->body);
-  if (decoded->header.response_code == static_cast<uint32_t>(ResponseCode::kServerNotResponsible) &&
-      refusal != nullptr && refusal->message == "Request was hashed incorrectly" &&
-      o.route_by_site && slash != std::string::npos) {
-    auto site = SiteOfPrefix(o.handle.substr(0, slash), o.host, o.port);
-    if (site.ok()) {
-      const uint32_t k = site->ServerFor(o.handle);
-      const auto& server = site->servers[k];
-      const uint16_t port = o.tcp_only || server.udp == 0 ? server.tcp : server.udp;
-      if (port != 0 && !(server.host == o.host && port == o.port)) {
-        o.host = server.host;
-        o.port = port;
-        if (server.udp == 0) o.tcp_only = true;
-        Exchanged routed = Exchange(o);
-        if (!routed.error.empty()) {
-          std::cerr << "idctl: " << routed.error << "\n";
-          return 1;
+  // At most two asks: the named server, then, after its 301 "Request was hashed incorrectly"
+  // (another server of its site holds it; not a 301 for a prefix that does not live there), the
+  // server the site's hash picks, found as the field's clients find it. Only then, so that a
+  // one-server node costs no extra round trip.
+  for (bool first = true;; first = false) {
+    Exchanged e = Exchange(o);
+    if (!e.error.empty()) {
+      std::cerr << "idctl: " << e.error << "\n";
+      return 1;
+    }
+    auto decoded = DecodeMessage(e.response);
+    if (!decoded.ok()) {
+      std::cerr << "idctl: undecodable answer: " << ErrorCodeName(decoded.error().code) << "\n";
+      return 1;
+    }
+    const auto* refusal = std::get_if<ErrorBody>(&decoded->body);
+    if (first && o.route_by_site && slash != std::string::npos &&
+        decoded->header.response_code ==
+            static_cast<uint32_t>(ResponseCode::kServerNotResponsible) &&
+        refusal != nullptr && refusal->message == "Request was hashed incorrectly") {
+      auto site = SiteOfPrefix(o.handle.substr(0, slash), o.host, o.port);
+      if (site.ok()) {
+        const uint32_t k = site->ServerFor(o.handle);
+        const auto& server = site->servers[k];
+        const uint16_t port = o.tcp_only || server.udp == 0 ? server.tcp : server.udp;
+        if (port != 0 && !(server.host == o.host && port == o.port)) {
+          o.host = server.host;
+          o.port = port;
+          if (server.udp == 0) o.tcp_only = true;
+          routed = ", server " + std::to_string(k) + " of " + std::to_string(site->servers.size()) +
+                   " (" + o.host + ":" + std::to_string(o.port) + ") by the site's hash";
+          continue;
         }
-        auto answer = DecodeMessage(routed.response);
-        if (!answer.ok()) {
-          std::cerr << "idctl: undecodable answer: " << ErrorCodeName(answer.error().code) << "\n";
-          return 1;
-        }
-        return Print(o, *answer,
-                     routed.via + ", server " + std::to_string(k) + " of " +
-                         std::to_string(site->servers.size()) + " (" + o.host + ":" +
-                         std::to_string(o.port) + ") by the site's hash");
       }
     }
+    return Print(o, *decoded, e.via + routed);
   }
-  return Print(o, *decoded, e.via);
 }
 
 uint32_t SiteRoute::ServerFor(std::string_view handle) const {
@@ -513,16 +513,8 @@ SiteRoute RouteOf(const SiteInfo& site) {
 // The site of the server at host:port itself (OC_GET_SITE_INFO over TCP, as the reference
 // client asks it), when it is a site of several servers that lists host:port.
 std::optional<SiteRoute> OwnSiteOf(const std::string& host, uint16_t port) {
-  Message m;
   std::mt19937 rng(std::random_device{}());
-  m.envelope.request_id = rng() & 0x7fffffff;
-  m.header.opcode = static_cast<uint32_t>(OpCode::kGetSiteInfo);
-  m.header.op_flags = opflag::kRecursive | opflag::kCacheCertify | opflag::kPublicOnly;
-  m.header.expiration_time =
-      static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count() +
-                            12 * 3600);
+  Message m = QueryOf(OpCode::kGetSiteInfo, rng() & 0x7fffffff);
   m.body = HandleBody{"/"};
   std::vector<uint8_t> request(EncodedMessageSize(m));
   if (!EncodeMessage(m, request).ok()) return std::nullopt;
