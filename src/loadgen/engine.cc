@@ -474,7 +474,9 @@ class Engine {
     result_.latency.Record(latency);
     second.Record(latency);
     ++result_.targets[slot.target].answered;
-    ++result_.targets[slot.target].codes[code];
+    // Per-server codes only for a site: one server's are the aggregate's (a map lookup saved on
+    // idbench's per-answer path).
+    if (targets_.size() > 1) ++result_.targets[slot.target].codes[code];
     ++result_.answered;
     ++current.answered;
     ++result_.codes[code];

@@ -86,7 +86,7 @@ struct TargetTally {
   uint64_t timeouts = 0;
   // Failed without an answer of their own: waiting on a connection that timed out or closed.
   uint64_t failed = 0;
-  std::map<uint32_t, uint64_t> codes;
+  std::map<uint32_t, uint64_t> codes;  // kept for a site of several targets only
 };
 
 struct RunResult {
