@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "idnode/app/node_stats.h"
 #include "idnode/auth/authorizer.h"
 #include "idnode/auth/message_auth.h"
 #include "idnode/auth/sessions.h"
@@ -529,6 +530,9 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
                      r.body = replication_status.Json(config.replication.name);
                      return r;
                    }});
+  app::NodeStats node_stats(metrics, *cache, *registry,
+                            [&] { return replication_status.Json(config.replication.name); });
+  api.SetStats([&node_stats] { return node_stats.Json(); }, config.http.status_requires_admin);
   auto digests = std::make_shared<DigestService>(*registry);
   api.AddEndpoint(
       {"/api/digest", true, [digests](std::string_view query) { return (*digests)(query); }});
@@ -635,12 +639,14 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
   asio::signal_set stop_signals(main_io, SIGTERM, SIGINT);
   asio::signal_set reload_signal(main_io, SIGHUP);
   asio::steady_timer retention(main_io);
+  asio::steady_timer stats_timer(main_io);
   stop_signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("signal {}: draining and stopping", signal);
     ready = false;
     reload_signal.cancel();
     retention.cancel();
+    stats_timer.cancel();
   });
   std::function<void()> wait_reload = [&] {
     reload_signal.async_wait([&](const boost::system::error_code& ec, int) {
@@ -669,6 +675,16 @@ Result<Unit, std::string> Run(const config::Config& config, const std::string& c
     });
   };
   schedule_retention();
+  // The dashboard's samples: taken whether or not anyone watches, so a page opened now has the
+  // last minutes to draw (a few microseconds each).
+  std::function<void()> schedule_stats = [&] {
+    node_stats.Sample();
+    stats_timer.expires_after(app::NodeStats::kSampleInterval);
+    stats_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) schedule_stats();
+    });
+  };
+  schedule_stats();
   main_io.run();
 
   http_server.Stop();

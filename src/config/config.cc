@@ -631,6 +631,11 @@ void Validate(const Config& c, Errors& errors) {
   if (c.http.tls_cert_file.empty() != c.http.tls_key_file.empty()) {
     errors.Add(none, "http.tls_cert_file and http.tls_key_file go together");
   }
+  if (c.http.status_requires_admin && c.http.tls_cert_file.empty()) {
+    errors.Add(none,
+               "http.status_requires_admin needs http.tls_cert_file (credentials go over HTTPS "
+               "only)");
+  }
   if (c.http.enabled && c.handle.port != 0 && c.http.port == c.handle.port) {
     errors.Add(none, "http.port and handle.port must differ");
   }
@@ -709,7 +714,8 @@ Fields Schema(Config& c, Reader& r) {
                    {"storage_threads", r.Unsigned(&c.http.storage_threads, 1, 256)},
                    {"storage_queue", r.Unsigned(&c.http.storage_queue, 1, 1000000)},
                    {"tls_cert_file", r.String(&c.http.tls_cert_file, true)},
-                   {"tls_key_file", r.String(&c.http.tls_key_file, true)}})},
+                   {"tls_key_file", r.String(&c.http.tls_key_file, true)},
+                   {"status_requires_admin", r.Bool(&c.http.status_requires_admin)}})},
       {"auth",
        Section(
            r,

@@ -462,4 +462,15 @@ HttpResponse AdminApi::Audit(std::string_view query, const RequestContext& reque
   return Json(200, o);
 }
 
+bool AdminApi::AuthorizeServerAdmin(const RequestContext& request, std::string_view operation,
+                                    HttpResponse* refusal) const {
+  auth::Identity identity;
+  if (!Authenticate(request, {}, operation, &identity, refusal)) return false;
+  if (authorizer_.IsServerAdmin(identity)) return true;
+  (void)registry_.AppendAudit({}, operation, {identity.ToString(), request.source, "http"},
+                              ResponseCode::kInvalidAdmin);
+  *refusal = Refused(403, ResponseCode::kInvalidAdmin, "the status pages are for server admins");
+  return false;
+}
+
 }  // namespace idnode::http

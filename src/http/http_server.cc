@@ -8,9 +8,12 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <ctime>
+#include <optional>
 #include <tuple>
 
 #include "idnode/http/admin_api.h"
+#include "idnode/http/ui.h"
+#include "idnode/identifier/identifier.h"
 #include "idnode/net/listeners.h"
 #include "idnode/protocol/utf8.h"
 #include "idnode/protocol/wire.h"
@@ -24,6 +27,7 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 using protocol::ResponseCode;
+using ui::HtmlEscape;
 
 namespace {
 
@@ -61,32 +65,6 @@ std::string JsonString(std::string_view s) {
   return out + "\"";
 }
 
-std::string HtmlEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 // JSONP callbacks are names, never code.
 bool ValidCallback(std::string_view name) {
   if (name.empty() || name.size() > 128) return false;
@@ -102,6 +80,7 @@ struct QueryParams {
   std::vector<std::string> types;
   bool pretty = false;
   bool noredirect = false;
+  std::string id;  // the resolver page's search box
   std::string callback;
   bool bad = false;
   std::string why;
@@ -137,6 +116,8 @@ QueryParams ParseQuery(std::string_view query) {
       p.pretty = value != "false";
     } else if (key == "noredirect") {
       p.noredirect = true;
+    } else if (key == "id") {
+      p.id = value;
     } else if (key == "callback") {
       if (!ValidCallback(value)) {
         p.bad = true;
@@ -184,6 +165,23 @@ HttpResponse JsonResponse(unsigned status, std::string body) {
   HttpResponse r;
   r.status = status;
   r.body = std::move(body);
+  return r;
+}
+
+// The answer to a request that needs credentials and cannot be authenticated as it came: 401
+// with a challenge, or 403 (credentials over plain HTTP, or no authenticated API); nullopt when
+// its credentials can be checked.
+std::optional<HttpResponse> Unauthenticated(bool has_authorization, const RequestContext* context,
+                                            std::string_view handle, const AdminApi* admin) {
+  const bool over_tls = context != nullptr && context->tls;
+  if (has_authorization && over_tls && admin != nullptr) return std::nullopt;
+  HttpResponse r = JsonResponse(has_authorization ? 403 : 401,
+                                R"({"responseCode":402,"handle":)" + JsonString(handle) + "}");
+  if (!has_authorization && over_tls && admin != nullptr) {
+    admin->AddChallenge(&r, context->source);  // Basic, and a Handle session's nonce
+  } else if (!has_authorization) {
+    r.headers.push_back({"WWW-Authenticate", "Basic realm=\"handle\""});
+  }
   return r;
 }
 
@@ -242,6 +240,13 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
   bool api = path.substr(0, kApi.size()) == kApi;
   std::string handle;
   if (!DecodePercent(api ? path.substr(kApi.size()) : path.substr(1), &handle)) {
+    if (!api && (method == "GET" || method == "HEAD")) {
+      ui::Lookup lookup;
+      lookup.outcome = ui::Outcome::kInvalid;
+      lookup.handle = path.substr(1);
+      lookup.message = "its percent-encoding is malformed";
+      return ui::ResolverPage(lookup);
+    }
     return JsonResponse(400, R"({"responseCode":4,"message":"malformed path"})");
   }
   const bool listing =
@@ -252,18 +257,8 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
         (api && (method == "PUT" || method == "DELETE")) || (batch && method == "POST");
     if (write || listing) {
       // Writes need authentication, and authentication needs HTTPS (HANDLE.md §2).
-      const bool over_tls = context != nullptr && context->tls;
-      if (!has_authorization || !over_tls || admin_ == nullptr) {
-        HttpResponse r =
-            JsonResponse(has_authorization ? 403 : 401,
-                         R"({"responseCode":402,"handle":)" + JsonString(handle) + "}");
-        if (!has_authorization && over_tls && admin_ != nullptr) {
-          admin_->AddChallenge(&r, context->source);  // Basic, and a Handle session's nonce
-        } else if (!has_authorization) {
-          r.headers.push_back({"WWW-Authenticate", "Basic realm=\"handle\""});
-        }
-        return r;
-      }
+      if (auto refusal = Unauthenticated(has_authorization, context, handle, admin_))
+        return *refusal;
       if (stage == Stage::kMemory) {
         if (needs_storage != nullptr) *needs_storage = true;
         return {};
@@ -277,12 +272,18 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
     r.headers.push_back({"Allow", "GET, HEAD"});
     return r;
   }
-  if (handle.empty()) {
-    HttpResponse r = JsonResponse(200,
-                                  "<html><head><title>idnode</title></head><body>idnode: GET "
-                                  "/api/handles/{handle}</body></html>\n");
-    r.content_type = "text/html;charset=utf-8";
-    return r;
+  if (!api) {
+    // The browser's pages: none of this is on the JSON API's path.
+    if (path == "/ui/status" || path == "/api/stats")
+      return Status(path, stage, needs_storage, context);
+    constexpr std::string_view kAssets = "/ui/assets/";
+    if (path.substr(0, kAssets.size()) == kAssets) return ui::Asset(path.substr(kAssets.size()));
+    if (handle.empty()) {
+      // The resolver page; with ?id= (its search box), the lookup's outcome on it.
+      QueryParams params = ParseQuery(query);
+      if (params.bad || params.id.empty()) return ui::ResolverPage({});
+      return Resolve(params.id, query, true, stage, needs_storage, /*page=*/true);
+    }
   }
   return Resolve(handle, query, !api, stage, needs_storage);
 }
@@ -295,9 +296,41 @@ bool Api::TakesBody(std::string_view method, std::string_view target) const {
          (method == "POST" && path == "/api/batch");
 }
 
+HttpResponse Api::Status(std::string_view path, Stage stage, bool* needs_storage,
+                         const RequestContext* context) const {
+  const bool reads_storage = status_requires_admin_ || path == "/api/stats";
+  if (status_requires_admin_) {
+    const bool authorization = context != nullptr && !context->authorization.empty();
+    if (auto refusal = Unauthenticated(authorization, context, {}, admin_)) return *refusal;
+  }
+  if (reads_storage && stage == Stage::kMemory) {
+    // Credentials and RocksDB's numbers are read off the event loop.
+    if (needs_storage != nullptr) *needs_storage = true;
+    return {};
+  }
+  if (status_requires_admin_) {
+    HttpResponse refusal;
+    if (!admin_->AuthorizeServerAdmin(*context, "status", &refusal)) return refusal;
+  }
+  if (path == "/ui/status") return ui::StatusPage();
+  if (!stats_) return JsonResponse(404, R"({"responseCode":100,"message":"no statistics"})");
+  HttpResponse r = JsonResponse(200, stats_());
+  r.headers.push_back({"Cache-Control", "no-store"});
+  r.headers.push_back({"X-Content-Type-Options", "nosniff"});
+  return r;
+}
+
 HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, bool proxy,
-                          Stage stage, bool* needs_storage) const {
+                          Stage stage, bool* needs_storage, bool page) const {
   QueryParams params = ParseQuery(query_text);
+  if (proxy && (params.bad || !identifier::IsValidHandle(handle))) {
+    // People type into the search box: say what is wrong on the page, before any lookup.
+    ui::Lookup lookup;
+    lookup.outcome = ui::Outcome::kInvalid;
+    lookup.handle = handle;
+    lookup.message = params.bad ? std::string_view(params.why) : std::string_view();
+    return ui::ResolverPage(lookup);
+  }
   if (params.bad) {
     return JsonResponse(400, R"({"responseCode":4,"message":)" + JsonString(params.why) + "}");
   }
@@ -363,16 +396,7 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
   }
 
   if (proxy) {
-    if (answer.code != ResponseCode::kSuccess) {
-      HttpResponse r =
-          JsonResponse(StatusFor(answer.code) == 200 ? 404 : StatusFor(answer.code), "");
-      r.content_type = "text/html;charset=utf-8";
-      r.body = "<html><head><title>Not found</title></head><body>Handle " + HtmlEscape(handle) +
-               " not found (response code " + std::to_string(static_cast<int>(answer.code)) +
-               ")</body></html>\n";
-      return r;
-    }
-    if (!params.noredirect) {
+    if (answer.code == ResponseCode::kSuccess && !params.noredirect && !page) {
       for (const auto& v : values) {
         // A value with a line break or NUL can be no Location (it would split the response).
         if (registry::TypeMatches("URL", v.type()) &&
@@ -388,18 +412,40 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
         }
       }
     }
-    HttpResponse r;
-    r.content_type = "text/html;charset=utf-8";
-    r.body = "<html><head><title>" + HtmlEscape(handle) + "</title></head><body><h1>" +
-             HtmlEscape(handle) +
-             "</h1><table><tr><th>Index</th><th>Type</th><th>Timestamp</th><th>Data</th></tr>";
-    for (const auto& v : values) {
-      r.body += "<tr><td>" + std::to_string(v.index()) + "</td><td>" + HtmlEscape(v.type()) +
-                "</td><td>" + registry::FormatIsoTime(v.timestamp()) + "</td><td>" +
-                HtmlEscape(v.data()) + "</td></tr>";
+    // The resolver page: the values, or why there are none.
+    ui::Lookup lookup;
+    lookup.handle = handle;
+    lookup.values = &values;
+    lookup.response_code = static_cast<int>(answer.code);
+    lookup.message = answer.message;
+    lookup.referral_handle = answer.referral_handle;
+    std::string json;
+    switch (answer.code) {
+      case ResponseCode::kSuccess:
+        lookup.outcome = ui::Outcome::kFound;
+        lookup.response_code = 0;
+        json = registry::PrettyJson(R"({"responseCode":1,"handle":)" + h + R"(,"values":)" +
+                                    registry::ValuesToJson(values, /*api_formats=*/true) + "}");
+        lookup.json = json;
+        break;
+      case ResponseCode::kHandleNotFound:
+      case ResponseCode::kValuesNotFound:
+        lookup.outcome = ui::Outcome::kNotFound;
+        break;
+      case ResponseCode::kServiceReferral:
+      case ResponseCode::kPrefixReferral:
+        lookup.outcome = ui::Outcome::kReferred;
+        break;
+      case ResponseCode::kServerNotResponsible:
+        lookup.outcome = ui::Outcome::kNotHomed;
+        break;
+      case ResponseCode::kInvalidHandle:
+        lookup.outcome = ui::Outcome::kInvalid;
+        break;
+      default:
+        lookup.outcome = ui::Outcome::kError;
     }
-    r.body += "</table></body></html>\n";
-    return r;
+    return ui::ResolverPage(lookup);
   }
 
   std::string body;

@@ -21,6 +21,8 @@ size_t SlotOf(const uint32_t (&table)[N], uint32_t value, size_t slots) {
   return slots - 1;
 }
 
+}  // namespace
+
 const char* ProtocolName(size_t p) {
   switch (p) {
     case 0:
@@ -35,8 +37,6 @@ const char* ProtocolName(size_t p) {
       return "http";
   }
 }
-
-}  // namespace
 
 void RequestCounters::Count(Protocol protocol, uint32_t opcode, uint32_t response_code,
                             uint64_t latency_us) {
@@ -168,6 +168,23 @@ std::string MetricsHub::Render() const {
   }
   for (const auto& collect : collectors_) collect(out);
   return out;
+}
+
+RequestTotals MetricsHub::Totals() const {
+  std::lock_guard lock(mutex_);
+  RequestTotals totals;
+  for (const auto& c : counters_) {
+    for (size_t p = 0; p < kProtocols; ++p) {
+      // Every answered request lands in exactly one latency bucket: their sum is the count.
+      for (size_t b = 0; b <= kLatencyBoundsUs.size(); ++b) {
+        const uint64_t n = c->latency_[p][b].load(std::memory_order_relaxed);
+        totals.latency[p][b] += n;
+        totals.requests[p] += n;
+      }
+      totals.dropped[p] += c->dropped_[p].load(std::memory_order_relaxed);
+    }
+  }
+  return totals;
 }
 
 }  // namespace idnode::metrics

@@ -105,6 +105,9 @@ struct HttpConfig {
   // Authenticated requests (writes, the admin listing) are accepted over HTTPS only.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // The operator dashboard (/ui/status) and its numbers (/api/stats) for server admins only,
+  // authenticated over HTTPS as the JSON API's writes are (so it needs tls_cert_file).
+  bool status_requires_admin = false;
 };
 
 // Who may administer handles over the Handle protocol (HANDLE.md §1.10).

@@ -57,6 +57,11 @@ class AdminApi {
   // GET /api/audit?since=ISO-or-ms&prefix=P&identity=I&limit=N (server admins): the audit log,
   // oldest first.
   HttpResponse Audit(std::string_view query, const RequestContext& request) const;
+  // Whether the request's credentials prove a server admin (the dashboard behind
+  // http.status_requires_admin); otherwise `*refusal` is what to answer. `operation` names the
+  // request in the audit log of a refusal.
+  bool AuthorizeServerAdmin(const RequestContext& request, std::string_view operation,
+                            HttpResponse* refusal) const;
 
  private:
   // The identity the Authorization header proves; otherwise `*refusal` is what to answer.

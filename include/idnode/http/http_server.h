@@ -1,13 +1,14 @@
 // http/: the handle.net-compatible JSON API for reads (GET /api/handles/{handle} with type, index,
-// pretty, callback), the proxy form (GET /{handle}: 302 to the first URL value; ?noredirect: an
-// HTML page of the values), /healthz, /readyz and /metrics. Boost.Beast, one coroutine per
-// connection, with caps on header bytes, body bytes, connections and time per request; a request
-// the parser refuses gets a 4xx and the connection is closed before any handler sees it.
-// Writes (PUT/DELETE /api/handles/{handle}, POST /api/batch) and the admin listing (GET
-// /api/handles?prefix=) are authenticated and go to the AdminApi (http/admin_api.h), over HTTPS
-// only: when http.tls_cert_file is set the port serves both, told apart by the first bytes (port
-// unification, as the reference's 8000); an authenticated request over plain HTTP gets 403 and one
-// without credentials 401, both with response code 402 and read from the head alone.
+// pretty, callback), the proxy form (GET /{handle}: 302 to the first URL value; ?noredirect: the
+// resolver page of its values), the resolver page (GET /, ?id= to look one up) and the operator
+// dashboard (GET /ui/status drawing GET /api/stats; http/ui.h), /healthz, /readyz and /metrics.
+// Boost.Beast, one coroutine per connection, with caps on header bytes, body bytes, connections and
+// time per request; a request the parser refuses gets a 4xx and the connection is closed before any
+// handler sees it. Writes (PUT/DELETE /api/handles/{handle}, POST /api/batch) and the admin listing
+// (GET /api/handles?prefix=) are authenticated and go to the AdminApi (http/admin_api.h), over
+// HTTPS only: when http.tls_cert_file is set the port serves both, told apart by the first bytes
+// (port unification, as the reference's 8000); an authenticated request over plain HTTP gets 403
+// and one without credentials 401, both with response code 402 and read from the head alone.
 //
 // Owned by the application; its threads run their own io_context.
 #pragma once
@@ -78,10 +79,21 @@ class Api {
     std::function<HttpResponse(std::string_view query)> handler;
   };
   void AddEndpoint(Endpoint endpoint) { endpoints_.push_back(std::move(endpoint)); }
+  // The dashboard's numbers (GET /api/stats, run on a storage thread). With `require_admin`
+  // (http.status_requires_admin), the dashboard and its numbers are for server admins only,
+  // authenticated as the JSON API's writes are (over HTTPS). Set once at startup.
+  void SetStats(std::function<std::string()> stats, bool require_admin) {
+    stats_ = std::move(stats);
+    status_requires_admin_ = require_admin;
+  }
 
  private:
+  // `page`: the lookup of the resolver page's search box (GET /?id=), never redirected.
   HttpResponse Resolve(std::string_view handle, std::string_view query, bool proxy, Stage stage,
-                       bool* needs_storage) const;
+                       bool* needs_storage, bool page = false) const;
+  // GET /ui/status and /api/stats.
+  HttpResponse Status(std::string_view path, Stage stage, bool* needs_storage,
+                      const RequestContext* context) const;
   const resolver::Resolver& resolver_;
   metrics::MetricsHub& metrics_;
   std::function<bool()> ready_;
@@ -89,6 +101,8 @@ class Api {
   std::shared_ptr<cache::AnswerCache> json_cache_;
   std::vector<Endpoint> endpoints_;
   const AdminApi* admin_ = nullptr;
+  std::function<std::string()> stats_;
+  bool status_requires_admin_ = false;
 };
 
 class HttpServer {

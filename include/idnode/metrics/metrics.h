@@ -51,6 +51,16 @@ class RequestCounters {
   std::array<std::atomic<uint64_t>, kProtocols> dropped_{};
 };
 
+// The sums of every thread's counters at one moment, per protocol (the dashboard's samples).
+struct RequestTotals {
+  std::array<uint64_t, kProtocols> requests{};
+  std::array<std::array<uint64_t, kLatencyBoundsUs.size() + 1>, kProtocols> latency{};
+  std::array<uint64_t, kProtocols> dropped{};
+};
+
+// The protocol's name in metric labels and in /api/stats ("handle_udp", "http", "dns_tcp" ...).
+const char* ProtocolName(size_t protocol);
+
 class MetricsHub {
  public:
   // A counters block for one thread; valid as long as the hub lives.
@@ -58,6 +68,7 @@ class MetricsHub {
   // Extra lines to append at each scrape (cache, storage, connections).
   void AddCollector(std::function<void(std::string& out)> collector);
   std::string Render() const;
+  RequestTotals Totals() const;
 
  private:
   mutable std::mutex mutex_;

@@ -151,6 +151,7 @@ class Registry {
   uint32_t shard_count() const { return store_->shard_count(); }
   uint32_t ShardOf(std::string_view handle) const;
   storage::Store& store() { return *store_; }
+  const storage::Store& store() const { return *store_; }
 
   // ---- reads ----
   // The record of `handle` with the values `filter` selects: 100 if there is no such handle,
