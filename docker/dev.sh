@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 jobs=${IDNODE_JOBS:-2}
 fuzz_seconds=${IDNODE_FUZZ_SECONDS:-60}
 fuzz_targets=(fuzz_message fuzz_value_types fuzz_udp_reassembly fuzz_dns_query fuzz_challenge_answer
-  fuzz_replication_stream fuzz_session_message fuzz_http_write)
+  fuzz_replication_stream fuzz_session_message fuzz_http_write fuzz_ui_render)
 passed=0
 failed=0
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency of idnode from Debian 12 packages. Idempotent: packages
-# already present are left alone, and apt is only updated when something is missing.
+# Installs every build and test dependency of idnode from Debian 12 packages, then the browser
+# test's npm package (tests/e2e: playwright-core, which drives Debian's chromium and downloads no
+# browser). Idempotent: packages already present are left alone, apt is only updated when something
+# is missing, and npm only runs when tests/e2e/node_modules lacks the package.
 # Used by docker/dev.sh (and so by .ci/run) and by docker/Dockerfile.
 set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-cryptography
@@ -14,6 +18,16 @@ packages=(
   libknot-dev knot-dnsutils
   clang-14 libclang-rt-14-dev llvm-14 clang-format
 )
+# The browser tests (tests/e2e, run by tests/integration/ui_test.py): Debian's chromium, and Node.js
+# from Debian only when there is no node at all (a machine may have one from elsewhere; Debian 12's
+# is Node 18 and playwright-core wants 20: ui_test.py then says SKIPPED). IDNODE_NO_BROWSER=1 (the
+# image's build stage, which runs no tests) leaves them out.
+if [[ -z ${IDNODE_NO_BROWSER:-} ]]; then
+  packages+=(chromium)
+  if ! command -v node >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+  fi
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,11 +36,22 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The browser test's npm package, exactly as tests/e2e/package-lock.json pins it (there is no
+# tests/e2e where only this script was copied, as in docker/Dockerfile's build stage).
+e2e="$root/tests/e2e"
+if [[ -f $e2e/package-lock.json && ! -d $e2e/node_modules/playwright-core ]]; then
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    echo "install-deps: npm ci in tests/e2e"
+    npm ci --prefix "$e2e" --no-audit --no-fund
+  else
+    echo "install-deps: no node and npm: tests/e2e's packages not installed (the browser test is skipped)"
+  fi
+fi

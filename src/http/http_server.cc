@@ -398,9 +398,9 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
   if (proxy) {
     if (answer.code == ResponseCode::kSuccess && !params.noredirect && !page) {
       for (const auto& v : values) {
-        // A value with a line break or NUL can be no Location (it would split the response).
-        if (registry::TypeMatches("URL", v.type()) &&
-            v.data().find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos) {
+        // A value with a line break or NUL can be no Location (it would split the response),
+        // nor can one that would run code (javascript:): the page shows those as text.
+        if (registry::TypeMatches("URL", v.type()) && ui::RedirectableUrl(v.data())) {
           HttpResponse r;
           r.status = 302;
           r.content_type = "text/html;charset=utf-8";

@@ -381,6 +381,21 @@ std::string RenderValueData(const proto::Value& v) {
   return BinaryHtml(bytes);
 }
 
+bool RedirectableUrl(std::string_view url) {
+  if (url.empty() || url.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
+    return false;
+  // Schemes are case-insensitive, and browsers skip leading spaces and controls before them.
+  size_t start = 0;
+  while (start < url.size() && static_cast<unsigned char>(url[start]) <= 0x20) ++start;
+  std::string scheme;
+  for (size_t i = start; i < url.size() && i < start + 16 && url[i] != ':'; ++i) {
+    const unsigned char c = static_cast<unsigned char>(url[i]);
+    if (c == '\t') continue;  // "java\tscript:" is javascript: to a URL parser
+    scheme.push_back(static_cast<char>(std::tolower(c)));
+  }
+  return scheme != "javascript" && scheme != "vbscript" && scheme != "data";
+}
+
 void AddPageHeaders(HttpResponse* r) {
   // No inline script, no script, style or image from elsewhere, no framing: an escaped value that
   // somehow became markup still could not run.
@@ -484,10 +499,10 @@ HttpResponse StatusPage() {
 </div>
 <div class="charts">
 <figure><figcaption>Requests/s by protocol</figcaption><svg id="chart-rps" class="chart" viewBox="0 0 300 80" role="img" aria-label="Requests per second, last minutes"></svg><div class="legend" id="legend-rps"></div></figure>
-<figure><figcaption>Latency p50 and p99 (ms, all protocols)</figcaption><svg id="chart-latency" class="chart" viewBox="0 0 300 80" role="img" aria-label="Latency, last minutes"></svg><div class="legend" id="legend-latency"></div></figure>
+<figure><figcaption>Latency p50 and p99 (all protocols)</figcaption><svg id="chart-latency" class="chart" viewBox="0 0 300 80" role="img" aria-label="Latency, last minutes"></svg><div class="legend" id="legend-latency"></div></figure>
 <figure><figcaption>Cache hit ratio</figcaption><svg id="chart-cache" class="chart" viewBox="0 0 300 80" role="img" aria-label="Cache hit ratio, last minutes"></svg></figure>
 </div>
-<div class="table-wrap"><table id="protocols"><caption>By protocol (last interval)</caption><thead><tr><th scope="col">Protocol</th><th scope="col">Requests/s</th><th scope="col">p50 (ms)</th><th scope="col">p99 (ms)</th><th scope="col">Answered since start</th></tr></thead><tbody></tbody></table></div>
+<div class="table-wrap"><table id="protocols"><caption>By protocol (last interval)</caption><thead><tr><th scope="col">Protocol</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">p50</th><th scope="col" class="num">p99</th><th scope="col" class="num">Answered since start</th></tr></thead><tbody></tbody></table></div>
 </section>
 <section aria-labelledby="cache-title"><h2 id="cache-title">Cache</h2>
 <div class="cards">
@@ -501,7 +516,7 @@ HttpResponse StatusPage() {
 <div class="card"><span class="label">Keys (estimate)</span><span class="value" id="keys-total">–</span></div>
 <div class="card"><span class="label">Read errors</span><span class="value" id="read-errors">–</span></div>
 </div>
-<div class="table-wrap"><table id="shards"><caption>Shards</caption><thead><tr><th scope="col">Shard</th><th scope="col">Disk</th><th scope="col">Memtable</th><th scope="col">Keys (estimate)</th><th scope="col">Writes</th></tr></thead><tbody></tbody></table></div>
+<div class="table-wrap"><table id="shards"><caption>Shards</caption><thead><tr><th scope="col">Shard</th><th scope="col" class="num">Disk</th><th scope="col" class="num">Memtable</th><th scope="col" class="num">Keys (estimate)</th><th scope="col">Writes</th></tr></thead><tbody></tbody></table></div>
 </section>
 <section aria-labelledby="prefixes-title"><h2 id="prefixes-title">Prefixes</h2>
 <div class="cards">

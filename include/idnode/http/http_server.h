@@ -24,18 +24,12 @@
 #include "idnode/common/connection_caps.h"
 #include "idnode/common/result.h"
 #include "idnode/config/config.h"
+#include "idnode/http/response.h"
 #include "idnode/http/write_requests.h"
 #include "idnode/metrics/metrics.h"
 #include "idnode/resolver/resolver.h"
 
 namespace idnode::http {
-
-struct HttpResponse {
-  unsigned status = 200;
-  std::string_view content_type = "application/json;charset=utf-8";  // always a literal
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-};
 
 // What the connection knows about a request beyond its target (writes need all of it).
 struct RequestContext {

@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "idnode/http/http_server.h"
+#include "idnode/http/response.h"
 #include "idnode/registry.pb.h"
 
 namespace idnode::http::ui {
@@ -49,6 +49,9 @@ HttpResponse Asset(std::string_view name);
 // The security headers every page carries (CSP, nosniff, no framing, no referrer).
 void AddPageHeaders(HttpResponse* response);
 
+// Whether a URL value may be a proxy redirect's Location: not a scheme that runs code in the
+// browser (javascript:, vbscript:, data:), no line break or NUL (it would split the response).
+bool RedirectableUrl(std::string_view url);
 // Escapes text for HTML element content and double-quoted attribute values.
 std::string HtmlEscape(std::string_view text);
 // The data of one value as HTML, by type and format: URL values as links (safe schemes only),

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "idnode/http/http_server.h"
 #include "idnode/protocol/value_types.h"
 #include "registry_test_util.h"
 #include "temp_dir.h"
@@ -43,6 +44,15 @@ TEST(UiValues, UrlsBecomeLinksOnlyWithSafeSchemes) {
   // A quote cannot leave the attribute.
   const std::string quoted = ui::RenderValueData(Stored(1, "URL", "https://a.example/\"onclick=x"));
   EXPECT_NE(quoted.find("href=\"https://a.example/&quot;onclick=x\""), std::string::npos);
+}
+
+TEST(UiValues, RedirectsNeverGoToCode) {
+  EXPECT_TRUE(ui::RedirectableUrl("https://example.org/x"));
+  EXPECT_TRUE(ui::RedirectableUrl("doi:10.1000/182"));
+  for (std::string bad : {"javascript:alert(1)", " JavaScript:alert(1)", "java\tscript:x",
+                          "data:text/html,x", "VBScript:x", "https://a/\r\nx", ""}) {
+    EXPECT_FALSE(ui::RedirectableUrl(bad)) << bad;
+  }
 }
 
 TEST(UiValues, TextIsEscapedAndBinaryShownAsHex) {
@@ -177,6 +187,24 @@ TEST_F(UiRoutesTest, TheSearchBoxAndTheProxyPageShowTheOutcome) {
   EXPECT_EQ(bare.status, 200u);
   EXPECT_NE(bare.body.find("<label for=\"q\">"), std::string::npos);
   EXPECT_EQ(bare.body.find("id=\"message\""), std::string::npos);
+}
+
+TEST_F(UiRoutesTest, TheProxyNeverRedirectsToCode) {
+  ASSERT_EQ(registry_
+                ->Apply(Create("88.100.1/J", {MakeValue(1, "URL", "javascript:alert(1)"),
+                                              MakeValue(2, "URL", "https://safe.example/")}))
+                .code,
+            protocol::ResponseCode::kSuccess);
+  auto redirect = api_->Handle("GET", "/88.100.1/J", false);
+  EXPECT_EQ(redirect.status, 302u);
+  ASSERT_FALSE(redirect.headers.empty());
+  EXPECT_EQ(redirect.headers[0].second, "https://safe.example/");
+  ASSERT_EQ(
+      registry_->Apply(Create("88.100.1/K", {MakeValue(1, "URL", "javascript:alert(1)")})).code,
+      protocol::ResponseCode::kSuccess);
+  auto page = api_->Handle("GET", "/88.100.1/K", false);
+  EXPECT_EQ(page.status, 200u);  // the values page: the URL shown as text, never a link
+  EXPECT_EQ(page.body.find("href=\"javascript"), std::string::npos);
 }
 
 TEST_F(UiRoutesTest, TheDashboardAndItsNumbers) {
