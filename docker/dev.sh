@@ -152,6 +152,9 @@ case "$command" in
     ;;
   test)
     deps
+    # install-deps.sh installed Chromium and tests/e2e's packages: the browser test may not skip
+    # (IDNODE_REQUIRE_BROWSER_TESTS= lets it, e.g. where node is older than 20).
+    export IDNODE_REQUIRE_BROWSER_TESTS=${IDNODE_REQUIRE_BROWSER_TESTS-1}
     quick=0
     [[ ${2:-} == --quick ]] && quick=1
     if ((quick == 0)); then format_check; fi

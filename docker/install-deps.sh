@@ -47,7 +47,8 @@ fi
 # The browser test's npm package, exactly as tests/e2e/package-lock.json pins it (there is no
 # tests/e2e where only this script was copied, as in docker/Dockerfile's build stage).
 e2e="$root/tests/e2e"
-if [[ -f $e2e/package-lock.json && ! -d $e2e/node_modules/playwright-core ]]; then
+if [[ -z ${IDNODE_NO_BROWSER:-} && -f $e2e/package-lock.json &&
+  ! -d $e2e/node_modules/playwright-core ]]; then
   if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     echo "install-deps: npm ci in tests/e2e"
     npm ci --prefix "$e2e" --no-audit --no-fund

@@ -281,7 +281,13 @@ HttpResponse Api::Handle(std::string_view method, std::string_view target, bool 
     if (handle.empty()) {
       // The resolver page; with ?id= (its search box), the lookup's outcome on it.
       QueryParams params = ParseQuery(query);
-      if (params.bad || params.id.empty()) return ui::ResolverPage({});
+      if (params.bad) {
+        ui::Lookup lookup;
+        lookup.outcome = ui::Outcome::kInvalid;
+        lookup.message = params.why;
+        return ui::ResolverPage(lookup);
+      }
+      if (params.id.empty()) return ui::ResolverPage({});
       return Resolve(params.id, query, true, stage, needs_storage, /*page=*/true);
     }
   }
@@ -445,6 +451,11 @@ HttpResponse Api::Resolve(std::string_view handle, std::string_view query_text, 
       default:
         lookup.outcome = ui::Outcome::kError;
     }
+    // The proxy's statuses as before the page (and as the handle.net server's): a referral is
+    // 300, a prefix not served here 400, not found 404.
+    lookup.status = StatusFor(answer.code) == 200 && answer.code != ResponseCode::kSuccess
+                        ? 404
+                        : StatusFor(answer.code);
     return ui::ResolverPage(lookup);
   }
 

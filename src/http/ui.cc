@@ -2,7 +2,11 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <cstdio>
+#include <span>
 
 #include "idnode/protocol/constants.h"
 #include "idnode/protocol/utf8.h"
@@ -25,6 +29,11 @@ namespace {
 constexpr std::string_view kHtml = "text/html;charset=utf-8";
 // Binary data shown as hex up to this many bytes (a value may be up to the message size).
 constexpr size_t kMaxHexBytes = 256;
+// Text up to this many bytes (a value may be as large as a message: a page stays within a small
+// multiple of the record's size).
+constexpr size_t kMaxTextBytes = 4096;
+// The JSON API's answer is embedded for "copy as JSON" up to this size; past it, the page links it.
+constexpr size_t kMaxEmbeddedJson = 64 * 1024;
 
 std::string Hex(std::span<const uint8_t> bytes, size_t limit) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -71,8 +80,10 @@ bool SafeLinkTarget(std::string_view url) {
 // characters a handle usually has.
 std::string HandlePath(std::string_view handle) {
   std::string target;
-  for (unsigned char c : handle) {
-    if (std::isalnum(c) || c == '.' || c == '/' || c == '-' || c == '_' || c == '~') {
+  for (size_t i = 0; i < handle.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(handle[i]);
+    // A leading '/' stays encoded: "//host/x" would be a link to another site.
+    if (std::isalnum(c) || c == '.' || (c == '/' && i > 0) || c == '-' || c == '_' || c == '~') {
       target.push_back(static_cast<char>(c));
     } else {
       char buf[4];
@@ -192,7 +203,13 @@ std::string PublicKeyHtml(const proto::Value& value) {
 }
 
 std::string TextHtml(std::string_view text) {
-  return "<span class=\"text\">" + HtmlEscape(text) + "</span>";
+  if (text.size() <= kMaxTextBytes) return "<span class=\"text\">" + HtmlEscape(text) + "</span>";
+  // Cut on a character boundary; the whole value is in the JSON API's answer.
+  size_t cut = kMaxTextBytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return "<span class=\"text\">" + HtmlEscape(text.substr(0, cut)) +
+         "…</span> <span class=\"help\">(" + std::to_string(text.size()) +
+         " bytes; the whole value is in the JSON API)</span>";
 }
 
 std::string BinaryHtml(std::span<const uint8_t> bytes) {
@@ -427,13 +444,19 @@ HttpResponse ResolverPage(const Lookup& lookup) {
       r.status = 200;
       body += "<h2 id=\"result-title\">" + HtmlEscape(lookup.handle) + "</h2>";
       if (lookup.values != nullptr) body += ValuesTable(lookup.handle, *lookup.values, "values");
-      body +=
-          "<div class=\"actions\"><button id=\"copy-json\" type=\"button\" hidden>Copy as "
-          "JSON</button><span id=\"copy-status\" role=\"status\"></span>"
-          "<a href=\"/api/handles/" +
-          HtmlEscape(HandlePath(lookup.handle)) +
-          "?pretty\">JSON API</a></div><details><summary>JSON</summary><pre id=\"record-json\">" +
-          HtmlEscape(lookup.json) + "</pre></details>";
+      const bool embed = lookup.json.size() <= kMaxEmbeddedJson;
+      body += "<div class=\"actions\">";
+      if (embed) {
+        body +=
+            "<button id=\"copy-json\" type=\"button\" hidden>Copy as JSON</button>"
+            "<span id=\"copy-status\" role=\"status\"></span>";
+      }
+      body += "<a href=\"/api/handles/" + HtmlEscape(HandlePath(lookup.handle)) +
+              "?pretty\">JSON API</a></div>";
+      if (embed) {
+        body += "<details><summary>JSON</summary><pre id=\"record-json\">" +
+                HtmlEscape(lookup.json) + "</pre></details>";
+      }
       break;
     }
     case Outcome::kNotFound:
@@ -479,6 +502,7 @@ HttpResponse ResolverPage(const Lookup& lookup) {
   body += "</section>";
   body += kPageEnd;
   r.body = std::move(body);
+  if (lookup.status != 0) r.status = lookup.status;
   AddPageHeaders(&r);
   return r;
 }
@@ -488,19 +512,19 @@ HttpResponse StatusPage() {
   r.content_type = kHtml;
   std::string body = PageStart("idnode status", "status.js");
   body += R"(<h1>Node status</h1>
-<p class="help">Updated every 2 seconds from <a href="/api/stats">/api/stats</a>. <span id="updated" role="status">Waiting for the first numbers…</span></p>
+<p class="help">Updated every 2 seconds from <a href="/api/stats">/api/stats</a>. <span id="updated">Waiting for the first numbers…</span> <span id="stats-error" role="alert"></span></p>
 <noscript><p class="message error">The dashboard draws its numbers with JavaScript; the same numbers are at <a href="/api/stats">/api/stats</a> and <a href="/metrics">/metrics</a>.</p></noscript>
 <section aria-labelledby="traffic-title"><h2 id="traffic-title">Traffic</h2>
 <div class="cards">
 <div class="card"><span class="label">Requests/s</span><span class="value" id="rps-total">–</span></div>
 <div class="card"><span class="label">p50 latency</span><span class="value" id="p50-total">–</span></div>
 <div class="card"><span class="label">p99 latency</span><span class="value" id="p99-total">–</span></div>
-<div class="card"><span class="label">Cache hit ratio</span><span class="value" id="cache-hit-ratio">–</span></div>
+<div class="card"><span class="label">Answer cache hit ratio</span><span class="value" id="cache-hit-ratio">–</span></div>
 </div>
 <div class="charts">
 <figure><figcaption>Requests/s by protocol</figcaption><svg id="chart-rps" class="chart" viewBox="0 0 300 80" role="img" aria-label="Requests per second, last minutes"></svg><div class="legend" id="legend-rps"></div></figure>
 <figure><figcaption>Latency p50 and p99 (all protocols)</figcaption><svg id="chart-latency" class="chart" viewBox="0 0 300 80" role="img" aria-label="Latency, last minutes"></svg><div class="legend" id="legend-latency"></div></figure>
-<figure><figcaption>Cache hit ratio</figcaption><svg id="chart-cache" class="chart" viewBox="0 0 300 80" role="img" aria-label="Cache hit ratio, last minutes"></svg></figure>
+<figure><figcaption>Answer cache hit ratio</figcaption><svg id="chart-cache" class="chart" viewBox="0 0 300 80" role="img" aria-label="Cache hit ratio, last minutes"></svg></figure>
 </div>
 <div class="table-wrap"><table id="protocols"><caption>By protocol (last interval)</caption><thead><tr><th scope="col">Protocol</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">p50</th><th scope="col" class="num">p99</th><th scope="col" class="num">Answered since start</th></tr></thead><tbody></tbody></table></div>
 </section>

@@ -1,6 +1,7 @@
 // The resolver page's rendering of one value (http/ui.h) from arbitrary bytes: the standard types'
 // decoders run on it, and whatever the data, the HTML holds only the markup the renderer writes
-// (every '<' opens one of its own tags) and links only to this node or to safe schemes.
+// (every '<' opens one of its own tags) and links only to this node (never "//host") or to safe
+// schemes.
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
@@ -35,8 +36,8 @@ void Check(const std::string& html) {
     std::string lower;
     for (size_t i = at + 6; i < rest.size() && i < at + 6 + 16; ++i)
       lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(rest[i]))));
-    if (!(Starts(lower, "/") || Starts(lower, "http://") || Starts(lower, "https://") ||
-          Starts(lower, "ftp://") || Starts(lower, "mailto:"))) {
+    if (!((Starts(lower, "/") && !Starts(lower, "//")) || Starts(lower, "http://") ||
+          Starts(lower, "https://") || Starts(lower, "ftp://") || Starts(lower, "mailto:"))) {
       std::abort();
     }
   }

@@ -263,18 +263,43 @@ def artifacts_dir():
     return os.path.abspath(path)
 
 
-def kill_group(proc):
-    """What is left of the script's process group (Chromium, if the script died without closing
-    it): the group is the script's own (start_new_session)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def descendant_groups(pid):
+    """The process groups of `pid`'s descendants (Playwright starts Chromium detached, in a group of
+    its own), read from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append((int(entry), int(fields[2])))  # ppid; pgid
+    groups, todo = set(), [pid]
+    while todo:
+        for child, group in children.get(todo.pop(), []):
+            groups.add(group)
+            todo.append(child)
+    return groups
+
+
+def kill_groups(groups):
+    """Whatever is left of the script's and its browser's process groups (a script killed before it
+    closed Chromium)."""
+    for group in groups - {os.getpgrp(), 0, 1}:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class Browser(unittest.TestCase):
     def test_resolver_and_dashboard_in_chromium(self):
         missing = missing_tools()
+        if missing and os.environ.get("IDNODE_REQUIRE_BROWSER_TESTS"):
+            # CI (docker/dev.sh test) installed them: their absence is a failure, not a skip.
+            self.fail("missing %s, which docker/install-deps.sh should have installed" % ", ".join(missing))
         if missing:
             print("SKIPPED: %s (docker/install-deps.sh installs them)" % ", ".join(missing), flush=True)
             raise unittest.SkipTest("missing " + ", ".join(missing))
@@ -290,6 +315,8 @@ class Browser(unittest.TestCase):
                             env=env, start_new_session=True)
         bench = None
         lines = []
+        groups = {e2e.pid}  # the script's own group (start_new_session), then the browser's
+        script_problem = None
         deadline = time.monotonic() + E2E_TIMEOUT
         try:
             print(flush=True)
@@ -304,6 +331,7 @@ class Browser(unittest.TestCase):
                 if line is None:
                     break
                 lines.append(line.rstrip("\n"))
+                groups |= descendant_groups(e2e.pid)
                 sys.stdout.write("    e2e | " + line)
                 sys.stdout.flush()
                 if line.strip() == "DASHBOARD_OPEN" and bench is None:
@@ -312,16 +340,26 @@ class Browser(unittest.TestCase):
                         [IDBENCH, "run", "--protocol", "udp", "--server", "127.0.0.1:%d" % NODE["handle"], "--keys",
                          NODE["keys"], "--rate", str(BENCH_RATE), "--seconds", str(BENCH_SECONDS)],
                         "idbench", os.path.join(NODE["work"], "idbench.log"), expect_exit=True)
-            harness.wait_exit(e2e, timeout=max(1, deadline - time.monotonic()))
+            try:
+                harness.wait_exit(e2e, timeout=max(1, deadline - time.monotonic()))
+            except harness.ProcessFailure as e:
+                script_problem = str(e)  # reported after its "not ok" lines, which say more
         finally:
             harness.stop_quietly(e2e)  # after a failure above: SIGTERM (Playwright closes Chromium)
-            kill_group(e2e)
+            kill_groups(groups)
+            bench_problem = None
             if bench is not None:
-                harness.wait_exit(bench, timeout=BENCH_SECONDS + 30)
+                try:
+                    bench.wait(timeout=BENCH_SECONDS + 30)
+                except subprocess.TimeoutExpired:
+                    pass
+                bench_problem = harness.stop_quietly(bench)
 
         failed = [l for l in lines if l.startswith("not ok")]
         passed = [l for l in lines if l.startswith("ok - ")]
         self.assertEqual(failed, [])
+        self.assertIsNone(script_problem, "\n".join(lines[-20:]))
+        self.assertIsNone(bench_problem)
         self.assertGreaterEqual(len(passed), E2E_CHECKS, "\n".join(lines))
         self.assertIn("DASHBOARD_OPEN", [l.strip() for l in lines])
         self.assertIsNotNone(bench, "idbench never started")

@@ -38,6 +38,7 @@ struct Lookup {
   std::string_view message;          // the server's words, if any
   int response_code = 0;             // the Handle response code (for people who know them)
   std::string_view json;             // the JSON API's answer, for "copy as JSON"
+  unsigned status = 0;               // the HTTP status; 0: the outcome's usual one
 };
 
 // The resolver page for `lookup` (its HTTP status follows the outcome: 200, 404, 400, 503).

@@ -187,9 +187,10 @@
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       render(await response.json());
       failures = 0;
+      set('stats-error', '');
     } catch (e) {
       failures += 1;
-      set('updated', `Could not read /api/stats (${e.message}); retrying.`);
+      set('stats-error', `Could not read /api/stats (${e.message}); retrying.`);
     }
     // Back off while the node does not answer, up to 30 s.
     setTimeout(refresh, Math.min(2000 * 2 ** Math.min(failures, 4), 30000));

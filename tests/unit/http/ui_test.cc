@@ -46,6 +46,19 @@ TEST(UiValues, UrlsBecomeLinksOnlyWithSafeSchemes) {
   EXPECT_NE(quoted.find("href=\"https://a.example/&quot;onclick=x\""), std::string::npos);
 }
 
+TEST(UiValues, IdentifierLinksStayOnThisNode) {
+  // An HS_SERV naming "//evil.example/x" must not become a link to another host.
+  const std::string html = ui::RenderValueData(Stored(1, "HS_SERV", "//evil.example/x"));
+  EXPECT_EQ(html.find("href=\"//"), std::string::npos) << html;
+  EXPECT_NE(html.find("href=\"/%2F/evil.example/x?noredirect\""), std::string::npos) << html;
+}
+
+TEST(UiValues, LongTextIsCutWhereAPageStaysSmall) {
+  const std::string html = ui::RenderValueData(Stored(2, "DESC", std::string(100000, '"')));
+  EXPECT_LT(html.size(), 4096u * 6 + 200);
+  EXPECT_NE(html.find("100000 bytes"), std::string::npos);
+}
+
 TEST(UiValues, RedirectsNeverGoToCode) {
   EXPECT_TRUE(ui::RedirectableUrl("https://example.org/x"));
   EXPECT_TRUE(ui::RedirectableUrl("doi:10.1000/182"));
@@ -175,7 +188,7 @@ TEST_F(UiRoutesTest, TheSearchBoxAndTheProxyPageShowTheOutcome) {
   EXPECT_EQ(missing.status, 404u);
   EXPECT_NE(missing.body.find("data-outcome=\"not-found\""), std::string::npos);
   auto elsewhere = api_->Handle("GET", "/99.9/x?noredirect", false);
-  EXPECT_EQ(elsewhere.status, 404u);
+  EXPECT_EQ(elsewhere.status, 400u);  // the proxy's status for RC 301, as before the page
   EXPECT_NE(elsewhere.body.find("data-outcome=\"not-homed\""), std::string::npos);
   for (std::string target : {"/?id=no-slash", "/?id=%3Cscript%3E", "/88.100.1/%zz"}) {
     auto invalid = api_->Handle("GET", target, false);
@@ -183,6 +196,10 @@ TEST_F(UiRoutesTest, TheSearchBoxAndTheProxyPageShowTheOutcome) {
     EXPECT_NE(invalid.body.find("data-outcome=\"invalid\""), std::string::npos) << target;
     EXPECT_EQ(invalid.body.find("<script>"), std::string::npos) << target;
   }
+  // A mistake in the query is said, not dropped.
+  auto bad_query = api_->Handle("GET", "/?id=88.100.1/X&index=x", false);
+  EXPECT_EQ(bad_query.status, 400u);
+  EXPECT_NE(bad_query.body.find("index must be an integer"), std::string::npos);
   auto bare = api_->Handle("GET", "/", false);
   EXPECT_EQ(bare.status, 200u);
   EXPECT_NE(bare.body.find("<label for=\"q\">"), std::string::npos);
@@ -231,6 +248,12 @@ TEST_F(UiRoutesTest, BehindAdminAuthTheDashboardWantsCredentialsOverHttps) {
     EXPECT_EQ(api_->Handle("GET", path, true, Api::Stage::kStorage, nullptr, &plain).status, 403u)
         << path;
   }
+  // Other spellings are not the dashboard (they are identifiers under a prefix "ui").
+  for (std::string path : {"/ui/status/", "/ui//status", "/%75i/status", "/UI/status"}) {
+    auto r = api_->Handle("GET", path, false);
+    EXPECT_EQ(r.body.find("id=\"rps-total\""), std::string::npos) << path;
+  }
+  EXPECT_EQ(api_->Handle("HEAD", "/api/stats?x=1", false).status, 401u);
   // The resolver page stays public.
   EXPECT_EQ(api_->Handle("GET", "/", false).status, 200u);
 }
