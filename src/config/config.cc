@@ -631,6 +631,11 @@ void Validate(const Config& c, Errors& errors) {
   if (c.http.tls_cert_file.empty() != c.http.tls_key_file.empty()) {
     errors.Add(none, "http.tls_cert_file and http.tls_key_file go together");
   }
+  if (c.http.status_requires_admin && c.auth.server_admins.empty()) {
+    errors.Add(none,
+               "http.status_requires_admin needs auth.server_admins (nobody could open the "
+               "dashboard)");
+  }
   if (c.http.status_requires_admin && c.http.tls_cert_file.empty()) {
     errors.Add(none,
                "http.status_requires_admin needs http.tls_cert_file (credentials go over HTTPS "

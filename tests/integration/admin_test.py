@@ -11,6 +11,7 @@ answers, a wrong secret (403), an identity that is not an admin (400); then idbe
 Traffic goes to 127.0.0.1 only; every wait is bounded; the node is stopped at the end, and the run
 fails if it did not stop cleanly (exit 0 on SIGTERM, no sanitizer report: harness.py).
 """
+import functools
 import hashlib
 import hmac
 import json
@@ -124,6 +125,7 @@ def start_module_node():
     config = os.path.join(work, "idnode.yaml")
     with open(config, "w") as f:
         f.write("http:\n  tls_cert_file: %s\n  tls_key_file: %s\n  max_body_bytes: 4194304\n" % (cert, key))
+        f.write("  status_requires_admin: true\n")  # StatusPagesForAdmins
         f.write('auth:\n  server_admins: ["300:0.NA/ADM.1"]\n')
     NODE["proc"], ports = st.start_node_homing(IDNODE, IDCTL, work, "ADM.1", records,
                                                ["--workers", "2", "--config", config])
@@ -166,15 +168,18 @@ ADMIN_AUTH = basic("300:0.NA/ADM.1", SECRET.decode())
 USER_AUTH = basic("300:ADM.1/user", "user-secret")
 
 
-def http_request(method, path, body=None, auth=None, tls=True, timeout=30):
-    """(status, headers, parsed JSON body or raw text) of one request to the node's HTTP port."""
+def http_request(method, path, body=None, auth=None, tls=True, timeout=30, source="127.0.0.1"):
+    """(status, headers, parsed JSON body or raw text) of one request to the node's HTTP port, from
+    the address `source` (the failed-proof throttle counts per source address)."""
     import http.client
     import ssl
     if tls:
         conn = http.client.HTTPSConnection("127.0.0.1", NODE["http"], timeout=timeout,
-                                           context=ssl._create_unverified_context())
+                                           context=ssl._create_unverified_context(),
+                                           source_address=(source, 0))
     else:
-        conn = http.client.HTTPConnection("127.0.0.1", NODE["http"], timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", NODE["http"], timeout=timeout,
+                                          source_address=(source, 0))
     headers = {"Content-Type": "application/json"}
     if auth:
         headers["Authorization"] = auth
@@ -795,6 +800,35 @@ class HandleScheme(unittest.TestCase):
         reply = resolved_url("ADM.1/keyed")[1]
         self.assertIn(b"https://seckey", reply)
         self.assertIn(b"https://sm2http", reply)
+
+
+class StatusPagesForAdmins(unittest.TestCase):
+    """http.status_requires_admin: the dashboard and /api/stats for server admins over HTTPS only;
+    the resolver page stays public."""
+
+    def test_only_a_server_admin_over_https_sees_the_dashboard(self):
+        # From an address of its own: other tests' wrong proofs from 127.0.0.1 may have it throttled.
+        http_request = functools.partial(globals()["http_request"], source="127.0.0.77")
+        for path in ("/ui/status", "/api/stats"):
+            status, headers, _ = http_request("GET", path, tls=False)
+            self.assertEqual(status, 401, path)
+            status, _, _ = http_request("GET", path, auth=ADMIN_AUTH, tls=False)
+            self.assertEqual(status, 403, path)  # credentials over plain HTTP
+            status, headers, _ = http_request("GET", path)
+            self.assertEqual(status, 401, path)
+            self.assertIn("Basic", " ".join(v for k, v in headers if k.lower() == "www-authenticate"), path)
+            status, _, body = http_request("GET", path, auth=USER_AUTH)
+            self.assertEqual(status, 403, (path, body))  # proven, but no server admin
+            status, headers, body = http_request("GET", path, auth=ADMIN_AUTH)
+            self.assertEqual(status, 200, (path, body))
+            if path == "/api/stats":
+                self.assertIn("series", body)
+                self.assertGreaterEqual(body["prefixes"]["homed"], 1)
+            else:
+                self.assertIn('id="rps-total"', body)
+        status, _, body = http_request("GET", "/?id=ADM.1/none", tls=False)
+        self.assertEqual(status, 404)
+        self.assertIn('data-outcome="not-found"', body)
 
 
 class AuditLog(unittest.TestCase):

@@ -121,6 +121,16 @@ TEST(Config, RefusesSilentClampsAndBadCombinations) {
             std::string::npos);
   EXPECT_NE(ErrorOf("node: [1, 2]\n").find("must be a mapping"), std::string::npos);
   EXPECT_NE(ErrorOf("node:\n  shards: [\n").find("test.yaml"), std::string::npos);  // YAML syntax
+  // The dashboard behind admin auth needs HTTPS and someone who may open it.
+  EXPECT_NE(ErrorOf("http:\n  status_requires_admin: true\n").find("tls_cert_file"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("http:\n  status_requires_admin: true\n").find("auth.server_admins"),
+            std::string::npos);
+  auto gated = Parse(
+      "http:\n  status_requires_admin: true\n  tls_cert_file: c.pem\n  tls_key_file: k.pem\n"
+      "auth:\n  server_admins: [\"300:0.NA/DEMO.1\"]\n",
+      "t.yaml");
+  EXPECT_TRUE(gated.http.status_requires_admin);
 }
 
 TEST(Config, RateLimitAndItsExemptNetworks) {
