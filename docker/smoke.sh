@@ -93,6 +93,17 @@ print("CREATE_HANDLE 88.100/NOT-HERE at the top: rc %d" % rc)
 sys.exit(0 if rc in (301, 302) else 1)
 PY
 
+log "the resolver page and the dashboard's numbers, from the image (assets compiled in)"
+wait_http 8000 "/?id=$handle" 'id="values"' 30 || fail "the top's resolver page does not show $handle"
+wait_http 8000 "/ui/assets/ui.css" "prefers-color-scheme" 10 || fail "the top serves no stylesheet"
+wait_http 8000 /api/stats '"direction"' 30 || fail "the top's /api/stats shows no replication link"
+curl -fsS http://127.0.0.1:8000/api/stats | python3 -c "
+import json, sys
+s = json.load(sys.stdin)
+print('top /api/stats: prefixes', {k: s['prefixes'][k] for k in ('homed', 'delegated', 'mirrored')},
+      'links', [(l['peer'], l['direction'], l['state'], l['lag_entries']) for l in s['replication']['links']])
+"
+
 log "replication status at the top"
 podman exec idnode-smoke_top_1 idctl replication status --http 127.0.0.1:8000
 log "digests of 88.100 (sn1, top, sn2)"

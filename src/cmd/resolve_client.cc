@@ -271,18 +271,6 @@ struct Endpoint {
   }
 };
 
-std::string AddressText(const std::array<uint8_t, 16>& a) {
-  bool v4 = std::all_of(a.begin(), a.begin() + 10, [](uint8_t b) { return b == 0; }) &&
-            ((a[10] == 0 && a[11] == 0) || (a[10] == 0xff && a[11] == 0xff));
-  char text[INET6_ADDRSTRLEN] = {};
-  if (v4) {
-    inet_ntop(AF_INET, a.data() + 12, text, sizeof text);
-  } else {
-    inet_ntop(AF_INET6, a.data(), text, sizeof text);
-  }
-  return text;
-}
-
 // The server a client asks for `handle` among the sites in `values` of the given types: a
 // primary site first, the server by the site's hash, its UDP query interface (TCP with tcp_only,
 // or when the site has no UDP).
@@ -311,9 +299,11 @@ std::optional<Endpoint> PickServer(const std::vector<HandleValue>& values,
     for (const auto& i : server.interfaces) {
       if (i.type != interface_type::kQuery && i.type != interface_type::kBoth) continue;
       if (i.protocol == interface_protocol::kUdp && !udp)
-        udp = Endpoint{AddressText(server.address), static_cast<uint16_t>(i.port), false};
+        udp = Endpoint{protocol::SiteAddressText(server.address), static_cast<uint16_t>(i.port),
+                       false};
       if (i.protocol == interface_protocol::kTcp && !tcp)
-        tcp = Endpoint{AddressText(server.address), static_cast<uint16_t>(i.port), true};
+        tcp = Endpoint{protocol::SiteAddressText(server.address), static_cast<uint16_t>(i.port),
+                       true};
     }
     if (!tcp_only && udp) return udp;
     if (tcp) return tcp;
@@ -485,7 +475,7 @@ bool ListsServer(const SiteInfo& site, const std::string& host, uint16_t port) {
   for (const auto& server : site.servers) {
     for (const auto& i : server.interfaces) {
       if (i.protocol != interface_protocol::kHttp && i.protocol != interface_protocol::kHttps &&
-          i.port == port && AddressText(server.address) == host)
+          i.port == port && protocol::SiteAddressText(server.address) == host)
         return true;
     }
   }
@@ -497,7 +487,7 @@ SiteRoute RouteOf(const SiteInfo& site) {
   route.hash = static_cast<HashOption>(site.hash_option);
   for (const auto& server : site.servers) {
     SiteRoute::Server s;
-    s.host = AddressText(server.address);
+    s.host = protocol::SiteAddressText(server.address);
     for (const auto& i : server.interfaces) {
       const bool query = i.type == interface_type::kQuery || i.type == interface_type::kBoth;
       const auto p = static_cast<uint16_t>(i.port);

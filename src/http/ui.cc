@@ -17,7 +17,7 @@
 namespace idnode::http::ui {
 
 namespace assets {
-// src/http/assets, compiled in by cmake/embed_assets.cmake.
+// src/http/assets, compiled in by src/http/embed_assets.cmake.
 extern const std::string_view ui_css;
 extern const std::string_view resolver_js;
 extern const std::string_view status_js;
@@ -100,23 +100,6 @@ std::string HandleLink(std::string_view handle) {
          "</a>";
 }
 
-std::string AddressText(const std::array<uint8_t, 16>& a) {
-  bool v4 = true;
-  for (size_t i = 0; i < 12; ++i) v4 = v4 && a[i] == 0;
-  char text[64];
-  if (v4) {
-    std::snprintf(text, sizeof(text), "%u.%u.%u.%u", a[12], a[13], a[14], a[15]);
-    return text;
-  }
-  std::string out;
-  for (size_t i = 0; i < 16; i += 2) {
-    std::snprintf(text, sizeof(text), "%x", a[i] << 8 | a[i + 1]);
-    if (i != 0) out.push_back(':');
-    out.append(text);
-  }
-  return out;
-}
-
 std::string AdminPermissionNames(uint16_t permissions) {
   static constexpr std::pair<uint16_t, const char*> kNames[] = {
       {protocol::admin_permission::kAddHandle, "add handle"},
@@ -153,7 +136,8 @@ std::string SiteHtml(const protocol::SiteInfo& site) {
   out += "<ul class=\"servers\">";
   static constexpr const char* kProtocols[] = {"UDP", "TCP", "HTTP", "HTTPS"};
   for (const auto& s : site.servers) {
-    out += "<li><span class=\"address\">" + HtmlEscape(AddressText(s.address)) + "</span>";
+    out += "<li><span class=\"address\">" + HtmlEscape(protocol::SiteAddressText(s.address)) +
+           "</span>";
     for (const auto& i : s.interfaces) {
       out += " <span class=\"interface\">" + std::string(kProtocols[i.protocol % 4]) + " " +
              std::to_string(i.port);

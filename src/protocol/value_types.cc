@@ -1,5 +1,8 @@
 #include "idnode/protocol/value_types.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -385,6 +388,18 @@ std::vector<uint8_t> EncodePublicKey(const PublicKey& key) {
   WireWriter w(out);
   write(w);
   return out;
+}
+
+std::string SiteAddressText(const std::array<uint8_t, 16>& a) {
+  const bool v4 = std::all_of(a.begin(), a.begin() + 10, [](uint8_t b) { return b == 0; }) &&
+                  ((a[10] == 0 && a[11] == 0) || (a[10] == 0xff && a[11] == 0xff));
+  char text[INET6_ADDRSTRLEN] = {};
+  if (v4) {
+    inet_ntop(AF_INET, a.data() + 12, text, sizeof text);
+  } else {
+    inet_ntop(AF_INET6, a.data(), text, sizeof text);
+  }
+  return text;
 }
 
 }  // namespace idnode::protocol

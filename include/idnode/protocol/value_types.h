@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
@@ -85,6 +86,10 @@ inline constexpr uint32_t kMaxSiteAttributes = 256;
 Decoded<SiteInfo> DecodeSiteInfo(std::span<const uint8_t> data);
 size_t EncodeSiteInfo(const SiteInfo& site, WireWriter& writer);
 std::vector<uint8_t> EncodeSiteInfo(const SiteInfo& site);
+
+// A site server's address as people write it: dotted IPv4 for an address written as IPv4 (12 zero
+// bytes, or the ::ffff: mapping, before it), IPv6 text (RFC 5952) otherwise.
+std::string SiteAddressText(const std::array<uint8_t, 16>& address);
 
 // Visits every interface of every server of HS_SITE data in place (no allocation: referrals check
 // sites on network workers): visit(address, protocol, port) with the server's 16-byte address as

@@ -195,5 +195,99 @@ TEST_F(ApiTest, AUrlWithALineBreakIsNeverALocation) {
   EXPECT_EQ(redirect.headers[0].second, "https://b.example/");
 }
 
+// ---- the browser's pages (http/ui.h) -----------------------------------------------------------
+
+TEST_F(ApiTest, TheSearchBoxAndTheProxyPageShowTheOutcome) {
+  ASSERT_EQ(registry_
+                ->Apply(Create("88.100.1/S", {MakeValue(1, "URL", "https://example.org/s"),
+                                              MakeValue(2, "DESC", "<script>x()</script>")}))
+                .code,
+            protocol::ResponseCode::kSuccess);
+  auto found = api_->Handle("GET", "/?id=88.100.1%2FS", false);
+  EXPECT_EQ(found.status, 200u);
+  EXPECT_EQ(found.content_type, "text/html;charset=utf-8");
+  EXPECT_NE(found.body.find("<table id=\"values\">"), std::string::npos);
+  EXPECT_NE(found.body.find("&lt;script&gt;x()&lt;/script&gt;"), std::string::npos);
+  EXPECT_EQ(found.body.find("<script>x()"), std::string::npos);
+  EXPECT_NE(found.body.find("id=\"record-json\""), std::string::npos);
+  EXPECT_NE(found.body.find("&quot;responseCode&quot;: 1"), std::string::npos);
+  // The search never redirects; the proxy form does, unless asked not to.
+  EXPECT_EQ(api_->Handle("GET", "/88.100.1/S", false).status, 302u);
+  EXPECT_EQ(api_->Handle("GET", "/88.100.1/S?noredirect", false).body, found.body);
+
+  auto missing = api_->Handle("GET", "/?id=88.100.1/NONE", false);
+  EXPECT_EQ(missing.status, 404u);
+  EXPECT_NE(missing.body.find("data-outcome=\"not-found\""), std::string::npos);
+  auto elsewhere = api_->Handle("GET", "/99.9/x?noredirect", false);
+  EXPECT_EQ(elsewhere.status, 400u);  // the proxy's status for RC 301, as before the page
+  EXPECT_NE(elsewhere.body.find("data-outcome=\"not-homed\""), std::string::npos);
+  for (std::string target : {"/?id=no-slash", "/?id=%3Cscript%3E", "/88.100.1/%zz"}) {
+    auto invalid = api_->Handle("GET", target, false);
+    EXPECT_EQ(invalid.status, 400u) << target;
+    EXPECT_NE(invalid.body.find("data-outcome=\"invalid\""), std::string::npos) << target;
+    EXPECT_EQ(invalid.body.find("<script>"), std::string::npos) << target;
+  }
+  // A mistake in the query is said, not dropped.
+  auto bad_query = api_->Handle("GET", "/?id=88.100.1/S&index=x", false);
+  EXPECT_EQ(bad_query.status, 400u);
+  EXPECT_NE(bad_query.body.find("index must be an integer"), std::string::npos);
+  auto bare = api_->Handle("GET", "/", false);
+  EXPECT_EQ(bare.status, 200u);
+  EXPECT_NE(bare.body.find("<label for=\"q\">"), std::string::npos);
+  EXPECT_EQ(bare.body.find("id=\"message\""), std::string::npos);
+}
+
+TEST_F(ApiTest, TheProxyNeverRedirectsToCode) {
+  ASSERT_EQ(registry_
+                ->Apply(Create("88.100.1/J", {MakeValue(1, "URL", "javascript:alert(1)"),
+                                              MakeValue(2, "URL", "https://safe.example/")}))
+                .code,
+            protocol::ResponseCode::kSuccess);
+  auto redirect = api_->Handle("GET", "/88.100.1/J", false);
+  EXPECT_EQ(redirect.status, 302u);
+  ASSERT_FALSE(redirect.headers.empty());
+  EXPECT_EQ(redirect.headers[0].second, "https://safe.example/");
+  ASSERT_EQ(
+      registry_->Apply(Create("88.100.1/K", {MakeValue(1, "URL", "javascript:alert(1)")})).code,
+      protocol::ResponseCode::kSuccess);
+  auto page = api_->Handle("GET", "/88.100.1/K", false);
+  EXPECT_EQ(page.status, 200u);  // the values page: the URL shown as text, never a link
+  EXPECT_EQ(page.body.find("href=\"javascript"), std::string::npos);
+}
+
+TEST_F(ApiTest, TheDashboardAndItsNumbers) {
+  EXPECT_EQ(api_->Handle("GET", "/ui/status", false).status, 200u);
+  EXPECT_EQ(api_->Handle("POST", "/ui/status", false).status, 405u);
+  EXPECT_EQ(api_->Handle("GET", "/ui/assets/status.js", false).status, 200u);
+  EXPECT_EQ(api_->Handle("GET", "/api/stats", false).status, 404u);  // nothing set yet
+  api_->SetStats([] { return std::string(R"({"series":[]})"); }, false);
+  // Read off the event loop: the memory stage hands it to storage.
+  bool needs_storage = false;
+  api_->Handle("GET", "/api/stats", false, Api::Stage::kMemory, &needs_storage);
+  EXPECT_TRUE(needs_storage);
+  auto stats = api_->Handle("GET", "/api/stats", false);
+  EXPECT_EQ(stats.status, 200u);
+  EXPECT_EQ(stats.body, R"({"series":[]})");
+}
+
+TEST_F(ApiTest, BehindAdminAuthTheDashboardWantsCredentialsOverHttps) {
+  api_->SetStats([] { return std::string("{}"); }, true);
+  for (std::string path : {"/ui/status", "/api/stats"}) {
+    EXPECT_EQ(api_->Handle("GET", path, false).status, 401u) << path;
+    RequestContext plain;
+    plain.authorization = "Basic eDp5";
+    EXPECT_EQ(api_->Handle("GET", path, true, Api::Stage::kStorage, nullptr, &plain).status, 403u)
+        << path;
+  }
+  // Other spellings are not the dashboard (they are identifiers under a prefix "ui").
+  for (std::string path : {"/ui/status/", "/ui//status", "/%75i/status", "/UI/status"}) {
+    auto r = api_->Handle("GET", path, false);
+    EXPECT_EQ(r.body.find("id=\"rps-total\""), std::string::npos) << path;
+  }
+  EXPECT_EQ(api_->Handle("HEAD", "/api/stats?x=1", false).status, 401u);
+  // The resolver page stays public.
+  EXPECT_EQ(api_->Handle("GET", "/", false).status, 200u);
+}
+
 }  // namespace
 }  // namespace idnode::http

@@ -7,7 +7,6 @@
 #include "idnode/http/http_server.h"
 #include "idnode/protocol/value_types.h"
 #include "registry_test_util.h"
-#include "temp_dir.h"
 
 namespace idnode::http {
 namespace {
@@ -138,124 +137,6 @@ TEST(UiPages, EveryPageCarriesAPolicyThatRunsNoInlineScript) {
   EXPECT_EQ(ui::Asset("ui.css").content_type, "text/css;charset=utf-8");
   EXPECT_FALSE(ui::Asset("status.js").body.empty());
   EXPECT_EQ(ui::Asset("../etc/passwd").status, 404u);
-}
-
-class UiRoutesTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    cache::CacheOptions o;
-    o.capacity_bytes = 1 << 20;
-    o.shard_count = 4;
-    cache_ = std::make_shared<cache::AnswerCache>(o);
-    registry::RegistryOptions options;
-    options.storage.path = dir_.sub("data");
-    options.storage.shard_count = 2;
-    options.storage.sync_writes = false;
-    options.cache = cache_;
-    registry_ = std::move(*registry::Registry::Open(std::move(options)));
-    ASSERT_EQ(registry_->HomePrefix("88.100.1").code, protocol::ResponseCode::kSuccess);
-    ASSERT_EQ(registry_
-                  ->Apply(Create("88.100.1/X", {MakeValue(1, "URL", "https://example.org/x"),
-                                                MakeValue(2, "DESC", "<script>x()</script>")}))
-                  .code,
-              protocol::ResponseCode::kSuccess);
-    resolver_ = std::make_unique<resolver::Resolver>(*registry_, cache_);
-    api_ = std::make_unique<Api>(*resolver_, metrics_, [] { return true; });
-  }
-
-  ::idnode::testing::TempDir dir_;
-  std::shared_ptr<cache::AnswerCache> cache_;
-  std::unique_ptr<registry::Registry> registry_;
-  std::unique_ptr<resolver::Resolver> resolver_;
-  metrics::MetricsHub metrics_;
-  std::unique_ptr<Api> api_;
-};
-
-TEST_F(UiRoutesTest, TheSearchBoxAndTheProxyPageShowTheOutcome) {
-  auto found = api_->Handle("GET", "/?id=88.100.1%2FX", false);
-  EXPECT_EQ(found.status, 200u);
-  EXPECT_EQ(found.content_type, "text/html;charset=utf-8");
-  EXPECT_NE(found.body.find("<table id=\"values\">"), std::string::npos);
-  EXPECT_NE(found.body.find("&lt;script&gt;x()&lt;/script&gt;"), std::string::npos);
-  EXPECT_EQ(found.body.find("<script>x()"), std::string::npos);
-  EXPECT_NE(found.body.find("id=\"record-json\""), std::string::npos);
-  EXPECT_NE(found.body.find("&quot;responseCode&quot;: 1"), std::string::npos);
-  // The search never redirects; the proxy form does, unless asked not to.
-  EXPECT_EQ(api_->Handle("GET", "/88.100.1/X", false).status, 302u);
-  EXPECT_EQ(api_->Handle("GET", "/88.100.1/X?noredirect", false).body, found.body);
-
-  auto missing = api_->Handle("GET", "/?id=88.100.1/NONE", false);
-  EXPECT_EQ(missing.status, 404u);
-  EXPECT_NE(missing.body.find("data-outcome=\"not-found\""), std::string::npos);
-  auto elsewhere = api_->Handle("GET", "/99.9/x?noredirect", false);
-  EXPECT_EQ(elsewhere.status, 400u);  // the proxy's status for RC 301, as before the page
-  EXPECT_NE(elsewhere.body.find("data-outcome=\"not-homed\""), std::string::npos);
-  for (std::string target : {"/?id=no-slash", "/?id=%3Cscript%3E", "/88.100.1/%zz"}) {
-    auto invalid = api_->Handle("GET", target, false);
-    EXPECT_EQ(invalid.status, 400u) << target;
-    EXPECT_NE(invalid.body.find("data-outcome=\"invalid\""), std::string::npos) << target;
-    EXPECT_EQ(invalid.body.find("<script>"), std::string::npos) << target;
-  }
-  // A mistake in the query is said, not dropped.
-  auto bad_query = api_->Handle("GET", "/?id=88.100.1/X&index=x", false);
-  EXPECT_EQ(bad_query.status, 400u);
-  EXPECT_NE(bad_query.body.find("index must be an integer"), std::string::npos);
-  auto bare = api_->Handle("GET", "/", false);
-  EXPECT_EQ(bare.status, 200u);
-  EXPECT_NE(bare.body.find("<label for=\"q\">"), std::string::npos);
-  EXPECT_EQ(bare.body.find("id=\"message\""), std::string::npos);
-}
-
-TEST_F(UiRoutesTest, TheProxyNeverRedirectsToCode) {
-  ASSERT_EQ(registry_
-                ->Apply(Create("88.100.1/J", {MakeValue(1, "URL", "javascript:alert(1)"),
-                                              MakeValue(2, "URL", "https://safe.example/")}))
-                .code,
-            protocol::ResponseCode::kSuccess);
-  auto redirect = api_->Handle("GET", "/88.100.1/J", false);
-  EXPECT_EQ(redirect.status, 302u);
-  ASSERT_FALSE(redirect.headers.empty());
-  EXPECT_EQ(redirect.headers[0].second, "https://safe.example/");
-  ASSERT_EQ(
-      registry_->Apply(Create("88.100.1/K", {MakeValue(1, "URL", "javascript:alert(1)")})).code,
-      protocol::ResponseCode::kSuccess);
-  auto page = api_->Handle("GET", "/88.100.1/K", false);
-  EXPECT_EQ(page.status, 200u);  // the values page: the URL shown as text, never a link
-  EXPECT_EQ(page.body.find("href=\"javascript"), std::string::npos);
-}
-
-TEST_F(UiRoutesTest, TheDashboardAndItsNumbers) {
-  EXPECT_EQ(api_->Handle("GET", "/ui/status", false).status, 200u);
-  EXPECT_EQ(api_->Handle("POST", "/ui/status", false).status, 405u);
-  EXPECT_EQ(api_->Handle("GET", "/ui/assets/status.js", false).status, 200u);
-  EXPECT_EQ(api_->Handle("GET", "/api/stats", false).status, 404u);  // nothing set yet
-  api_->SetStats([] { return std::string(R"({"series":[]})"); }, false);
-  // Read off the event loop: the memory stage hands it to storage.
-  bool needs_storage = false;
-  api_->Handle("GET", "/api/stats", false, Api::Stage::kMemory, &needs_storage);
-  EXPECT_TRUE(needs_storage);
-  auto stats = api_->Handle("GET", "/api/stats", false);
-  EXPECT_EQ(stats.status, 200u);
-  EXPECT_EQ(stats.body, R"({"series":[]})");
-}
-
-TEST_F(UiRoutesTest, BehindAdminAuthTheDashboardWantsCredentialsOverHttps) {
-  api_->SetStats([] { return std::string("{}"); }, true);
-  for (std::string path : {"/ui/status", "/api/stats"}) {
-    EXPECT_EQ(api_->Handle("GET", path, false).status, 401u) << path;
-    RequestContext plain;
-    plain.authorization = "Basic eDp5";
-    EXPECT_EQ(api_->Handle("GET", path, true, Api::Stage::kStorage, nullptr, &plain).status, 403u)
-        << path;
-  }
-  // Other spellings are not the dashboard (they are identifiers under a prefix "ui").
-  for (std::string path : {"/ui/status/", "/ui//status", "/%75i/status", "/UI/status"}) {
-    auto r = api_->Handle("GET", path, false);
-    EXPECT_EQ(r.body.find("id=\"rps-total\""), std::string::npos) << path;
-  }
-  EXPECT_EQ(api_->Handle("HEAD", "/api/stats?x=1", false).status, 401u);
-  // The resolver page stays public.
-  EXPECT_EQ(api_->Handle("GET", "/", false).status, 200u);
 }
 
 }  // namespace
