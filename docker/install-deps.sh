@@ -45,14 +45,18 @@ else
 fi
 
 # The browser test's npm package, exactly as tests/e2e/package-lock.json pins it (there is no
-# tests/e2e where only this script was copied, as in docker/Dockerfile's build stage).
+# tests/e2e where only this script was copied, as in docker/Dockerfile's build stage). Installed
+# again whenever the lock file changes (node_modules/.installed-lock holds the one installed).
 e2e="$root/tests/e2e"
-if [[ -z ${IDNODE_NO_BROWSER:-} && -f $e2e/package-lock.json &&
-  ! -d $e2e/node_modules/playwright-core ]]; then
-  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-    echo "install-deps: npm ci in tests/e2e"
-    npm ci --prefix "$e2e" --no-audit --no-fund
-  else
-    echo "install-deps: no node and npm: tests/e2e's packages not installed (the browser test is skipped)"
+if [[ -z ${IDNODE_NO_BROWSER:-} && -f $e2e/package-lock.json ]]; then
+  lock=$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)
+  if [[ ! -d $e2e/node_modules/playwright-core || $(cat "$e2e/node_modules/.installed-lock" 2>/dev/null) != "$lock" ]]; then
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+      echo "install-deps: npm ci in tests/e2e"
+      npm ci --prefix "$e2e" --no-audit --no-fund
+      echo "$lock" >"$e2e/node_modules/.installed-lock"
+    else
+      echo "install-deps: no node and npm: tests/e2e's packages not installed (the browser test cannot run)"
+    fi
   fi
 fi
