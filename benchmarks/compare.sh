@@ -12,7 +12,8 @@
 #      view.
 #   2. Handle/UDP of this build beside another revision's (--baseline BUILD_DIR: the same data, the
 #      same rounds), and with --prefixes N that many delegated prefixes in the table.
-#   3. HTTP: wrk against idnode's JSON API and nginx serving the same JSON documents as files.
+#   3. HTTP: wrk against idnode's JSON API and nginx serving the same JSON documents as files
+#      (benchmarks/http_ab.sh measures the same for this build and another revision, paired).
 #   4. Storage: registry cold reads against raw RocksDB (registry_bench).
 #   5. Replication against a Knot primary and secondary (benchmarks/replication_compare.sh: AXFR
 #      bootstrap time, NOTIFY + IXFR lag under DNS UPDATEs), appended to RESULTS.md.
