@@ -9,8 +9,8 @@
 #   - servers pinned to core 0, wrk and idbench to core 1;
 #   - each idnode warmed by count: every one of the 10,000 sampled identifiers asked once over
 #     HTTP (idbench, sequential), which fills its rendered-JSON cache;
-#   - five rounds of --seconds each (default 8), the order of the three servers rotating; the
-#     median of each ratio, paired by round, and its range.
+#   - five rounds (IDNODE_AB_ROUNDS) of --seconds each (default 8), the order of the three servers
+#     rotating; the median of each ratio, paired by round, and its range.
 # Appends a section to benchmarks/RESULTS-ui.md.
 #   benchmarks/http_ab.sh --baseline BUILD_DIR [--records N] [--seconds S]
 default_records=200000
@@ -60,7 +60,7 @@ wrk_rps() { taskset -c 1 wrk -t1 -c32 -d"${seconds}s" -s "$work/paths.lua" "http
 names=(this base nginx)
 ports=("$this_wp" "$base_wp" "$np")
 : >"$work/rounds.txt"
-for round in 1 2 3 4 5; do
+for round in $(seq 1 "${IDNODE_AB_ROUNDS:-5}"); do
   declare -A rps=()
   for k in 0 1 2; do
     i=$(((k + round) % 3))
@@ -91,8 +91,9 @@ echo "$summary"
   echo
   echo "## JSON API before and after: $(git rev-parse --short HEAD) vs $baseline ($(date -u +%F))"
   echo
-  echo "$records identifiers; wrk -t1 -c32, ${seconds}s per run, 10,000 identifiers at random; five"
-  echo "rounds, the order rotating; servers on core 0, wrk on core 1; each idnode warmed by count."
+  echo "$records identifiers; wrk -t1 -c32, ${seconds}s per run, 10,000 identifiers at random;"
+  echo "${IDNODE_AB_ROUNDS:-5} rounds, the order rotating; servers on core 0, wrk on core 1; each idnode warmed by"
+  echo "count."
   echo
   echo "$summary"
 } >>benchmarks/RESULTS-ui.md
