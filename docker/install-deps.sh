@@ -2,7 +2,7 @@
 # Installs every build and test dependency of idnode from Debian 12 packages, then the browser
 # test's npm package (tests/e2e: playwright-core, which drives Debian's chromium and downloads no
 # browser). Idempotent: packages already present are left alone, apt is only updated when something
-# is missing, and npm only runs when tests/e2e/node_modules lacks the package.
+# is missing, and npm only runs when build/e2e/node_modules lacks the package or the lock changed.
 # Used by docker/dev.sh (and so by .ci/run) and by docker/Dockerfile.
 set -euo pipefail
 
@@ -44,17 +44,22 @@ else
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The browser test's npm package, exactly as tests/e2e/package-lock.json pins it (there is no
-# tests/e2e where only this script was copied, as in docker/Dockerfile's build stage). Installed
-# again whenever the lock file changes (node_modules/.installed-lock holds the one installed).
+# The browser test's npm package, exactly as tests/e2e/package-lock.json pins it, installed in
+# build/e2e (outside the source tree: third-party code stays out of tests/), where
+# tests/integration/ui_test.py looks for it. There is no tests/e2e where only this script was
+# copied (docker/Dockerfile's build stage). Installed again whenever the lock file changes
+# (build/e2e/node_modules/.installed-lock holds the one installed).
 e2e="$root/tests/e2e"
+target="$root/build/e2e"
 if [[ -z ${IDNODE_NO_BROWSER:-} && -f $e2e/package-lock.json ]]; then
   lock=$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)
-  if [[ ! -d $e2e/node_modules/playwright-core || $(cat "$e2e/node_modules/.installed-lock" 2>/dev/null) != "$lock" ]]; then
+  if [[ ! -d $target/node_modules/playwright-core || $(cat "$target/node_modules/.installed-lock" 2>/dev/null) != "$lock" ]]; then
     if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-      echo "install-deps: npm ci in tests/e2e"
-      npm ci --prefix "$e2e" --no-audit --no-fund
-      echo "$lock" >"$e2e/node_modules/.installed-lock"
+      echo "install-deps: npm ci in build/e2e (tests/e2e's lock file)"
+      mkdir -p "$target"
+      cp "$e2e/package.json" "$e2e/package-lock.json" "$target/"
+      npm ci --prefix "$target" --no-audit --no-fund
+      echo "$lock" >"$target/node_modules/.installed-lock"
     else
       echo "install-deps: no node and npm: tests/e2e's packages not installed (the browser test cannot run)"
     fi

@@ -12,7 +12,12 @@
 // resolver-found-dark.png, status.png, status-dark.png; failure-*.png when a check fails).
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { pathToFileURL } from 'node:url';
+
+// playwright-core is installed outside the source tree (docker/install-deps.sh: build/e2e), where
+// IDNODE_E2E_MODULES points; by default, the node_modules beside this script.
+const modules = process.env.IDNODE_E2E_MODULES || path.join(import.meta.dirname ?? '.', 'node_modules');
+const { chromium } = await import(pathToFileURL(path.join(modules, 'playwright-core', 'index.mjs')).href);
 
 const OVERALL_MS = Number(process.env.E2E_TIMEOUT_MS || 90_000);
 const STEP_MS = 10_000; // one action, one wait

@@ -41,6 +41,9 @@ import server_test as st
 HERE = os.path.dirname(os.path.abspath(__file__))
 E2E_DIR = os.path.normpath(os.path.join(HERE, "..", "e2e"))
 E2E_SCRIPT = os.path.join(E2E_DIR, "ui.e2e.mjs")
+# Where docker/install-deps.sh installs the script's npm package: outside the source tree.
+E2E_MODULES = os.environ.get("IDNODE_E2E_MODULES") or os.path.normpath(
+    os.path.join(HERE, "..", "..", "build", "e2e", "node_modules"))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 IDNODE = IDCTL = IDBENCH = None
 NODE = st.NODE  # tearDownModule of server_test.py stops (and checks) every process started, and
@@ -252,8 +255,8 @@ def missing_tools():
         missing.append("node >= 20 (found %s; playwright-core needs 20)" % version[1])
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         missing.append("Chromium at " + CHROMIUM)
-    if not os.path.isfile(os.path.join(E2E_DIR, "node_modules", "playwright-core", "package.json")):
-        missing.append("tests/e2e/node_modules/playwright-core (npm ci --prefix tests/e2e)")
+    if not os.path.isfile(os.path.join(E2E_MODULES, "playwright-core", "package.json")):
+        missing.append("%s/playwright-core (docker/install-deps.sh installs it)" % E2E_MODULES)
     return missing
 
 
@@ -310,7 +313,7 @@ class Browser(unittest.TestCase):
         args = ["node", E2E_SCRIPT, "--base", "http://127.0.0.1:%d" % NODE["http"], "--artifacts", artifacts,
                 "--handle", FOUND, "--xss", XSS, "--missing", MISSING, "--referred", REFERRED,
                 "--landing-text", LANDING_TEXT]
-        env = dict(os.environ, CHROMIUM=CHROMIUM)
+        env = dict(os.environ, CHROMIUM=CHROMIUM, IDNODE_E2E_MODULES=E2E_MODULES)
         e2e = harness.start(args, "ui.e2e.mjs", os.path.join(artifacts, "e2e.log"), expect_exit=True, cwd=E2E_DIR,
                             env=env, start_new_session=True)
         bench = None
